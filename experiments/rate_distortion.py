@@ -1,0 +1,133 @@
+"""Rate against distortion for every kind of bottleneck (Alemi et al. 2018, "Fixing a Broken ELBO").
+
+A beta-VAE sweep traces the rate-distortion curve: a larger beta buys a lower rate (fewer nats through the
+code, R = E KL(q(z|x) || p(z)) >= I(X;Z)) at a higher distortion. Beside it, of the same architecture: a
+deterministic AE and a sparse AE (no rate: their code can carry unbounded information, so they appear as
+reference lines at their distortion) and a fixed-noise AE (its KL to N(0, I) bounds its information).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import ibkit
+from ibkit import estimators as E
+from ibkit.checks import check_choice, check_number
+from ibkit.interface import RunRecord, is_stochastic
+from ibkit.results import write_runs
+
+NAME = "rate-distortion"
+SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sparse and noisy AEs"
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
+    latent_dim: int = 8  # d, width of every model's code
+    hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by the decoder
+    betas: tuple[float, ...] = tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4))  # VAE KL weights
+    noise: float = 0.1  # std of the noisy AE's channel noise (its code is tanh-bounded)
+    sparsity: float = 0.01  # L1 weight on the sparse AE's code
+    epochs: int = 300  # passes over the training split, every model
+    batch_size: int = 128
+    lr: float = 1e-3  # Adam step size
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
+    iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)
+    device: str = "auto"  # auto (GPU when present) | cpu | cuda
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        check_number("latent_dim", self.latent_dim, low=1, integer=True)
+        if not self.betas:
+            raise ValueError("betas=() is empty; give at least one KL weight, e.g. betas=0.1,1,10")
+        for b in self.betas:
+            check_number("betas", b, low=0)
+        check_number("noise", self.noise, low=0, low_open=True)
+        check_number("sparsity", self.sparsity, low=0)
+        check_number("epochs", self.epochs, low=1, integer=True)
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+        check_number("lr", self.lr, low=0, low_open=True)
+        if not self.seeds:
+            raise ValueError("seeds=() is empty; give at least one seed, e.g. seeds=0")
+        for s in self.seeds:
+            check_number("seeds", s, low=0, integer=True)
+        check_number("iwae_k", self.iwae_k, low=1, integer=True)
+
+
+QUICK = dict(epochs=40, seeds=(0,), iwae_k=100)  # about a minute on two CPU cores
+
+
+def model_grid(config: Config) -> list[dict]:
+    """The models of the sweep: build_model options and the schema fields of each, for every seed."""
+    common = dict(latent_dim=config.latent_dim, hidden=config.hidden)
+    specs = [dict(kind="vae", beta=b) for b in config.betas]
+    specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity), dict(kind="noisy_ae", noise=config.noise)]
+    return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
+
+
+def run_id(spec: dict) -> str:
+    """A readable id that is unique within the sweep, e.g. 'vae-beta0.5-seed0'."""
+    knob = {"vae": f"-beta{spec.get('beta')}", "sparse_ae": f"-l1{spec.get('sparsity')}",
+            "noisy_ae": f"-noise{spec.get('noise')}", "ae": ""}[spec["kind"]]
+    return f"{spec['kind']}{knob}-seed{spec['seed']}"
+
+
+def evaluate(model, x, iwae_k: int, seed: int) -> dict:
+    """The schema's metrics of one model on one split, nats per example; NaN where the kind has none."""
+    metrics = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x))
+    if is_stochastic(model):
+        metrics["rate"] = E.rate(model, x, seed=seed)
+        metrics["elbo"] = -(metrics["distortion"] + metrics["rate"])
+        metrics["iwae"] = E.iwae(model, x, iwae_k, seed=seed)
+    return metrics
+
+
+def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
+    """Train and evaluate every model of the grid; one row per run and split (train, test).
+
+    A run that diverges or fails becomes a row with its status and error; the sweep goes on. With
+    ``out_dir``, each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a
+    fault loses at most the run in flight.
+    """
+    ds = ibkit.data.load(config.dataset)
+    rows: list[dict] = []
+    for spec in model_grid(config):
+        rid = run_id(spec)
+        base = dict(experiment=NAME, run_id=rid, dataset=ds.name, kind=spec["kind"],
+                    posterior="diagonal" if spec["kind"] == "vae" else "", latent_dim=spec["latent_dim"],
+                    beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
+                    sparsity=spec.get("sparsity", math.nan), seed=spec["seed"])
+        start = time.perf_counter()
+        try:
+            model = ibkit.build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+            ibkit.fit(model, ds.train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                      seed=spec["seed"], device=config.device)
+            seconds = time.perf_counter() - start
+            for split, x in (("train", ds.train), ("test", ds.test)):
+                rows.append(RunRecord(**base, split=split, train_seconds=seconds,
+                                      **evaluate(model, x, config.iwae_k, spec["seed"])).to_row())
+            if out_dir is not None:
+                ibkit.save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{rid}.pt")
+        except ibkit.DivergenceError as e:
+            rows += [RunRecord(**base, split=s, status="diverged", error=str(e)).to_row() for s in ("train", "test")]
+        except Exception as e:  # a failed cell is a row, never a stopped sweep
+            rows += [RunRecord(**base, split=s, status="failed", error=f"{type(e).__name__}: {e}").to_row()
+                     for s in ("train", "test")]
+        if out_dir is not None:
+            write_runs(pd.DataFrame(rows), out_dir)
+    return pd.DataFrame(rows)
+
+
+def plot(df: pd.DataFrame, folder: str | Path) -> list[Path]:
+    """figures/rate_distortion.{pdf,png} from the stored table."""
+    from ibkit import plots
+
+    return plots.save_figure(plots.rate_distortion(df), folder, "rate_distortion")
+
+

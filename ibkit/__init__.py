@@ -1,0 +1,18 @@
+"""ibkit: what flows through the bottleneck of an autoencoder, in nats.
+
+    import ibkit
+    from ibkit import estimators as E
+    ds = ibkit.data.load("digits")
+    m = ibkit.build_model(kind="vae", input_dim=ds.input_dim, latent_dim=8, beta=4.0)
+    history = ibkit.fit(m, ds.train, epochs=50, seed=0)
+    E.rate(m, ds.test), E.distortion(m, ds.test), E.iwae(m, ds.test, k=1000)
+"""
+
+from ibkit import data, estimators, results
+from ibkit.models import build_model, load_checkpoint, save_checkpoint
+from ibkit.train import DivergenceError, fit
+
+__version__ = "0.1.0"
+
+__all__ = ["data", "estimators", "results", "build_model", "fit", "save_checkpoint", "load_checkpoint",
+           "DivergenceError", "__version__"]

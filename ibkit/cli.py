@@ -1,0 +1,216 @@
+"""The ``ibkit`` command: list, run, plot and table. Bad input is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import types
+import typing
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (``ibkit: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        raise SystemExit(_fail(f"{message} (see ibkit {self.prog.split()[-1]} --help)"))
+
+
+def _fail(message: str) -> int:
+    print(f"ibkit: error: {message}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def parse_value(name: str, text: str, annotation):
+    """Convert ``text`` to the field's type: int, float, bool, str, tuples of those ("a,b,c"), or X | None."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if text.lower() in ("none", "null"):
+            return None
+        return parse_value(name, text, args[0])
+    if origin is tuple:
+        item = typing.get_args(annotation)[0]
+        return tuple(parse_value(name, t.strip(), item) for t in text.split(",") if t.strip())
+    if annotation is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"--set {name}={text!r}: expected true or false")
+    try:
+        value = annotation(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--set {name}={text!r}: expected {annotation.__name__}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"--set {name}={text!r}: expected a finite number")
+    return value
+
+
+def parse_overrides(config_cls, items: list[str]) -> dict:
+    """``["key=value", ...]`` -> {field: typed value} for the dataclass ``config_cls``; unknown keys are refused."""
+    hints = typing.get_type_hints(config_cls)
+    names = [f.name for f in fields(config_cls)]
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set epochs=10")
+        if key not in names:
+            raise ValueError(f"--set {key}: unknown config key; valid keys: {', '.join(names)}")
+        out[key] = parse_value(key, text, hints[key])
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def cmd_list(args) -> int:
+    import experiments
+
+    for name in experiments.EXPERIMENTS:
+        print(f"{name:20s} {experiments.get(name).SUMMARY}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import experiments
+    from ibkit import results
+
+    exp = experiments.get(args.experiment)
+    overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
+    config = exp.Config(**overrides)
+    default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
+    folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
+    meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
+                started=_now())
+    results.write_manifest(folder, **meta, finished=None)
+    try:
+        df = exp.run(config, out_dir=folder)
+    except KeyboardInterrupt:
+        print(f"ibkit: interrupted; the runs finished so far are in {folder / results.RUNS}", file=sys.stderr)
+        return 130
+    results.write_runs(df, folder)
+    results.write_manifest(folder, **meta, finished=_now())
+    figures = exp.plot(df, folder / "figures")
+    bad = df[df["status"] != "ok"]["run_id"].unique()
+    print(f"{df['run_id'].nunique()} runs -> {folder / results.RUNS}")
+    if len(bad):
+        print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
+    print("figures: " + ", ".join(str(p) for p in figures))
+    print(summary_table(df, "markdown"))
+    return 0
+
+
+def _experiment_of(folder: Path) -> types.ModuleType:
+    import experiments
+    from ibkit import results
+
+    manifest = results.read_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"no manifest.json in {folder}; is it a folder written by ibkit run?")
+    return experiments.get(manifest.get("experiment"))
+
+
+def cmd_plot(args) -> int:
+    from ibkit import results
+
+    folder = Path(args.dir)
+    exp = _experiment_of(folder)
+    for path in exp.plot(results.load(folder), folder / "figures"):
+        print(path)
+    return 0
+
+
+METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
+CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity")
+
+
+def summary_table(df, fmt: str) -> str:
+    """One row per configuration on the test split: mean (± standard error over seeds where there are several)."""
+    ok = df[(df["split"] == "test") & (df["status"] == "ok")]
+    metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
+    keys = [c for c in CONFIG_COLUMNS if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
+    groups = ok.groupby(keys, dropna=False, sort=True)
+    rows = []
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row = [_fmt(k) for k in key]
+        for m in metrics:
+            vals = g[m].dropna()
+            if not len(vals):
+                row.append("–")
+            elif len(vals) > 1:
+                row.append(f"{vals.mean():.2f} ± {vals.std(ddof=1) / math.sqrt(len(vals)):.2f}")
+            else:
+                row.append(f"{vals.mean():.2f}")
+        rows.append(row)
+    header = keys + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
+    if fmt == "csv":
+        return "\n".join(",".join(r) for r in [header, *rows])
+    if fmt == "latex":
+        lines = [r"\begin{tabular}{" + "l" * len(keys) + "r" * len(metrics) + "}", r"\toprule",
+                 " & ".join(h.replace("_", r"\_") for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(c.replace("_", r"\_").replace("±", r"$\pm$") for c in r) + r" \\" for r in rows]
+        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:g}"
+    return str(value)
+
+
+def cmd_table(args) -> int:
+    from ibkit import results
+
+    print(summary_table(results.load(args.dir), args.format))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ibkit", description="Information-theoretic bottleneck analysis of autoencoders.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="experiments and what each shows").set_defaults(func=cmd_list)
+    run = sub.add_parser("run", help="run an experiment, store its table, manifest and figures")
+    run.add_argument("experiment", help="an experiment name (ibkit list)")
+    run.add_argument("--quick", action="store_true", help="the about-a-minute version (writes to results/NAME-quick)")
+    run.add_argument("--out", help="results folder (default results/NAME)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field; repeatable")
+    run.add_argument("--overwrite", action="store_true", help="replace results of a different config in --out")
+    run.set_defaults(func=cmd_run)
+    plot = sub.add_parser("plot", help="redraw the figures of a stored results folder")
+    plot.add_argument("dir")
+    plot.set_defaults(func=cmd_plot)
+    table = sub.add_parser("table", help="the table a paper cites, from a stored results folder")
+    table.add_argument("dir")
+    table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    table.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else USAGE_ERROR
+    except (ValueError, FileNotFoundError) as e:
+        return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def entry_point() -> None:
+    """The console script: exit with main's status."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,29 @@
+"""KL divergence between torch distributions: closed form where torch registers one, Monte Carlo otherwise."""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+
+
+def kl_or_monte_carlo(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
+    """KL(q || p) per batch element, [N] for q with batch_shape [N].
+
+    Uses torch's registered closed form (``@register_kl``) when there is one. Otherwise the Monte Carlo
+    estimate mean_s [log q(z_s) - log p(z_s)], z_s ~ q, over the given samples ``z`` [S, N, d] (reparameterised,
+    so gradients flow) or ``n_samples`` fresh ones.
+    """
+    try:
+        return kl_divergence(q, p)
+    except NotImplementedError:
+        return monte_carlo_kl(q, p, z, n_samples)
+
+
+def monte_carlo_kl(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
+    """Unbiased estimate of KL(q || p) = E_q[log q(z) - log p(z)] from samples z [S, N, d]; returns [N]."""
+    if z is None:
+        z = q.rsample((n_samples,)) if q.has_rsample else q.sample((n_samples,))
+    return (q.log_prob(z) - p.log_prob(z)).mean(0)
+
+
+__all__ = ["kl_or_monte_carlo", "monte_carlo_kl"]

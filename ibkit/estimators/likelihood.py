@@ -1,0 +1,97 @@
+"""Rate, distortion, ELBO and the importance-weighted bound on log p(x). All in nats, pure, chunked.
+
+Every function takes a protocol model (``posterior``, ``prior``, ``log_likelihood``; ``distortion`` also
+takes a deterministic code with ``encode``) and data x [N, D]; it returns the mean over the N examples as a
+float, or the per-example values [N] with ``per_example=True``. Randomness comes from ``seed`` alone; the
+caller's global random state is left untouched. ``chunk_size`` bounds the (sample, row) pairs decoded at once,
+so memory does not grow with N or the number of samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ibkit.checks import check_number
+from ibkit.divergence import kl_or_monte_carlo
+from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, reduce, row_chunks, seeded
+from ibkit.interface import is_stochastic
+
+
+def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+         per_example: bool = False) -> float | Tensor:
+    """R = E_x KL(q(z|x) || p(z)), an upper bound on I(X;Z) (Alemi et al. 2018, "Fixing a Broken ELBO").
+
+    Closed form where torch registers the KL; otherwise Monte Carlo with ``n_samples`` draws per example.
+    """
+    x = prepare(model, x)
+    check_number("n_samples", n_samples, low=1, integer=True)
+    _, rows = plan_chunks(n_samples, chunk_size)
+    with seeded(seed, x.device):
+        prior = model.prior()
+        kl = [kl_or_monte_carlo(model.posterior(x[s]), prior, n_samples=n_samples) for s in row_chunks(len(x), rows)]
+    return reduce(torch.cat(kl), per_example)
+
+
+def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+               per_example: bool = False) -> float | Tensor:
+    """D = -E_x E_{q(z|x)} log p(x|z), with ``n_samples`` draws of z per example.
+
+    For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
+    """
+    x = prepare(model, x, need_posterior=False)
+    check_number("n_samples", n_samples, low=1, integer=True)
+    stochastic = is_stochastic(model)
+    samples, rows = plan_chunks(n_samples if stochastic else 1, chunk_size)
+    out = []
+    with seeded(seed, x.device):
+        for s in row_chunks(len(x), rows):
+            xs = x[s]
+            if not stochastic:
+                out.append(-model.log_likelihood(xs, model.encode(xs).unsqueeze(0))[0])
+                continue
+            q = model.posterior(xs)
+            total = torch.zeros(len(xs), device=x.device)
+            for j in range(0, n_samples, samples):
+                z = q.sample((min(samples, n_samples - j),))  # [S, n, d]
+                total -= model.log_likelihood(xs, z).sum(0)
+            out.append(total / n_samples)
+    return reduce(torch.cat(out), per_example)
+
+
+def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+         per_example: bool = False) -> float | Tensor:
+    """ELBO = -(D + R) = E_q log p(x|z) - KL(q(z|x) || p(z)) <= log p(x) (Kingma & Welling 2014)."""
+    kw = dict(seed=seed, chunk_size=chunk_size, per_example=True)
+    values = -(distortion(model, x, n_samples, **kw) + rate(model, x, **kw))
+    return reduce(values, per_example)
+
+
+def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+         per_example: bool = False) -> float | Tensor:
+    """The importance-weighted bound (Burda et al. 2016, eq. 8):
+
+        L_k = E_x E_{z_1..z_k ~ q(z|x)} log (1/k) sum_i p(x, z_i) / q(z_i|x)
+
+    a lower bound on log p(x) that rises with k (L_1 = ELBO) and reaches log p(x) as k -> infinity, or at
+    k = 1 when q is the exact posterior. Log-sum-exp throughout; the k samples are drawn in chunks and
+    combined with a running log-sum-exp, so memory is set by ``chunk_size``, not by k.
+    """
+    x = prepare(model, x)
+    check_number("k", k, low=1, integer=True)
+    samples, rows = plan_chunks(k, chunk_size)
+    out = []
+    with seeded(seed, x.device):
+        prior = model.prior()
+        for s in row_chunks(len(x), rows):
+            xs = x[s]
+            q = model.posterior(xs)
+            acc = torch.full((len(xs),), -math.inf, device=x.device)
+            for j in range(0, k, samples):
+                z = q.sample((min(samples, k - j),))  # [S, n, d]
+                log_w = model.log_likelihood(xs, z) + prior.log_prob(z) - q.log_prob(z)  # [S, n]
+                acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+            out.append(acc - math.log(k))
+    return reduce(torch.cat(out), per_example)

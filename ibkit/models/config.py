@@ -1,0 +1,56 @@
+"""ModelConfig: every hyper-parameter of an autoencoder, validated once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ibkit.checks import check_choice, check_number
+
+KINDS = ("ae", "sparse_ae", "noisy_ae", "vae")
+LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
+POSTERIOR_NAMES = ("diagonal",)
+CODE_BOUNDS = ("tanh", None)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str  # ae | sparse_ae | noisy_ae | vae
+    input_dim: int  # D, width of the data
+    latent_dim: int  # d, width of the code
+    hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
+    likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
+    posterior: str = "diagonal"  # q(z|x) family of the vae
+    beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
+    noise: float | None = None  # noisy_ae: std of the fixed Gaussian channel noise (required, > 0)
+    sparsity: float = 0.0  # sparse_ae: weight of the L1 penalty on the code
+    code_bound: str | None = "auto"  # noisy_ae: "tanh" (power <= 1 per dim, the default) or None (unbounded)
+    seed: int = 0  # seed of the weight initialisation
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, KINDS)
+        check_number("input_dim", self.input_dim, low=1, integer=True)
+        check_number("latent_dim", self.latent_dim, low=1, integer=True)
+        hidden = self.hidden
+        if isinstance(hidden, int) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
+            raise ValueError(f"hidden={hidden!r} must be a tuple of positive layer widths, e.g. (256, 256), or () for linear")
+        object.__setattr__(self, "hidden", tuple(hidden))
+        check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
+        check_choice("posterior", self.posterior, POSTERIOR_NAMES)
+        check_number("beta", self.beta, low=0)
+        check_number("sparsity", self.sparsity, low=0)
+        check_number("seed", self.seed, low=0, integer=True)
+        if self.kind == "noisy_ae":
+            if self.noise is None:
+                raise ValueError("noise=None: kind='noisy_ae' needs the channel noise std, e.g. noise=0.1")
+            check_number("noise", self.noise, low=0, low_open=True)
+        elif self.noise is not None:
+            raise ValueError(f"noise={self.noise!r} applies only to kind='noisy_ae', not kind={self.kind!r}")
+        if self.sparsity and self.kind != "sparse_ae":
+            raise ValueError(f"sparsity={self.sparsity!r} applies only to kind='sparse_ae', not kind={self.kind!r}")
+        bound = self.code_bound
+        if bound == "auto":
+            bound = "tanh" if self.kind == "noisy_ae" else None
+        check_choice("code_bound", bound, CODE_BOUNDS)
+        if bound is not None and self.kind != "noisy_ae":
+            raise ValueError(f"code_bound={bound!r} applies only to kind='noisy_ae', not kind={self.kind!r}")
+        object.__setattr__(self, "code_bound", bound)

@@ -1,0 +1,60 @@
+"""Decoder likelihoods p(x|z): the decoder outputs their parameters, they score x in nats.
+
+Registry: ``LIKELIHOODS = {"bernoulli": ..., "gaussian": ...}``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Likelihood(nn.Module):
+    """p(x|z) given the decoder output; ``log_prob`` sums over the D pixels."""
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        """log p(x|z) for x [N, D] and decoder output [..., N, D]; returns [..., N]."""
+        raise NotImplementedError
+
+    def check_data(self, x: Tensor, name: str = "x") -> None:
+        """Refuse data this likelihood cannot score (hook; default accepts any finite reals)."""
+
+
+class BernoulliLikelihood(Likelihood):
+    """Independent Bernoulli pixels with logits from the decoder:
+    log p(x|z) = sum_j x_j l_j - softplus(l_j). A proper log-likelihood for x in {0, 1}."""
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        return (x * params - F.softplus(params)).sum(-1)
+
+    def check_data(self, x: Tensor, name: str = "x") -> None:
+        lo, hi = x.min().item(), x.max().item()
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name} has values in [{lo:.3g}, {hi:.3g}] but likelihood='bernoulli' needs values in [0, 1]; "
+                "binarise or rescale the data, or use likelihood='gaussian'"
+            )
+
+
+class GaussianLikelihood(Likelihood):
+    """x ~ N(mean(z), s^2 I) with the mean from the decoder and one learned log-scale log s shared by all pixels:
+    log p(x|z) = -1/2 sum_j [(x_j - m_j)^2 / s^2 + log(2 pi s^2)]."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        inv_var = torch.exp(-2 * self.log_scale)
+        sq = (x - params).pow(2).sum(-1)
+        d = x.shape[-1]
+        return -0.5 * (sq * inv_var + d * (2 * self.log_scale + math.log(2 * math.pi)))
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "bernoulli": BernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+}

@@ -1,0 +1,28 @@
+"""The variational autoencoder: posterior family q(z|x), prior N(0, I), loss distortion + beta * rate."""
+
+from torch import Tensor
+from torch.distributions import Distribution
+
+from ibkit.models.base import StochasticAutoencoder
+from ibkit.models.config import ModelConfig
+from ibkit.models.posteriors import POSTERIORS
+
+
+class VAE(StochasticAutoencoder):
+    """beta-VAE (Kingma & Welling 2014; Higgins et al. 2017): loss = -E_q log p(x|z) + beta KL(q(z|x) || p(z)).
+
+    beta = 1 is the negative ELBO; Alemi et al. 2018 read it as a point D + beta R on the rate-distortion plane.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        self.family = POSTERIORS[config.posterior](config.latent_dim)
+
+    def encoder_width(self) -> int:
+        return POSTERIORS[self.config.posterior].n_params(self.config.latent_dim)
+
+    def posterior(self, x: Tensor) -> Distribution:
+        return self.family(self.encoder(x))
+
+    def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
+        return self.config.beta * rate

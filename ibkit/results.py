@@ -1,0 +1,129 @@
+"""The results store: a run folder holds ``runs.csv`` (one tidy row per run and split), ``manifest.json``
+(provenance), ``figures/`` and ``checkpoints/``. Every write is atomic (temp file, then rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ibkit.interface import RESULT_COLUMNS
+
+RUNS = "runs.csv"
+MANIFEST = "manifest.json"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
+    """Store the tidy table as ``folder/runs.csv``, schema columns first."""
+    first = [c for c in RESULT_COLUMNS if c in df.columns]
+    df = df[first + [c for c in df.columns if c not in first]]
+    path = Path(folder) / RUNS
+    atomic_write_text(path, df.to_csv(index=False))
+    return path
+
+
+def load(folder: str | os.PathLike) -> pd.DataFrame:
+    """The tidy table of a stored run folder (one row per run and split)."""
+    path = Path(folder) / RUNS
+    if not path.is_file():
+        raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first (ibkit run ...)")
+    return pd.read_csv(path, keep_default_na=True).fillna({"error": "", "posterior": ""})
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The manifest of a run folder, or None when there is none. Read as JSON data, nothing executed."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a valid manifest (JSON): {e}") from None
+
+
+def git_state(cwd: str | os.PathLike | None = None) -> dict:
+    """{"commit": sha or None, "dirty": bool or None} of the git tree around ``cwd`` (ibkit's source by default)."""
+    cwd = cwd or Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return {"commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def environment() -> dict:
+    """Versions and machine facts for the manifest."""
+    import numpy
+    import torch
+
+    import ibkit
+
+    return {
+        "ibkit": ibkit.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pandas": pd.__version__,
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_manifest(folder: str | os.PathLike, **fields) -> Path:
+    """Write ``manifest.json``: the given fields (experiment, config, seeds, times...) plus the command
+    line, the git state and the environment."""
+    manifest = {**fields, "command": sys.argv, "git": git_state(), "environment": environment()}
+    path = Path(folder) / MANIFEST
+    atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
+    return path
+
+
+def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool) -> Path:
+    """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results
+    of a different experiment or config unless ``overwrite``. Returns the folder as a Path."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is not None and not overwrite:
+        same = manifest.get("experiment") == experiment and manifest.get("config") == json.loads(json.dumps(config, default=str))
+        if not same:
+            raise ValueError(
+                f"{folder} holds results of another run ({manifest.get('experiment')}, different config); "
+                "choose another --out or pass --overwrite to replace them"
+            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-")
+        probe.close()
+    except OSError as e:
+        raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
+    return folder

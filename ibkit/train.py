@@ -1,0 +1,100 @@
+"""One trainer: minibatch Adam on the model's per-example loss, with a per-epoch history."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ibkit.checks import check_choice, check_data, check_number
+
+
+class DivergenceError(ValueError):
+    """Training produced a NaN or infinite loss. ``history`` holds the epochs finished before it."""
+
+    def __init__(self, message: str, epoch: int, history: pd.DataFrame):
+        super().__init__(message)
+        self.epoch = epoch
+        self.history = history
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" is the GPU when one is present, else the CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda[:i]'") from None
+
+
+def fit(
+    model: nn.Module,
+    x_train,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device = "auto",
+) -> pd.DataFrame:
+    """Train ``model`` (an ibkit autoencoder: ``forward`` returns per-example ``loss, rate, distortion``)
+    with Adam on minibatches of ``x_train`` [N, D], minimising the mean per-example loss.
+
+    The minibatch order and the model's noise come from ``seed`` (the global random state is left as it
+    was), so the same seed gives the same numbers on the CPU. Returns the per-epoch history: epoch, loss,
+    rate, distortion (means over the epoch's examples, nats) and seconds. A NaN or infinite loss stops
+    training with ``DivergenceError`` naming the epoch and the last finite loss.
+    """
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    check_number("lr", lr, low=0, low_open=True)
+    check_number("seed", seed, low=0, integer=True)
+    device = resolve_device(device)
+    x = check_data(x_train, "x_train", width=model.config.input_dim)
+    model.likelihood.check_data(x, "x_train")
+    model.to(device)
+    x = x.to(device)
+    n = x.shape[0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    order = torch.Generator().manual_seed(seed)
+    rows = []
+    show = progress and sys.stderr.isatty()
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)
+        bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not show, leave=False)
+        for epoch in bar:
+            start = time.perf_counter()
+            totals = torch.zeros(3, device=device)  # loss, rate, distortion, summed over examples
+            perm = torch.randperm(n, generator=order).to(device)
+            model.train()
+            for i in range(0, n, batch_size):
+                out = model(x[perm[i : i + batch_size]])
+                loss = out.loss.mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    totals += torch.stack((out.loss.sum(), out.rate.sum(), out.distortion.sum()))
+            loss_mean, rate_mean, dist_mean = (totals / n).tolist()
+            if not math.isfinite(loss_mean):
+                history = pd.DataFrame(rows)
+                last = f"{rows[-1]['loss']:.6g}" if rows else "none (it diverged in the first epoch)"
+                raise DivergenceError(
+                    f"training diverged: the loss became {loss_mean} in epoch {epoch}; last finite epoch loss: {last}. "
+                    f"Lower lr (now {lr}) or check the data.",
+                    epoch,
+                    history,
+                )
+            rows.append(dict(epoch=epoch, loss=loss_mean, rate=rate_mean, distortion=dist_mean,
+                             seconds=time.perf_counter() - start))
+            if show:
+                bar.set_postfix(loss=f"{loss_mean:.3f}")
+    model.eval()
+    return pd.DataFrame(rows)
