@@ -62,7 +62,7 @@ def _mean_sem(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd.Data
     g = df.groupby(by)[list(cols)]
     out = g.mean()
     sem = g.sem(ddof=1).fillna(0.0) if g.size().max() > 1 else g.mean() * 0
-    return out.join(sem, rsuffix="_sem").reset_index()
+    return out.join(sem.add_suffix("_sem")).reset_index()
 
 
 def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45) -> plt.Figure:
@@ -81,26 +81,22 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
             pts = _mean_sem(vae, "beta").sort_values("beta")
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
                         color=colour, marker=marker, ms=4, lw=1.2, capsize=2, label=f"{label} (beta sweep)")
-            for _, p in pts.iterrows():
-                ax.annotate(f"β={p['beta']:.3g}", (p["rate"], p["distortion"]), xytext=(4, 3),
-                            textcoords="offset points", fontsize=6, color=colour)
+            _annotate_groups(ax, pts, "beta", "β", colour, (4, 3))
         noisy = runs[runs["kind"] == "noisy_ae"]
         if len(noisy):
             colour, marker, label = KIND_STYLE["noisy_ae"]
             pts = _mean_sem(noisy, "noise")
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
                         color=colour, marker=marker, ms=5, ls="none", capsize=2, label=f"{label} (KL to N(0, I))")
-            for _, p in pts.iterrows():
-                ax.annotate(f"σ={p['noise']:.3g}", (p["rate"], p["distortion"]), xytext=(4, -9),
-                            textcoords="offset points", fontsize=6, color=colour)
+            _annotate_groups(ax, pts, "noise", "σ", colour, (4, -9))
         for kind in ("ae", "sparse_ae"):
             det = runs[runs["kind"] == kind]
             if len(det):
                 colour, _, label = KIND_STYLE[kind]
                 ax.axhline(det["distortion"].mean(), color=colour, ls="--", lw=1,
                            label=f"{label}: D = {det['distortion'].mean():.1f} (rate unbounded)")
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
+        ax.set_xlim(0, ax.get_xlim()[1] * 1.15)  # room for the labels of the rightmost points
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.05)
         _constant_elbo_lines(ax)
         ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z))  [nats]")
         ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
@@ -109,11 +105,30 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
     return fig
 
 
+def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, colour, offset) -> None:
+    """Label each point with its ``column`` value; points closer than 3% of the axes share one label
+    ("β=5.28–20"), so collapsed models do not print on top of each other."""
+    x_span = max(pts["rate"].max(), 1e-9)
+    y_span = max(pts["distortion"].max(), 1e-9)
+    pts = pts.sort_values(column)
+    groups: list[list] = []
+    for _, p in pts.iterrows():
+        last = groups[-1][-1] if groups else None
+        near = last is not None and abs(p["rate"] - last["rate"]) < 0.03 * x_span and \
+            abs(p["distortion"] - last["distortion"]) < 0.03 * y_span
+        groups[-1].append(p) if near else groups.append([p])
+    for g in groups:
+        text = f"{symbol}={g[0][column]:.3g}" + (f"–{g[-1][column]:.3g}" if len(g) > 1 else "")
+        ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=offset, textcoords="offset points",
+                    fontsize=6, color=colour)
+
+
 def _constant_elbo_lines(ax: plt.Axes, n: int = 6) -> None:
     """Light lines D + R = c (slope -1): points on one line have the same ELBO = -c."""
     x0, x1 = ax.get_xlim()
     y0, y1 = ax.get_ylim()
-    for c in np.linspace(0, x1 + y1, n + 2)[1:-1]:
-        ax.plot([x0, x1], [c - x0, c - x1], color="0.8", lw=0.6, zorder=0)
+    for i, c in enumerate(np.linspace(0, x1 + y1, n + 2)[1:-1]):
+        ax.plot([x0, x1], [c - x0, c - x1], color="0.8", lw=0.6, zorder=0,
+                label="constant ELBO: D + R = const" if i == 0 else None)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)

@@ -49,7 +49,9 @@ def load(folder: str | os.PathLike) -> pd.DataFrame:
     path = Path(folder) / RUNS
     if not path.is_file():
         raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first (ibkit run ...)")
-    return pd.read_csv(path, keep_default_na=True).fillna({"error": "", "posterior": ""})
+    text_columns = ("run_id", "kind", "posterior", "split", "status", "error")
+    df = pd.read_csv(path, dtype={c: str for c in text_columns})
+    return df.fillna({c: "" for c in text_columns if c in df})
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
