@@ -148,6 +148,8 @@ def summary_table(df, fmt: str) -> str:
                 row.append("–")
             elif len(vals) > 1:
                 row.append(f"{vals.mean():.2f} ± {vals.std(ddof=1) / math.sqrt(len(vals)):.2f}")
+            elif m == "active_units":
+                row.append(f"{vals.iloc[0]:g}")
             else:
                 row.append(f"{vals.mean():.2f}")
         rows.append(row)
@@ -166,7 +168,7 @@ def summary_table(df, fmt: str) -> str:
 def _fmt(value) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:g}"
-    return str(value)
+    return str(value) or "–"
 
 
 def cmd_table(args) -> int:
