@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else USAGE_ERROR
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input, missing or unreadable files, a failed download
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 

@@ -289,7 +289,10 @@ def test_download_checksum_mismatch_deletes_file(mirror, tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "ibkit" / "mnist").iterdir()) == []  # no file, no temp file
 
 
-def test_download_failure_says_where_to_put_files(no_env, tmp_path):
+def test_download_failure_says_where_to_put_files(no_env, tmp_path, monkeypatch):
+    gone = (tmp_path / "no-such-mirror").as_uri() + "/"  # an unreachable mirror, without touching the network
+    monkeypatch.setattr(data, "MIRROR", gone)
+    monkeypatch.setattr(data, "MIRRORS", (gone,))
     with pytest.raises(ConnectionError, match=r"could not download .*path=FOLDER.*IBKIT_DATA"):
         data.load("mnist")
     assert list((tmp_path / "cache" / "ibkit" / "mnist").iterdir()) == []
