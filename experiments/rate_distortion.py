@@ -68,7 +68,8 @@ def model_grid(config: Config) -> list[dict]:
     """The models of the sweep: build_model options and the schema fields of each, for every seed."""
     common = dict(latent_dim=config.latent_dim, hidden=config.hidden)
     specs = [dict(kind="vae", beta=b) for b in config.betas]
-    specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity), dict(kind="noisy_ae", noise=config.noise)]
+    specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity),
+              dict(kind="noisy_ae", noise=config.noise)]
     return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 

@@ -58,3 +58,13 @@ def check_data(x, name: str = "x", width: int | None = None) -> Tensor:
         bad = (~torch.isfinite(x)).any(dim=1).nonzero()[:5, 0].tolist()
         raise ValueError(f"{name} contains NaN or inf (first bad rows: {bad}); clean the data first")
     return x
+
+
+def check_model_data(model, x, name: str = "x") -> Tensor:
+    """``check_data`` against what ``model`` accepts: its ``config.input_dim`` and its likelihood's support
+    (``likelihood.check_data``), where the model declares them (a user's protocol model need not)."""
+    x = check_data(x, name, width=getattr(getattr(model, "config", None), "input_dim", None))
+    likelihood = getattr(model, "likelihood", None)
+    if hasattr(likelihood, "check_data"):
+        likelihood.check_data(x, name)
+    return x

@@ -60,9 +60,7 @@ def save_figure(fig: plt.Figure, folder: str | os.PathLike, name: str) -> list[P
 def _mean_sem(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd.DataFrame:
     """Mean and standard error over seeds of ``cols`` for each value of ``by``."""
     g = df.groupby(by)[list(cols)]
-    out = g.mean()
-    sem = g.sem(ddof=1).fillna(0.0) if g.size().max() > 1 else g.mean() * 0
-    return out.join(sem.add_suffix("_sem")).reset_index()
+    return g.mean().join(g.sem(ddof=1).fillna(0.0).add_suffix("_sem")).reset_index()  # one seed: no bar
 
 
 def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45) -> plt.Figure:
@@ -81,14 +79,18 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
             pts = _mean_sem(vae, "beta").sort_values("beta")
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
                         color=colour, marker=marker, ms=4, lw=1.2, capsize=2, label=f"{label} (beta sweep)")
-            _annotate_groups(ax, pts, "beta", "β", colour, (4, 3))
+            low = pts["distortion"].quantile(0.35)  # labels below the flat low-distortion end, above the steep end
+            _annotate_groups(ax, pts, "beta", "β", colour, lambda p: (4, -10) if p["distortion"] < low else (4, 3))
         noisy = runs[runs["kind"] == "noisy_ae"]
         if len(noisy):
             colour, marker, label = KIND_STYLE["noisy_ae"]
             pts = _mean_sem(noisy, "noise")
+            single = f", σ = {pts['noise'].iloc[0]:.3g}" if len(pts) == 1 else ""
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
-                        color=colour, marker=marker, ms=5, ls="none", capsize=2, label=f"{label} (KL to N(0, I))")
-            _annotate_groups(ax, pts, "noise", "σ", colour, (4, -9))
+                        color=colour, marker=marker, ms=5, ls="none", capsize=2,
+                        label=f"{label}{single} (rate: KL to N(0, I))")
+            if len(pts) > 1:
+                _annotate_groups(ax, pts, "noise", "σ", colour, lambda p: (4, 3))
         for kind in ("ae", "sparse_ae"):
             det = runs[runs["kind"] == kind]
             if len(det):
@@ -105,7 +107,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
     return fig
 
 
-def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, colour, offset) -> None:
+def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, colour, offset_for) -> None:
     """Label each point with its ``column`` value; points closer than 3% of the axes share one label
     ("β=5.28–20"), so collapsed models do not print on top of each other."""
     x_span = max(pts["rate"].max(), 1e-9)
@@ -119,7 +121,7 @@ def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, 
         groups[-1].append(p) if near else groups.append([p])
     for g in groups:
         text = f"{symbol}={g[0][column]:.3g}" + (f"–{g[-1][column]:.3g}" if len(g) > 1 else "")
-        ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=offset, textcoords="offset points",
+        ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=offset_for(g[0]), textcoords="offset points",
                     fontsize=6, color=colour)
 
 

@@ -116,8 +116,8 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
         raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is not None and not overwrite:
-        same = manifest.get("experiment") == experiment and manifest.get("config") == json.loads(json.dumps(config, default=str))
-        if not same:
+        as_stored = json.loads(json.dumps(config, default=str))
+        if manifest.get("experiment") != experiment or manifest.get("config") != as_stored:
             raise ValueError(
                 f"{folder} holds results of another run ({manifest.get('experiment')}, different config); "
                 "choose another --out or pass --overwrite to replace them"

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ibkit.checks import check_choice, check_data, check_number
+from ibkit.checks import check_model_data, check_number
+from ibkit.seeding import seeded
 
 
 class DivergenceError(ValueError):
@@ -56,8 +57,7 @@ def fit(
     check_number("lr", lr, low=0, low_open=True)
     check_number("seed", seed, low=0, integer=True)
     device = resolve_device(device)
-    x = check_data(x_train, "x_train", width=model.config.input_dim)
-    model.likelihood.check_data(x, "x_train")
+    x = check_model_data(model, x_train, "x_train")
     model.to(device)
     x = x.to(device)
     n = x.shape[0]
@@ -65,9 +65,7 @@ def fit(
     order = torch.Generator().manual_seed(seed)
     rows = []
     show = progress and sys.stderr.isatty()
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not show, leave=False)
         for epoch in bar:
             start = time.perf_counter()

@@ -115,6 +115,7 @@ class _Payload:
         return (print, ("this code must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"config": {}, "state_dict": {}, "x": _Payload()}, path)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ibkit.checks import check_data, check_number
+from ibkit.checks import check_model_data, check_number
 from ibkit.interface import is_stochastic
+from ibkit.seeding import seeded
 
 DEFAULT_CHUNK = 16384  # (sample, row) pairs per decoder pass: ~0.3 GB for a 784-512-512 decoder
 
@@ -28,21 +29,14 @@ def prepare(model, x, *, need_posterior: bool = True) -> Tensor:
             f"{type(model).__name__} has no posterior q(z|x) (it is a deterministic code); "
             "wrap it in a probe channel: ibkit.estimators.probe(model, sigma)"
         )
-    config = getattr(model, "config", None)
-    x = check_data(x, "x", width=getattr(config, "input_dim", None))
-    likelihood = getattr(model, "likelihood", None)
-    if likelihood is not None and hasattr(likelihood, "check_data"):
-        likelihood.check_data(x, "x")
-    return x.to(model_device(model))
+    return check_model_data(model, x).to(model_device(model))
 
 
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
-    """Run a block with the global RNG seeded to ``seed`` and restore the caller's state afterwards."""
+def seeded_no_grad(seed: int, device: torch.device):
+    """An estimator's block: no autograd, torch's RNG seeded to ``seed``, the caller's state restored after."""
     check_number("seed", seed, low=0, integer=True)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.manual_seed(seed)
+    with seeded(seed, device), torch.no_grad():
         yield
 
 

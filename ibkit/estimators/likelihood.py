@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ibkit.checks import check_number
 from ibkit.divergence import kl_or_monte_carlo
-from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, reduce, row_chunks, seeded
+from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, reduce, row_chunks, seeded_no_grad
 from ibkit.interface import is_stochastic
 
 
@@ -29,7 +29,7 @@ def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFA
     x = prepare(model, x)
     check_number("n_samples", n_samples, low=1, integer=True)
     _, rows = plan_chunks(n_samples, chunk_size)
-    with seeded(seed, x.device):
+    with seeded_no_grad(seed, x.device):
         prior = model.prior()
         kl = [kl_or_monte_carlo(model.posterior(x[s]), prior, n_samples=n_samples) for s in row_chunks(len(x), rows)]
     return reduce(torch.cat(kl), per_example)
@@ -46,7 +46,7 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
     stochastic = is_stochastic(model)
     samples, rows = plan_chunks(n_samples if stochastic else 1, chunk_size)
     out = []
-    with seeded(seed, x.device):
+    with seeded_no_grad(seed, x.device):
         for s in row_chunks(len(x), rows):
             xs = x[s]
             if not stochastic:
@@ -83,7 +83,7 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     check_number("k", k, low=1, integer=True)
     samples, rows = plan_chunks(k, chunk_size)
     out = []
-    with seeded(seed, x.device):
+    with seeded_no_grad(seed, x.device):
         prior = model.prior()
         for s in row_chunks(len(x), rows):
             xs = x[s]

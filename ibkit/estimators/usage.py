@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 from ibkit.checks import check_number
-from ibkit.estimators._common import DEFAULT_CHUNK, prepare, row_chunks, seeded
+from ibkit.estimators._common import DEFAULT_CHUNK, prepare, row_chunks, seeded_no_grad
 from ibkit.interface import is_stochastic
 
 
 def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
     """E_q[z|x] [N, d] for a protocol model, or the code encode(x) for a deterministic one."""
     x = prepare(model, x, need_posterior=False)
-    with seeded(0, x.device):
+    with seeded_no_grad(0, x.device):
         get = (lambda xs: model.posterior(xs).mean) if is_stochastic(model) else model.encode
         return torch.cat([get(x[s]) for s in row_chunks(len(x), chunk_size)])
 

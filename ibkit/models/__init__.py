@@ -15,6 +15,7 @@ from ibkit.models.config import KINDS, ModelConfig
 from ibkit.models.noisy_ae import NoisyAE
 from ibkit.models.sparse_ae import SparseAE
 from ibkit.models.vae import VAE
+from ibkit.seeding import seeded
 
 MODEL_CLASSES: dict[str, type[Autoencoder]] = {
     "ae": DeterministicAE,
@@ -33,14 +34,14 @@ def build_model(kind: str, input_dim: int, latent_dim: int, **options) -> Autoen
     known = {f.name for f in fields(ModelConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown model option(s) {unknown}; valid options: {sorted(known - {'kind', 'input_dim', 'latent_dim'})}")
+        valid = sorted(known - {"kind", "input_dim", "latent_dim"})
+        raise ValueError(f"unknown model option(s) {unknown}; valid options: {valid}")
     config = ModelConfig(kind=kind, input_dim=input_dim, latent_dim=latent_dim, **options)
     return model_from_config(config)
 
 
 def model_from_config(config: ModelConfig) -> Autoencoder:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
+    with seeded(config.seed):
         return MODEL_CLASSES[config.kind](config)
 
 
@@ -66,7 +67,9 @@ def load_checkpoint(path: str | os.PathLike) -> Autoencoder:
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint at {path}") from None
     except Exception as e:  # an unpickling refusal, a truncated file
-        raise ValueError(f"cannot load checkpoint {path}: not an ibkit weights-only checkpoint ({e.__class__.__name__})") from None
+        raise ValueError(
+            f"cannot load checkpoint {path}: not an ibkit weights-only checkpoint ({e.__class__.__name__})"
+        ) from None
     config = dict(blob["config"])
     config["hidden"] = tuple(config["hidden"])
     model = model_from_config(ModelConfig(**config))

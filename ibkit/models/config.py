@@ -31,8 +31,13 @@ class ModelConfig:
         check_number("input_dim", self.input_dim, low=1, integer=True)
         check_number("latent_dim", self.latent_dim, low=1, integer=True)
         hidden = self.hidden
-        if isinstance(hidden, int) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden):
-            raise ValueError(f"hidden={hidden!r} must be a tuple of positive layer widths, e.g. (256, 256), or () for linear")
+        widths_ok = not isinstance(hidden, (int, str)) and all(
+            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
+        )
+        if not widths_ok:
+            raise ValueError(
+                f"hidden={hidden!r} must be a tuple of positive layer widths, e.g. (256, 256), or () for linear"
+            )
         object.__setattr__(self, "hidden", tuple(hidden))
         check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
         check_choice("posterior", self.posterior, POSTERIOR_NAMES)
