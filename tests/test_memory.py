@@ -10,6 +10,20 @@ import pytest
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
+MI_SCRIPT = textwrap.dedent(
+    """
+    import json, resource, torch, ibkit
+    from ibkit import estimators as E
+    x = (torch.rand(10000, 64, generator=torch.Generator().manual_seed(0)) > 0.7).float()
+    m = ibkit.build_model("vae", 64, 16, hidden=(64,))
+    E.mi_bounds(m, x[:50])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    b = E.mi_bounds(m, x)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(dict(base_mb=base / 1024, peak_mb=peak / 1024, log_n=b["log_n"])))
+    """
+)
+
 SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, time, torch, ibkit
@@ -49,3 +63,11 @@ def test_iwae_k5000_on_1000_mnist_images_fits_in_2gb():
     r = measure(1000, 5000, str(MNIST))
     print(r)
     assert r["peak_mb"] < 2048, r
+
+
+def test_mi_bounds_on_10000_points_stays_under_1gb():
+    """The 10,000 x 10,000 matrix of log q(z_i|x_j) would take 800 MB in float64 alone; it is built in blocks."""
+    out = subprocess.run([sys.executable, "-c", MI_SCRIPT], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["peak_mb"] - r["base_mb"] < 400, r
+    assert r["log_n"] > 9.2
