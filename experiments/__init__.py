@@ -1,5 +1,6 @@
 """The experiments ``ibkit run`` knows. Each module has NAME, SUMMARY, a frozen ``Config``, ``QUICK``
-(the overrides of ``--quick``), ``run(config, out_dir=None) -> DataFrame`` and ``plot(df, folder)``."""
+(the overrides of ``--quick``), ``run(config, out_dir=None) -> DataFrame`` and ``plot(run_dir) -> paths``,
+which draws its figures (and any generated text) from the tables stored in ``run_dir``, never retraining."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from types import ModuleType
 
 EXPERIMENTS = {
     "rate-distortion": "experiments.rate_distortion",
+    "information-flow": "experiments.information_flow",
 }
 
 

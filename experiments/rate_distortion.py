@@ -8,20 +8,17 @@ reference lines at their distortion) and a fixed-noise AE (its KL to N(0, I) bou
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
-from ibkit.interface import RunRecord, is_stochastic
-from ibkit.results import write_runs
+from ibkit.interface import is_stochastic
+from ibkit.sweep import run_grid
 
 NAME = "rate-distortion"
 SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sparse and noisy AEs"
@@ -73,13 +70,6 @@ def model_grid(config: Config) -> list[dict]:
     return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 
-def run_id(spec: dict) -> str:
-    """A readable id that is unique within the sweep, e.g. 'vae-beta0.5-seed0'."""
-    knob = {"vae": f"-beta{spec.get('beta')}", "sparse_ae": f"-l1{spec.get('sparsity')}",
-            "noisy_ae": f"-noise{spec.get('noise')}", "ae": ""}[spec["kind"]]
-    return f"{spec['kind']}{knob}-seed{spec['seed']}"
-
-
 def evaluate(model, x, iwae_k: int, seed: int) -> dict:
     """The schema's metrics of one model on one split, nats per example; NaN where the kind has none."""
     metrics = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x))
@@ -91,45 +81,22 @@ def evaluate(model, x, iwae_k: int, seed: int) -> dict:
 
 
 def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
-    """Train and evaluate every model of the grid; one row per run and split (train, test).
-
-    A run that diverges or fails becomes a row with its status and error; the sweep goes on. With
-    ``out_dir``, each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a
-    fault loses at most the run in flight.
-    """
+    """Train and evaluate every model of the grid; one row per run and split (train, test); see ``run_grid``."""
     ds = ibkit.data.load(config.dataset)
-    rows: list[dict] = []
-    for spec in tqdm(model_grid(config), desc=NAME, unit="run", disable=None):  # a bar on a terminal only
-        rid = run_id(spec)
-        base = dict(experiment=NAME, run_id=rid, dataset=ds.name, kind=spec["kind"],
-                    posterior="diagonal" if spec["kind"] == "vae" else "", latent_dim=spec["latent_dim"],
-                    beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
-                    sparsity=spec.get("sparsity", math.nan), seed=spec["seed"])
-        start = time.perf_counter()
-        try:
-            model = ibkit.build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
-            ibkit.fit(model, ds.train, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                      seed=spec["seed"], device=config.device)
-            seconds = time.perf_counter() - start
-            for split, x in (("train", ds.train), ("test", ds.test)):
-                rows.append(RunRecord(**base, split=split, train_seconds=seconds,
-                                      **evaluate(model, x, config.iwae_k, spec["seed"])).to_row())
-            if out_dir is not None:
-                ibkit.save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{rid}.pt")
-        except ibkit.DivergenceError as e:
-            rows += [RunRecord(**base, split=s, status="diverged", error=str(e)).to_row() for s in ("train", "test")]
-        except Exception as e:  # a failed cell is a row, never a stopped sweep
-            rows += [RunRecord(**base, split=s, status="failed", error=f"{type(e).__name__}: {e}").to_row()
-                     for s in ("train", "test")]
-        if out_dir is not None:
-            write_runs(pd.DataFrame(rows), out_dir)
-    return pd.DataFrame(rows)
+    splits = {"train": ds.train, "test": ds.test}
+
+    def evaluate_splits(model, spec):
+        return {name: evaluate(model, x, config.iwae_k, spec["seed"]) for name, x in splits.items()}
+
+    return run_grid(NAME, ds, model_grid(config), evaluate_splits, epochs=config.epochs,
+                    batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir)
 
 
-def plot(df: pd.DataFrame, folder: str | Path) -> list[Path]:
-    """figures/rate_distortion.{pdf,png} from the stored table."""
+def plot(run_dir: str | Path) -> list[Path]:
+    """figures/rate_distortion.{pdf,png} from the stored table of ``run_dir``."""
     from ibkit import plots
 
-    return plots.save_figure(plots.rate_distortion(df), folder, "rate_distortion")
+    df = ibkit.results.load(run_dir)
+    return plots.save_figure(plots.rate_distortion(df), Path(run_dir) / "figures", "rate_distortion")
 
 

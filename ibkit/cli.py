@@ -98,12 +98,12 @@ def cmd_run(args) -> int:
         return 130
     results.write_runs(df, folder)
     results.write_manifest(folder, **meta, finished=_now())
-    figures = exp.plot(df, folder / "figures")
+    figures = exp.plot(folder)
     bad = df[df["status"] != "ok"]["run_id"].unique()
     print(f"{df['run_id'].nunique()} runs -> {folder / results.RUNS}")
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
-    print("figures: " + ", ".join(str(p) for p in figures))
+    print("figures and notes: " + ", ".join(str(p) for p in figures))
     print(summary_table(df, "markdown"))
     return 0
 
@@ -119,11 +119,10 @@ def _experiment_of(folder: Path) -> types.ModuleType:
 
 
 def cmd_plot(args) -> int:
-    from ibkit import results
 
     folder = Path(args.dir)
     exp = _experiment_of(folder)
-    for path in exp.plot(results.load(folder), folder / "figures"):
+    for path in exp.plot(folder):
         print(path)
     return 0
 

@@ -134,3 +134,118 @@ def _constant_elbo_lines(ax: plt.Axes, n: int = 6) -> None:
                 label="constant ELBO: D + R = const" if i == 0 else None)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
+
+
+KIND_TITLES = {"ae": "deterministic AE", "sparse_ae": "sparse AE", "noisy_ae": "noisy AE", "vae": "VAE"}
+
+
+def model_label(row) -> str:
+    """A short name for one model of a tidy row: 'AE d=1', 'sparse AE λ=0.1', 'noisy AE σ=0.2 tanh', 'VAE β=4'."""
+    kind = row["kind"]
+    if kind == "ae":
+        return f"AE d={int(row['latent_dim'])}"
+    if kind == "sparse_ae":
+        return f"sparse AE λ={row['sparsity']:g}"
+    if kind == "noisy_ae":
+        bound = row.get("code_bound")
+        return f"noisy AE σ={row['noise']:g} {bound if isinstance(bound, str) and bound else 'unbounded'}"
+    return f"VAE β={row['beta']:g}"
+
+
+def _shades(kind: str, n: int) -> list:
+    """n shades of the kind's colour, light to dark, for variants of one kind."""
+    return sns.dark_palette(KIND_STYLE[kind][0], n + 2, reverse=True)[:n][::-1] if n else []
+
+
+def information_vs_probe_noise(curves: pd.DataFrame) -> plt.Figure:
+    """InfoNCE lower bound on I(X;Z) (nats) against the probe noise std sigma, one panel per kind and one line per
+    model (mean over seeds). log N is the ceiling; dotted lines are the capacity bounds of tanh-bounded noisy AEs
+    seen through the probe, d/2 log(1 + 1/(sigma_0^2 + sigma^2))."""
+    kinds = [k for k in KIND_TITLES if k in set(curves["kind"])]
+    with plt.rc_context(_style()):
+        fig, axes = plt.subplots(2, 2, figsize=(DOUBLE_COLUMN, DOUBLE_COLUMN * 0.72), sharex=True, sharey=True)
+        log_n = curves["log_n"].max()
+        for ax, kind in zip(axes.flat, kinds):
+            sub = curves[curves["kind"] == kind].copy()
+            sub["label"] = sub.apply(model_label, axis=1)
+            key = {"ae": "latent_dim", "sparse_ae": "sparsity", "noisy_ae": "noise", "vae": "beta"}[kind]
+            levels = sorted(sub[key].unique())
+            colours = dict(zip(levels, _shades(kind, len(levels))))
+            for label, g in sub.groupby("label", sort=False):
+                mean = g.groupby("sigma")["infonce"].mean()
+                first = g.iloc[0]
+                dashed = kind == "noisy_ae" and not first["code_bound"]
+                ax.plot(mean.index, mean.values, marker=KIND_STYLE[kind][1], ms=3, lw=1.2,
+                        ls="--" if dashed else "-", color=colours[first[key]], label=label)
+                if kind == "noisy_ae" and first["code_bound"] == "tanh":
+                    s = np.geomspace(mean.index.min(), mean.index.max(), 50)
+                    cap = 0.5 * first["latent_dim"] * np.log1p(1 / (first["noise"] ** 2 + s**2))
+                    ax.plot(s, np.minimum(cap, log_n * 1.3), ls=":", lw=1, color=colours[first[key]])
+            ax.axhline(log_n, color="0.3", ls="--", lw=0.8)
+            ax.text(1.0, log_n, f" log N = {log_n:.2f}", va="bottom", ha="right", fontsize=6,
+                    transform=ax.get_yaxis_transform())
+            ax.set_title(KIND_TITLES[kind])
+            ax.set_xscale("log")
+            ax.legend(loc="center right", frameon=False, fontsize=6)  # curves hug log N at the right
+        for ax in axes.flat[len(kinds):]:
+            ax.set_visible(False)
+        axes.flat[0].invert_xaxis()  # shared: noise shrinks to the right
+        ax_ref = axes.flat[0]
+        ax_ref.set_ylim(0, log_n * 1.15)
+        for ax in axes[-1]:
+            ax.set_xlabel("probe noise std σ  [code units, log scale]")
+        for ax in axes[:, 0]:
+            ax.set_ylabel("InfoNCE bound on I(X;Z)  [nats]")
+        if "noisy_ae" in kinds:
+            fig.text(0.5, -0.01, "noisy AE: solid = tanh-bounded code, dashed = unbounded; "
+                     "dotted = capacity bound through the probe", ha="center", fontsize=6)
+        fig.tight_layout()
+    return fig
+
+
+def information_vs_distortion(runs: pd.DataFrame, split: str = "test") -> plt.Figure:
+    """Information (InfoNCE lower bound, bar up to the upper bound) against distortion, nats, one point per
+    model (mean over seeds). Deterministic codes (hollow) are measured through the smallest probe."""
+    ok = runs[(runs["split"] == split) & (runs["status"] == "ok")].copy()
+    ok["label"] = ok.apply(model_label, axis=1)
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.8, SINGLE_COLUMN * 1.2))
+        log_n = ok["log_n"].max()
+        for kind in KIND_TITLES:
+            sub = ok[ok["kind"] == kind]
+            if not len(sub):
+                continue
+            marker = KIND_STYLE[kind][1]
+            pts = sub.groupby("label", sort=False)[["distortion", "mi_lower", "mi_upper", "probe_sigma"]].mean()
+            upper = np.minimum(pts["mi_upper"], log_n * 1.1)  # unbounded upper bounds are cut at the frame
+            bar = (upper - pts["mi_lower"]).clip(lower=0)  # sampling noise can put LOO a hair below InfoNCE
+            probed = kind in ("ae", "sparse_ae")  # hollow: measured through the smallest probe
+            for (label, p), b, colour in zip(pts.iterrows(), bar, _shades(kind, len(pts))):
+                suffix = f" (probe σ={p['probe_sigma']:g})" if probed else ""
+                ax.errorbar([p["distortion"]], [p["mi_lower"]], yerr=[[0], [b]], fmt=marker, ms=5, color=colour,
+                            mfc="white" if probed else colour, capsize=2, lw=0.8, label=label + suffix)
+        ax.axhline(log_n, color="0.3", ls="--", lw=0.8)
+        ax.text(0.99, log_n, f"log N = {log_n:.2f}", va="bottom", ha="right", fontsize=6,
+                transform=ax.get_yaxis_transform())
+        ax.set_ylim(0, log_n * 1.15)
+        ax.set_xlabel("distortion D = −E log p(x|z)  [nats]")
+        ax.set_ylabel("I(X;Z): InfoNCE (point) to upper bound (bar)  [nats]")
+        ax.set_title(f"Information against distortion ({split} split)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=6)
+    return fig
+
+
+def kl_per_dim(kl: pd.DataFrame) -> plt.Figure:
+    """Heatmap of E_x KL(q(z_k|x) || p(z_k)) (nats) for each VAE beta (rows) and latent dimension (columns,
+    sorted by KL within each row, so the row reads as the model's spectrum of used dimensions)."""
+    mean = kl.groupby(["beta", "dim"])["kl"].mean().unstack("dim")
+    spectrum = pd.DataFrame(-np.sort(-mean.values, axis=1), index=[f"β={b:g}" for b in mean.index],
+                            columns=[str(i + 1) for i in range(mean.shape[1])])
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN * 1.3, 0.45 * len(spectrum) + 1.0))
+        sns.heatmap(spectrum, annot=True, fmt=".2f", cmap="mako_r", ax=ax, annot_kws={"fontsize": 6},
+                    cbar_kws={"label": "KL per dimension  [nats]"})
+        ax.set_xlabel("latent dimension, sorted by KL")
+        ax.set_ylabel("VAE KL weight")
+        ax.set_title("Rate per latent dimension (test split)")
+    return fig

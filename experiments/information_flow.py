@@ -1,0 +1,231 @@
+"""Does the encoder cheat? Information through the latent channel of every kind of bottleneck.
+
+A deterministic code, even one real number, can carry unbounded information: through a probe channel of
+noise sigma its information climbs towards log N as sigma shrinks (Goldfeld et al. 2019). A sparse code is not
+bounded either. Fixed channel noise bounds the information only when the code's power is bounded (tanh):
+then I <= d/2 log(1 + 1/sigma^2). A VAE's KL penalty bounds it by the rate R >= I(X;Z). This experiment
+trains each kind on one architecture and measures distortion, rate, the InfoNCE / leave-one-out sandwich,
+active units, how much of the class label the code keeps, and the probe curve from sigma = 1 to 1e-4.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import ibkit
+from ibkit import estimators as E
+from ibkit.checks import check_choice, check_number
+from ibkit.interface import is_stochastic
+from ibkit.results import atomic_write_text
+from ibkit.sweep import run_grid, run_id
+from ibkit.theory import gaussian_channel_capacity
+
+NAME = "information-flow"
+SUMMARY = "information through the code vs probe noise: deterministic, sparse, noisy (bounded or not) AEs and VAEs"
+PROBE_CURVES = "probe_curve.csv"
+KL_PER_DIM = "kl_per_dim.csv"
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
+    hidden: tuple[int, ...] = (128, 128)  # encoder widths of every model, mirrored by the decoder
+    latent_dim: int = 8  # d of the sparse, noisy and variational models
+    ae_latent_dims: tuple[int, ...] = (1, 8)  # deterministic AEs: one real number, and d numbers
+    sparsities: tuple[float, ...] = (0.01, 0.1, 1.0)  # L1 weights of the sparse AEs
+    noises: tuple[float, ...] = (0.05, 0.2, 0.5)  # channel noise std of the noisy AEs (each tanh and unbounded)
+    betas: tuple[float, ...] = (0.1, 1.0, 4.0)  # KL weights of the VAEs
+    probe_sigmas: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1, 1e-4, 9))  # probe noise stds
+    epochs: int = 150  # passes over the training split, every model
+    batch_size: int = 128
+    lr: float = 1e-3  # Adam step size
+    seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
+    device: str = "auto"  # auto (GPU when present) | cpu | cuda
+
+    def __post_init__(self):
+        check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        check_number("latent_dim", self.latent_dim, low=1, integer=True)
+        for name, low, open_, integer in (("ae_latent_dims", 1, False, True), ("sparsities", 0, False, False),
+                                          ("noises", 0, True, False), ("betas", 0, False, False),
+                                          ("probe_sigmas", 0, True, False), ("seeds", 0, False, True)):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name}=() is empty; give at least one value")
+            for v in values:
+                check_number(name, v, low=low, low_open=open_, integer=integer)
+        check_number("epochs", self.epochs, low=1, integer=True)
+        check_number("batch_size", self.batch_size, low=1, integer=True)
+        check_number("lr", self.lr, low=0, low_open=True)
+
+
+QUICK = dict(epochs=100, seeds=(0,), sparsities=(0.1,), noises=(0.2,), betas=(0.1, 4.0),
+             probe_sigmas=(1.0, 0.1, 0.01, 1e-3, 1e-4))  # about a minute on two CPU cores
+
+
+def model_grid(config: Config) -> list[dict]:
+    """Every model of the experiment, for every seed."""
+    d, hidden = config.latent_dim, config.hidden
+    specs = [dict(kind="ae", latent_dim=k) for k in config.ae_latent_dims]
+    specs += [dict(kind="sparse_ae", latent_dim=d, sparsity=s) for s in config.sparsities]
+    specs += [dict(kind="noisy_ae", latent_dim=d, noise=n, code_bound=b) for b in ("tanh", None) for n in config.noises]
+    specs += [dict(kind="vae", latent_dim=d, beta=b) for b in config.betas]
+    return [{**spec, "hidden": hidden, "seed": seed} for seed in config.seeds for spec in specs]
+
+
+def capacity(spec: dict) -> float:
+    """The channel capacity bound of a tanh-bounded noisy AE; NaN for every other model."""
+    if spec["kind"] == "noisy_ae" and spec.get("code_bound") == "tanh":
+        return gaussian_channel_capacity(spec["latent_dim"], spec["noise"])
+    return math.nan
+
+
+def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
+    """Train every model and measure its information; one row per run and split (see ``run_grid``).
+
+    Besides ``runs.csv``: ``probe_curve.csv`` (test split, one row per run and probe sigma) and
+    ``kl_per_dim.csv`` (VAEs, test split, one row per run and latent dimension), written into ``out_dir``.
+    """
+    ds = ibkit.data.load(config.dataset)
+    splits = {"train": (ds.train, ds.train_labels), "test": (ds.test, ds.test_labels)}
+    curves, kls = [], []
+
+    def evaluate(model, spec):
+        rid, smallest = run_id(spec), min(config.probe_sigmas)
+        out = {}
+        for split, (x, y) in splits.items():
+            seed = spec["seed"]
+            m = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x),
+                     code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
+            if is_stochastic(model):  # its own channel
+                b = E.mi_bounds(model, x, seed=seed)
+                m.update(rate=b["rate"], mi_lower=b["infonce"], mi_upper=min(b["loo"], b["rate"]), probe_sigma=0.0)
+                m["elbo"] = -(m["distortion"] + m["rate"])
+            else:  # a deterministic code: what it carries through the smallest probe (its rate is unbounded)
+                b = E.mi_bounds(E.probe(model, smallest), x, seed=seed)
+                m.update(mi_lower=b["infonce"], mi_upper=b["loo"], probe_sigma=smallest)
+            m.update(infonce=b["infonce"], infonce_se=b["infonce_se"], loo=b["loo"], log_n=b["log_n"])
+            if y is not None:
+                info = E.label_information(model, x, y, seed=seed)
+                m.update(label_accuracy=info["accuracy"], label_chance=info["chance"],
+                         label_mi_max=float(info["mi_per_dim"].max()))
+            out[split] = m
+            if split == "test":
+                curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
+                curves.append(curve.assign(run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"],
+                                           beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
+                                           sparsity=spec.get("sparsity", math.nan),
+                                           code_bound=spec.get("code_bound") or "", seed=seed,
+                                           capacity=capacity(spec)))
+                if spec["kind"] == "vae":
+                    kl = E.kl_per_dim(model, x).tolist()
+                    kls.append(pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
+                                                 dim=range(len(kl)), kl=kl)))
+        if out_dir is not None:  # the side tables grow with the sweep, like runs.csv
+            _write_side_tables(out_dir, curves, kls)
+        return out
+
+    return run_grid(NAME, ds, model_grid(config), evaluate, epochs=config.epochs, batch_size=config.batch_size,
+                    lr=config.lr, device=config.device, out_dir=out_dir)
+
+
+def _write_side_tables(out_dir, curves: list, kls: list) -> None:
+    if curves:
+        atomic_write_text(Path(out_dir) / PROBE_CURVES, pd.concat(curves).to_csv(index=False))
+    if kls:
+        atomic_write_text(Path(out_dir) / KL_PER_DIM, pd.concat(kls).to_csv(index=False))
+
+
+def plot(run_dir: str | Path) -> list[Path]:
+    """The three figures and findings.md, from the tables stored in ``run_dir``."""
+    from ibkit import plots
+
+    run_dir = Path(run_dir)
+    runs = ibkit.results.load(run_dir)
+    curves = _read(run_dir / PROBE_CURVES)
+    kl = _read(run_dir / KL_PER_DIM)
+    figures = run_dir / "figures"
+    paths = plots.save_figure(plots.information_vs_probe_noise(curves), figures, "information_vs_probe_noise")
+    paths += plots.save_figure(plots.information_vs_distortion(runs), figures, "information_vs_distortion")
+    if len(kl):
+        paths += plots.save_figure(plots.kl_per_dim(kl), figures, "kl_per_dim")
+    findings = run_dir / "findings.md"
+    atomic_write_text(findings, write_findings(runs, curves))
+    return paths + [findings]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    return pd.read_csv(path, dtype={"code_bound": str, "run_id": str, "kind": str}).fillna({"code_bound": ""})
+
+
+def _mean(values: pd.Series) -> str:
+    """'m' or 'm ± se' over seeds, 2 decimals."""
+    values = values.dropna()
+    if len(values) > 1:
+        return f"{values.mean():.2f} ± {values.std(ddof=1) / math.sqrt(len(values)):.2f}"
+    return f"{values.mean():.2f}" if len(values) else "–"
+
+
+def write_findings(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test") -> str:
+    """findings.md: what each model carried, generated from the stored numbers (never typed by hand)."""
+    from ibkit.plots import model_label
+
+    ok = runs[(runs["split"] == split) & (runs["status"] == "ok")].copy()
+    if not len(ok):
+        return "# Findings: information-flow\n\nNo run finished; see the status and error columns of runs.csv.\n"
+    ok["label"] = ok.apply(model_label, axis=1)
+    log_n, seeds = ok["log_n"].max(), ok["seed"].nunique()
+    lines = [
+        "# Findings: information-flow",
+        "",
+        f"Generated by `ibkit plot` from runs.csv and probe_curve.csv ({ok['dataset'].iloc[0]}, {split} split, "
+        f"N = {round(math.exp(log_n))} points, so no estimate from these points exceeds log N = {log_n:.2f} nats; "
+        f"{seeds} seed{'s' if seeds > 1 else ''}, mean{' ± standard error' if seeds > 1 else ''}). "
+        "Information is in nats: InfoNCE is a lower bound on I(X;Z), the leave-one-out (LOO) bound and the "
+        "rate are upper bounds.",
+        "",
+        "## Deterministic and sparse codes: as much as the probe allows",
+    ]
+    if len(curves):
+        curves = curves.copy()
+        curves["label"] = curves.apply(model_label, axis=1)
+    for label, g in ok[ok["kind"].isin(["ae", "sparse_ae"])].groupby("label", sort=False):
+        c = curves[curves["label"] == label] if len(curves) else curves
+        line = (f"- {label}: through a probe of σ = {g['probe_sigma'].iloc[0]:g} its code carries "
+                f"{_mean(g['mi_lower'])} nats (InfoNCE), {100 * g['mi_lower'].mean() / log_n:.0f}% of log N, "
+                f"at distortion {_mean(g['distortion'])}; {_mean(g['active_units'])} active units")
+        if len(c):
+            per_sigma = c.groupby("sigma")["infonce"].mean().sort_index(ascending=False)
+            reached = per_sigma[per_sigma >= log_n - 0.1]
+            line += f"; at σ = {per_sigma.index[0]:g} it carries {per_sigma.iloc[0]:.2f}"
+            line += (f"; it comes within 0.1 nats of log N from σ = {reached.index[0]:g} down" if len(reached)
+                     else "; it stays more than 0.1 nats below log N at every probe")
+        lines.append(line + ".")
+    lines += ["", "## Fixed channel noise: bounded only with a power limit"]
+    for label, g in ok[ok["kind"] == "noisy_ae"].groupby("label", sort=False):
+        cap = g["capacity"].mean()
+        bound = f"capacity bound {cap:.2f}" if math.isfinite(cap) else "no capacity bound (unbounded code)"
+        lines.append(f"- {label}: I(X;Z) between {_mean(g['mi_lower'])} (InfoNCE) and {_mean(g['mi_upper'])} "
+                     f"(min of LOO and rate {_mean(g['rate'])}); {bound}; distortion {_mean(g['distortion'])}.")
+    lines += ["", "## The KL penalty: the rate bounds the information"]
+    for label, g in ok[ok["kind"] == "vae"].groupby("label", sort=False):
+        tighter = "the rate" if (g["rate"] <= g["loo"]).all() else "LOO" if (g["loo"] < g["rate"]).all() else "mixed"
+        lines.append(f"- {label}: I(X;Z) between {_mean(g['mi_lower'])} (InfoNCE) and {_mean(g['mi_upper'])}; "
+                     f"rate R = {_mean(g['rate'])}, LOO {_mean(g['loo'])} (the tighter upper bound: {tighter}); "
+                     f"distortion {_mean(g['distortion'])}, {_mean(g['active_units'])} active units.")
+    if "label_accuracy" in ok and ok["label_accuracy"].notna().any():
+        lines += ["", "## How much of the class label the code keeps",
+                  "Logistic-regression probe on the codes or posterior means "
+                  f"(chance: {ok['label_chance'].mean():.2f}). "
+                  "It reads the means without the channel noise, so a code whose information is near zero can "
+                  "still score above chance: compare with the bounds above.", ""]
+        acc = ok.groupby("label", sort=False)["label_accuracy"]
+        for label, g in sorted(acc, key=lambda kv: -kv[1].mean()):
+            lines.append(f"- {label}: accuracy {_mean(g)}")
+    return "\n".join(lines) + "\n"

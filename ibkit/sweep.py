@@ -1,0 +1,75 @@
+"""Run a grid of model configurations: build, train, evaluate, and keep going when one fails.
+
+Each spec is a dict of ``build_model`` options (kind, latent_dim, hidden, beta, noise, sparsity, code_bound,
+seed). Every run becomes rows of the tidy results schema (``ibkit.interface.RunRecord``), one per split; a run
+that diverges or raises becomes rows with its status and error, never a stopped sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ibkit.data import Dataset
+from ibkit.interface import RunRecord
+from ibkit.models import build_model, save_checkpoint
+from ibkit.results import write_runs
+from ibkit.train import DivergenceError, fit
+
+_ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
+
+
+def run_id(spec: dict) -> str:
+    """A readable id, unique within a grid: kind, the knobs the spec sets, seed (e.g. 'vae-d8-beta0.5-seed0')."""
+    knobs = "".join(f"-{short}{spec[key]}" for key, short in _ID_KEYS.items() if key in spec)
+    return f"{spec['kind']}{knobs}-seed{spec.get('seed', 0)}"
+
+
+def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
+    """The schema columns a spec fixes (NaN for knobs its kind does not have)."""
+    return dict(experiment=experiment, run_id=run_id(spec), dataset=dataset, kind=spec["kind"],
+                posterior=spec.get("posterior", "diagonal") if spec["kind"] == "vae" else "",
+                latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
+                sparsity=spec.get("sparsity", math.nan), seed=spec.get("seed", 0))
+
+
+Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split: metrics (schema or extra)}
+
+
+def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
+             batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
+             out_dir: str | Path | None = None) -> pd.DataFrame:
+    """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
+
+    ``evaluate(model, spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become
+    extra columns. With ``out_dir`` each model's checkpoint is saved and ``runs.csv`` is rewritten after every
+    run, so a fault loses at most the run in flight.
+    """
+    rows: list[dict] = []
+    for spec in tqdm(specs, desc=experiment, unit="run", disable=None):  # a bar on a terminal only
+        base = schema_fields(experiment, ds.name, spec)
+        start = time.perf_counter()
+        try:
+            model = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+            fit(model, ds.train, epochs=epochs, batch_size=batch_size, lr=lr, seed=spec.get("seed", 0),
+                device=device)
+            seconds = time.perf_counter() - start
+            for split, metrics in evaluate(model, spec).items():
+                known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
+                extra = {k: v for k, v in metrics.items() if k not in known}
+                rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
+            if out_dir is not None:
+                save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{base['run_id']}.pt")
+        except DivergenceError as e:
+            rows += [RunRecord(**base, split=s, status="diverged", error=str(e)).to_row() for s in ("train", "test")]
+        except Exception as e:  # a failed cell is a row, never a stopped sweep
+            rows += [RunRecord(**base, split=s, status="failed", error=f"{type(e).__name__}: {e}").to_row()
+                     for s in ("train", "test")]
+        if out_dir is not None:
+            write_runs(pd.DataFrame(rows), out_dir)
+    return pd.DataFrame(rows)
