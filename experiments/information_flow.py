@@ -24,6 +24,7 @@ from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
 from ibkit.sweep import run_grid, run_id
 from ibkit.theory import gaussian_channel_capacity
+from ibkit.train import resolve_device
 
 NAME = "information-flow"
 SUMMARY = "information through the code vs probe noise: deterministic, sparse, noisy (bounded or not) AEs and VAEs"
@@ -61,6 +62,7 @@ class Config:
         check_number("epochs", self.epochs, low=1, integer=True)
         check_number("batch_size", self.batch_size, low=1, integer=True)
         check_number("lr", self.lr, low=0, low_open=True)
+        resolve_device(self.device)
 
 
 QUICK = dict(epochs=100, seeds=(0,), sparsities=(0.1,), noises=(0.2,), betas=(0.1, 4.0),
@@ -93,7 +95,10 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     ds = ibkit.data.load(config.dataset)
     splits = {"train": (ds.train, ds.train_labels), "test": (ds.test, ds.test_labels)}
     entropy = ds.entropy() if hasattr(ds, "entropy") else None  # h(X), known for the gaussian source
-    curves, kls = [], []
+    done = ibkit.results.finished_run_ids(out_dir) if out_dir is not None else set()
+    # a resumed sweep keeps the side tables of the runs it skips
+    curves = [t[t["run_id"].isin(done)] for t in [_read(Path(out_dir) / PROBE_CURVES)] if len(t)] if done else []
+    kls = [t[t["run_id"].isin(done)] for t in [_read(Path(out_dir) / KL_PER_DIM)] if len(t)] if done else []
 
     def evaluate(model, spec):
         rid, smallest = run_id(spec), min(config.probe_sigmas)

@@ -19,6 +19,7 @@ from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.sweep import run_grid
+from ibkit.train import resolve_device
 
 NAME = "rate-distortion"
 SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sparse and noisy AEs"
@@ -51,6 +52,7 @@ class Config:
         check_number("epochs", self.epochs, low=1, integer=True)
         check_number("batch_size", self.batch_size, low=1, integer=True)
         check_number("lr", self.lr, low=0, low_open=True)
+        resolve_device(self.device)
         if not self.seeds:
             raise ValueError("seeds=() is empty; give at least one seed, e.g. seeds=0")
         for s in self.seeds:

@@ -24,16 +24,20 @@ def check_choice(name: str, value, allowed: Iterable) -> None:
 def check_number(name: str, value, *, low=None, high=None, low_open=False, integer=False) -> None:
     """Refuse a value that is not a finite number in [low, high] (or (low, high] with low_open)."""
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name}={value!r} must be {kind}")
-    if integer and not float(value).is_integer():
-        raise ValueError(f"{name}={value!r} must be {kind}")
+    types = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, types):  # 1e3 is a float: sizes and counts must be ints
+        hint = f", e.g. {int(value)}" if integer and _whole(value) else ""
+        raise ValueError(f"{name}={value!r} must be {kind}{hint}")
     if not math.isfinite(value):
         raise ValueError(f"{name}={value!r} must be finite")
     if low is not None and (value <= low if low_open else value < low):
         raise ValueError(f"{name}={value!r} must be {'>' if low_open else '>='} {low}")
     if high is not None and value > high:
         raise ValueError(f"{name}={value!r} must be <= {high}")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
 
 
 def check_data(x, name: str = "x", width: int | None = None) -> Tensor:

@@ -88,6 +88,8 @@ def cmd_run(args) -> int:
     config = exp.Config(**overrides)
     default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
     folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
+    if args.overwrite:
+        results.clear(folder)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 started=_now())
     results.write_manifest(folder, **meta, finished=None)
@@ -134,8 +136,11 @@ CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity"
 def summary_table(df, fmt: str) -> str:
     """One row per configuration on the test split: mean (± standard error over seeds where there are several)."""
     ok = df[(df["split"] == "test") & (df["status"] == "ok")]
+    if not len(ok):
+        return "no run finished ok: see the status and error columns of runs.csv"
     metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
     keys = [c for c in CONFIG_COLUMNS if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
+    keys = keys or ["run_id"]
     groups = ok.groupby(keys, dropna=False, sort=True)
     rows = []
     for key, g in groups:

@@ -44,14 +44,39 @@ def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
     return path
 
 
+REQUIRED = ("run_id", "kind", "split", "status")
+
+
 def load(folder: str | os.PathLike) -> pd.DataFrame:
     """The tidy table of a stored run folder (one row per run and split)."""
     path = Path(folder) / RUNS
     if not path.is_file():
         raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first (ibkit run ...)")
-    text_columns = ("run_id", "kind", "posterior", "split", "status", "error")
-    df = pd.read_csv(path, dtype={c: str for c in text_columns})
+    text_columns = ("run_id", "kind", "posterior", "split", "status", "error", "code_bound")
+    try:
+        df = pd.read_csv(path, dtype={c: str for c in text_columns})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not a readable results table ({e})") from None
+    missing = [c for c in REQUIRED if c not in df]
+    if missing:
+        raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
     return df.fillna({c: "" for c in text_columns if c in df})
+
+
+def finished_run_ids(folder: str | os.PathLike) -> set[str]:
+    """The run_ids stored in ``folder`` whose rows all have status "ok" (a resumed sweep skips them)."""
+    if not (Path(folder) / RUNS).is_file():
+        return set()
+    df = load(folder)
+    ok = df.groupby("run_id")["status"].agg(lambda s: bool((s == "ok").all()))
+    return set(ok[ok].index)
+
+
+def clear(folder: str | os.PathLike) -> None:
+    """Remove the tables and generated notes of a run folder (``--overwrite``); figures and checkpoints are
+    rewritten as the new runs finish."""
+    for path in (*Path(folder).glob("*.csv"), *Path(folder).glob("*.md"), Path(folder) / MANIFEST):
+        path.unlink(missing_ok=True)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
@@ -60,9 +85,12 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is not a valid manifest (JSON): {e}") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} is not an ibkit manifest: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict:
@@ -110,11 +138,14 @@ def write_manifest(folder: str | os.PathLike, **fields) -> Path:
 
 def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool) -> Path:
     """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results
-    of a different experiment or config unless ``overwrite``. Returns the folder as a Path."""
+    of a different experiment or config unless ``overwrite``. The same experiment and config resume: the
+    sweep skips the runs that finished. Returns the folder as a Path."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
     manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None and (folder / RUNS).exists() and not overwrite:
+        raise ValueError(f"{folder} holds a {RUNS} without a {MANIFEST}; choose another --out or pass --overwrite")
     if manifest is not None and not overwrite:
         as_stored = json.loads(json.dumps(config, default=str))
         if manifest.get("experiment") != experiment or manifest.get("config") != as_stored:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ibkit.data import Dataset
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
-from ibkit.results import write_runs
+from ibkit.results import finished_run_ids, load, write_runs
 from ibkit.train import DivergenceError, fit
 
 _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
@@ -48,10 +48,13 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
 
     ``evaluate(model, spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become
     extra columns. With ``out_dir`` each model's checkpoint is saved and ``runs.csv`` is rewritten after every
-    run, so a fault loses at most the run in flight.
+    run, so a fault loses at most the run in flight; runs that ``out_dir`` already holds as finished ("ok")
+    are kept and skipped, and the others (failed, diverged, never finished) are run again.
     """
-    rows: list[dict] = []
-    for spec in tqdm(specs, desc=experiment, unit="run", disable=None):  # a bar on a terminal only
+    done = finished_run_ids(out_dir) if out_dir is not None else set()
+    rows: list[dict] = load(out_dir).query("run_id in @done").to_dict("records") if done else []
+    todo = [spec for spec in specs if run_id(spec) not in done]
+    for spec in tqdm(todo, desc=experiment, unit="run", disable=None):  # a bar on a terminal only
         base = schema_fields(experiment, ds.name, spec)
         start = time.perf_counter()
         try:

@@ -16,10 +16,8 @@ TINY = ["--set", "epochs=2", "--set", "betas=0.5,4", "--set", "hidden=16", "--se
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rd") / "run"
-    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
-    return out
+def quick_run(run_experiment):
+    return run_experiment("rate-distortion", TINY)
 
 
 def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
@@ -55,6 +53,54 @@ def test_plot_and_table_read_stored_results(quick_run, capsys):
 def test_rerun_with_another_config_is_refused(quick_run, capsys):
     assert main(["run", "rate-distortion", "--quick", "--out", str(quick_run), *TINY, "--set", "epochs=3"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path):
+    out = tmp_path / "resume"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    first = pd.read_csv(out / "runs.csv")
+    # a rerun of the same command trains nothing again and loses nothing
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    again = pd.read_csv(out / "runs.csv")
+    key = ["run_id", "split"]
+    pd.testing.assert_frame_equal(first.sort_values(key).reset_index(drop=True),
+                                  again.sort_values(key).reset_index(drop=True))
+    # a run recorded as failed is run again; the finished ones keep their stored rows (and train_seconds)
+    broken = first.copy()
+    victim = broken["run_id"].iloc[0]
+    broken.loc[broken["run_id"] == victim, ["status", "distortion"]] = ["failed", float("nan")]
+    broken.to_csv(out / "runs.csv", index=False)
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    healed = pd.read_csv(out / "runs.csv").sort_values(key).reset_index(drop=True)
+    assert (healed["status"] == "ok").all() and len(healed) == len(first)
+    others = healed[healed["run_id"] != victim].reset_index(drop=True)
+    expected = first[first["run_id"] != victim].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(others, expected)
+    redone = healed[healed["run_id"] == victim]
+    original = first[first["run_id"] == victim].sort_values(key)
+    assert list(redone["distortion"]) == pytest.approx(list(original["distortion"]), rel=1e-6)  # same seed
+
+
+def test_overwrite_starts_afresh(tmp_path):
+    out = tmp_path / "over"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, "--set", "betas=2",
+                 "--overwrite"]) == 0
+    df = pd.read_csv(out / "runs.csv")
+    assert sorted(df[df["kind"] == "vae"]["beta"].unique()) == [2.0]
+
+
+def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "runs.csv").write_text("a,b\n1,2\n")
+    assert main(["table", str(bad)]) == 2
+    assert "lacks the columns" in capsys.readouterr().err
+    (bad / "manifest.json").write_text("[1, 2]")
+    assert main(["plot", str(bad)]) == 2
+    assert "expected a JSON object" in capsys.readouterr().err
+    assert main(["run", "rate-distortion", "--out", str(tmp_path / "x"), "--set", "device=tpu"]) == 2
+    assert "device='tpu'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

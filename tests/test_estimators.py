@@ -68,14 +68,19 @@ def test_rate_is_the_analytic_kl(source):
     assert expected > 0.5  # not a vacuous comparison
 
 
-def test_distortion_matches_closed_form(source):
-    """-E_q log p(x|z) = D/2 log(2 pi s^2) + (||x - W mu - b||^2 + tr(W S W^T)) / (2 s^2)."""
-    ds, model, x = source
+def _closed_form_distortion(ds, model, x) -> torch.Tensor:
+    """-E_q log p(x|z) = D/2 log(2 pi s^2) + (||x - W mu - b||^2 + tr(W S W^T)) / (2 s^2) per row [N], with
+    q = N(mu, S) the exact posterior of the linear-Gaussian source."""
     q = model.posterior(x)
     W, b, s2 = ds.W.double(), ds.b.double(), ds.noise**2
     resid = (x.double() - q.mean.double() @ W.T - b).pow(2).sum(-1)
     trace = torch.einsum("ij,njk,ik->n", W, q.covariance_matrix.double(), W)
-    expected = 0.5 * x.shape[1] * math.log(2 * math.pi * s2) + (resid + trace) / (2 * s2)  # [N]
+    return 0.5 * x.shape[1] * math.log(2 * math.pi * s2) + (resid + trace) / (2 * s2)
+
+
+def test_distortion_matches_closed_form(source):
+    ds, model, x = source
+    expected = _closed_form_distortion(ds, model, x)
     got = E.distortion(model, x, n_samples=500, per_example=True).double()
     gap, se = _mean_and_se(got - expected)  # Monte Carlo error only, independent across rows
     assert abs(gap) < 4 * se + 1e-3
@@ -175,3 +180,36 @@ def test_bad_input_is_refused(source):
         E.elbo(vae, torch.rand(5, 7))
     with pytest.raises(ValueError, match="bernoulli"):
         E.elbo(vae, x)  # real-valued data under a Bernoulli decoder
+
+
+def test_distortion_with_more_samples_than_a_chunk(source):
+    """n_samples = 50 drawn in chunks of 7 (the last one short) against the closed form, per example."""
+    ds, model, x = source
+    expected = _closed_form_distortion(ds, model, x)
+    got = E.distortion(model, x, n_samples=50, chunk_size=7, per_example=True).double()
+    gap, se = _mean_and_se(got - expected)
+    assert abs(gap) < 4 * se + 1e-3
+    assert se < 0.05  # 50 samples per row, not 7 or 1
+
+
+def test_distortion_of_a_deterministic_code_is_its_forward_distortion():
+    ds = ibkit.data.load("digits")
+    ae = ibkit.build_model("ae", ds.input_dim, 3, hidden=(16,))
+    torch.testing.assert_close(E.distortion(ae, ds.test, per_example=True), ae(ds.test).distortion.detach())
+
+
+def test_active_units_threshold_is_on_the_variance():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(5000, 1, generator=g)
+    # per-dimension variance 0.005 and 0.02 (std 0.07 and 0.14): only the second is above 0.01
+    A = torch.tensor([[0.005**0.5, 0.02**0.5]])
+    assert E.active_units(LinearCode(A), u) == 1
+    assert E.active_units(LinearCode(A), u, threshold=0.001) == 2
+
+
+def test_integer_arguments_must_be_integers(source):
+    _, model, x = source
+    with pytest.raises(ValueError, match="k=1000.0 must be an integer, e.g. 1000"):
+        E.iwae(model, x, 1e3)
+    with pytest.raises(ValueError, match="n_samples=2.0 must be an integer"):
+        E.distortion(model, x, 2.0)

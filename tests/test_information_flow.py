@@ -12,10 +12,8 @@ TINY = ["--set", "epochs=2", "--set", "hidden=16", "--set", "latent_dim=3", "--s
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("if") / "run"
-    assert main(["run", "information-flow", "--quick", "--out", str(out), *TINY]) == 0
-    return out
+def run_dir(run_experiment):
+    return run_experiment("information-flow", TINY)
 
 
 def test_tables(run_dir):
@@ -48,3 +46,10 @@ def test_figures_and_findings(run_dir):
     (run_dir / "findings.md").unlink()
     assert main(["plot", str(run_dir)]) == 0  # regenerated from the stored tables
     assert (run_dir / "findings.md").read_text() == findings
+
+
+def test_resume_keeps_the_side_tables(run_dir):
+    before = {name: pd.read_csv(run_dir / name) for name in ("runs.csv", "probe_curve.csv", "kl_per_dim.csv")}
+    assert main(["run", "information-flow", "--quick", "--out", str(run_dir), *TINY]) == 0  # nothing to redo
+    for name, table in before.items():
+        pd.testing.assert_frame_equal(pd.read_csv(run_dir / name), table)

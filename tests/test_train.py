@@ -95,3 +95,20 @@ def test_fit_refuses_bad_input(digits):
         ibkit.fit(m, 3 * torch.rand(10, 64))
     with pytest.raises(ValueError, match="device='tpu'"):
         ibkit.fit(m, digits.train, device="tpu")
+
+
+def test_epoch_means_weight_every_example_once(digits):
+    """With a learning rate too small to move the weights, the epoch's mean loss is the loss of the model on the
+    whole training set, even though 1437 rows do not divide into batches of 100 (the last batch has 37)."""
+    ae = ibkit.build_model("ae", digits.input_dim, 3, hidden=(16,))
+    expected = ae(digits.train).loss.mean().item()
+    h = ibkit.fit(ae, digits.train, epochs=1, batch_size=100, lr=1e-30, progress=False)
+    assert h["loss"].iloc[0] == pytest.approx(expected, rel=1e-6)
+
+
+def test_integer_sizes_must_be_integers(digits):
+    m = ibkit.build_model("vae", digits.input_dim, 2, hidden=(8,))
+    with pytest.raises(ValueError, match="epochs=2.0 must be an integer, e.g. 2"):
+        ibkit.fit(m, digits.train, epochs=2.0)
+    with pytest.raises(ValueError, match="latent_dim=2.0 must be an integer"):
+        ibkit.build_model("vae", digits.input_dim, 2.0)
