@@ -211,8 +211,8 @@ def write_findings(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test"
         if len(c):
             per_sigma = c.groupby("sigma")["infonce"].mean().sort_index(ascending=False)
             reached = per_sigma[per_sigma >= log_n - 0.1]
-            line += f"; at σ = {per_sigma.index[0]:g} it carries {per_sigma.iloc[0]:.2f}"
-            line += (f"; it comes within 0.1 nats of log N from σ = {reached.index[0]:g} down" if len(reached)
+            line += f"; at σ = {per_sigma.index[0]:.2g} it carries {per_sigma.iloc[0]:.2f}"
+            line += (f"; it comes within 0.1 nats of log N from σ = {reached.index[0]:.2g} down" if len(reached)
                      else "; it stays more than 0.1 nats below log N at every probe")
         lines.append(line + ".")
     lines += ["", "## Fixed channel noise: bounded only with a power limit"]

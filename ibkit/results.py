@@ -93,14 +93,28 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     return manifest
 
 
-def git_state(cwd: str | os.PathLike | None = None) -> dict:
-    """{"commit": sha or None, "dirty": bool or None} of the git tree around ``cwd`` (ibkit's source by default)."""
-    cwd = cwd or Path(__file__).resolve().parent
+def git_state(exclude: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None) -> dict:
+    """{"commit": sha or None, "dirty": bool or None} of the git tree around ``cwd`` (ibkit's source by default).
+
+    Changes under ``exclude`` (the run folder being written, when it lies in the tree) do not make it dirty.
+    """
+
+    def git(*args) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=cwd or Path(__file__).resolve().parent, capture_output=True,
+                              text=True, timeout=10)
+
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0:
+        sha, top = git("rev-parse", "HEAD"), git("rev-parse", "--show-toplevel")
+        if sha.returncode != 0 or top.returncode != 0:
             return {"commit": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        pathspec = [":(top)"]
+        if exclude is not None:
+            try:
+                inside = Path(exclude).resolve().relative_to(Path(top.stdout.strip()).resolve())
+                pathspec.append(f":(top,exclude){inside.as_posix()}")
+            except ValueError:
+                pass  # the run folder lies outside the source tree
+        status = git("status", "--porcelain", "--", *pathspec)
         return {"commit": sha.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -130,7 +144,7 @@ def environment() -> dict:
 def write_manifest(folder: str | os.PathLike, **fields) -> Path:
     """Write ``manifest.json``: the given fields (experiment, config, seeds, times...) plus the command
     line, the git state and the environment."""
-    manifest = {**fields, "command": sys.argv, "git": git_state(), "environment": environment()}
+    manifest = {**fields, "command": sys.argv, "git": git_state(exclude=folder), "environment": environment()}
     path = Path(folder) / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return path

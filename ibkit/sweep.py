@@ -51,7 +51,8 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     run, so a fault loses at most the run in flight; runs that ``out_dir`` already holds as finished ("ok")
     are kept and skipped, and the others (failed, diverged, never finished) are run again.
     """
-    done = finished_run_ids(out_dir) if out_dir is not None else set()
+    ids = {run_id(spec) for spec in specs}
+    done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
     rows: list[dict] = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
     for spec in tqdm(todo, desc=experiment, unit="run", disable=None):  # a bar on a terminal only
