@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import types
 import typing
@@ -209,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else USAGE_ERROR
+    except BrokenPipeError:  # the reader went away (`ibkit table DIR | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError) as e:  # bad input, missing or unreadable files, a failed download
         return _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
 

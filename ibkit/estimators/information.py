@@ -37,9 +37,9 @@ class PosteriorColumns:
     """
 
     def __init__(self, model, x: Tensor, rows_per_block: int, fast: bool = True, chunk_size: int = DEFAULT_CHUNK):
-        parts = [model.posterior(x[c]) for c in row_chunks(len(x), chunk_size)]
-        self.diagonal = fast and all(_is_diagonal_normal(p) for p in parts)
+        self.diagonal = fast and _is_diagonal_normal(model.posterior(x[:1]))
         if self.diagonal:
+            parts = [model.posterior(x[c]) for c in row_chunks(len(x), chunk_size)]
             loc = torch.cat([p.base_dist.loc for p in parts]).double()  # [N, d]
             prec = torch.cat([p.base_dist.scale for p in parts]).double().pow(-2)  # [N, d], 1 / s^2
             # log N(z; m, s^2) = -1/2 [z^2 . p - 2 z . m p + m^2 . p] + 1/2 sum log p - d/2 log 2 pi
@@ -49,7 +49,7 @@ class PosteriorColumns:
             self.log_norm = 0.5 * prec.log().sum(-1) - 0.5 * loc.shape[1] * math.log(2 * math.pi)  # [N]
             self.buffer = torch.empty(rows_per_block, len(x), dtype=torch.float64, device=x.device)
         else:
-            d = parts[0].event_shape[0] if parts[0].event_shape else 1
+            d = max(1, math.prod(model.posterior(x[:1]).event_shape))
             cols = max(1, PAIR_BUDGET // (rows_per_block * d))  # [rows, cols, d] temporaries in log_prob
             self.blocks = [model.posterior(x[c]) for c in row_chunks(len(x), cols)]
 
