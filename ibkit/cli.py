@@ -131,7 +131,7 @@ def cmd_plot(args) -> int:
 
 
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
-CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity")
+CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity", "code_bound")
 
 
 def summary_table(df, fmt: str) -> str:

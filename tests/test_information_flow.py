@@ -53,3 +53,11 @@ def test_resume_keeps_the_side_tables(run_dir):
     assert main(["run", "information-flow", "--quick", "--out", str(run_dir), *TINY]) == 0  # nothing to redo
     for name, table in before.items():
         pd.testing.assert_frame_equal(pd.read_csv(run_dir / name), table)
+
+
+def test_table_keeps_bounded_and_unbounded_noisy_aes_apart(run_dir):
+    from ibkit.cli import summary_table
+    from ibkit.results import load
+
+    rows = [line for line in summary_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy_ae")]
+    assert len(rows) == 2 and any("tanh" in r for r in rows)
