@@ -8,16 +8,7 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
-
-
-def ppca_max_log_likelihood(x: torch.Tensor, k: int) -> float:
-    """Tipping & Bishop 1999: L_max / N = -1/2 [D ln 2 pi + sum_{j<=k} ln lambda_j + (D-k) ln sigma^2 + D],
-    lambda the eigenvalues of the sample covariance, sigma^2 the mean of the discarded ones."""
-    x = x.double()
-    xc = x - x.mean(0)
-    lam = torch.linalg.eigvalsh(xc.T @ xc / len(x)).flip(0)
-    d = x.shape[1]
-    return float(-0.5 * (d * math.log(2 * math.pi) + lam[:k].log().sum() + (d - k) * lam[k:].mean().log() + d))
+from ibkit.theory import ppca_max_log_likelihood
 
 
 def test_linear_vae_reaches_the_ppca_optimum():

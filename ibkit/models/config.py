@@ -8,7 +8,7 @@ from ibkit.checks import check_choice, check_number
 
 KINDS = ("ae", "sparse_ae", "noisy_ae", "vae")
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
-POSTERIOR_NAMES = ("diagonal",)
+POSTERIOR_NAMES = ("diagonal", "full")
 CODE_BOUNDS = ("tanh", None)
 
 
@@ -19,7 +19,7 @@ class ModelConfig:
     latent_dim: int  # d, width of the code
     hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
     likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
-    posterior: str = "diagonal"  # q(z|x) family of the vae
+    posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor)
     beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
     noise: float | None = None  # noisy_ae: std of the fixed Gaussian channel noise (required, > 0)
     sparsity: float = 0.0  # sparse_ae: weight of the L1 penalty on the code
@@ -41,6 +41,9 @@ class ModelConfig:
         object.__setattr__(self, "hidden", tuple(hidden))
         check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
         check_choice("posterior", self.posterior, POSTERIOR_NAMES)
+        if self.posterior != "diagonal" and self.kind != "vae":
+            raise ValueError(f"posterior={self.posterior!r} applies only to kind='vae'; kind={self.kind!r} has no "
+                             "posterior family (noisy_ae's channel is fixed, ae and sparse_ae have none)")
         check_number("beta", self.beta, low=0)
         check_number("sparsity", self.sparsity, low=0)
         check_number("seed", self.seed, low=0, integer=True)

@@ -1,13 +1,14 @@
-"""Posterior families q(z|x): each maps the encoder's output to a ``torch.distributions`` object.
+"""Posterior families q(z|x): each maps the encoder's output to a ``torch.distributions`` object, and names the
+prior N(0, I) in the form torch has a closed-form KL against.
 
-Registry: ``POSTERIORS = {"diagonal": ...}``.
+Registry: ``POSTERIORS = {"diagonal": ..., "full": ...}``.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 
 class PosteriorFamily(nn.Module):
@@ -22,6 +23,10 @@ class PosteriorFamily(nn.Module):
         """Width of the encoder output this family consumes for a d-dimensional latent."""
         raise NotImplementedError
 
+    def prior(self, loc: Tensor, scale: Tensor) -> Distribution:
+        """p(z) = N(loc, diag(scale^2)) (loc, scale [d]) as a diagonal Normal."""
+        return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
 
 class DiagonalGaussian(PosteriorFamily):
     """Mean-field Gaussian q(z|x) = N(mu(x), diag(exp(logvar(x)))) (Kingma & Welling 2014)."""
@@ -35,6 +40,36 @@ class DiagonalGaussian(PosteriorFamily):
         return Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
 
 
+class FullGaussian(PosteriorFamily):
+    """Full-covariance Gaussian q(z|x) = N(mu(x), L(x) L(x)^T) with L lower triangular, diagonal exp(.) > 0:
+    a linear IAF (Kingma et al. 2016, sec. 3). It can hold the correlations the true posterior has given x
+    (Berkson's paradox) that the diagonal family cannot. Encoder output: mu [d], log diag(L) [d], and the
+    d(d-1)/2 entries below the diagonal."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__(latent_dim)
+        rows, cols = torch.tril_indices(latent_dim, latent_dim, offset=-1)
+        self.register_buffer("_rows", rows, persistent=False)
+        self.register_buffer("_cols", cols, persistent=False)
+
+    @classmethod
+    def n_params(cls, latent_dim: int) -> int:
+        return 2 * latent_dim + latent_dim * (latent_dim - 1) // 2
+
+    def forward(self, h: Tensor) -> Distribution:
+        d = self.latent_dim
+        mu, log_diag, below = h.split([d, d, d * (d - 1) // 2], dim=-1)
+        tril = torch.zeros(*h.shape[:-1], d, d, dtype=h.dtype, device=h.device)
+        tril[..., self._rows, self._cols] = below
+        tril = tril + torch.diag_embed(torch.exp(log_diag))
+        return MultivariateNormal(mu, scale_tril=tril, validate_args=False)
+
+    def prior(self, loc: Tensor, scale: Tensor) -> Distribution:
+        """p(z) as a MultivariateNormal, so KL(q || p) is torch's closed form."""
+        return MultivariateNormal(loc, scale_tril=torch.diag(scale), validate_args=False)
+
+
 POSTERIORS: dict[str, type[PosteriorFamily]] = {
     "diagonal": DiagonalGaussian,
+    "full": FullGaussian,
 }

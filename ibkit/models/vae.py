@@ -24,5 +24,9 @@ class VAE(StochasticAutoencoder):
     def posterior(self, x: Tensor) -> Distribution:
         return self.family(self.encoder(x))
 
+    def prior(self) -> Distribution:
+        """p(z) = N(0, I) in the form that has a closed-form KL against the posterior family."""
+        return self.family.prior(self._prior_loc, self._prior_scale)
+
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
         return self.config.beta * rate
