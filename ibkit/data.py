@@ -545,9 +545,29 @@ class LinearGaussianDataset(Dataset):
     b: Tensor
     noise: float
 
-    def true_model(self) -> LinearGaussianModel:
-        """The generating model, following the ibkit model protocol with the exact posterior."""
-        return LinearGaussianModel(self.W, self.b, self.noise)
+    def true_model(self, posterior: str | None = None, hidden: tuple[int, ...] = (64,), seed: int = 0):
+        """The generating model.
+
+        posterior=None: a ``LinearGaussianModel`` following the ibkit protocol with the exact posterior.
+        posterior="diagonal" | "full": an ibkit VAE whose linear decoder, noise scale and prior are the generating
+        ones, frozen, and whose encoder (widths ``hidden``, weights from ``seed``) is fresh: train it with
+        ``fit(..., trainable="encoder")`` to measure what a posterior family costs when the generative model is
+        held fixed (a learned decoder could rotate its latents until the exact posterior is diagonal).
+        """
+        if posterior is None:
+            return LinearGaussianModel(self.W, self.b, self.noise)
+        from ibkit.models import build_model  # data does not depend on models otherwise
+
+        D, k = self.W.shape
+        model = build_model("vae", D, k, hidden=tuple(hidden), decoder_hidden=(), likelihood="gaussian",
+                            posterior=posterior, seed=seed)
+        with torch.no_grad():
+            model.decoder[0].weight.copy_(self.W)
+            model.decoder[0].bias.copy_(self.b)
+            model.likelihood.log_scale.fill_(math.log(self.noise))
+        for part in (model.decoder, model.likelihood):
+            part.requires_grad_(False)
+        return model
 
     def covariance(self) -> Tensor:
         """C = W W^T + sigma^2 I: [D, D] float32."""

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ibkit.checks import check_model_data, check_number
+from ibkit.checks import check_choice, check_model_data, check_number
 from ibkit.seeding import seeded
 
 
@@ -48,6 +48,7 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device = "auto",
+    trainable: str = "all",
 ) -> pd.DataFrame:
     """Train ``model`` (an ibkit autoencoder: ``forward`` returns per-example ``loss, rate, distortion``)
     with Adam on minibatches of ``x_train`` [N, D], minimising the mean per-example loss.
@@ -56,7 +57,11 @@ def fit(
     was), so the same seed gives the same numbers on the CPU. Returns the per-epoch history: epoch, loss,
     rate, distortion (means over the epoch's examples, nats) and seconds. A NaN or infinite loss stops
     training with ``DivergenceError`` naming the epoch and the last finite loss.
+
+    trainable: "all" (default) or "encoder": only q(z|x) learns, the decoder and prior stay as they are (to
+    measure inference on a fixed generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
     """
+    check_choice("trainable", trainable, ("all", "encoder"))
     check_number("epochs", epochs, low=1, integer=True)
     check_number("batch_size", batch_size, low=1, integer=True)
     check_number("lr", lr, low=0, low_open=True)
@@ -66,7 +71,8 @@ def fit(
     model.to(device)
     x = x.to(device)
     n = x.shape[0]
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    params = model.encoder.parameters() if trainable == "encoder" else model.parameters()
+    optimizer = torch.optim.Adam(params, lr=lr)
     order = torch.Generator().manual_seed(seed)
     rows = []
     show = progress and sys.stderr.isatty()
@@ -80,7 +86,7 @@ def fit(
             for i in range(0, n, batch_size):
                 out = model(x[perm[i : i + batch_size]])
                 loss = out.loss.mean()
-                optimizer.zero_grad(set_to_none=True)
+                model.zero_grad(set_to_none=True)  # frozen parts too: their gradients are never kept
                 loss.backward()
                 optimizer.step()
                 with torch.no_grad():

@@ -72,6 +72,7 @@ def load_checkpoint(path: str | os.PathLike) -> Autoencoder:
         ) from None
     config = dict(blob["config"])
     config["hidden"] = tuple(config["hidden"])
+    config["decoder_hidden"] = tuple(config.get("decoder_hidden") or reversed(config["hidden"]))
     model = model_from_config(ModelConfig(**config))
     model.load_state_dict(blob["state_dict"])
     return model

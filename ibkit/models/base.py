@@ -28,7 +28,7 @@ class Autoencoder(nn.Module):
         self.config = config
         self.likelihood = LIKELIHOODS[config.likelihood]()
         self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
-        self.decoder = mlp(config.latent_dim, tuple(reversed(config.hidden)), config.input_dim)
+        self.decoder = mlp(config.latent_dim, config.decoder_hidden, config.input_dim)
 
     @property
     def latent_dim(self) -> int:

@@ -18,6 +18,7 @@ class ModelConfig:
     input_dim: int  # D, width of the data
     latent_dim: int  # d, width of the code
     hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
+    decoder_hidden: tuple[int, ...] | None = None  # decoder widths when they differ; None mirrors hidden
     likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
     posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor)
     beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
@@ -39,6 +40,13 @@ class ModelConfig:
                 f"hidden={hidden!r} must be a tuple of positive layer widths, e.g. (256, 256), or () for linear"
             )
         object.__setattr__(self, "hidden", tuple(hidden))
+        if self.decoder_hidden is None:
+            object.__setattr__(self, "decoder_hidden", tuple(reversed(self.hidden)))
+        elif isinstance(self.decoder_hidden, (int, str)) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.decoder_hidden):
+            raise ValueError(f"decoder_hidden={self.decoder_hidden!r} must be a tuple of positive layer widths, "
+                             "() for a linear decoder, or None to mirror hidden")
+        object.__setattr__(self, "decoder_hidden", tuple(self.decoder_hidden))
         check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
         check_choice("posterior", self.posterior, POSTERIOR_NAMES)
         if self.posterior != "diagonal" and self.kind != "vae":
