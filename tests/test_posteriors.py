@@ -135,3 +135,39 @@ def test_posterior_correlation_recovers_the_exact_posterior(source):
     assert wide["q"] == 0.0  # a diagonal q has no correlation to show ...
     assert wide["true"] == pytest.approx(closed, abs=0.05)  # ... but reweighted it recovers the truth
     assert 50 < wide["ess"] < 1000
+
+
+def test_amortization_gap_on_the_fixed_linear_gaussian_model(source):
+    """Cremer et al. 2018 on a model whose answers are known: the optimal diagonal q has a mean linear in x, so a
+    trained linear encoder leaves (almost) no amortisation gap and the gap is the best-diagonal KL (0.19 nats);
+    an encoder trained for one epoch leaves a large amortisation gap that per-datapoint optimisation removes."""
+    x = source.test[:500]
+    log_px = source.log_px(x).mean().item()
+    M = torch.linalg.inv(source.true_model().posterior(x[:1]).covariance_matrix[0].double())
+    best_diagonal = 0.5 * (M.diagonal().log().sum() - torch.logdet(M)).item()
+    m = source.true_model(posterior="diagonal", hidden=())
+    ibkit.fit(m, source.train, epochs=1, lr=1e-3, progress=False, trainable="encoder")
+    poor = E.amortization_gap(m, x, steps=500, lr=5e-2)
+    ibkit.fit(m, source.train, epochs=30, lr=1e-2, progress=False, trainable="encoder")
+    ibkit.fit(m, source.train, epochs=20, lr=1e-3, seed=1, progress=False, trainable="encoder")
+    good = E.amortization_gap(m, x, steps=500, lr=5e-2)
+    for r in (poor, good):
+        assert r["log_px"] == pytest.approx(log_px, abs=0.01)  # IWAE from q*, k = 1000
+        assert r["amortization_gap"] == pytest.approx(r["elbo_optimised"] - r["elbo_amortised"])
+        # per-datapoint Adam with 8 samples stops a little short of the best diagonal q (noise floor ~0.06)
+        assert best_diagonal - 0.02 < r["approximation_gap"] < best_diagonal + 0.08
+    assert poor["amortization_gap"] > 10
+    assert abs(good["amortization_gap"]) < 0.05
+
+
+def test_rate_decomposition(source):
+    """R = I(n; z) + KL(q(z) || p(z)); for the exact posterior of the true model the aggregate posterior of the
+    data is nearly the prior, so nearly all of the rate is index information."""
+    x = source.test[:500]
+    r = E.rate_decomposition(source.true_model(), x)
+    assert r["rate"] == pytest.approx(r["index_information"] + r["marginal_kl"])
+    assert r["index_information"] <= math.log(500)
+    assert -0.05 < r["marginal_kl"] < 0.2
+    assert r["index_information"] == pytest.approx(source.mutual_information(), abs=0.25)
+    with pytest.raises(ValueError, match="needs an ibkit VAE"):
+        E.amortization_gap(source.true_model(), x)

@@ -86,12 +86,16 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     with seeded_no_grad(seed, x.device):
         prior = model.prior()
         for s in row_chunks(len(x), rows):
-            xs = x[s]
-            q = model.posterior(xs)
-            acc = torch.full((len(xs),), -math.inf, device=x.device)
-            for j in range(0, k, samples):
-                z = q.sample((min(samples, k - j),))  # [S, n, d]
-                log_w = model.log_likelihood(xs, z) + prior.log_prob(z) - q.log_prob(z)  # [S, n]
-                acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
-            out.append(acc - math.log(k))
+            out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k, samples))
     return reduce(torch.cat(out), per_example)
+
+
+def importance_weighted_rows(model, prior, q, x: Tensor, k: int, samples: int) -> Tensor:
+    """log (1/k) sum_i p(x, z_i) / q(z_i|x) per row [n] for the proposal q (batch [n]), drawing ``samples`` of the
+    k at a time and combining them with a running log-sum-exp."""
+    acc = torch.full((len(x),), -math.inf, device=x.device)
+    for j in range(0, k, samples):
+        z = q.sample((min(samples, k - j),))  # [S, n, d]
+        log_w = model.log_likelihood(x, z) + prior.log_prob(z) - q.log_prob(z)  # [S, n]
+        acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+    return acc - math.log(k)

@@ -7,8 +7,11 @@ from torch import Tensor
 from torch.distributions import Distribution, MultivariateNormal
 
 from ibkit.checks import check_number
+from ibkit.divergence import kl_or_monte_carlo
 from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, row_chunks, seeded_no_grad
 from ibkit.estimators.information import _is_diagonal_normal
+from ibkit.estimators.likelihood import importance_weighted_rows
+from ibkit.seeding import seeded
 
 
 def _mean_abs_offdiag_correlation(cov: Tensor) -> Tensor:
@@ -70,3 +73,70 @@ def posterior_correlation(model, x, k: int = 1000, *, seed: int = 0, chunk_size:
         "ess": torch.cat(ess).mean().item(),
         "k": k,
     }
+
+
+def rate_decomposition(model, x, *, seed: int = 0) -> dict:
+    """R = I_index(X;Z) + KL(q(z) || p(z)) (Hoffman & Johnson 2016, "ELBO surgery", eq. 3), over the N rows of x:
+
+    index_information: I(n; z) under q(n, z) = q(z|x_n) / N, estimated by InfoNCE with one draw per row (its
+                       expectation is exactly I(n; z), which is at most log N);
+    marginal_kl:       KL(q(z) || p(z)) = R - I(n; z), the price of an aggregate posterior unlike the prior.
+    """
+    from ibkit.estimators.information import mi_bounds
+
+    b = mi_bounds(model, x, seed=seed)
+    return {"rate": b["rate"], "index_information": b["infonce"], "marginal_kl": b["rate"] - b["infonce"]}
+
+
+def amortization_gap(model, x, steps: int = 300, lr: float = 1e-2, *, n_samples: int = 8, k: int = 1000,
+                     seed: int = 0) -> dict:
+    """Split the inference gap log p(x) - ELBO (Cremer et al. 2018, "Inference Suboptimality in VAEs"):
+
+    elbo_amortised:  the ELBO of the encoder's q(z|x);
+    elbo_optimised:  the ELBO after optimising each data point's own variational parameters of the same family
+                     (the encoder's outputs h_n, started from the encoder and moved by Adam for ``steps`` steps
+                     with ``n_samples`` reparameterised draws; the decoder and prior stay fixed): q*;
+    log_px:          the importance-weighted bound with ``k`` samples from q* (a better proposal than the
+                     encoder's), an estimate of log p(x) from below;
+    amortization_gap = elbo_optimised - elbo_amortised, approximation_gap = log_px - elbo_optimised.
+    All means over the rows of x, in nats. Needs an ibkit VAE (``encoder`` and posterior ``family``).
+    """
+    if not (hasattr(model, "encoder") and hasattr(model, "family")):
+        raise ValueError(f"amortization_gap needs an ibkit VAE (an encoder and a posterior family); "
+                         f"got {type(model).__name__}")
+    x = prepare(model, x)
+    check_number("steps", steps, low=0, integer=True)
+    check_number("lr", lr, low=0, low_open=True)
+    check_number("n_samples", n_samples, low=1, integer=True)
+    with seeded_no_grad(seed, x.device):
+        h = model.encoder(x).detach().clone()
+    h.requires_grad_(True)
+    optimizer = torch.optim.Adam([h], lr=lr)
+    prior = model.prior()
+    with seeded(seed, x.device):
+        for _ in range(steps):
+            q = model.family(h)
+            z = q.rsample((n_samples,))  # [S, N, d]
+            per_row = model.log_likelihood(x, z).mean(0) - kl_or_monte_carlo(q, prior, z)
+            (grad,) = torch.autograd.grad(-per_row.sum(), [h])  # only h moves: the model's weights stay
+            h.grad = grad
+            optimizer.step()
+        with torch.no_grad():
+            optimised = model.family(h.detach())
+            samples, _ = plan_chunks(k, max(1, DEFAULT_CHUNK // len(x)))
+            out = {
+                "elbo_amortised": _monte_carlo_elbo(model, model.posterior(x), x),
+                "elbo_optimised": _monte_carlo_elbo(model, optimised, x),
+                "log_px": importance_weighted_rows(model, prior, optimised, x, k, samples).mean().item(),
+            }
+    out["amortization_gap"] = out["elbo_optimised"] - out["elbo_amortised"]
+    out["approximation_gap"] = out["log_px"] - out["elbo_optimised"]
+    return out
+
+
+def _monte_carlo_elbo(model, q: Distribution, x: Tensor, n_samples: int = 100, chunk: int = 10) -> float:
+    """mean_n [mean_s log p(x_n|z_s) - KL(q_n || p)], z_s ~ q_n, drawing ``chunk`` samples at a time."""
+    total = torch.zeros(len(x), device=x.device)
+    for j in range(0, n_samples, chunk):
+        total += model.log_likelihood(x, q.sample((min(chunk, n_samples - j),))).sum(0)
+    return (total / n_samples - kl_or_monte_carlo(q, model.prior(), q.sample((n_samples,)))).mean().item()
