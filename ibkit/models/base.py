@@ -84,5 +84,5 @@ class StochasticAutoencoder(Autoencoder):
     def sample_code(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z ~ q(z|x) by reparameterisation [N, d], and KL(q(z|x) || p(z)) [N] (closed form where torch has it)."""
         q = self.posterior(x)
-        z = q.rsample()
-        return z, kl_or_monte_carlo(q, self.prior(), z.unsqueeze(0))
+        z = q.rsample((1,))  # [1, N, d]: the sample the Monte Carlo KL (where needed) reuses as drawn
+        return z[0], kl_or_monte_carlo(q, self.prior(), z)

@@ -8,7 +8,7 @@ from ibkit.checks import check_choice, check_number
 
 KINDS = ("ae", "sparse_ae", "noisy_ae", "vae")
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
-POSTERIOR_NAMES = ("diagonal", "full")
+POSTERIOR_NAMES = ("diagonal", "full", "iaf")
 CODE_BOUNDS = ("tanh", None)
 
 
@@ -20,7 +20,8 @@ class ModelConfig:
     hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
     decoder_hidden: tuple[int, ...] | None = None  # decoder widths when they differ; None mirrors hidden
     likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
-    posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor)
+    posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor) | iaf
+    flow_steps: int = 2  # iaf: number of autoregressive steps
     beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
     noise: float | None = None  # noisy_ae: std of the fixed Gaussian channel noise (required, > 0)
     sparsity: float = 0.0  # sparse_ae: weight of the L1 penalty on the code
@@ -55,6 +56,7 @@ class ModelConfig:
         check_number("beta", self.beta, low=0)
         check_number("sparsity", self.sparsity, low=0)
         check_number("seed", self.seed, low=0, integer=True)
+        check_number("flow_steps", self.flow_steps, low=1, integer=True)
         if self.kind == "noisy_ae":
             if self.noise is None:
                 raise ValueError("noise=None: kind='noisy_ae' needs the channel noise std, e.g. noise=0.1")

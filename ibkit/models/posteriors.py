@@ -14,7 +14,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 class PosteriorFamily(nn.Module):
     """Turns encoder features [N, n_params] into q(z|x) with batch_shape [N], event_shape [d]."""
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, **options):
         super().__init__()
         self.latent_dim = latent_dim
 
@@ -40,13 +40,40 @@ class DiagonalGaussian(PosteriorFamily):
         return Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
 
 
+class IAF(PosteriorFamily):
+    """Inverse autoregressive flow (Kingma et al. 2016): a diagonal Gaussian and ``flow_steps`` MADE steps with
+    reversed orderings between steps, conditioned on a context from the encoder (see ``ibkit.models.iaf``).
+    Encoder output: loc [d], log variance [d], context [c]. Its KL has no closed form: the rate is Monte Carlo."""
+
+    def __init__(self, latent_dim: int, flow_steps: int = 2, **options):
+        super().__init__(latent_dim)
+        from ibkit.models.iaf import IAFStep, iaf_context_dim, iaf_width
+
+        self.steps = nn.ModuleList(
+            IAFStep(latent_dim, iaf_context_dim(latent_dim), iaf_width(latent_dim), reverse=t % 2 == 1)
+            for t in range(flow_steps))
+
+    @classmethod
+    def n_params(cls, latent_dim: int) -> int:
+        from ibkit.models.iaf import iaf_context_dim
+
+        return 2 * latent_dim + iaf_context_dim(latent_dim)
+
+    def forward(self, h: Tensor) -> Distribution:
+        from ibkit.models.iaf import IAFDistribution
+
+        d = self.latent_dim
+        loc, logvar, context = h.split([d, d, h.shape[-1] - 2 * d], dim=-1)
+        return IAFDistribution(loc, torch.exp(0.5 * logvar), context, self.steps)
+
+
 class FullGaussian(PosteriorFamily):
     """Full-covariance Gaussian q(z|x) = N(mu(x), L(x) L(x)^T) with L lower triangular, diagonal exp(.) > 0:
     a linear IAF (Kingma et al. 2016, sec. 3). It can hold the correlations the true posterior has given x
     (Berkson's paradox) that the diagonal family cannot. Encoder output: mu [d], log diag(L) [d], and the
     d(d-1)/2 entries below the diagonal."""
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, **options):
         super().__init__(latent_dim)
         rows, cols = torch.tril_indices(latent_dim, latent_dim, offset=-1)
         self.register_buffer("_rows", rows, persistent=False)
@@ -72,4 +99,5 @@ class FullGaussian(PosteriorFamily):
 POSTERIORS: dict[str, type[PosteriorFamily]] = {
     "diagonal": DiagonalGaussian,
     "full": FullGaussian,
+    "iaf": IAF,
 }

@@ -16,7 +16,7 @@ class VAE(StochasticAutoencoder):
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)
-        self.family = POSTERIORS[config.posterior](config.latent_dim)
+        self.family = POSTERIORS[config.posterior](config.latent_dim, flow_steps=config.flow_steps)
 
     def encoder_width(self) -> int:
         return POSTERIORS[self.config.posterior].n_params(self.config.latent_dim)
