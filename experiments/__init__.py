@@ -10,6 +10,7 @@ from types import ModuleType
 EXPERIMENTS = {
     "rate-distortion": "experiments.rate_distortion",
     "information-flow": "experiments.information_flow",
+    "posterior-families": "experiments.posterior_families",
 }
 
 

@@ -249,3 +249,64 @@ def kl_per_dim(kl: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel("VAE KL weight")
         ax.set_title("Rate per latent dimension (test split)")
     return fig
+
+
+FAMILY_COLOURS = {"diagonal": _PALETTE[0], "full": _PALETTE[4], "iaf": _PALETTE[2]}  # VAE posterior families
+
+
+def _family_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    ok = runs[(runs["status"] == "ok") & (runs["split"] == "test")].copy()
+    ok["setting"] = ok.apply(lambda r: f"{r['posterior']}\nβ={r['beta']:g}", axis=1)
+    return ok
+
+
+def gap_by_family(runs: pd.DataFrame) -> plt.Figure:
+    """IWAE − ELBO (a lower bound on the inference gap log p(x) − ELBO), nats, per posterior family and beta;
+    bars are means over seeds with standard-error whiskers."""
+    ok = _family_rows(runs)
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(SINGLE_COLUMN * 1.4, SINGLE_COLUMN))
+        sns.barplot(ok, x="beta", y="iwae_minus_elbo", hue="posterior", palette=FAMILY_COLOURS, errorbar="se",
+                    capsize=0.1, ax=ax, hue_order=[f for f in FAMILY_COLOURS if f in set(ok["posterior"])])
+        ax.set_xlabel("KL weight β")
+        ax.set_ylabel("IWAE − ELBO  [nats]")
+        ax.set_title("Inference gap (lower bound) by posterior family")
+        ax.legend(title="posterior", frameon=False)
+    return fig
+
+
+def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
+    """Mean absolute correlation between latents given x: under q, and under the true posterior (importance
+    weighted from q), per family and beta."""
+    ok = _family_rows(runs)
+    long = ok.melt(id_vars=["setting"], value_vars=["q_correlation", "true_correlation"], var_name="measure",
+                   value_name="correlation")
+    long["measure"] = long["measure"].map({"q_correlation": "q(z|x)", "true_correlation": "p(z|x), reweighted"})
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.6, SINGLE_COLUMN))
+        sns.barplot(long, x="setting", y="correlation", hue="measure", palette=[_PALETTE[7], _PALETTE[3]],
+                    errorbar="se", capsize=0.1, ax=ax)
+        ax.set_xlabel("posterior family and KL weight")
+        ax.set_ylabel("mean |correlation| of latents given x  [unitless]")
+        ax.set_title("Berkson: latents independent a priori, dependent given x")
+        ax.legend(loc="upper left", frameon=False)
+    return fig
+
+
+def amortization_by_family(runs: pd.DataFrame) -> plt.Figure:
+    """The inference gap split into its approximation part (log p(x) − ELBO of the best q of the family) and
+    its amortisation part (ELBO of the best q − ELBO of the encoder's q), nats, mean over seeds."""
+    ok = _family_rows(runs)
+    mean = ok.groupby("setting", sort=False)[["approximation_gap", "amortization_gap"]].mean()
+    with plt.rc_context(_style()):
+        fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.6, SINGLE_COLUMN))
+        x = np.arange(len(mean))
+        ax.bar(x, mean["approximation_gap"], color=_PALETTE[0], label="approximation gap")
+        ax.bar(x, mean["amortization_gap"], bottom=mean["approximation_gap"], color=_PALETTE[1],
+               label="amortisation gap")
+        ax.set_xticks(x, mean.index)
+        ax.set_xlabel("posterior family and KL weight")
+        ax.set_ylabel("log p(x) − ELBO  [nats]")
+        ax.set_title("Where the ELBO gap comes from (Cremer et al. 2018)")
+        ax.legend(frameon=False)
+    return fig
