@@ -289,7 +289,7 @@ def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("posterior family and KL weight")
         ax.set_ylabel("mean |correlation| of latents given x  [unitless]")
         ax.set_title("Berkson: latents independent a priori, dependent given x")
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # clear of the bars
     return fig
 
 
