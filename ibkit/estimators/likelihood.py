@@ -52,13 +52,16 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
             if not stochastic:
                 out.append(-model.log_likelihood(xs, model.encode(xs).unsqueeze(0))[0])
                 continue
-            q = model.posterior(xs)
-            total = torch.zeros(len(xs), device=x.device)
-            for j in range(0, n_samples, samples):
-                z = q.sample((min(samples, n_samples - j),))  # [S, n, d]
-                total -= model.log_likelihood(xs, z).sum(0)
-            out.append(total / n_samples)
+            out.append(-expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples))
     return reduce(torch.cat(out), per_example)
+
+
+def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int) -> Tensor:
+    """mean_s log p(x|z_s), z_s ~ q, per row [n] for the proposal q (batch [n]), ``samples`` draws at a time."""
+    total = torch.zeros(len(x), device=x.device)
+    for j in range(0, n_samples, samples):
+        total += model.log_likelihood(x, q.sample((min(samples, n_samples - j),))).sum(0)  # z [S, n, d]
+    return total / n_samples
 
 
 def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
