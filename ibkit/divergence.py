@@ -21,9 +21,14 @@ def kl_or_monte_carlo(q: Distribution, p: Distribution, z: Tensor | None = None,
 
 def monte_carlo_kl(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
     """Unbiased estimate of KL(q || p) = E_q[log q(z) - log p(z)] from samples z [S, N, d]; returns [N]."""
+    return log_ratio_samples(q, p, z, n_samples).mean(0)
+
+
+def log_ratio_samples(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
+    """log q(z_s) - log p(z_s) [S, N] at the given samples z [S, N, d] or ``n_samples`` fresh draws from q."""
     if z is None:
         z = q.rsample((n_samples,)) if q.has_rsample else q.sample((n_samples,))
-    return (q.log_prob(z) - p.log_prob(z)).mean(0)
+    return q.log_prob(z) - p.log_prob(z)
 
 
-__all__ = ["kl_or_monte_carlo", "monte_carlo_kl"]
+__all__ = ["kl_or_monte_carlo", "monte_carlo_kl", "log_ratio_samples"]

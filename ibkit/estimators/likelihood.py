@@ -13,9 +13,10 @@ import math
 
 import torch
 from torch import Tensor
+from torch.distributions import kl_divergence
 
 from ibkit.checks import check_number
-from ibkit.divergence import kl_or_monte_carlo
+from ibkit.divergence import log_ratio_samples
 from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, reduce, row_chunks, seeded_no_grad
 from ibkit.interface import is_stochastic
 
@@ -24,15 +25,45 @@ def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFA
          per_example: bool = False) -> float | Tensor:
     """R = E_x KL(q(z|x) || p(z)), an upper bound on I(X;Z) (Alemi et al. 2018, "Fixing a Broken ELBO").
 
-    Closed form where torch registers the KL; otherwise Monte Carlo with ``n_samples`` draws per example.
+    Closed form where torch registers the KL; otherwise Monte Carlo with ``n_samples`` draws per example
+    (``rate_standard_error`` with the same arguments gives its standard error).
     """
+    return reduce(_kl_rows(model, x, n_samples, seed, chunk_size)[0], per_example)
+
+
+def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+                        per_example: bool = False) -> float | Tensor:
+    """The Monte Carlo standard error of ``rate`` called with the same arguments (the same draws of z).
+
+    0 where the KL is closed form. Otherwise the data are fixed and only z is random: with s_n^2 the sample
+    variance of log q(z|x_n) - log p(z) over the S = ``n_samples`` draws for row n, the error of the mean rate
+    is sqrt(sum_n s_n^2 / S) / N, and of row n's KL estimate s_n / sqrt(S) (``per_example=True``). NaN for S = 1.
+    """
+    variances = _kl_rows(model, x, n_samples, seed, chunk_size)[1]  # of each row's estimate
+    if per_example:
+        return variances.sqrt().cpu()
+    return (variances.sum().sqrt() / len(variances)).item()
+
+
+def _kl_rows(model, x, n_samples: int, seed: int, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """Per row: the estimate of KL(q(z|x_n) || p(z)) [N] and that estimate's Monte Carlo variance [N]."""
     x = prepare(model, x)
     check_number("n_samples", n_samples, low=1, integer=True)
     _, rows = plan_chunks(n_samples, chunk_size)
+    estimates, variances = [], []
     with seeded_no_grad(seed, x.device):
         prior = model.prior()
-        kl = [kl_or_monte_carlo(model.posterior(x[s]), prior, n_samples=n_samples) for s in row_chunks(len(x), rows)]
-    return reduce(torch.cat(kl), per_example)
+        for s in row_chunks(len(x), rows):
+            q = model.posterior(x[s])
+            try:
+                kl, variance = kl_divergence(q, prior), None
+            except NotImplementedError:
+                terms = log_ratio_samples(q, prior, n_samples=n_samples)  # [S, n]
+                kl = terms.mean(0)
+                variance = terms.var(0) / n_samples if n_samples > 1 else torch.full_like(kl, math.nan)
+            estimates.append(kl)
+            variances.append(torch.zeros_like(kl) if variance is None else variance)
+    return torch.cat(estimates), torch.cat(variances)
 
 
 def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
