@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
+from torch import nn
 from tqdm.auto import tqdm
 
 from ibkit.data import Dataset
@@ -25,9 +26,11 @@ _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1
 
 
 def run_id(spec: dict) -> str:
-    """A readable id, unique within a grid: kind, the knobs the spec sets, seed (e.g. 'vae-d8-beta0.5-seed0')."""
+    """A readable id, unique within a grid: kind, a posterior family other than the diagonal, the knobs the spec
+    sets, seed (e.g. 'vae-d8-beta0.5-seed0', 'vae-iaf-d8-beta1.0-seed2')."""
+    family = spec.get("posterior", "diagonal")
     knobs = "".join(f"-{short}{spec[key]}" for key, short in _ID_KEYS.items() if key in spec)
-    return f"{spec['kind']}{knobs}-seed{spec.get('seed', 0)}"
+    return f"{spec['kind']}{'' if family == 'diagonal' else '-' + family}{knobs}-seed{spec.get('seed', 0)}"
 
 
 def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
@@ -39,17 +42,20 @@ def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
 
 
 Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split: metrics (schema or extra)}
+Build = Callable[[dict], nn.Module]  # spec -> an untrained model
 
 
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
-             out_dir: str | Path | None = None) -> pd.DataFrame:
+             out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all") -> pd.DataFrame:
     """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
 
-    ``evaluate(model, spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become
-    extra columns. With ``out_dir`` each model's checkpoint is saved and ``runs.csv`` is rewritten after every
-    run, so a fault loses at most the run in flight; runs that ``out_dir`` already holds as finished ("ok")
-    are kept and skipped, and the others (failed, diverged, never finished) are run again.
+    Models come from ``build(spec)`` (default: ``build_model`` with the dataset's input size and likelihood)
+    and train the parts ``trainable`` names (see ``fit``). ``evaluate(model, spec)`` returns
+    {split: {column: value}}; schema columns fill the record, the rest become extra columns. With ``out_dir``
+    each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a fault loses at most the
+    run in flight; runs that ``out_dir`` already holds as finished ("ok") are kept and skipped, and the others
+    (failed, diverged, never finished) are run again.
     """
     ids = {run_id(spec) for spec in specs}
     done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
@@ -59,9 +65,9 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         base = schema_fields(experiment, ds.name, spec)
         start = time.perf_counter()
         try:
-            model = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+            model = build(spec) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
             fit(model, ds.train, epochs=epochs, batch_size=batch_size, lr=lr, seed=spec.get("seed", 0),
-                device=device)
+                device=device, trainable=trainable)
             seconds = time.perf_counter() - start
             for split, metrics in evaluate(model, spec).items():
                 known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}

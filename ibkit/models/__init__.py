@@ -72,7 +72,8 @@ def load_checkpoint(path: str | os.PathLike) -> Autoencoder:
         ) from None
     config = dict(blob["config"])
     config["hidden"] = tuple(config["hidden"])
-    config["decoder_hidden"] = tuple(config.get("decoder_hidden") or reversed(config["hidden"]))
+    if config.get("decoder_hidden") is not None:  # () is a linear decoder; None (older files) mirrors hidden
+        config["decoder_hidden"] = tuple(config["decoder_hidden"])
     model = model_from_config(ModelConfig(**config))
     model.load_state_dict(blob["state_dict"])
     return model
