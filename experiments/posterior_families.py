@@ -116,7 +116,7 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
         return {"test": m}
 
     def build(spec):  # the generating decoder and prior, frozen; a fresh encoder of the spec's family
-        return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"])
+        return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"], beta=spec["beta"])
 
     specs = model_grid(config, ds.W.shape[1] if generating else None)
     return run_grid(NAME, ds, specs, evaluate, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,

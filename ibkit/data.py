@@ -545,12 +545,14 @@ class LinearGaussianDataset(Dataset):
     b: Tensor
     noise: float
 
-    def true_model(self, posterior: str | None = None, hidden: tuple[int, ...] = (64,), seed: int = 0):
+    def true_model(self, posterior: str | None = None, hidden: tuple[int, ...] = (64,), seed: int = 0,
+                   beta: float = 1.0):
         """The generating model.
 
         posterior=None: a ``LinearGaussianModel`` following the ibkit protocol with the exact posterior.
         posterior="diagonal" | "full": an ibkit VAE whose linear decoder, noise scale and prior are the generating
-        ones, frozen, and whose encoder (widths ``hidden``, weights from ``seed``) is fresh: train it with
+        ones, frozen, and whose encoder (widths ``hidden``, weights from ``seed``) is fresh (``beta`` weighs the
+        KL in its training loss; 1 is the negative ELBO): train it with
         ``fit(..., trainable="encoder")`` to measure what a posterior family costs when the generative model is
         held fixed (a learned decoder could rotate its latents until the exact posterior is diagonal).
         """
@@ -560,7 +562,7 @@ class LinearGaussianDataset(Dataset):
 
         D, k = self.W.shape
         model = build_model("vae", D, k, hidden=tuple(hidden), decoder_hidden=(), likelihood="gaussian",
-                            posterior=posterior, seed=seed)
+                            posterior=posterior, seed=seed, beta=beta)
         with torch.no_grad():
             model.decoder[0].weight.copy_(self.W)
             model.decoder[0].bias.copy_(self.b)

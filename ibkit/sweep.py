@@ -45,6 +45,15 @@ Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split:
 Build = Callable[[dict], nn.Module]  # spec -> an untrained model
 
 
+def _check_built(model, spec: dict) -> None:
+    """A model from a ``build`` hook must be the run its spec names: every knob the spec sets, as set."""
+    config = getattr(model, "config", None)
+    wrong = {k: (getattr(config, k), v) for k, v in spec.items() if hasattr(config, k) and getattr(config, k) != v}
+    if wrong:
+        raise ValueError("the built model differs from its spec: " +
+                         ", ".join(f"{k}={got!r} (spec: {want!r})" for k, (got, want) in wrong.items()))
+
+
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
              out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all") -> pd.DataFrame:
@@ -66,6 +75,7 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         start = time.perf_counter()
         try:
             model = build(spec) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+            _check_built(model, spec)
             fit(model, ds.train, epochs=epochs, batch_size=batch_size, lr=lr, seed=spec.get("seed", 0),
                 device=device, trainable=trainable)
             seconds = time.perf_counter() - start

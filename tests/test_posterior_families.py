@@ -45,11 +45,17 @@ def test_generating_decoder_setting_measures_against_the_exact_log_px(run_experi
 
     ds = ibkit.data.load("gaussian")
     out = run_experiment("posterior-families", ["--set", "dataset=gaussian", "--set", "decoder=generating",
+                                                "--set", "betas=0.5,1",
                                                 "--set", "epochs=3", "--set", "hidden=16", "--set", "iwae_k=500",
                                                 "--set", "eval_rows=100", "--set", "decomposition_rows=300",
                                                 "--set", "correlation_k=50",
                                                 "--set", "amortization_steps=100"])
-    runs = pd.read_csv(out / "runs.csv").set_index("posterior")
+    both = pd.read_csv(out / "runs.csv")
+    assert len(both) == 6 and both["run_id"].is_unique
+    half = both[both["beta"] == 0.5].set_index("posterior")
+    assert (half["rate"] != both[both["beta"] == 1].set_index("posterior")["rate"]).all()  # beta reaches the loss
+    assert load_checkpoint(out / "checkpoints" / "vae-iaf-d2-beta0.5-seed0.pt").config.beta == 0.5
+    runs = both[both["beta"] == 1].set_index("posterior")
     assert (runs["status"] == "ok").all() and (runs["latent_dim"] == 2).all()
     assert runs["log_px"].iloc[0] == pytest.approx(ds.log_px(ds.test).mean().item(), rel=1e-6)
     pd.testing.assert_series_equal(runs["inference_gap"], runs["log_px"] - runs["elbo"], check_names=False)
