@@ -39,6 +39,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def trainable_parameters(model: nn.Module, trainable: str) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) pairs that training moves. "all": every parameter that requires grad; "encoder": those
+    of q(z|x) only, the encoder and the posterior family's own (an IAF's steps), not the decoder or likelihood."""
+    check_choice("trainable", trainable, ("all", "encoder"))
+    inference = ("encoder.", "family.")
+    return [(name, p) for name, p in model.named_parameters()
+            if p.requires_grad and (trainable == "all" or name.startswith(inference))]
+
+
 def fit(
     model: nn.Module,
     x_train,
@@ -58,10 +67,11 @@ def fit(
     rate, distortion (means over the epoch's examples, nats) and seconds. A NaN or infinite loss stops
     training with ``DivergenceError`` naming the epoch and the last finite loss.
 
-    trainable: "all" (default) or "encoder": only q(z|x) learns, the decoder and prior stay as they are (to
-    measure inference on a fixed generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
+    trainable: "all" (default) or "encoder": only q(z|x) learns (the encoder and the posterior family's own
+    parameters, e.g. an IAF's steps), the decoder and prior stay as they are (to measure inference on a fixed
+    generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
     """
-    check_choice("trainable", trainable, ("all", "encoder"))
+    params = [p for _, p in trainable_parameters(model, trainable)]  # the same objects after model.to(device)
     check_number("epochs", epochs, low=1, integer=True)
     check_number("batch_size", batch_size, low=1, integer=True)
     check_number("lr", lr, low=0, low_open=True)
@@ -71,7 +81,6 @@ def fit(
     model.to(device)
     x = x.to(device)
     n = x.shape[0]
-    params = model.encoder.parameters() if trainable == "encoder" else model.parameters()
     optimizer = torch.optim.Adam(params, lr=lr)
     order = torch.Generator().manual_seed(seed)
     rows = []

@@ -133,6 +133,14 @@ def test_full_family_recovers_the_exact_posterior_correlation(source, trained_en
     assert (variances < 0.8 * exact.diagonal()).all()  # the exact marginals are 1 / (1 - rho^2) = 1.45x wider
 
 
+def test_encoder_training_moves_an_iaf_flow_but_not_the_decoder(source):
+    m = source.true_model(posterior="iaf", hidden=(8,))
+    before = {n: p.clone() for n, p in m.named_parameters()}
+    ibkit.fit(m, source.train[:500], epochs=2, lr=1e-2, progress=False, trainable="encoder")
+    moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
+    assert {n for n in before if n.startswith(("encoder.", "family."))} == moved  # q(z|x): encoder and flow steps
+
+
 def test_fit_trainable_is_checked():
     m = ibkit.build_model("vae", 12, 3, hidden=(16,))
     with pytest.raises(ValueError, match="trainable='decoder' is not known; choose one of: all, encoder"):
