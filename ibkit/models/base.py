@@ -18,14 +18,23 @@ from ibkit.interface import ForwardOutput
 from ibkit.models.config import ModelConfig
 from ibkit.models.likelihoods import LIKELIHOODS
 from ibkit.models.networks import mlp
+from ibkit.models.posteriors import rsample_from
 
 
 class Autoencoder(nn.Module):
-    """Deterministic autoencoder: z = f(x), loss = -log p(x|z) + regularizer(z, rate)."""
+    """Deterministic autoencoder: z = f(x), loss = -log p(x|z) + regularizer(z, rate).
+
+    A variant's hyper-parameter (``KNOB``: beta, noise or sparsity) lives in a buffer of that name as well as in
+    the config, so that ``fit_many`` can stack it across models like any weight.
+    """
+
+    KNOB: str | None = None
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        if self.KNOB is not None:
+            self.register_buffer(self.KNOB, torch.tensor(float(getattr(config, self.KNOB))), persistent=False)
         self.likelihood = LIKELIHOODS[config.likelihood]()
         self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
         self.decoder = mlp(config.latent_dim, config.decoder_hidden, config.input_dim)
@@ -42,7 +51,7 @@ class Autoencoder(nn.Module):
         """The deterministic code (or posterior mean) [N, d] of x [N, D]."""
         return self.encoder(x)
 
-    def sample_code(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def sample_code(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The code the decoder sees, z [N, d], and the rate [N] (NaN: a deterministic code has no rate)."""
         z = self.encode(x)
         return z, torch.full(z.shape[:-1], math.nan, device=z.device)
@@ -55,8 +64,11 @@ class Autoencoder(nn.Module):
         """log p(x|z) in nats for x [N, D] and z [..., N, d] (e.g. [S, N, d]); returns [..., N]."""
         return self.likelihood.log_prob(x, self.decoder(z))
 
-    def forward(self, x: Tensor) -> ForwardOutput:
-        z, rate = self.sample_code(x)
+    def forward(self, x: Tensor, eps: Tensor | None = None) -> ForwardOutput:
+        """Per-example distortion, rate and loss of x [N, D]. ``eps`` [1, N, d]: the standard normal noise of the
+        code's sample (default: drawn from torch's global generator, as ``rsample`` does), for a caller that draws
+        each model's noise from its own generator (``fit_many``)."""
+        z, rate = self.sample_code(x, eps)
         distortion = -self.log_likelihood(x, z)
         return ForwardOutput(distortion, rate, distortion + self.regularizer(z, rate), z)
 
@@ -81,8 +93,9 @@ class StochasticAutoencoder(Autoencoder):
         """The posterior mean E_q[z] [N, d]."""
         return self.posterior(x).mean
 
-    def sample_code(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """z ~ q(z|x) by reparameterisation [N, d], and KL(q(z|x) || p(z)) [N] (closed form where torch has it)."""
+    def sample_code(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """z ~ q(z|x) by reparameterisation [N, d] (of the given standard normal ``eps`` [1, N, d], if any), and
+        KL(q(z|x) || p(z)) [N] (closed form where torch has it)."""
         q = self.posterior(x)
-        z = q.rsample((1,))  # [1, N, d]: the sample the Monte Carlo KL (where needed) reuses as drawn
+        z = q.rsample((1,)) if eps is None else rsample_from(q, eps)  # [1, N, d]: the Monte Carlo KL reuses it
         return z[0], kl_or_monte_carlo(q, self.prior(), z)

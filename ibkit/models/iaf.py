@@ -83,7 +83,12 @@ class IAFDistribution(Distribution):
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1, validate_args=False)
 
     def rsample(self, sample_shape=torch.Size()) -> Tensor:
-        z = self._base().rsample(sample_shape)
+        shape = self._extended_shape(sample_shape)
+        return self.rsample_from(torch.empty(shape, dtype=self.loc.dtype, device=self.loc.device).normal_())
+
+    def rsample_from(self, eps: Tensor) -> Tensor:
+        """The sample [S, N, d] the flow makes of the standard normal noise eps [S, N, d]; its density is kept."""
+        z = self.loc + eps * self.scale
         log_q = self._base().log_prob(z)
         for step in self.steps:
             z, log_det = step(z, self.context)

@@ -14,9 +14,11 @@ class NoisyAE(StochasticAutoencoder):
     Trained on distortion alone; its reported rate KL(q(z|x) || N(0, I)) still bounds I(X;Z).
     """
 
+    KNOB = "noise"
+
     def posterior(self, x: Tensor) -> Distribution:
         code = self.encoder(x)
         if self.config.code_bound == "tanh":
             code = torch.tanh(code)
-        scale = torch.full_like(code, self.config.noise)
+        scale = self.noise.expand_as(code)
         return Independent(Normal(code, scale, validate_args=False), 1, validate_args=False)

@@ -96,6 +96,21 @@ class FullGaussian(PosteriorFamily):
         return MultivariateNormal(loc, scale_tril=torch.diag(scale), validate_args=False)
 
 
+def rsample_from(q: Distribution, eps: Tensor) -> Tensor:
+    """The reparameterised sample of q [S, N, d] at the standard normal noise eps [S, N, d]: what ``q.rsample``
+    returns when it draws that eps. loc + scale * eps (diagonal Gaussian), loc + L eps (full), an IAF's steps
+    applied to its base sample."""
+    from ibkit.models.iaf import IAFDistribution
+
+    if isinstance(q, IAFDistribution):
+        return q.rsample_from(eps)
+    if isinstance(q, MultivariateNormal):
+        return q.loc + torch.matmul(q.scale_tril, eps.unsqueeze(-1)).squeeze(-1)
+    if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
+        return q.base_dist.loc + eps * q.base_dist.scale
+    raise TypeError(f"rsample_from knows diagonal and full Gaussians and IAF; got {type(q).__name__}")
+
+
 POSTERIORS: dict[str, type[PosteriorFamily]] = {
     "diagonal": DiagonalGaussian,
     "full": FullGaussian,

@@ -8,5 +8,7 @@ from ibkit.models.base import Autoencoder
 class SparseAE(Autoencoder):
     """loss = -log p(x|z) + sparsity * ||z||_1 (Ng 2011, "Sparse autoencoder"; the L1 form)."""
 
+    KNOB = "sparsity"
+
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
-        return self.config.sparsity * z.abs().sum(-1)
+        return self.sparsity * z.abs().sum(-1)

@@ -14,6 +14,8 @@ class VAE(StochasticAutoencoder):
     beta = 1 is the negative ELBO; Alemi et al. 2018 read it as a point D + beta R on the rate-distortion plane.
     """
 
+    KNOB = "beta"
+
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.family = POSTERIORS[config.posterior](config.latent_dim, flow_steps=config.flow_steps)
@@ -29,4 +31,4 @@ class VAE(StochasticAutoencoder):
         return self.family.prior(self._prior_loc, self._prior_scale)
 
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
-        return self.config.beta * rate
+        return self.beta * rate
