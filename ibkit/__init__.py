@@ -9,10 +9,11 @@
 """
 
 from ibkit import data, estimators, results
+from ibkit.batched import fit_many
 from ibkit.models import build_model, load_checkpoint, save_checkpoint
 from ibkit.train import DivergenceError, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "estimators", "results", "build_model", "fit", "save_checkpoint", "load_checkpoint",
+__all__ = ["data", "estimators", "results", "build_model", "fit", "fit_many", "save_checkpoint", "load_checkpoint",
            "DivergenceError", "__version__"]

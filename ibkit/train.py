@@ -24,6 +24,13 @@ class DivergenceError(ValueError):
         self.history = history
 
 
+def divergence(epoch: int, loss: float, rows: list[dict], lr: float) -> DivergenceError:
+    """The error for a loss that became ``loss`` (NaN or infinite) in ``epoch``, after the history ``rows``."""
+    last = f"{rows[-1]['loss']:.6g}" if rows else "none (it diverged in the first epoch)"
+    return DivergenceError(f"training diverged: the loss became {loss} in epoch {epoch}; last finite epoch loss: "
+                           f"{last}. Lower lr (now {lr}) or check the data.", epoch, pd.DataFrame(rows))
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """"auto" is the GPU when one is present, else the CPU; anything else is passed to ``torch.device``."""
     if device == "auto":
@@ -102,14 +109,7 @@ def fit(
                     totals += torch.stack((out.loss.sum(), out.rate.sum(), out.distortion.sum()))
             loss_mean, rate_mean, dist_mean = (totals / n).tolist()
             if not math.isfinite(loss_mean):
-                history = pd.DataFrame(rows)
-                last = f"{rows[-1]['loss']:.6g}" if rows else "none (it diverged in the first epoch)"
-                raise DivergenceError(
-                    f"training diverged: the loss became {loss_mean} in epoch {epoch}; last finite epoch loss: {last}. "
-                    f"Lower lr (now {lr}) or check the data.",
-                    epoch,
-                    history,
-                )
+                raise divergence(epoch, loss_mean, rows, lr)
             rows.append(dict(epoch=epoch, loss=loss_mean, rate=rate_mean, distortion=dist_mean,
                              seconds=time.perf_counter() - start))
             if show:

@@ -15,14 +15,16 @@ FORGET_BIAS = 1.0  # added to the gate's logit so each step starts close to the 
 
 
 class MaskedLinear(nn.Linear):
-    """A linear map whose weight is multiplied by a fixed 0/1 mask (MADE, Germain et al. 2015)."""
+    """A linear map computed in its input's dtype (the inversion runs in float64), its weight multiplied by a fixed
+    0/1 ``mask`` [out, in] when one is given (MADE, Germain et al. 2015)."""
 
-    def __init__(self, in_features: int, out_features: int, mask: Tensor):
+    def __init__(self, in_features: int, out_features: int, mask: Tensor | None = None):
         super().__init__(in_features, out_features)
-        self.register_buffer("mask", mask.float(), persistent=False)
+        self.register_buffer("mask", None if mask is None else mask.float(), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, (self.weight * self.mask).to(x.dtype), self.bias.to(x.dtype))
+        weight = self.weight if self.mask is None else self.weight * self.mask
+        return F.linear(x, weight.to(x.dtype), self.bias.to(x.dtype))
 
 
 class IAFStep(nn.Module):
@@ -38,11 +40,11 @@ class IAFStep(nn.Module):
         self.register_buffer("order", order, persistent=False)
         self.made_in = MaskedLinear(d, width, hidden_degree[:, None] >= order[None, :])
         self.made_out = MaskedLinear(width, 2 * d, order.repeat(2)[:, None] > hidden_degree[None, :])
-        self.context = nn.Linear(context_dim, width)
+        self.context = MaskedLinear(context_dim, width)
 
     def shift_and_gate(self, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """m and sigma [..., d] for z [..., d] and context h (broadcastable to [..., c])."""
-        a = F.relu(self.made_in(z) + F.linear(h, self.context.weight.to(h.dtype), self.context.bias.to(h.dtype)))
+        a = F.relu(self.made_in(z) + self.context(h))
         m, s = self.made_out(a).chunk(2, dim=-1)
         return m, torch.sigmoid(s + FORGET_BIAS)
 

@@ -20,5 +20,5 @@ class NoisyAE(StochasticAutoencoder):
         code = self.encoder(x)
         if self.config.code_bound == "tanh":
             code = torch.tanh(code)
-        scale = self.noise.expand_as(code)
+        scale = self.noise.unsqueeze(-1).expand_as(code)  # [1] here, [K, 1, 1] in fit_many's stacked model
         return Independent(Normal(code, scale, validate_args=False), 1, validate_args=False)

@@ -76,8 +76,9 @@ class FullGaussian(PosteriorFamily):
     def __init__(self, latent_dim: int, **options):
         super().__init__(latent_dim)
         rows, cols = torch.tril_indices(latent_dim, latent_dim, offset=-1)
-        self.register_buffer("_rows", rows, persistent=False)
-        self.register_buffer("_cols", cols, persistent=False)
+        place = torch.zeros(len(rows), latent_dim * latent_dim)  # one-hot: entry k goes below the diagonal
+        place[torch.arange(len(rows)), rows * latent_dim + cols] = 1.0
+        self.register_buffer("_place", place, persistent=False)
 
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
@@ -86,9 +87,8 @@ class FullGaussian(PosteriorFamily):
     def forward(self, h: Tensor) -> Distribution:
         d = self.latent_dim
         mu, log_diag, below = h.split([d, d, d * (d - 1) // 2], dim=-1)
-        tril = torch.zeros(*h.shape[:-1], d, d, dtype=h.dtype, device=h.device)
-        tril[..., self._rows, self._cols] = below
-        tril = tril + torch.diag_embed(torch.exp(log_diag))
+        # placed by a 0/1 matrix product (exact, and out of place, so it also runs under vmap for fit_many)
+        tril = (below @ self._place.to(h.dtype)).unflatten(-1, (d, d)) + torch.diag_embed(torch.exp(log_diag))
         return MultivariateNormal(mu, scale_tril=tril, validate_args=False)
 
     def prior(self, loc: Tensor, scale: Tensor) -> Distribution:

@@ -1,0 +1,235 @@
+"""Many models of one architecture trained as one batched model (``fit_many``).
+
+The K models become one stacked model: each linear layer a ``StackedLinear`` holding the K weight matrices
+[K, in, out] (one batched matmul; models that share a seed share their minibatch, as a stride-0 view), every other
+parameter and each differing hyper-parameter buffer (beta, noise, sparsity) stacked as [K, 1, ...]. The model's
+own ``forward`` then runs unchanged on tensors with a leading model axis ([K, B, ...]) and one Adam step updates
+every model. Adam is element-wise, so each model follows the trajectory its own ``fit`` would (same seed: the same
+minibatch order and the same channel noise, drawn from a generator per model) up to floating-point rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ibkit.checks import check_choice, check_model_data, check_number
+from ibkit.interface import is_stochastic
+from ibkit.train import DivergenceError, divergence, resolve_device, trainable_parameters
+
+KNOBS = ("beta", "noise", "sparsity", "seed")  # what may differ between the models of one batch
+
+
+def architecture(model: nn.Module) -> tuple:
+    """What must be equal for models to train as one batch: class and config apart from ``KNOBS``, and the
+    shape and trainability of every parameter."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError(f"fit_many needs ibkit models (with a config); got {type(model).__name__}")
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in KNOBS}
+    shapes = tuple((n, tuple(p.shape), p.requires_grad) for n, p in model.named_parameters())
+    return type(model).__name__, tuple(sorted(fixed.items())), shapes
+
+
+def fit_many(
+    models: Sequence[nn.Module],
+    x_train,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int | Sequence[int] = 0,
+    progress: bool = True,
+    device: str | torch.device = "auto",
+    trainable: str = "all",
+    max_models: int | None = None,
+) -> list[pd.DataFrame | DivergenceError]:
+    """Train K models of one architecture (different beta, noise, sparsity, seed) together; in place.
+
+    Equivalent to ``[fit(m, x_train, epochs, batch_size, lr, seed=s, ...) for m, s in zip(models, seeds)]`` up to
+    floating-point rounding, in one batched forward and backward pass per step: ``seed`` is one seed for all or
+    one per model (minibatch order and channel noise, as in ``fit``). ``max_models`` caps how many train at once
+    (default: as many as fit a memory budget; see ``models_per_batch``); more are trained in consecutive groups.
+
+    Returns one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss
+    became NaN or infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs
+    before). The other models are unaffected by one that diverges.
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("models is empty; fit_many needs at least one model")
+    seeds = [seed] * len(models) if isinstance(seed, int) else list(seed)
+    if len(seeds) != len(models):
+        raise ValueError(f"seed has {len(seeds)} values for {len(models)} models; give one seed or one per model")
+    check_choice("trainable", trainable, ("all", "encoder"))
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    check_number("lr", lr, low=0, low_open=True)
+    for s in seeds:
+        check_number("seed", s, low=0, integer=True)
+    first = architecture(models[0])
+    for i, m in enumerate(models[1:], start=1):
+        if architecture(m) != first:
+            raise ValueError(f"fit_many needs models of one architecture; model {i} differs from model 0 in "
+                             f"{_difference(models[0], m)} (only {', '.join(KNOBS)} may differ)")
+    device = resolve_device(device)
+    x = check_model_data(models[0], x_train, "x_train").to(device)
+    if max_models is None:
+        max_models = models_per_batch(models[0], batch_size, device)
+    check_number("max_models", max_models, low=1, integer=True)
+    out = []
+    for i in range(0, len(models), max_models):
+        out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, epochs, batch_size, lr,
+                          progress, device, trainable)
+    return out
+
+
+def _difference(a: nn.Module, b: nn.Module) -> str:
+    ca, cb = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
+    keys = [k for k in ca if k not in KNOBS and ca[k] != cb.get(k)]
+    if type(a) is not type(b):
+        return f"class: {type(a).__name__} vs {type(b).__name__}"
+    if keys:
+        return ", ".join(f"{k}: {ca[k]!r} vs {cb[k]!r}" for k in keys)
+    return "parameter shapes or which parameters train"
+
+
+def models_per_batch(model: nn.Module, batch_size: int, device: torch.device, budget: int | None = None) -> int:
+    """How many copies of ``model`` train at once within ``budget`` bytes (default: 2 GiB on the CPU, half the
+    free memory of a GPU): per model, the weights with their gradients and Adam's two moments (4 copies) and the
+    activations of a minibatch, forward and backward (about 4 floats per unit of every layer's width)."""
+    if budget is None:
+        budget = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else 2 * 2**30
+    weights = sum(p.numel() for p in model.parameters())
+    widths = sum(m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+    per_model = 4 * (4 * weights + 4 * batch_size * widths)
+    return max(1, budget // per_model)
+
+
+class StackedLinear(nn.Module):
+    """K linear maps as one module: weight [K, in, out], bias [K, 1, out], and the mask [in, out] of a masked
+    layer (MADE), computed in the input's dtype: one batched matmul. Input [..., K, B, in], or [B, in] shared by
+    the K models; output [..., K, B, out]."""
+
+    def __init__(self, layers: Sequence[nn.Linear]):
+        super().__init__()
+        first = layers[0]
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach().T for layer in layers]).contiguous(),
+                                   requires_grad=first.weight.requires_grad)
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).unsqueeze(1),
+                                 requires_grad=first.bias.requires_grad)
+        mask = getattr(first, "mask", None)
+        self.register_buffer("mask", None if mask is None else mask.T.contiguous(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = self.weight if self.mask is None else self.weight * self.mask
+        weight, bias = weight.to(x.dtype), self.bias.to(x.dtype)
+        k, n_in, n_out = weight.shape
+        if x.dim() == 2:  # [B, in], the same for every model (a stride-0 view, not a copy)
+            x = x.expand(k, *x.shape)
+        lead = x.shape[:-3]
+        flat = x.reshape(-1, *x.shape[-3:]).movedim(0, 1).reshape(k, -1, n_in)  # [K, S * B, in]
+        out = torch.baddbmm(bias, flat, weight)
+        return out.view(k, -1, x.shape[-2], n_out).movedim(0, 1).reshape(*lead, k, x.shape[-2], n_out)
+
+    def unstack_into(self, layers: Sequence[nn.Linear]) -> None:
+        with torch.no_grad():
+            for k, layer in enumerate(layers):
+                layer.weight.copy_(self.weight[k].T)
+                layer.bias.copy_(self.bias[k, 0])
+
+
+def stack_models(models: Sequence[nn.Module]) -> nn.Module:
+    """One model whose forward computes all K ``models`` at once: a copy of the first with every ``nn.Linear``
+    replaced by a ``StackedLinear`` of the K layers, and every other parameter, and every buffer whose value
+    differs between the models, stacked as [K, 1, *shape] (a model axis and a singleton example axis)."""
+    stacked = copy.deepcopy(models[0])
+    for name, module in list(stacked.named_modules()):
+        if isinstance(module, nn.Linear):
+            parent, _, leaf = name.rpartition(".")
+            setattr(stacked.get_submodule(parent), leaf, StackedLinear([m.get_submodule(name) for m in models]))
+    for name, p in list(stacked.named_parameters()):
+        if not isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear):
+            value = torch.stack([m.get_parameter(name).detach() for m in models]).unsqueeze(1)
+            _set(stacked, name, nn.Parameter(value, requires_grad=p.requires_grad))
+    for name, b in list(stacked.named_buffers()):
+        values = [m.get_buffer(name) for m in models] if "." not in name or not isinstance(
+            stacked.get_submodule(name.rpartition(".")[0]), StackedLinear) else None
+        if values and any(not torch.equal(v, values[0]) for v in values[1:]):
+            _set(stacked, name, torch.stack(values).unsqueeze(1))
+    return stacked
+
+
+def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
+    """Copy the trained weights of ``stack_models(models)`` back into each of ``models``."""
+    with torch.no_grad():
+        for name, module in stacked.named_modules():
+            if isinstance(module, StackedLinear):
+                module.unstack_into([m.get_submodule(name) for m in models])
+        for name, p in stacked.named_parameters():
+            if not isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear):
+                for k, m in enumerate(models):
+                    m.get_parameter(name).copy_(p[k, 0])
+
+
+def _set(module: nn.Module, name: str, value) -> None:
+    parent, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(parent)
+    if isinstance(value, nn.Parameter):
+        delattr(owner, leaf)
+        owner.register_parameter(leaf, value)
+    else:
+        owner.register_buffer(leaf, value, persistent=False)
+
+
+def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable) -> list:
+    K, n = len(models), x.shape[0]
+    stacked = stack_models(models).to(device)
+    stacked.train()
+    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=lr, fused=True)
+    stochastic = is_stochastic(models[0])
+    latent_dim = models[0].config.latent_dim
+    shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
+    orders = [torch.Generator().manual_seed(s) for s in (seeds[:1] if shared else seeds)]
+    noises = [torch.Generator(device).manual_seed(s) for s in (seeds[:1] if shared else seeds)]
+    histories: list[list[dict]] = [[] for _ in models]
+    diverged: list[DivergenceError | None] = [None] * K
+    show = progress and sys.stderr.isatty()
+    bar = tqdm(range(1, epochs + 1), desc=f"fit_many ({K} models)", unit="epoch", disable=not show, leave=False)
+    for epoch in bar:
+        start = time.perf_counter()
+        totals = torch.zeros(K, 3, device=device)
+        perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # [K or 1, n]
+        for i in range(0, n, batch_size):
+            idx = perms[:, i: i + batch_size]
+            xb = x[idx[0]] if shared else x[idx]  # [b, D] shared, or [K, b, D]
+            eps = None
+            if stochastic:  # [1, 1 or K, b, d]: what each model's own rsample would draw
+                eps = torch.stack([torch.empty(1, idx.shape[1], latent_dim, device=device).normal_(generator=g)
+                                   for g in noises], dim=1)
+            out = stacked(xb, eps)  # fields [K, b]
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.mean(-1).sum().backward()  # each model's gradient is that of its own mean loss
+            optimizer.step()
+            with torch.no_grad():
+                totals += torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1)), dim=-1)
+        seconds = time.perf_counter() - start
+        for k, (loss, rate, distortion) in enumerate((totals / n).tolist()):
+            if diverged[k] is not None:
+                continue
+            if not math.isfinite(loss):
+                diverged[k] = divergence(epoch, loss, histories[k], lr)
+                continue
+            histories[k].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion, seconds=seconds / K))
+    unstack_into(stacked, models)
+    for m in models:
+        m.eval()
+    return [diverged[k] or pd.DataFrame(histories[k]) for k in range(K)]
