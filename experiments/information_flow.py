@@ -47,6 +47,7 @@ class Config:
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
+    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -138,7 +139,8 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
         return out
 
     return run_grid(NAME, ds, model_grid(config), evaluate, epochs=config.epochs, batch_size=config.batch_size,
-                    lr=config.lr, device=config.device, out_dir=out_dir)
+                    lr=config.lr, device=config.device, out_dir=out_dir,
+                    batched=config.batched)
 
 
 def _write_side_tables(out_dir, curves: list, kls: list) -> None:

@@ -52,6 +52,7 @@ class Config:
     correlation_k: int = 1000  # proposals of the importance-weighted true-posterior correlation
     amortization_steps: int = 300  # Adam steps of the per-datapoint optimisation
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
+    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -120,7 +121,8 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
 
     specs = model_grid(config, ds.W.shape[1] if generating else None)
     return run_grid(NAME, ds, specs, evaluate, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                    device=config.device, out_dir=out_dir, build=build if generating else None,
+                    device=config.device, out_dir=out_dir,
+                    batched=config.batched, build=build if generating else None,
                     trainable="encoder" if generating else "all")
 
 

@@ -39,6 +39,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
     iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
+    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -91,7 +92,8 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
         return {name: evaluate(model, x, config.iwae_k, spec["seed"]) for name, x in splits.items()}
 
     return run_grid(NAME, ds, model_grid(config), evaluate_splits, epochs=config.epochs,
-                    batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir)
+                    batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
+                    batched=config.batched)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

@@ -16,11 +16,12 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
+from ibkit.batched import KNOBS, fit_many, models_per_batch
 from ibkit.data import Dataset
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
 from ibkit.results import finished_run_ids, load, write_runs
-from ibkit.train import DivergenceError, fit
+from ibkit.train import DivergenceError, fit, resolve_device
 
 _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
 
@@ -56,40 +57,102 @@ def _check_built(model, spec: dict) -> None:
 
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
-             out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all") -> pd.DataFrame:
+             out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all",
+             batched: bool = True) -> pd.DataFrame:
     """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
 
     Models come from ``build(spec)`` (default: ``build_model`` with the dataset's input size and likelihood)
-    and train the parts ``trainable`` names (see ``fit``). ``evaluate(model, spec)`` returns
-    {split: {column: value}}; schema columns fill the record, the rest become extra columns. With ``out_dir``
-    each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a fault loses at most the
-    run in flight; runs that ``out_dir`` already holds as finished ("ok") are kept and skipped, and the others
-    (failed, diverged, never finished) are run again.
+    and train the parts ``trainable`` names (see ``fit``). With ``batched`` the specs that differ only in
+    beta, noise, sparsity and seed train together as one batched model (``fit_many``, the same results as one
+    at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
+    spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns.
+    With ``out_dir`` each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a fault
+    loses at most the runs in flight; runs that ``out_dir`` already holds as finished ("ok") are kept and
+    skipped, and the others (failed, diverged, never finished) are run again.
     """
     ids = {run_id(spec) for spec in specs}
     done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
     rows: list[dict] = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
-    for spec in tqdm(todo, desc=experiment, unit="run", disable=None):  # a bar on a terminal only
-        base = schema_fields(experiment, ds.name, spec)
+    device = resolve_device(device)
+    bar = tqdm(total=len(todo), desc=experiment, unit="run", disable=None)  # a bar on a terminal only
+    for group in _groups(todo, batched, ds, batch_size, device, build):
+        models, trained = [], []
+        for spec in group:  # a spec that cannot be built fails alone
+            try:
+                model = build(spec) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
+                                                              **spec)
+                _check_built(model, spec)
+                models.append((spec, model))
+            except Exception as e:
+                rows += _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")
         start = time.perf_counter()
         try:
-            model = build(spec) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
-            _check_built(model, spec)
-            fit(model, ds.train, epochs=epochs, batch_size=batch_size, lr=lr, seed=spec.get("seed", 0),
-                device=device, trainable=trainable)
-            seconds = time.perf_counter() - start
-            for split, metrics in evaluate(model, spec).items():
-                known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
-                extra = {k: v for k, v in metrics.items() if k not in known}
-                rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
+            trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
+                             epochs=epochs, batch_size=batch_size, lr=lr, device=device, trainable=trainable)
+        except Exception as e:  # a fault of the whole group: each of its runs fails with it
+            trained = [e] * len(models)
+        seconds = (time.perf_counter() - start) / max(1, len(models))
+        for (spec, model), outcome in zip(models, trained):
+            if isinstance(outcome, DivergenceError):
+                rows += _failed(experiment, ds, spec, "diverged", str(outcome))
+            elif isinstance(outcome, Exception):
+                rows += _failed(experiment, ds, spec, "failed", f"{type(outcome).__name__}: {outcome}")
+            else:
+                rows += _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir)
             if out_dir is not None:
-                save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{base['run_id']}.pt")
-        except DivergenceError as e:
-            rows += [RunRecord(**base, split=s, status="diverged", error=str(e)).to_row() for s in ("train", "test")]
-        except Exception as e:  # a failed cell is a row, never a stopped sweep
-            rows += [RunRecord(**base, split=s, status="failed", error=f"{type(e).__name__}: {e}").to_row()
-                     for s in ("train", "test")]
-        if out_dir is not None:
-            write_runs(pd.DataFrame(rows), out_dir)
+                write_runs(pd.DataFrame(rows), out_dir)
+        bar.update(len(group))
+    bar.close()
     return pd.DataFrame(rows)
+
+
+def _train(models: list, seeds: list[int], x, **options) -> list:
+    """Each model's history, or the ``DivergenceError`` that stopped it: one batched fit, or a lone ``fit``."""
+    if len(models) > 1:
+        return fit_many(models, x, seed=seeds, max_models=len(models), progress=False, **options)
+    try:
+        return [fit(model, x, seed=seed, **options) for model, seed in zip(models, seeds)]
+    except DivergenceError as e:
+        return [e]
+
+
+def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, device, build) -> list[list[dict]]:
+    """The specs in training groups: one per spec, or (batched) one per architecture, split to fit memory."""
+    if not batched:
+        return [[spec] for spec in specs]
+    by_architecture: dict[str, list[dict]] = {}
+    for spec in specs:
+        key = repr(sorted((k, v) for k, v in spec.items() if k not in KNOBS))
+        by_architecture.setdefault(key, []).append(spec)
+    groups = []
+    for group in by_architecture.values():
+        try:
+            probe = build(group[0]) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
+                                                               **group[0])
+            size = models_per_batch(probe, batch_size, device)
+        except Exception:  # building fails again, run by run, with its error in the table
+            size = 1
+        groups += [group[i: i + size] for i in range(0, len(group), size)]
+    return groups
+
+
+def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str) -> list[dict]:
+    base = schema_fields(experiment, ds.name, spec)
+    return [RunRecord(**base, split=s, status=status, error=error).to_row() for s in ("train", "test")]
+
+
+def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> list[dict]:
+    """The rows of one trained model (its checkpoint saved), or its failed rows if evaluating it fails."""
+    base = schema_fields(experiment, ds.name, spec)
+    try:
+        rows = []
+        for split, metrics in evaluate(model, spec).items():
+            known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
+            extra = {k: v for k, v in metrics.items() if k not in known}
+            rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
+        if out_dir is not None:
+            save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{base['run_id']}.pt")
+        return rows
+    except Exception as e:  # a failed cell is a row, never a stopped sweep
+        return _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")

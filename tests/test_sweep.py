@@ -1,0 +1,55 @@
+"""run_grid: batched groups give the table one-at-a-time training gives."""
+
+import pandas as pd
+import pytest
+
+import ibkit
+from ibkit import estimators as E
+from ibkit.sweep import _groups, run_grid
+
+DS = ibkit.data.load("digits")
+SPECS = ([dict(kind="vae", latent_dim=3, hidden=(16,), beta=b, seed=s) for s in (0, 1) for b in (0.5, 2.0)]
+         + [dict(kind="sparse_ae", latent_dim=3, hidden=(16,), sparsity=0.01, seed=0),
+            dict(kind="ae", latent_dim=3, hidden=(16,), seed=0)])
+
+
+def evaluate(model, spec):
+    x = DS.test
+    return {"test": dict(distortion=E.distortion(model, x), rate=E.rate(model, x) if spec["kind"] == "vae" else None)}
+
+
+def test_batched_grid_equals_one_at_a_time(tmp_path):
+    batched = run_grid("t", DS, SPECS, evaluate, epochs=3, out_dir=tmp_path / "b")
+    alone = run_grid("t", DS, SPECS, evaluate, epochs=3, out_dir=tmp_path / "a", batched=False)
+    assert (batched["status"] == "ok").all() and batched["run_id"].tolist() == alone["run_id"].tolist()
+    for column in ("distortion", "rate"):
+        pd.testing.assert_series_equal(batched[column], alone[column], rtol=1e-4)
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == sorted(
+        f"{r}.pt" for r in alone["run_id"])
+
+
+def test_groups_are_architectures_split_to_fit():
+    groups = _groups(SPECS, True, DS, 128, ibkit.train.resolve_device("cpu"), None)
+    assert [len(g) for g in groups] == [4, 1, 1]  # the four VAEs (two betas, two seeds) train together
+    assert [len(g) for g in _groups(SPECS, False, DS, 128, None, None)] == [1] * 6
+
+
+def test_a_diverging_run_in_a_batch_is_its_own_row(tmp_path):
+    def build(spec):
+        m = ibkit.build_model(input_dim=DS.input_dim, likelihood=DS.likelihood, **spec)
+        if spec["beta"] == 2.0 and spec["seed"] == 1:
+            m.encoder[0].weight.data.fill_(float("nan"))
+        return m
+
+    rows = run_grid("t", DS, SPECS[:4], evaluate, epochs=2, build=build).set_index("run_id")
+    assert rows.loc["vae-d3-beta2.0-seed1", "status"].tolist() == ["diverged", "diverged"]
+    assert "training diverged" in rows.loc["vae-d3-beta2.0-seed1", "error"].iloc[0]
+    assert (rows.drop("vae-d3-beta2.0-seed1")["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("value", ["false", "no"])
+def test_batched_is_a_config_switch(value):
+    from experiments import rate_distortion
+    from ibkit.cli import parse_overrides
+
+    assert parse_overrides(rate_distortion.Config, [f"batched={value}"]) == {"batched": False}
