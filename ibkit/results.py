@@ -1,5 +1,7 @@
-"""The results store: a run folder holds ``runs.csv`` (one tidy row per run and split), ``manifest.json``
-(provenance), ``figures/`` and ``checkpoints/``. Every write is atomic (temp file, then rename)."""
+"""The results store: a run folder holds ``records/`` (one JSON file per finished run: its rows), ``runs.csv``
+(the tidy table assembled from them: one row per run and split), ``manifest.json`` (provenance), ``figures/``
+and ``checkpoints/``. Every write is atomic (temp file, then rename), so a process killed at any instant leaves
+each file whole: at most the runs in flight are lost."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from ibkit.interface import RESULT_COLUMNS
 
 RUNS = "runs.csv"
 MANIFEST = "manifest.json"
+RECORDS = "records"
+CHECKPOINTS = "checkpoints"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -47,25 +51,68 @@ def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
 REQUIRED = ("run_id", "kind", "split", "status")
 
 
+def write_record(folder: str | os.PathLike, run_id: str, rows: list[dict]) -> Path:
+    """Store one finished run's rows as ``folder/records/RUN_ID.json`` (replacing an earlier attempt's)."""
+    path = Path(folder) / RECORDS / f"{run_id}.json"
+    atomic_write_text(path, json.dumps(rows, default=_plain) + "\n")
+    return path
+
+
+def _plain(value):
+    """numpy scalars and the like as JSON numbers or strings."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def read_records(folder: str | os.PathLike) -> pd.DataFrame | None:
+    """The rows of every run recorded in ``folder/records`` in the order they finished, or None if none is."""
+    paths = sorted((Path(folder) / RECORDS).glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    rows = []
+    for path in paths:
+        try:
+            rows += json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a readable run record ({e}); delete it to run that run again") from None
+    return pd.DataFrame(rows) if rows else None
+
+
+TEXT_COLUMNS = ("run_id", "kind", "posterior", "split", "status", "error", "code_bound")
+
+
 def load(folder: str | os.PathLike) -> pd.DataFrame:
-    """The tidy table of a stored run folder (one row per run and split)."""
-    path = Path(folder) / RUNS
-    if not path.is_file():
-        raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first (ibkit run ...)")
-    text_columns = ("run_id", "kind", "posterior", "split", "status", "error", "code_bound")
-    try:
-        df = pd.read_csv(path, dtype={c: str for c in text_columns})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not a readable results table ({e})") from None
+    """The tidy table of a stored run folder (one row per run and split): assembled from its run records, or
+    read from ``runs.csv`` where there are none (a folder copied without them)."""
+    df = read_records(folder)
+    path = Path(folder) / (RECORDS if df is not None else RUNS)
+    if df is None:
+        if not path.is_file():
+            raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first "
+                                    "(ibkit run ...)")
+        try:
+            df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a readable results table ({e})") from None
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
-    return df.fillna({c: "" for c in text_columns if c in df})
+    return df.fillna({c: "" for c in TEXT_COLUMNS if c in df})
+
+
+def load_model(folder: str | os.PathLike, run_id: str):
+    """The trained model of run ``run_id`` of a stored run folder (its checkpoint), for a notebook's analysis."""
+    from ibkit.models import load_checkpoint
+
+    path = Path(folder) / CHECKPOINTS / f"{run_id}.pt"
+    if not path.is_file():
+        known = sorted(p.stem for p in (Path(folder) / CHECKPOINTS).glob("*.pt"))
+        raise ValueError(f"run_id={run_id!r} has no checkpoint in {folder}; runs with one: "
+                         f"{', '.join(known) if known else 'none (checkpoints are not kept in git)'}")
+    return load_checkpoint(path)
 
 
 def finished_run_ids(folder: str | os.PathLike) -> set[str]:
     """The run_ids stored in ``folder`` whose rows all have status "ok" (a resumed sweep skips them)."""
-    if not (Path(folder) / RUNS).is_file():
+    folder = Path(folder)
+    if not (folder / RUNS).is_file() and not any((folder / RECORDS).glob("*.json")):
         return set()
     df = load(folder)
     ok = df.groupby("run_id")["status"].agg(lambda s: bool((s == "ok").all()))
@@ -73,9 +120,10 @@ def finished_run_ids(folder: str | os.PathLike) -> set[str]:
 
 
 def clear(folder: str | os.PathLike) -> None:
-    """Remove the tables and generated notes of a run folder (``--overwrite``); figures and checkpoints are
-    rewritten as the new runs finish."""
-    for path in (*Path(folder).glob("*.csv"), *Path(folder).glob("*.md"), Path(folder) / MANIFEST):
+    """Remove the tables, run records and generated notes of a run folder (``--overwrite``); figures and
+    checkpoints are rewritten as the new runs finish."""
+    folder = Path(folder)
+    for path in (*folder.glob("*.csv"), *folder.glob("*.md"), folder / MANIFEST, *(folder / RECORDS).glob("*")):
         path.unlink(missing_ok=True)
 
 

@@ -20,7 +20,7 @@ from ibkit.batched import KNOBS, fit_many, models_per_batch
 from ibkit.data import Dataset
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
-from ibkit.results import finished_run_ids, load, write_runs
+from ibkit.results import CHECKPOINTS, finished_run_ids, load, write_record, write_runs
 from ibkit.train import DivergenceError, fit, resolve_device
 
 _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
@@ -66,9 +66,10 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     beta, noise, sparsity and seed train together as one batched model (``fit_many``, the same results as one
     at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
     spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns.
-    With ``out_dir`` each model's checkpoint is saved and ``runs.csv`` is rewritten after every run, so a fault
-    loses at most the runs in flight; runs that ``out_dir`` already holds as finished ("ok") are kept and
-    skipped, and the others (failed, diverged, never finished) are run again.
+    With ``out_dir`` each run, as it finishes, saves its checkpoint and then its record (``ibkit.results``), and
+    ``runs.csv`` is reassembled, so a fault (even SIGKILL) loses at most the runs in flight; runs that ``out_dir``
+    already holds as finished ("ok") are kept and skipped, and the others (failed, diverged, never finished) are
+    run again, each record replacing its earlier attempt's.
     """
     ids = {run_id(spec) for spec in specs}
     done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
@@ -85,7 +86,7 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
                 _check_built(model, spec)
                 models.append((spec, model))
             except Exception as e:
-                rows += _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")
+                _keep(out_dir, spec, _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}"), rows)
         start = time.perf_counter()
         try:
             trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
@@ -95,16 +96,23 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         seconds = (time.perf_counter() - start) / max(1, len(models))
         for (spec, model), outcome in zip(models, trained):
             if isinstance(outcome, DivergenceError):
-                rows += _failed(experiment, ds, spec, "diverged", str(outcome))
+                run = _failed(experiment, ds, spec, "diverged", str(outcome))
             elif isinstance(outcome, Exception):
-                rows += _failed(experiment, ds, spec, "failed", f"{type(outcome).__name__}: {outcome}")
+                run = _failed(experiment, ds, spec, "failed", f"{type(outcome).__name__}: {outcome}")
             else:
-                rows += _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir)
-            if out_dir is not None:
-                write_runs(pd.DataFrame(rows), out_dir)
+                run = _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir)
+            _keep(out_dir, spec, run, rows)
         bar.update(len(group))
     bar.close()
     return pd.DataFrame(rows)
+
+
+def _keep(out_dir, spec: dict, run: list[dict], rows: list[dict]) -> None:
+    """Add a run's rows to the table; with ``out_dir``, store its record and reassemble runs.csv (atomic)."""
+    rows += run
+    if out_dir is not None:
+        write_record(out_dir, run_id(spec), run)
+        write_runs(load(out_dir), out_dir)
 
 
 def _train(models: list, seeds: list[int], x, **options) -> list:
@@ -152,7 +160,7 @@ def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> list[
             extra = {k: v for k, v in metrics.items() if k not in known}
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
         if out_dir is not None:
-            save_checkpoint(model, Path(out_dir) / "checkpoints" / f"{base['run_id']}.pt")
+            save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{base['run_id']}.pt")
         return rows
     except Exception as e:  # a failed cell is a row, never a stopped sweep
         return _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")

@@ -66,10 +66,10 @@ def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path):
     pd.testing.assert_frame_equal(first.sort_values(key).reset_index(drop=True),
                                   again.sort_values(key).reset_index(drop=True))
     # a run recorded as failed is run again; the finished ones keep their stored rows (and train_seconds)
-    broken = first.copy()
-    victim = broken["run_id"].iloc[0]
-    broken.loc[broken["run_id"] == victim, ["status", "distortion"]] = ["failed", float("nan")]
-    broken.to_csv(out / "runs.csv", index=False)
+    victim = first["run_id"].iloc[0]
+    record = out / "records" / f"{victim}.json"
+    rows = json.loads(record.read_text())
+    record.write_text(json.dumps([{**row, "status": "failed", "distortion": None} for row in rows]))
     assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
     healed = pd.read_csv(out / "runs.csv").sort_values(key).reset_index(drop=True)
     assert (healed["status"] == "ok").all() and len(healed) == len(first)
@@ -78,7 +78,8 @@ def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path):
     pd.testing.assert_frame_equal(others, expected)
     redone = healed[healed["run_id"] == victim]
     original = first[first["run_id"] == victim].sort_values(key)
-    assert list(redone["distortion"]) == pytest.approx(list(original["distortion"]), rel=1e-6)  # same seed
+    # same seed; trained alone now, in a batch before: equal to float32 rounding
+    assert list(redone["distortion"]) == pytest.approx(list(original["distortion"]), rel=1e-4)
 
 
 def test_overwrite_starts_afresh(tmp_path):
