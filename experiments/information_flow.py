@@ -22,14 +22,14 @@ from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
-from ibkit.sweep import run_grid, run_id
+from ibkit.sweep import TABLES, run_grid, run_id
 from ibkit.theory import gaussian_channel_capacity
 from ibkit.train import resolve_device
 
 NAME = "information-flow"
 SUMMARY = "information through the code vs probe noise: deterministic, sparse, noisy (bounded or not) AEs and VAEs"
-PROBE_CURVES = "probe_curve.csv"
-KL_PER_DIM = "kl_per_dim.csv"
+PROBE_CURVES = "probe_curve"  # side tables: probe_curve.csv, kl_per_dim.csv
+KL_PER_DIM = "kl_per_dim"
 
 
 @dataclass(frozen=True)
@@ -96,14 +96,10 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     ds = ibkit.data.load(config.dataset)
     splits = {"train": (ds.train, ds.train_labels), "test": (ds.test, ds.test_labels)}
     entropy = ds.entropy() if hasattr(ds, "entropy") else None  # h(X), known for the gaussian source
-    done = ibkit.results.finished_run_ids(out_dir) if out_dir is not None else set()
-    # a resumed sweep keeps the side tables of the runs it skips
-    curves = [t[t["run_id"].isin(done)] for t in [_read(Path(out_dir) / PROBE_CURVES)] if len(t)] if done else []
-    kls = [t[t["run_id"].isin(done)] for t in [_read(Path(out_dir) / KL_PER_DIM)] if len(t)] if done else []
 
     def evaluate(model, spec):
         rid, smallest = run_id(spec), min(config.probe_sigmas)
-        out = {}
+        out, tables = {}, {}
         for split, (x, y) in splits.items():
             seed = spec["seed"]
             m = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x),
@@ -125,29 +121,19 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
             out[split] = m
             if split == "test":
                 curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
-                curves.append(curve.assign(run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"],
-                                           beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
-                                           sparsity=spec.get("sparsity", math.nan),
-                                           code_bound=spec.get("code_bound") or "", seed=seed,
-                                           capacity=capacity(spec)))
+                tables[PROBE_CURVES] = curve.assign(
+                    run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan),
+                    noise=spec.get("noise", math.nan), sparsity=spec.get("sparsity", math.nan),
+                    code_bound=spec.get("code_bound") or "", seed=seed, capacity=capacity(spec))
                 if spec["kind"] == "vae":
                     kl = E.kl_per_dim(model, x).tolist()
-                    kls.append(pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
-                                                 dim=range(len(kl)), kl=kl)))
-        if out_dir is not None:  # the side tables grow with the sweep, like runs.csv
-            _write_side_tables(out_dir, curves, kls)
-        return out
+                    tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
+                                                           dim=range(len(kl)), kl=kl))
+        return {**out, TABLES: tables}  # the side tables grow with the sweep's records, like runs.csv
 
     return run_grid(NAME, ds, model_grid(config), evaluate, epochs=config.epochs, batch_size=config.batch_size,
                     lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched)
-
-
-def _write_side_tables(out_dir, curves: list, kls: list) -> None:
-    if curves:
-        atomic_write_text(Path(out_dir) / PROBE_CURVES, pd.concat(curves).to_csv(index=False))
-    if kls:
-        atomic_write_text(Path(out_dir) / KL_PER_DIM, pd.concat(kls).to_csv(index=False))
 
 
 def plot(run_dir: str | Path) -> list[Path]:
@@ -156,8 +142,8 @@ def plot(run_dir: str | Path) -> list[Path]:
 
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)
-    curves = _read(run_dir / PROBE_CURVES)
-    kl = _read(run_dir / KL_PER_DIM)
+    curves = ibkit.results.side_table(run_dir, PROBE_CURVES)
+    kl = ibkit.results.side_table(run_dir, KL_PER_DIM)
     figures = run_dir / "figures"
     paths = plots.save_figure(plots.information_vs_probe_noise(curves), figures, "information_vs_probe_noise")
     paths += plots.save_figure(plots.information_vs_distortion(runs), figures, "information_vs_distortion")
@@ -166,12 +152,6 @@ def plot(run_dir: str | Path) -> list[Path]:
     findings = run_dir / "findings.md"
     atomic_write_text(findings, write_findings(runs, curves))
     return paths + [findings]
-
-
-def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame()
-    return pd.read_csv(path, dtype={"code_bound": str, "run_id": str, "kind": str}).fillna({"code_bound": ""})
 
 
 def _mean(values: pd.Series) -> str:

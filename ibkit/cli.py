@@ -99,7 +99,7 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         print(f"ibkit: interrupted; the runs finished so far are in {folder / results.RUNS}", file=sys.stderr)
         return 130
-    results.write_runs(df, folder)
+    results.write_tables(folder)
     results.write_manifest(folder, **meta, finished=_now())
     figures = exp.plot(folder)
     bad = df[df["status"] != "ok"]["run_id"].unique()

@@ -51,10 +51,13 @@ def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
 REQUIRED = ("run_id", "kind", "split", "status")
 
 
-def write_record(folder: str | os.PathLike, run_id: str, rows: list[dict]) -> Path:
-    """Store one finished run's rows as ``folder/records/RUN_ID.json`` (replacing an earlier attempt's)."""
+def write_record(folder: str | os.PathLike, run_id: str, rows: list[dict],
+                 tables: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Store one finished run as ``folder/records/RUN_ID.json``: its rows of the results table and the rows it
+    adds to any side table (``tables``: name -> DataFrame, e.g. a probe curve), replacing an earlier attempt's."""
+    record = {"rows": rows, "tables": {name: t.to_dict("records") for name, t in (tables or {}).items()}}
     path = Path(folder) / RECORDS / f"{run_id}.json"
-    atomic_write_text(path, json.dumps(rows, default=_plain) + "\n")
+    atomic_write_text(path, json.dumps(record, default=_plain) + "\n")
     return path
 
 
@@ -63,16 +66,41 @@ def _plain(value):
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def read_records(folder: str | os.PathLike) -> pd.DataFrame | None:
-    """The rows of every run recorded in ``folder/records`` in the order they finished, or None if none is."""
+def _records(folder: str | os.PathLike) -> list[dict]:
+    """The run records of ``folder`` in the order the runs finished."""
     paths = sorted((Path(folder) / RECORDS).glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    rows = []
+    records = []
     for path in paths:
         try:
-            rows += json.loads(path.read_text())
+            records.append(json.loads(path.read_text()))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not a readable run record ({e}); delete it to run that run again") from None
+    return records
+
+
+def read_records(folder: str | os.PathLike) -> pd.DataFrame | None:
+    """The results rows of every run recorded in ``folder/records``, or None if none is."""
+    rows = [row for record in _records(folder) for row in record["rows"]]
     return pd.DataFrame(rows) if rows else None
+
+
+def side_table(folder: str | os.PathLike, name: str) -> pd.DataFrame:
+    """Side table ``name`` (e.g. "probe_curve"): the rows every recorded run added to it, else ``NAME.csv``."""
+    parts = [pd.DataFrame(r["tables"][name]) for r in _records(folder) if r["tables"].get(name)]
+    if parts:
+        return pd.concat(parts, ignore_index=True)
+    path = Path(folder) / f"{name}.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}).fillna({c: "" for c in TEXT_COLUMNS})
+
+
+def write_tables(folder: str | os.PathLike) -> None:
+    """Assemble ``runs.csv`` and every side table's ``NAME.csv`` from the run records (atomic writes)."""
+    write_runs(load(folder), folder)
+    names = {name for record in _records(folder) for name in record["tables"]}
+    for name in sorted(names):
+        atomic_write_text(Path(folder) / f"{name}.csv", side_table(folder, name).to_csv(index=False))
 
 
 TEXT_COLUMNS = ("run_id", "kind", "posterior", "split", "status", "error", "code_bound")

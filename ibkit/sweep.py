@@ -20,7 +20,7 @@ from ibkit.batched import KNOBS, fit_many, models_per_batch
 from ibkit.data import Dataset
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
-from ibkit.results import CHECKPOINTS, finished_run_ids, load, write_record, write_runs
+from ibkit.results import CHECKPOINTS, finished_run_ids, load, write_record, write_tables
 from ibkit.train import DivergenceError, fit, resolve_device
 
 _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
@@ -43,6 +43,7 @@ def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
 
 
 Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split: metrics (schema or extra)}
+TABLES = "tables"  # evaluate's optional key: {name: DataFrame} rows of side tables (stored as NAME.csv)
 Build = Callable[[dict], nn.Module]  # spec -> an untrained model
 
 
@@ -65,7 +66,8 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     and train the parts ``trainable`` names (see ``fit``). With ``batched`` the specs that differ only in
     beta, noise, sparsity and seed train together as one batched model (``fit_many``, the same results as one
     at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
-    spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns.
+    spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns;
+    under the key "tables" it may add {name: DataFrame} rows to side tables, stored as ``NAME.csv``.
     With ``out_dir`` each run, as it finishes, saves its checkpoint and then its record (``ibkit.results``), and
     ``runs.csv`` is reassembled, so a fault (even SIGKILL) loses at most the runs in flight; runs that ``out_dir``
     already holds as finished ("ok") are kept and skipped, and the others (failed, diverged, never finished) are
@@ -107,12 +109,13 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     return pd.DataFrame(rows)
 
 
-def _keep(out_dir, spec: dict, run: list[dict], rows: list[dict]) -> None:
-    """Add a run's rows to the table; with ``out_dir``, store its record and reassemble runs.csv (atomic)."""
-    rows += run
+def _keep(out_dir, spec: dict, run: tuple[list[dict], dict], rows: list[dict]) -> None:
+    """Add a run's rows to the table; with ``out_dir``, store its record and reassemble the tables (atomic)."""
+    run_rows, tables = run
+    rows += run_rows
     if out_dir is not None:
-        write_record(out_dir, run_id(spec), run)
-        write_runs(load(out_dir), out_dir)
+        write_record(out_dir, run_id(spec), run_rows, tables)
+        write_tables(out_dir)
 
 
 def _train(models: list, seeds: list[int], x, **options) -> list:
@@ -145,22 +148,24 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
     return groups
 
 
-def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str) -> list[dict]:
+def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str) -> tuple[list[dict], dict]:
     base = schema_fields(experiment, ds.name, spec)
-    return [RunRecord(**base, split=s, status=status, error=error).to_row() for s in ("train", "test")]
+    return [RunRecord(**base, split=s, status=status, error=error).to_row() for s in ("train", "test")], {}
 
 
-def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> list[dict]:
-    """The rows of one trained model (its checkpoint saved), or its failed rows if evaluating it fails."""
+def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> tuple[list[dict], dict]:
+    """The rows and side tables of one trained model (its checkpoint saved), or its failed rows if evaluating
+    it fails."""
     base = schema_fields(experiment, ds.name, spec)
     try:
-        rows = []
-        for split, metrics in evaluate(model, spec).items():
+        rows, result = [], dict(evaluate(model, spec))
+        tables = result.pop(TABLES, {})
+        for split, metrics in result.items():
             known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
             extra = {k: v for k, v in metrics.items() if k not in known}
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
         if out_dir is not None:
             save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{base['run_id']}.pt")
-        return rows
+        return rows, tables
     except Exception as e:  # a failed cell is a row, never a stopped sweep
         return _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")

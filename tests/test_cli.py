@@ -68,8 +68,9 @@ def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path):
     # a run recorded as failed is run again; the finished ones keep their stored rows (and train_seconds)
     victim = first["run_id"].iloc[0]
     record = out / "records" / f"{victim}.json"
-    rows = json.loads(record.read_text())
-    record.write_text(json.dumps([{**row, "status": "failed", "distortion": None} for row in rows]))
+    stored = json.loads(record.read_text())
+    rows = [{**row, "status": "failed", "distortion": None} for row in stored["rows"]]
+    record.write_text(json.dumps({**stored, "rows": rows}))
     assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
     healed = pd.read_csv(out / "runs.csv").sort_values(key).reset_index(drop=True)
     assert (healed["status"] == "ok").all() and len(healed) == len(first)
