@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,42 @@ def capacity(spec: dict) -> float:
     return math.nan
 
 
+def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float | None) -> dict:
+    """Both splits' information measurements of one model, and its rows of the side tables."""
+    rid, smallest = run_id(spec), min(config.probe_sigmas)
+    out, tables = {}, {}
+    for split, (x, y) in splits.items():
+        seed = spec["seed"]
+        m = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x),
+                 code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
+        if is_stochastic(model):  # its own channel
+            b = E.mi_bounds(model, x, seed=seed, entropy=entropy)
+            lower = max(b["infonce"], b.get("entropy_minus_distortion", -math.inf))
+            m.update(rate=b["rate"], mi_lower=lower, mi_upper=min(b["loo"], b["rate"]), probe_sigma=0.0)
+            m["elbo"] = -(m["distortion"] + m["rate"])
+        else:  # a deterministic code: what it carries through the smallest probe (its rate is unbounded)
+            b = E.mi_bounds(E.probe(model, smallest), x, seed=seed)
+            m.update(mi_lower=b["infonce"], mi_upper=b["loo"], probe_sigma=smallest)
+        m.update(infonce=b["infonce"], infonce_se=b["infonce_se"], loo=b["loo"], log_n=b["log_n"],
+                 entropy_minus_distortion=b.get("entropy_minus_distortion", math.nan))
+        if y is not None:
+            info = E.label_information(model, x, y, seed=seed)
+            m.update(label_accuracy=info["accuracy"], label_chance=info["chance"],
+                     label_mi_max=float(info["mi_per_dim"].max()))
+        out[split] = m
+        if split == "test":
+            curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
+            tables[PROBE_CURVES] = curve.assign(
+                run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan),
+                noise=spec.get("noise", math.nan), sparsity=spec.get("sparsity", math.nan),
+                code_bound=spec.get("code_bound") or "", seed=seed, capacity=capacity(spec))
+            if spec["kind"] == "vae":
+                kl = E.kl_per_dim(model, x).tolist()
+                tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
+                                                       dim=range(len(kl)), kl=kl))
+    return {**out, TABLES: tables}  # the side tables grow with the sweep's records, like runs.csv
+
+
 def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     """Train every model and measure its information; one row per run and split (see ``run_grid``).
 
@@ -96,42 +133,8 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     ds = ibkit.data.load(config.dataset)
     splits = {"train": (ds.train, ds.train_labels), "test": (ds.test, ds.test_labels)}
     entropy = ds.entropy() if hasattr(ds, "entropy") else None  # h(X), known for the gaussian source
-
-    def evaluate(model, spec):
-        rid, smallest = run_id(spec), min(config.probe_sigmas)
-        out, tables = {}, {}
-        for split, (x, y) in splits.items():
-            seed = spec["seed"]
-            m = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x),
-                     code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
-            if is_stochastic(model):  # its own channel
-                b = E.mi_bounds(model, x, seed=seed, entropy=entropy)
-                lower = max(b["infonce"], b.get("entropy_minus_distortion", -math.inf))
-                m.update(rate=b["rate"], mi_lower=lower, mi_upper=min(b["loo"], b["rate"]), probe_sigma=0.0)
-                m["elbo"] = -(m["distortion"] + m["rate"])
-            else:  # a deterministic code: what it carries through the smallest probe (its rate is unbounded)
-                b = E.mi_bounds(E.probe(model, smallest), x, seed=seed)
-                m.update(mi_lower=b["infonce"], mi_upper=b["loo"], probe_sigma=smallest)
-            m.update(infonce=b["infonce"], infonce_se=b["infonce_se"], loo=b["loo"], log_n=b["log_n"],
-                     entropy_minus_distortion=b.get("entropy_minus_distortion", math.nan))
-            if y is not None:
-                info = E.label_information(model, x, y, seed=seed)
-                m.update(label_accuracy=info["accuracy"], label_chance=info["chance"],
-                         label_mi_max=float(info["mi_per_dim"].max()))
-            out[split] = m
-            if split == "test":
-                curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
-                tables[PROBE_CURVES] = curve.assign(
-                    run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan),
-                    noise=spec.get("noise", math.nan), sparsity=spec.get("sparsity", math.nan),
-                    code_bound=spec.get("code_bound") or "", seed=seed, capacity=capacity(spec))
-                if spec["kind"] == "vae":
-                    kl = E.kl_per_dim(model, x).tolist()
-                    tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
-                                                           dim=range(len(kl)), kl=kl))
-        return {**out, TABLES: tables}  # the side tables grow with the sweep's records, like runs.csv
-
-    return run_grid(NAME, ds, model_grid(config), evaluate, epochs=config.epochs, batch_size=config.batch_size,
+    measure = partial(evaluate, config=config, splits=splits, entropy=entropy)
+    return run_grid(NAME, ds, model_grid(config), measure, epochs=config.epochs, batch_size=config.batch_size,
                     lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched)
 

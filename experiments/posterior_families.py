@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -85,44 +86,48 @@ def model_grid(config: Config, latent_dim: int | None = None) -> list[dict]:
     return [{**spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 
+def evaluate(model, spec: dict, *, config: Config, x, exact: dict | None) -> dict:
+    """The test-split measurements of one model; ``exact``: the closed forms of a generating decoder, or None."""
+    few = x[: config.eval_rows]
+    seed = spec["seed"]
+    m = dict(distortion=E.distortion(model, x, seed=seed), rate=E.rate(model, x, seed=seed),
+             rate_se=E.rate_standard_error(model, x, seed=seed),
+             iwae=E.iwae(model, x, config.iwae_k, seed=seed), active_units=E.active_units(model, x))
+    m["elbo"] = -(m["distortion"] + m["rate"])
+    m["iwae_minus_elbo"] = m["iwae"] - m["elbo"]
+    if exact:  # the exact inference gap, and what the best diagonal q would pay
+        m.update(log_px=exact["log_px"], inference_gap=exact["log_px"] - m["elbo"],
+                 best_diagonal_kl=exact["best_diagonal_kl"])
+    decomposition = E.rate_decomposition(model, x[: config.decomposition_rows], seed=seed)
+    m.update(mi_lower=decomposition["index_information"], index_information=decomposition["index_information"],
+             marginal_kl=decomposition["marginal_kl"])
+    corr = E.posterior_correlation(model, few, k=config.correlation_k, seed=seed)
+    m.update(q_correlation=corr["q"], true_correlation=corr["true"], ess=corr["ess"])
+    gap = E.amortization_gap(model, few, steps=config.amortization_steps, k=config.iwae_k, seed=seed)
+    m.update({key: gap[key] for key in ("elbo_amortised", "elbo_optimised", "amortization_gap",
+                                        "approximation_gap")})
+    m["log_px_estimate"] = gap["log_px"]
+    return {"test": m}
+
+
+def build_generating(spec: dict, *, ds) -> torch.nn.Module:
+    """The generating decoder and prior, frozen, and a fresh encoder of the spec's family."""
+    return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"], beta=spec["beta"])
+
+
 def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     """Train every family at every beta and measure its inference; one row per run (test split)."""
     ds = ibkit.data.load(config.dataset)
     x = ds.test
-    few = x[: config.eval_rows]
-    generating = config.decoder == "generating"
+    generating, exact = config.decoder == "generating", None
     if generating:
-        log_px = ds.log_px(x).mean().item()
         precision = torch.linalg.inv(ds.exact_posterior(x[:1]).covariance_matrix[0].double())  # constant in x
-        best_diagonal = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
-
-    def evaluate(model, spec):
-        seed = spec["seed"]
-        m = dict(distortion=E.distortion(model, x, seed=seed), rate=E.rate(model, x, seed=seed),
-                 rate_se=E.rate_standard_error(model, x, seed=seed),
-                 iwae=E.iwae(model, x, config.iwae_k, seed=seed), active_units=E.active_units(model, x))
-        m["elbo"] = -(m["distortion"] + m["rate"])
-        m["iwae_minus_elbo"] = m["iwae"] - m["elbo"]
-        if generating:  # the exact inference gap, and what the best diagonal q would pay
-            m.update(log_px=log_px, inference_gap=log_px - m["elbo"], best_diagonal_kl=best_diagonal)
-        decomposition = E.rate_decomposition(model, x[: config.decomposition_rows], seed=seed)
-        m.update(mi_lower=decomposition["index_information"], index_information=decomposition["index_information"],
-                 marginal_kl=decomposition["marginal_kl"])
-        corr = E.posterior_correlation(model, few, k=config.correlation_k, seed=seed)
-        m.update(q_correlation=corr["q"], true_correlation=corr["true"], ess=corr["ess"])
-        gap = E.amortization_gap(model, few, steps=config.amortization_steps, k=config.iwae_k, seed=seed)
-        m.update({key: gap[key] for key in ("elbo_amortised", "elbo_optimised", "amortization_gap",
-                                            "approximation_gap")})
-        m["log_px_estimate"] = gap["log_px"]
-        return {"test": m}
-
-    def build(spec):  # the generating decoder and prior, frozen; a fresh encoder of the spec's family
-        return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"], beta=spec["beta"])
-
+        exact = dict(log_px=ds.log_px(x).mean().item(),
+                     best_diagonal_kl=0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item())
     specs = model_grid(config, ds.W.shape[1] if generating else None)
-    return run_grid(NAME, ds, specs, evaluate, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                    device=config.device, out_dir=out_dir,
-                    batched=config.batched, build=build if generating else None,
+    return run_grid(NAME, ds, specs, partial(evaluate, config=config, x=x, exact=exact), epochs=config.epochs,
+                    batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
+                    batched=config.batched, build=partial(build_generating, ds=ds) if generating else None,
                     trainable="encoder" if generating else "all")
 
 

@@ -9,6 +9,7 @@ reference lines at their distortion) and a fixed-noise AE (its KL to N(0, I) bou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -83,15 +84,15 @@ def evaluate(model, x, iwae_k: int, seed: int) -> dict:
     return metrics
 
 
+def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int) -> dict:
+    return {name: evaluate(model, x, iwae_k, spec["seed"]) for name, x in splits.items()}
+
+
 def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     """Train and evaluate every model of the grid; one row per run and split (train, test); see ``run_grid``."""
     ds = ibkit.data.load(config.dataset)
-    splits = {"train": ds.train, "test": ds.test}
-
-    def evaluate_splits(model, spec):
-        return {name: evaluate(model, x, config.iwae_k, spec["seed"]) for name, x in splits.items()}
-
-    return run_grid(NAME, ds, model_grid(config), evaluate_splits, epochs=config.epochs,
+    evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k)
+    return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched)
 
