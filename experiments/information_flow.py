@@ -124,7 +124,7 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
     return {**out, TABLES: tables}  # the side tables grow with the sweep's records, like runs.csv
 
 
-def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
+def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train every model and measure its information; one row per run and split (see ``run_grid``).
 
     Besides ``runs.csv``: ``probe_curve.csv`` (test split, one row per run and probe sigma) and
@@ -136,7 +136,7 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     measure = partial(evaluate, config=config, splits=splits, entropy=entropy)
     return run_grid(NAME, ds, model_grid(config), measure, epochs=config.epochs, batch_size=config.batch_size,
                     lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched)
+                    batched=config.batched, executor=executor)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

@@ -115,7 +115,7 @@ def build_generating(spec: dict, *, ds) -> torch.nn.Module:
     return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"], beta=spec["beta"])
 
 
-def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
+def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train every family at every beta and measure its inference; one row per run (test split)."""
     ds = ibkit.data.load(config.dataset)
     x = ds.test
@@ -127,8 +127,8 @@ def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
     specs = model_grid(config, ds.W.shape[1] if generating else None)
     return run_grid(NAME, ds, specs, partial(evaluate, config=config, x=x, exact=exact), epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, build=partial(build_generating, ds=ds) if generating else None,
-                    trainable="encoder" if generating else "all")
+                    batched=config.batched, executor=executor, trainable="encoder" if generating else "all",
+                    build=partial(build_generating, ds=ds) if generating else None)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

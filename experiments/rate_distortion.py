@@ -88,13 +88,13 @@ def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int) -> dict:
     return {name: evaluate(model, x, iwae_k, spec["seed"]) for name, x in splits.items()}
 
 
-def run(config: Config, out_dir: str | Path | None = None) -> pd.DataFrame:
+def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train and evaluate every model of the grid; one row per run and split (train, test); see ``run_grid``."""
     ds = ibkit.data.load(config.dataset)
     evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k)
     return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched)
+                    batched=config.batched, executor=executor)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

@@ -12,6 +12,8 @@ from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ibkit.executors import EXECUTORS, make_executor
+
 USAGE_ERROR = 2
 
 
@@ -91,11 +93,13 @@ def cmd_run(args) -> int:
     folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
     if args.overwrite:
         results.clear(folder)
+    executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
-                started=_now())
+                executor=args.executor, jobs=args.jobs, started=_now(),
+                git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
     results.write_manifest(folder, **meta, finished=None)
     try:
-        df = exp.run(config, out_dir=folder)
+        df = exp.run(config, out_dir=folder, executor=executor)
     except KeyboardInterrupt:
         print(f"ibkit: interrupted; the runs finished so far are in {folder / results.RUNS}", file=sys.stderr)
         return 130
@@ -193,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default results/NAME)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field; repeatable")
     run.add_argument("--overwrite", action="store_true", help="replace results of a different config in --out")
+    run.add_argument("--executor", choices=EXECUTORS, default="local",
+                     help="local: this process, or --jobs worker processes; dask: a Dask cluster (the [dask] extra)")
+    run.add_argument("--jobs", type=int, default=1, help="worker processes (local) or local Dask workers")
+    run.add_argument("--address", help="tcp://host:port of a running Dask scheduler (with --executor dask)")
     run.set_defaults(func=cmd_run)
     plot = sub.add_parser("plot", help="redraw the figures of a stored results folder")
     plot.add_argument("dir")

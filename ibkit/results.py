@@ -220,7 +220,8 @@ def environment() -> dict:
 def write_manifest(folder: str | os.PathLike, **fields) -> Path:
     """Write ``manifest.json``: the given fields (experiment, config, seeds, times...) plus the command
     line, the git state and the environment."""
-    manifest = {**fields, "command": sys.argv, "git": git_state(exclude=folder), "environment": environment()}
+    git = fields.pop("git", None) or git_state(exclude=folder)  # given: the state when the run started
+    manifest = {**fields, "command": sys.argv, "git": git, "environment": environment()}
     path = Path(folder) / MANIFEST
     atomic_write_text(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return path

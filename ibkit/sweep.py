@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ibkit.batched import KNOBS, fit_many, models_per_batch
 from ibkit.data import Dataset
+from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
 from ibkit.results import CHECKPOINTS, finished_run_ids, load, write_record, write_tables
@@ -56,10 +58,25 @@ def _check_built(model, spec: dict) -> None:
                          ", ".join(f"{k}={got!r} (spec: {want!r})" for k, (got, want) in wrong.items()))
 
 
+@dataclass(frozen=True)
+class GridContext:
+    """What every training group of a sweep shares; sent once to each worker."""
+
+    experiment: str
+    ds: Dataset
+    evaluate: Evaluate
+    build: Build | None
+    epochs: int
+    batch_size: int
+    lr: float
+    device: str
+    trainable: str
+
+
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
              out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all",
-             batched: bool = True) -> pd.DataFrame:
+             batched: bool = True, executor=None) -> pd.DataFrame:
     """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
 
     Models come from ``build(spec)`` (default: ``build_model`` with the dataset's input size and likelihood)
@@ -68,60 +85,77 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
     spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns;
     under the key "tables" it may add {name: DataFrame} rows to side tables, stored as ``NAME.csv``.
-    With ``out_dir`` each run, as it finishes, saves its checkpoint and then its record (``ibkit.results``), and
-    ``runs.csv`` is reassembled, so a fault (even SIGKILL) loses at most the runs in flight; runs that ``out_dir``
-    already holds as finished ("ok") are kept and skipped, and the others (failed, diverged, never finished) are
-    run again, each record replacing its earlier attempt's.
+    The groups run on ``executor`` (``ibkit.executors``: this process by default, worker processes or a Dask
+    cluster, which need ``evaluate`` and ``build`` picklable: module-level functions or partials of them).
+    With ``out_dir`` each run, as it comes back, saves its checkpoint and then its record (``ibkit.results``),
+    and ``runs.csv`` is reassembled, so a fault (even SIGKILL) loses at most the runs in flight; runs that
+    ``out_dir`` already holds as finished ("ok") are kept and skipped, and the others (failed, diverged, never
+    finished) are run again, each record replacing its earlier attempt's.
     """
     ids = {run_id(spec) for spec in specs}
     done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
     rows: list[dict] = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
-    device = resolve_device(device)
+    context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable)
+    groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build)
+    executor = executor or InProcess()
+    counts = dict(done=0, failed=0)
     bar = tqdm(total=len(todo), desc=experiment, unit="run", disable=None)  # a bar on a terminal only
-    for group in _groups(todo, batched, ds, batch_size, device, build):
-        models, trained = [], []
-        for spec in group:  # a spec that cannot be built fails alone
-            try:
-                model = build(spec) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
-                                                              **spec)
-                _check_built(model, spec)
-                models.append((spec, model))
-            except Exception as e:
-                _keep(out_dir, spec, _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}"), rows)
-        start = time.perf_counter()
-        try:
-            trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
-                             epochs=epochs, batch_size=batch_size, lr=lr, device=device, trainable=trainable)
-        except Exception as e:  # a fault of the whole group: each of its runs fails with it
-            trained = [e] * len(models)
-        seconds = (time.perf_counter() - start) / max(1, len(models))
-        for (spec, model), outcome in zip(models, trained):
-            if isinstance(outcome, DivergenceError):
-                run = _failed(experiment, ds, spec, "diverged", str(outcome))
-            elif isinstance(outcome, Exception):
-                run = _failed(experiment, ds, spec, "failed", f"{type(outcome).__name__}: {outcome}")
-            else:
-                run = _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir)
-            _keep(out_dir, spec, run, rows)
+    for group, result in executor.run(train_group, context, groups):
+        if isinstance(result, BaseException):  # the group's worker failed (and its retries, if any)
+            error = f"the worker running it failed: {type(result).__name__}: {result}"
+            result = [(spec, *_failed(experiment, ds, spec, "failed", error), None) for spec in group]
+        for spec, run_rows, tables, model in result:
+            rows += run_rows
+            counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
+            if out_dir is not None:  # the checkpoint first: a record always has its model
+                if model is not None:
+                    save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{run_id(spec)}.pt")
+                write_record(out_dir, run_id(spec), run_rows, tables)
+                write_tables(out_dir)
         bar.update(len(group))
+        bar.set_postfix(**counts, running=executor.running())
     bar.close()
     return pd.DataFrame(rows)
 
 
-def _keep(out_dir, spec: dict, run: tuple[list[dict], dict], rows: list[dict]) -> None:
-    """Add a run's rows to the table; with ``out_dir``, store its record and reassemble the tables (atomic)."""
-    run_rows, tables = run
-    rows += run_rows
-    if out_dir is not None:
-        write_record(out_dir, run_id(spec), run_rows, tables)
-        write_tables(out_dir)
+def train_group(context: GridContext, group: list[dict]) -> list[tuple[dict, list[dict], dict, nn.Module | None]]:
+    """Build, train (as one batched model when there are several) and evaluate a group of specs, wherever it
+    runs. Per spec: its rows, its side-table rows and the trained model (None where the run failed)."""
+    ds, out, models = context.ds, [], []
+    for spec in group:  # a spec that cannot be built fails alone
+        try:
+            model = context.build(spec) if context.build else build_model(input_dim=ds.input_dim,
+                                                                          likelihood=ds.likelihood, **spec)
+            _check_built(model, spec)
+            models.append((spec, model))
+        except Exception as e:
+            out.append((spec, *_failed(context.experiment, ds, spec, "failed", f"{type(e).__name__}: {e}"), None))
+    start = time.perf_counter()
+    try:
+        trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
+                         epochs=context.epochs, batch_size=context.batch_size, lr=context.lr,
+                         device=context.device, trainable=context.trainable)
+    except Exception as e:  # a fault of the whole group: each of its runs fails with it
+        trained = [e] * len(models)
+    seconds = (time.perf_counter() - start) / max(1, len(models))
+    for (spec, model), outcome in zip(models, trained):
+        if isinstance(outcome, DivergenceError):
+            out.append((spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome)), None))
+        elif isinstance(outcome, Exception):
+            error = f"{type(outcome).__name__}: {outcome}"
+            out.append((spec, *_failed(context.experiment, ds, spec, "failed", error), None))
+        else:
+            run_rows, tables = _evaluated(context.experiment, ds, spec, model, context.evaluate, seconds)
+            ok = all(r["status"] == "ok" for r in run_rows)
+            out.append((spec, run_rows, tables, model.cpu() if ok else None))
+    return out
 
 
 def _train(models: list, seeds: list[int], x, **options) -> list:
     """Each model's history, or the ``DivergenceError`` that stopped it: one batched fit, or a lone ``fit``."""
     if len(models) > 1:
-        return fit_many(models, x, seed=seeds, max_models=len(models), progress=False, **options)
+        return fit_many(models, x, seed=seeds, max_models=len(models), **options)
     try:
         return [fit(model, x, seed=seed, **options) for model, seed in zip(models, seeds)]
     except DivergenceError as e:
@@ -153,9 +187,8 @@ def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str) -
     return [RunRecord(**base, split=s, status=status, error=error).to_row() for s in ("train", "test")], {}
 
 
-def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> tuple[list[dict], dict]:
-    """The rows and side tables of one trained model (its checkpoint saved), or its failed rows if evaluating
-    it fails."""
+def _evaluated(experiment, ds, spec, model, evaluate, seconds) -> tuple[list[dict], dict]:
+    """The rows and side tables of one trained model, or its failed rows if evaluating it fails."""
     base = schema_fields(experiment, ds.name, spec)
     try:
         rows, result = [], dict(evaluate(model, spec))
@@ -164,8 +197,6 @@ def _evaluated(experiment, ds, spec, model, evaluate, seconds, out_dir) -> tuple
             known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
             extra = {k: v for k, v in metrics.items() if k not in known}
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
-        if out_dir is not None:
-            save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{base['run_id']}.pt")
         return rows, tables
     except Exception as e:  # a failed cell is a row, never a stopped sweep
         return _failed(experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")

@@ -1,0 +1,144 @@
+"""Where a sweep's training groups run: this process, local worker processes, or a Dask cluster.
+
+An executor takes ``fn(context, group)`` (module-level, picklable), the shared ``context`` (sent to each worker
+once) and the groups, and yields ``(group, result)`` as groups finish, in any order; ``result`` is what ``fn``
+returned, or the exception that stopped it (a worker that died, say). ``running()`` counts the runs in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+
+from ibkit.checks import check_choice, check_number
+
+EXECUTORS = ("local", "dask")
+
+
+class InProcess:
+    """The groups one after another in this process."""
+
+    def __init__(self):
+        self._current = 0
+
+    def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
+        for group in groups:
+            self._current = len(group)
+            try:
+                result = fn(context, group)
+            except Exception as e:  # a fault of the group's code: its runs fail, the sweep goes on
+                result = e
+            self._current = 0
+            yield group, result
+
+    def running(self) -> int:
+        return self._current
+
+
+_CONTEXT = None  # a worker process's copy of the sweep context, set once by _start_worker
+
+
+def _start_worker(context, threads: int) -> None:
+    import torch
+
+    global _CONTEXT
+    _CONTEXT = context
+    torch.set_num_threads(threads)
+
+
+def _in_worker(fn: Callable, group: list):
+    return fn(_CONTEXT, group)
+
+
+def _identity(value):
+    return value
+
+
+class Processes:
+    """The groups across ``jobs`` worker processes (spawned, so no thread pool is inherited mid-use), the
+    machine's cores divided among them for torch's threads."""
+
+    def __init__(self, jobs: int):
+        check_number("jobs", jobs, low=1, integer=True)
+        self.jobs = jobs
+        self._pending: dict = {}
+
+    def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                                 initargs=(context, threads)) as pool:
+            self._pending = {pool.submit(_in_worker, fn, group): group for group in groups}
+            while self._pending:
+                finished, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    group = self._pending.pop(future)
+                    error = future.exception()
+                    yield group, error if error is not None else future.result()
+
+    def running(self) -> int:
+        return sum(len(group) for future, group in self._pending.items() if future.running())
+
+
+class Dask:
+    """The groups as tasks on a Dask distributed cluster: the scheduler at ``address`` (e.g. one that
+    dask-jobqueue or dask-kubernetes started), or a ``LocalCluster`` of ``jobs`` single-threaded worker processes
+    started for the run. A task whose worker dies is retried elsewhere (twice)."""
+
+    def __init__(self, address: str | None = None, jobs: int = 1, timeout: float = 5.0):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ValueError("executor='dask' needs Dask distributed: pip install -e \".[dask]\"") from None
+        check_number("jobs", jobs, low=1, integer=True)
+        self._cluster = None
+        if address:
+            try:
+                self.client = Client(address, timeout=timeout)
+            except (OSError, TimeoutError) as e:
+                raise ValueError(f"address={address!r}: no Dask scheduler answered within {timeout:g} s "
+                                 f"({type(e).__name__})") from None
+        else:
+            self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                         dashboard_address=None)
+            self.client = Client(self._cluster)
+        self._pending: dict = {}
+
+    def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
+        from distributed import as_completed
+
+        # a task holding the context (not scattered data): should its worker die, the scheduler can recompute it
+        shared = self.client.submit(_identity, context, pure=False)
+        self._pending = {self.client.submit(fn, shared, group, retries=2, pure=False): group for group in groups}
+        try:
+            for future in as_completed(list(self._pending)):
+                group = self._pending.pop(future)
+                error = future.exception() if future.status == "error" else None
+                yield group, error if error is not None else future.result()
+        finally:
+            self.close()
+
+    def running(self) -> int:
+        workers = len(self.client.scheduler_info()["workers"]) if self._pending else 0
+        return sum(len(group) for group in list(self._pending.values())[:workers])
+
+    def close(self) -> None:
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None):
+    """The executor the command line names: "local" (this process, or ``jobs`` worker processes) or "dask"
+    (the scheduler at ``address``, or a local cluster of ``jobs`` workers)."""
+    check_choice("executor", kind, EXECUTORS)
+    check_number("jobs", jobs, low=1, integer=True)
+    if kind == "local":
+        if address:
+            raise ValueError(f"address={address!r} needs executor='dask'; the local executor has no scheduler")
+        return InProcess() if jobs == 1 else Processes(jobs)
+    return Dask(address, jobs)
+
+
+__all__ = ["EXECUTORS", "InProcess", "Processes", "Dask", "make_executor"]

@@ -1,0 +1,96 @@
+"""Executors: worker processes and a real Dask LocalCluster give the table this process gives."""
+
+import importlib.util
+import time
+
+import pandas as pd
+import pytest
+
+from ibkit.cli import main
+
+TINY = ["--set", "epochs=3", "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5"]
+KEY = ["run_id", "split"]
+METRICS = ["rate", "distortion", "elbo", "iwae", "active_units"]
+
+
+def _table(out) -> pd.DataFrame:
+    return pd.read_csv(out / "runs.csv").sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("executors") / "here"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    return _table(out)
+
+
+def test_local_worker_processes_give_the_same_table(tmp_path, in_process):
+    out = tmp_path / "jobs"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, "--jobs", "2"]) == 0
+    table = _table(out)
+    assert (table["status"] == "ok").all() and table[KEY].equals(in_process[KEY])
+    pd.testing.assert_frame_equal(table[METRICS], in_process[METRICS], rtol=1e-4)
+    assert len(list((out / "records").glob("*.json"))) == table["run_id"].nunique()
+
+
+needs_dask = pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
+                                reason="Dask distributed is not installed (pip install -e '.[dask]')")
+
+
+@needs_dask
+def test_dask_local_cluster_gives_the_same_table(tmp_path, in_process):
+    out = tmp_path / "dask"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, "--executor", "dask",
+                 "--jobs", "2"]) == 0
+    table = _table(out)
+    assert (table["status"] == "ok").all() and table[KEY].equals(in_process[KEY])
+    pd.testing.assert_frame_equal(table[METRICS], in_process[METRICS], rtol=1e-4)
+    assert len(list((out / "checkpoints").glob("*.pt"))) == table["run_id"].nunique()
+
+
+@needs_dask
+def test_unreachable_scheduler_fails_fast_with_the_address(tmp_path, capsys):
+    start = time.perf_counter()
+    code = main(["run", "rate-distortion", "--quick", "--out", str(tmp_path / "x"), *TINY, "--executor", "dask",
+                 "--address", "tcp://127.0.0.1:9"])
+    assert code == 2 and time.perf_counter() - start < 30
+    err = capsys.readouterr().err
+    assert "tcp://127.0.0.1:9" in err and "no Dask scheduler answered" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--executor", "slurm"], "invalid choice: 'slurm'"),
+    (["--jobs", "0"], "jobs=0 must be >= 1"),
+    (["--address", "tcp://127.0.0.1:9"], "needs executor='dask'"),
+])
+def test_bad_executor_options_are_one_line_errors(tmp_path, capsys, args, message):
+    assert main(["run", "rate-distortion", "--quick", "--out", str(tmp_path / "x"), *TINY, *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _dies_once(model, spec, *, marker):
+    """An evaluate whose worker process dies the first time it runs (a node lost mid-run)."""
+    import os
+    from pathlib import Path
+
+    if not Path(marker).exists():
+        Path(marker).write_text("died once")
+        os._exit(1)
+    return {"test": {"distortion": 1.0}}
+
+
+@needs_dask
+def test_a_run_whose_dask_worker_dies_is_retried_elsewhere(tmp_path):
+    from functools import partial
+
+    import ibkit
+    from ibkit.executors import Dask
+    from ibkit.sweep import run_grid
+
+    ds = ibkit.data.load("digits")
+    specs = [dict(kind="ae", latent_dim=2, hidden=(8,), seed=0)]
+    marker = tmp_path / "marker"
+    rows = run_grid("t", ds, specs, partial(_dies_once, marker=str(marker)), epochs=1, out_dir=tmp_path / "out",
+                    executor=Dask(jobs=2))
+    assert marker.exists() and (rows["status"] == "ok").all() and len(rows) == 1
