@@ -131,10 +131,12 @@ class StackedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight if self.mask is None else self.weight * self.mask
-        weight, bias = weight.to(x.dtype), self.bias.to(x.dtype)
+        weight, bias = (weight, self.bias) if x.dtype == weight.dtype else (weight.to(x.dtype), self.bias.to(x.dtype))
         k, n_in, n_out = weight.shape
         if x.dim() == 2:  # [B, in], the same for every model (a stride-0 view, not a copy)
             x = x.expand(k, *x.shape)
+        if x.dim() == 3:  # [K, B, in]: the training step's case, without reshapes
+            return torch.baddbmm(bias, x, weight)
         lead = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:]).movedim(0, 1).reshape(k, -1, n_in)  # [K, S * B, in]
         out = torch.baddbmm(bias, flat, weight)
@@ -153,6 +155,8 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
     differs between the models, stacked as [K, 1, *shape] (a model axis and a singleton example axis)."""
     stacked = copy.deepcopy(models[0])
     for name, module in list(stacked.named_modules()):
+        if isinstance(module, nn.ReLU):  # on a fresh matmul output that backward does not need: in place
+            module.inplace = True
         if isinstance(module, nn.Linear):
             parent, _, leaf = name.rpartition(".")
             setattr(stacked.get_submodule(parent), leaf, StackedLinear([m.get_submodule(name) for m in models]))
