@@ -9,7 +9,7 @@ GFLOP/s and a large-matmul peak measured in the same run (the room left). ``--se
 seed 0 (one minibatch order and noise stream, the case of a sweep over beta at one seed); ``distinct`` gives
 model k seed k (each its own minibatches).
 
-    python benchmarks/bench_sweep.py [--k 16] [--epochs 2] [--repeats 3] [--seeds shared|distinct] [--device cpu]
+    python benchmarks/bench_sweep.py [--k 16] [--epochs 5] [--repeats 5] [--seeds shared|distinct] [--device cpu]
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--widths", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seeds", choices=("shared", "distinct"), default="shared")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
