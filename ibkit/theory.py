@@ -33,3 +33,64 @@ def ppca_max_log_likelihood(x, latent_dim: int) -> float:
     lam = torch.linalg.eigvalsh(xc.T @ xc / len(x)).flip(0)
     d, k = x.shape[1], latent_dim
     return float(-0.5 * (d * math.log(2 * math.pi) + lam[:k].log().sum() + (d - k) * lam[k:].mean().log() + d))
+
+
+def _spectrum(eigenvalues) -> list[float]:
+    """The eigenvalues as floats, largest first; non-positive or non-finite ones are refused."""
+    try:
+        lam = sorted((float(v) for v in eigenvalues), reverse=True)
+    except (TypeError, ValueError):
+        raise ValueError(f"eigenvalues={eigenvalues!r} must be a sequence of positive finite numbers") from None
+    if not lam or not all(math.isfinite(v) and v > 0 for v in lam):
+        raise ValueError(f"eigenvalues={eigenvalues!r} must be a non-empty sequence of positive finite numbers")
+    return lam
+
+
+def gaussian_rd(eigenvalues, theta: float, max_dims: int | None = None) -> tuple[float, float]:
+    """Shannon's rate-distortion trade-off of a Gaussian source with covariance eigenvalues lambda_i under
+    squared error, by reverse water-filling at water level ``theta`` (Cover & Thomas 2006, thm. 10.3.3):
+    R = sum_i 1/2 ln(lambda_i / theta) over the directions with lambda_i > theta, D = sum_i min(lambda_i, theta)
+    (MSE per example, summed over dimensions). Returns (rate in nats, mse).
+
+    max_dims=k: only the k largest directions may carry rate (a model with k latents); the others add their
+    whole variance to the distortion, so the point can lie above the unconstrained curve. A linear beta-VAE
+    with a fixed decoder variance s^2 reaches this point at theta = beta * s^2 (``vae_water_level``), with
+    rate = I(X;Z) (its aggregate posterior is the prior).
+    """
+    lam = _spectrum(eigenvalues)
+    check_number("theta", theta, low=0, low_open=True)
+    if max_dims is not None:
+        check_number("max_dims", max_dims, low=1, integer=True)
+    carried = lam[: max_dims] if max_dims is not None else lam
+    rate = sum(0.5 * math.log(v / theta) for v in carried if v > theta)
+    mse = sum(min(v, theta) for v in carried) + sum(lam[len(carried):])
+    return rate, mse
+
+
+def vae_water_level(beta: float, scale: float) -> float:
+    """theta = beta * scale^2: the water level a linear beta-VAE with decoder N(Wz + b, scale^2 I) reaches
+    (its loss ||x - Wz||^2 / (2 scale^2) + beta KL is, times scale^2, the Lagrangian D/2 + theta R)."""
+    check_number("beta", beta, low=0, low_open=True)
+    check_number("scale", scale, low=0, low_open=True)
+    return beta * scale**2
+
+
+def active_directions(eigenvalues, theta: float, max_dims: int | None = None) -> int:
+    """How many directions carry rate at water level ``theta``: those with lambda_i > theta, at most
+    ``max_dims``; a beta-VAE's active units."""
+    lam = _spectrum(eigenvalues)
+    check_number("theta", theta, low=0, low_open=True)
+    return min(sum(v > theta for v in lam), max_dims if max_dims is not None else len(lam))
+
+
+def gaussian_rd_curve(eigenvalues, n: int = 200, max_dims: int | None = None):
+    """Shannon's R(D) curve for plotting: a DataFrame of ``n`` points (theta, rate, mse), theta log-spaced from
+    a thousandth of the smallest eigenvalue to the largest (where the rate reaches 0)."""
+    import numpy as np
+    import pandas as pd
+
+    lam = _spectrum(eigenvalues)
+    check_number("n", n, low=2, integer=True)
+    thetas = np.geomspace(lam[-1] / 1000, lam[0], n)
+    points = [(t, *gaussian_rd(lam, float(t), max_dims)) for t in thetas]
+    return pd.DataFrame(points, columns=["theta", "rate", "mse"])
