@@ -72,6 +72,26 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
 
     For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
     """
+    return _expected_over_codes(model, x, model.log_likelihood, -1.0, n_samples, seed, chunk_size, per_example)
+
+
+def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+        per_example: bool = False) -> float | Tensor:
+    """Squared-error distortion E_x E_{q(z|x)} ||x - E[x|z]||^2 (summed over the D dimensions, per example), the
+    distortion of Shannon's rate-distortion function under squared error (``ibkit.theory.gaussian_rd``); E[x|z]
+    is the decoder's mean (the Bernoulli probabilities for binary data). Deterministic codes as in ``distortion``.
+    """
+
+    def negative_squared_error(xs: Tensor, z: Tensor) -> Tensor:
+        return -(xs - model.likelihood.mean(model.decoder(z))).pow(2).sum(-1)
+
+    return _expected_over_codes(model, x, negative_squared_error, -1.0, n_samples, seed, chunk_size, per_example)
+
+
+def _expected_over_codes(model, x, score, sign: float, n_samples: int, seed: int, chunk_size: int,
+                         per_example: bool) -> float | Tensor:
+    """sign * E_q score(x, z) per example (score: x [n, D], z [S, n, d] -> [S, n]); z = encode(x) for a code
+    without a posterior."""
     x = prepare(model, x, need_posterior=False)
     check_number("n_samples", n_samples, low=1, integer=True)
     stochastic = is_stochastic(model)
@@ -81,17 +101,19 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
         for s in row_chunks(len(x), rows):
             xs = x[s]
             if not stochastic:
-                out.append(-model.log_likelihood(xs, model.encode(xs).unsqueeze(0))[0])
+                out.append(sign * score(xs, model.encode(xs).unsqueeze(0))[0])
                 continue
-            out.append(-expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples))
+            out.append(sign * expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples, score))
     return reduce(torch.cat(out), per_example)
 
 
-def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int) -> Tensor:
-    """mean_s log p(x|z_s), z_s ~ q, per row [n] for the proposal q (batch [n]), ``samples`` draws at a time."""
+def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int, score=None) -> Tensor:
+    """mean_s log p(x|z_s), z_s ~ q, per row [n] for the proposal q (batch [n]), ``samples`` draws at a time
+    (or the mean of another ``score(x, z)`` of the samples)."""
+    score = score or model.log_likelihood
     total = torch.zeros(len(x), device=x.device)
     for j in range(0, n_samples, samples):
-        total += model.log_likelihood(x, q.sample((min(samples, n_samples - j),))).sum(0)  # z [S, n, d]
+        total += score(x, q.sample((min(samples, n_samples - j),))).sum(0)  # z [S, n, d]
     return total / n_samples
 
 

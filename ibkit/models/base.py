@@ -35,7 +35,7 @@ class Autoencoder(nn.Module):
         self.config = config
         if self.KNOB is not None:
             self.register_buffer(self.KNOB, torch.tensor(float(getattr(config, self.KNOB))), persistent=False)
-        self.likelihood = LIKELIHOODS[config.likelihood]()
+        self.likelihood = LIKELIHOODS[config.likelihood](**({} if config.scale is None else {"scale": config.scale}))
         self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
         self.decoder = mlp(config.latent_dim, config.decoder_hidden, config.input_dim)
 

@@ -20,6 +20,7 @@ class ModelConfig:
     hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
     decoder_hidden: tuple[int, ...] | None = None  # decoder widths when they differ; None mirrors hidden
     likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
+    scale: float | None = None  # gaussian: a fixed decoder std s instead of a learned one
     posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor) | iaf
     flow_steps: int = 2  # iaf: number of autoregressive steps
     beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
@@ -49,6 +50,11 @@ class ModelConfig:
                              "() for a linear decoder, or None to mirror hidden")
         object.__setattr__(self, "decoder_hidden", tuple(self.decoder_hidden))
         check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
+        if self.scale is not None:
+            check_number("scale", self.scale, low=0, low_open=True)
+            if self.likelihood != "gaussian":
+                raise ValueError(f"scale={self.scale!r} applies only to likelihood='gaussian' (a fixed decoder "
+                                 f"std), not likelihood={self.likelihood!r}")
         check_choice("posterior", self.posterior, POSTERIOR_NAMES)
         if self.posterior != "diagonal" and self.kind != "vae":
             raise ValueError(f"posterior={self.posterior!r} applies only to kind='vae'; kind={self.kind!r} has no "

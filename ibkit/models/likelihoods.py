@@ -19,6 +19,10 @@ class Likelihood(nn.Module):
         """log p(x|z) for x [N, D] and decoder output [..., N, D]; returns [..., N]."""
         raise NotImplementedError
 
+    def mean(self, params: Tensor) -> Tensor:
+        """E[x|z] [..., N, D] from the decoder output."""
+        raise NotImplementedError
+
     def check_data(self, x: Tensor, name: str = "x") -> None:
         """Refuse data this likelihood cannot score (hook; default accepts any finite reals)."""
 
@@ -31,6 +35,9 @@ class BernoulliLikelihood(Likelihood):
         # one fused kernel (forward and backward) instead of three elementwise ops
         return -F.binary_cross_entropy_with_logits(params, x.expand_as(params), reduction="none").sum(-1)
 
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
     def check_data(self, x: Tensor, name: str = "x") -> None:
         lo, hi = x.min().item(), x.max().item()
         if lo < 0 or hi > 1:
@@ -41,18 +48,26 @@ class BernoulliLikelihood(Likelihood):
 
 
 class GaussianLikelihood(Likelihood):
-    """x ~ N(mean(z), s^2 I) with the mean from the decoder and one learned log-scale log s shared by all pixels:
-    log p(x|z) = -1/2 sum_j [(x_j - m_j)^2 / s^2 + log(2 pi s^2)]."""
+    """x ~ N(mean(z), s^2 I) with the mean from the decoder and one log-scale log s shared by all pixels, learned,
+    or fixed at ``scale`` (a fixed s makes a beta-VAE's loss the rate-distortion Lagrangian with squared error at
+    theta = beta s^2: ``ibkit.theory.vae_water_level``): log p(x|z) = -1/2 sum_j [(x_j - m_j)^2 / s^2
+    + log(2 pi s^2)]."""
 
-    def __init__(self):
+    def __init__(self, scale: float | None = None):
         super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(()))
+        if scale is None:
+            self.log_scale = nn.Parameter(torch.zeros(()))
+        else:  # fixed: a buffer, rebuilt from the config (not stored in checkpoints)
+            self.register_buffer("log_scale", torch.tensor(math.log(scale)), persistent=False)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         inv_var = torch.exp(-2 * self.log_scale)
         sq = (x - params).pow(2).sum(-1)
         d = x.shape[-1]
         return -0.5 * (sq * inv_var + d * (2 * self.log_scale + math.log(2 * math.pi)))
+
+    def mean(self, params: Tensor) -> Tensor:
+        return params
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
