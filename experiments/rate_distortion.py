@@ -8,18 +8,21 @@ reference lines at their distortion) and a fixed-noise AE (its KL to N(0, I) bou
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.sweep import run_grid
+from ibkit.theory import gaussian_rate_at
 from ibkit.train import resolve_device
 
 NAME = "rate-distortion"
@@ -29,6 +32,8 @@ SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sp
 @dataclass(frozen=True)
 class Config:
     dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
+    eigenvalues: tuple[float, ...] = ()  # gaussian: the source's covariance spectrum (() = the default source)
+    scale: float | None = None  # gaussian: every model's fixed decoder std s (None: learned); theta = beta s^2
     latent_dim: int = 8  # d, width of every model's code
     hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by the decoder
     betas: tuple[float, ...] = tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4))  # VAE KL weights
@@ -44,6 +49,11 @@ class Config:
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        if (self.eigenvalues or self.scale is not None) and self.dataset != "gaussian":
+            raise ValueError(f"eigenvalues and scale apply to dataset='gaussian' (a source with a known spectrum); "
+                             f"got dataset={self.dataset!r}")
+        if self.scale is not None:
+            check_number("scale", self.scale, low=0, low_open=True)
         check_number("latent_dim", self.latent_dim, low=1, integer=True)
         if not self.betas:
             raise ValueError("betas=() is empty; give at least one KL weight, e.g. betas=0.1,1,10")
@@ -65,43 +75,78 @@ class Config:
 QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about a minute on two CPU cores
 
 
+def load_data(config: Config):
+    """The dataset of the sweep; for gaussian data with ``eigenvalues``, the source with that spectrum (its
+    generating dimension is the number of eigenvalues above the smallest, the isotropic floor)."""
+    if config.dataset == "gaussian" and config.eigenvalues:
+        k = max(1, sum(v > min(config.eigenvalues) for v in config.eigenvalues))
+        return ibkit.data.load("gaussian", eigenvalues=config.eigenvalues, latent_dim=k)
+    return ibkit.data.load(config.dataset)
+
+
+def source_spectrum(ds) -> list[float] | None:
+    """The population covariance eigenvalues of a gaussian source (largest first), or None for other data."""
+    if not hasattr(ds, "covariance"):
+        return None
+    return torch.linalg.eigvalsh(ds.covariance().double()).flip(0).tolist()
+
+
 def model_grid(config: Config) -> list[dict]:
     """The models of the sweep: build_model options and the schema fields of each, for every seed."""
     common = dict(latent_dim=config.latent_dim, hidden=config.hidden)
+    if config.scale is not None:
+        common["scale"] = config.scale
     specs = [dict(kind="vae", beta=b) for b in config.betas]
     specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity),
               dict(kind="noisy_ae", noise=config.noise)]
     return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 
-def evaluate(model, x, iwae_k: int, seed: int) -> dict:
-    """The schema's metrics of one model on one split, nats per example; NaN where the kind has none."""
-    metrics = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x))
+def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = None) -> dict:
+    """The schema's metrics of one model on one split, nats per example; NaN where the kind has none. Also
+    ``mse`` (squared error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` = R(mse)
+    (Shannon's rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it."""
+    metrics = dict(distortion=E.distortion(model, x, seed=seed), mse=E.mse(model, x, seed=seed),
+                   active_units=E.active_units(model, x))
     if is_stochastic(model):
         metrics["rate"] = E.rate(model, x, seed=seed)
         metrics["elbo"] = -(metrics["distortion"] + metrics["rate"])
         metrics["iwae"] = E.iwae(model, x, iwae_k, seed=seed)
+    if spectrum is not None:
+        metrics["shannon_rate"] = gaussian_rate_at(spectrum, metrics["mse"])
+        metrics["rate_above_shannon"] = metrics.get("rate", math.nan) - metrics["shannon_rate"]
     return metrics
 
 
-def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int) -> dict:
-    return {name: evaluate(model, x, iwae_k, spec["seed"]) for name, x in splits.items()}
+def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int, spectrum: list[float] | None) -> dict:
+    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum) for name, x in splits.items()}
 
 
 def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train and evaluate every model of the grid; one row per run and split (train, test); see ``run_grid``."""
-    ds = ibkit.data.load(config.dataset)
-    evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k)
+    ds = load_data(config)
+    evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k,
+                           spectrum=source_spectrum(ds))
     return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched, executor=executor)
 
 
 def plot(run_dir: str | Path) -> list[Path]:
-    """figures/rate_distortion.{pdf,png} from the stored table of ``run_dir``."""
+    """figures/rate_distortion.{pdf,png} from the stored table of ``run_dir``, and for a gaussian source
+    figures/rd_shannon.{pdf,png}: the sweep against Shannon's R(D)."""
     from ibkit import plots
 
     df = ibkit.results.load(run_dir)
-    return plots.save_figure(plots.rate_distortion(df), Path(run_dir) / "figures", "rate_distortion")
+    figures = Path(run_dir) / "figures"
+    paths = plots.save_figure(plots.rate_distortion(df), figures, "rate_distortion")
+    manifest = ibkit.results.read_manifest(run_dir) or {}
+    stored = manifest.get("config", {})
+    if stored.get("dataset") == "gaussian" and "mse" in df:  # the source's R(D) is known: draw it
+        config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
+        spectrum = source_spectrum(load_data(config))
+        fig = plots.rd_shannon(df, spectrum, config.latent_dim, config.scale)
+        paths += plots.save_figure(fig, figures, "rd_shannon")
+    return paths
 
 

@@ -315,3 +315,49 @@ def amortization_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_title("Where the ELBO gap comes from (Cremer et al. 2018)")
         ax.legend(frameon=False)
     return fig
+
+
+def rd_shannon(df: pd.DataFrame, spectrum: list[float], latent_dim: int, scale: float | None,
+               split: str = "test") -> plt.Figure:
+    """The beta-VAE sweep against Shannon's rate-distortion function of its Gaussian source (reverse
+    water-filling over ``spectrum``, Cover & Thomas 2006, thm. 10.3.3): rate against MSE per example, and,
+    when the decoder scale s is fixed, against the NLL distortion mse / (2 s^2) + D/2 ln(2 pi s^2). Dashed: the
+    curve with only ``latent_dim`` directions free to carry rate; circles on it: where the water level crosses
+    an eigenvalue and one more unit falls silent."""
+    from ibkit.theory import gaussian_rd, gaussian_rd_curve
+
+    runs = df[(df["split"] == split) & (df["status"] == "ok") & (df["kind"] == "vae")]
+    pts = _mean_sem(runs, "beta", cols=("rate", "mse", "distortion")).sort_values("beta") if len(runs) else None
+    panels = [("mse", "distortion: MSE per example  [squared units]", lambda d: d)]
+    if scale is not None:
+        offset = 0.5 * len(spectrum) * np.log(2 * np.pi * scale**2)
+        panels.append(("distortion", "distortion: −E log p(x|z)  [nats]", lambda d: d / (2 * scale**2) + offset))
+    free, bound = gaussian_rd_curve(spectrum, 300), gaussian_rd_curve(spectrum, 300, max_dims=latent_dim)
+    colour, marker, _ = KIND_STYLE["vae"]
+    with plt.rc_context(_style()):
+        fig, axes = plt.subplots(1, len(panels), figsize=(SINGLE_COLUMN * 1.3 * len(panels), SINGLE_COLUMN),
+                                 squeeze=False)
+        for ax, (column, xlabel, to_x) in zip(axes[0], panels):
+            ax.plot(to_x(free["mse"]), free["rate"], color="0.1", lw=1.2, label="Shannon R(D)")
+            if latent_dim < len(spectrum):
+                ax.plot(to_x(bound["mse"]), bound["rate"], color="0.45", lw=1, ls="--",
+                        label=f"R(D) with {latent_dim} latents")
+            for i, lam in enumerate(spectrum[:latent_dim], start=1):  # theta = lambda_i: unit i falls silent
+                r, d = gaussian_rd(spectrum, lam, max_dims=latent_dim)
+                ax.plot(to_x(d), r, "o", ms=4, mfc="white", mec="0.45",
+                        label="θ = λᵢ: a unit falls silent (i→i−1)" if i == 1 else None)
+                ax.annotate(f"{i}→{i - 1}", (to_x(d), r), xytext=(3, 3), textcoords="offset points", fontsize=6,
+                            color="0.35")
+            if pts is not None:
+                ax.errorbar(pts[column], pts["rate"], xerr=pts[f"{column}_sem"], yerr=pts["rate_sem"], color=colour,
+                            marker=marker, ms=4, ls="none", capsize=2, label="β-VAE (mean over seeds)")
+                for _, p in pts.iterrows():
+                    ax.annotate(f"β={p['beta']:.3g}", (p[column], p["rate"]), xytext=(5, 5),
+                                textcoords="offset points", fontsize=6, color=colour)
+            top = 1.6 * max(pts["rate"].max() if pts is not None else 0, gaussian_rd(spectrum, spectrum[-1])[0], 1)
+            ax.set_ylim(0, top)  # the curve rises without bound as D -> 0: show the sweep's range
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("rate R  [nats]")
+        axes[0][0].set_title(f"Gaussian source: β-VAEs on Shannon's R(D) ({split} split)", loc="left")
+        axes[0][-1].legend(loc="upper right", frameon=False)
+    return fig

@@ -94,3 +94,24 @@ def gaussian_rd_curve(eigenvalues, n: int = 200, max_dims: int | None = None):
     thetas = np.geomspace(lam[-1] / 1000, lam[0], n)
     points = [(t, *gaussian_rd(lam, float(t), max_dims)) for t in thetas]
     return pd.DataFrame(points, columns=["theta", "rate", "mse"])
+
+
+def gaussian_rate_at(eigenvalues, mse: float, max_dims: int | None = None) -> float:
+    """Shannon's R(D) at distortion D = ``mse`` (nats): the water level theta with D(theta) = mse found by
+    bisection (D(theta) is continuous and increasing), then R(theta) (``gaussian_rd``). 0 at or beyond the total
+    variance; infinite below the least distortion ``max_dims`` directions allow (the discarded variance)."""
+    lam = _spectrum(eigenvalues)
+    check_number("mse", mse, low=0)
+    floor = sum(lam[max_dims:]) if max_dims is not None else 0.0
+    if mse <= floor:
+        return math.inf
+    if mse >= sum(lam):
+        return 0.0
+    lo, hi = 0.0, lam[0]
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid <= 0 or gaussian_rd(lam, mid, max_dims)[1] < mse:
+            lo = mid
+        else:
+            hi = mid
+    return gaussian_rd(lam, hi, max_dims)[0]

@@ -67,3 +67,30 @@ def test_fixed_scale_is_fixed_and_checked():
         ibkit.build_model("vae", 8, 4, likelihood="gaussian", scale=0)
     with pytest.raises(ValueError, match="scale=0.5 applies only to likelihood='gaussian'"):
         ibkit.build_model("vae", 8, 4, scale=0.5)
+
+
+def test_a_nonlinear_vae_lands_near_the_curve(source):
+    """Hidden layers do not help on a Gaussian source: the point stays within 5% above Shannon's R(D)."""
+    from ibkit.theory import gaussian_rate_at
+
+    m = ibkit.build_model("vae", 8, 4, hidden=(32,), likelihood="gaussian", scale=SCALE, beta=1.0)
+    for epochs, lr, batch_size, seed in ((40, 3e-3, 128, 0), (40, 1e-3, 128, 1), (20, 1e-4, 500, 2)):
+        ibkit.fit(m, source.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False)
+    x = source.train
+    sample = torch.linalg.eigvalsh(torch.cov(x.double().T, correction=0)).flip(0).tolist()
+    rate, mse = E.rate(m, x), E.mse(m, x, n_samples=10)
+    assert gaussian_rate_at(sample, mse) <= rate <= 1.05 * gaussian_rate_at(sample, mse)
+
+
+def test_rate_distortion_experiment_on_a_gaussian_source_draws_shannons_curve(run_experiment):
+    import pandas as pd
+
+    spectrum = ",".join(str(v) for v in SPECTRUM)
+    out = run_experiment("rate-distortion", ["--set", "dataset=gaussian", "--set", f"eigenvalues={spectrum}",
+                                             "--set", "latent_dim=4", "--set", "hidden=", "--set", "scale=0.5",
+                                             "--set", "betas=1,6", "--set", "epochs=20", "--set", "iwae_k=5"])
+    runs = pd.read_csv(out / "runs.csv")
+    vae = runs[(runs["kind"] == "vae") & (runs["split"] == "test")]
+    assert vae["mse"].between(1.5, 8.5).all() and (vae["rate_above_shannon"] > -0.05).all()
+    pd.testing.assert_series_equal(vae["rate_above_shannon"], vae["rate"] - vae["shannon_rate"], check_names=False)
+    assert (out / "figures" / "rd_shannon.png").stat().st_size > 10_000

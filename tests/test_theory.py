@@ -52,3 +52,14 @@ def test_curve_is_monotone_and_ends_at_zero_rate_and_full_variance():
 def test_bad_input_names_the_argument(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_rate_at_a_distortion_inverts_the_curve():
+    from ibkit.theory import gaussian_rate_at
+
+    for theta in (0.1, 0.3, 0.75, 2.5):
+        rate, mse = gaussian_rd(SPECTRUM, theta)
+        assert gaussian_rate_at(SPECTRUM, mse) == pytest.approx(rate, abs=1e-9)
+    assert gaussian_rate_at(SPECTRUM, 1.5) == pytest.approx(4.617, abs=1e-3)  # the R(1.5)
+    assert gaussian_rate_at(SPECTRUM, sum(SPECTRUM)) == 0.0
+    assert gaussian_rate_at(SPECTRUM, 0.9, max_dims=4) == math.inf  # below the 1.0 four latents must leave
