@@ -72,7 +72,7 @@ class Config:
         check_number("iwae_k", self.iwae_k, low=1, integer=True)
 
 
-QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about a minute on two CPU cores
+QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about half a minute on two CPU cores
 
 
 def load_data(config: Config):
