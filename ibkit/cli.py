@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ibkit.executors import EXECUTORS, make_executor
+from ibkit.tables import FORMATS, format_table
+from ibkit.train import resolve_device
 
 USAGE_ERROR = 2
 
@@ -95,7 +97,7 @@ def cmd_run(args) -> int:
         results.clear(folder)
     executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
-                executor=args.executor, jobs=args.jobs, started=_now(),
+                executor=args.executor, jobs=args.jobs, device=str(resolve_device(config.device)), started=_now(),
                 git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
     results.write_manifest(folder, **meta, finished=None)
     try:
@@ -111,7 +113,7 @@ def cmd_run(args) -> int:
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
     print("figures and notes: " + ", ".join(str(p) for p in figures))
-    print(summary_table(df, "markdown"))
+    print(format_table(df, "markdown"))
     return 0
 
 
@@ -134,56 +136,10 @@ def cmd_plot(args) -> int:
     return 0
 
 
-METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
-CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity", "code_bound")
-
-
-def summary_table(df, fmt: str) -> str:
-    """One row per configuration on the test split: mean (± standard error over seeds where there are several)."""
-    ok = df[(df["split"] == "test") & (df["status"] == "ok")]
-    if not len(ok):
-        return "no run finished ok: see the status and error columns of runs.csv"
-    metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
-    keys = [c for c in CONFIG_COLUMNS if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
-    keys = keys or ["run_id"]
-    groups = ok.groupby(keys, dropna=False, sort=True)
-    rows = []
-    for key, g in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        row = [_fmt(k) for k in key]
-        for m in metrics:
-            vals = g[m].dropna()
-            if not len(vals):
-                row.append("–")
-            elif len(vals) > 1:
-                row.append(f"{vals.mean():.2f} ± {vals.std(ddof=1) / math.sqrt(len(vals)):.2f}")
-            elif m == "active_units":
-                row.append(f"{vals.iloc[0]:g}")
-            else:
-                row.append(f"{vals.mean():.2f}")
-        rows.append(row)
-    header = keys + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
-    if fmt == "csv":
-        return "\n".join(",".join(r) for r in [header, *rows])
-    if fmt == "latex":
-        lines = [r"\begin{tabular}{" + "l" * len(keys) + "r" * len(metrics) + "}", r"\toprule",
-                 " & ".join(h.replace("_", r"\_") for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(c.replace("_", r"\_").replace("±", r"$\pm$") for c in r) + r" \\" for r in rows]
-        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:g}"
-    return str(value) or "–"
-
-
 def cmd_table(args) -> int:
     from ibkit import results
 
-    print(summary_table(results.load(args.dir), args.format))
+    print(format_table(results.load(args.dir), args.format))
     return 0
 
 
@@ -207,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(func=cmd_plot)
     table = sub.add_parser("table", help="the table a paper cites, from a stored results folder")
     table.add_argument("dir")
-    table.add_argument("--format", choices=("markdown", "latex", "csv"), default="markdown")
+    table.add_argument("--format", choices=FORMATS, default="markdown")
     table.set_defaults(func=cmd_table)
     return parser
 

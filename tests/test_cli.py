@@ -35,6 +35,12 @@ def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
     manifest = json.loads((quick_run / "manifest.json").read_text())
     assert manifest["experiment"] == "rate-distortion" and manifest["config"]["epochs"] == 2
     assert manifest["finished"] and manifest["environment"]["torch"]
+    # every provenance field a paper's reproduction needs
+    for field in ("config", "command", "seeds", "git", "device", "executor", "started", "finished", "quick"):
+        assert field in manifest, field
+    assert set(manifest["git"]) == {"commit", "dirty"} and manifest["device"] == "cpu"
+    for field in ("ibkit", "python", "torch", "numpy", "machine", "cuda"):
+        assert field in manifest["environment"], field
     for ext in ("pdf", "png"):
         assert (quick_run / "figures" / f"rate_distortion.{ext}").stat().st_size > 1000
     assert len(list((quick_run / "checkpoints").glob("*.pt"))) == 5

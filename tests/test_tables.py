@@ -1,0 +1,61 @@
+"""ibkit table: 95% bootstrap intervals over seeds, numbers rounded to them, CSV that parses back, LaTeX tabulars."""
+
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ibkit.tables import bootstrap_interval, format_table, round_to_uncertainty
+
+
+def _runs() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for beta, rate in ((0.5, 4.9), (2.0, 1.2)):
+        for seed in range(3):
+            rows.append(dict(run_id=f"vae-beta{beta}-seed{seed}", kind="vae", posterior="diagonal", latent_dim=4,
+                             beta=beta, noise=math.nan, sparsity=math.nan, code_bound="", seed=seed, split="test",
+                             status="ok", rate=rate + 0.05 * rng.standard_normal(), distortion=10 - rate,
+                             active_units=4))
+    rows.append(dict(run_id="ae-seed0", kind="ae", posterior="", latent_dim=4, beta=math.nan, noise=math.nan,
+                     sparsity=math.nan, code_bound="", seed=0, split="test", status="ok", rate=math.nan,
+                     distortion=3.25, active_units=4))
+    return pd.DataFrame(rows)
+
+
+def test_bootstrap_interval_matches_the_normal_interval_for_many_seeds():
+    values = np.random.default_rng(1).standard_normal(400)
+    lo, hi = bootstrap_interval(values)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values))
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1) and lo < values.mean() < hi
+    assert all(math.isnan(v) for v in bootstrap_interval([3.0]))
+
+
+@pytest.mark.parametrize("mean,half,text", [(4.8992, 0.0512, "4.899 ± 0.051"), (0.14254, 0.0012, "0.1425 ± 0.0012"),
+                                            (-13.3, 2.4, "-13.3 ± 2.4"), (152.3, 17, "152 ± 17"),
+                                            (3.25, math.nan, "3.25"), (math.nan, 1.0, "–")])
+def test_numbers_are_rounded_to_their_uncertainty(mean, half, text):
+    assert round_to_uncertainty(mean, half) == text
+
+
+def test_csv_parses_back_with_the_interval_around_the_mean():
+    back = pd.read_csv(io.StringIO(format_table(_runs(), "csv")))
+    vae = back[back["kind"] == "vae"].set_index("beta")
+    assert list(vae.index) == [0.5, 2.0] and (vae["seeds"] == 3).all()
+    assert ((vae["rate_lo"] <= vae["rate"]) & (vae["rate"] <= vae["rate_hi"])).all()
+    assert vae.loc[0.5, "rate"] == pytest.approx(_runs().query("beta == 0.5")["rate"].mean())
+    ae = back[back["kind"] == "ae"].iloc[0]
+    assert ae["seeds"] == 1 and math.isnan(ae["distortion_lo"]) and ae["distortion"] == 3.25
+
+
+def test_latex_is_a_booktabs_tabular_with_one_cell_per_column():
+    tex = format_table(_runs(), "latex").splitlines()
+    begin = next(line for line in tex if line.startswith(r"\begin{tabular}"))
+    columns = len(begin[len(r"\begin{tabular}{"):-1])
+    rows = [line for line in tex if line.endswith(r"\\")]
+    assert len(rows) == 1 + 3  # header and three configurations
+    assert all(line.count("&") == columns - 1 for line in rows)
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule") and tex[-1] == r"\end{tabular}"
+    assert r"$\pm$" in "\n".join(tex) and "_" not in "\n".join(rows).replace(r"\_", "")
