@@ -44,6 +44,7 @@ class Config:
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
     iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)
+    probe_sigma: float = 1e-4  # deterministic codes: std of the probe channel their information is read through
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
 
@@ -70,6 +71,7 @@ class Config:
         for s in self.seeds:
             check_number("seeds", s, low=0, integer=True)
         check_number("iwae_k", self.iwae_k, low=1, integer=True)
+        check_number("probe_sigma", self.probe_sigma, low=0, low_open=True)
 
 
 QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about half a minute on two CPU cores
@@ -102,14 +104,25 @@ def model_grid(config: Config) -> list[dict]:
     return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 
-def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = None) -> dict:
-    """The schema's metrics of one model on one split, nats per example; NaN where the kind has none. Also
-    ``mse`` (squared error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` = R(mse)
-    (Shannon's rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it."""
+def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = None, probe_sigma: float = 1e-4,
+             entropy: float | None = None) -> dict:
+    """The schema's metrics of one model on one split, nats per example; NaN where the kind has none.
+
+    mi_lower / mi_upper bracket I(X;Z): for a stochastic code through its own channel (InfoNCE, or h(X) - D where
+    the data ``entropy`` is known; leave-one-out and the rate above), for a deterministic code through a probe
+    channel of std ``probe_sigma`` (its own rate is unbounded; InfoNCE cannot exceed log N). Also ``mse`` (squared
+    error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` = R(mse) (Shannon's
+    rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it."""
     metrics = dict(distortion=E.distortion(model, x, seed=seed), mse=E.mse(model, x, seed=seed),
                    active_units=E.active_units(model, x))
-    if is_stochastic(model):
+    stochastic = is_stochastic(model)
+    b = E.mi_bounds(model if stochastic else E.probe(model, probe_sigma), x, seed=seed, entropy=entropy)
+    metrics.update(mi_lower=max(b["infonce"], b.get("entropy_minus_distortion", -math.inf)), mi_upper=b["loo"],
+                   probe_sigma=0.0 if stochastic else probe_sigma, log_n=b["log_n"],
+                   entropy=math.nan if entropy is None else entropy)
+    if stochastic:
         metrics["rate"] = E.rate(model, x, seed=seed)
+        metrics["mi_upper"] = min(b["loo"], metrics["rate"])
         metrics["elbo"] = -(metrics["distortion"] + metrics["rate"])
         metrics["iwae"] = E.iwae(model, x, iwae_k, seed=seed)
     if spectrum is not None:
@@ -118,15 +131,18 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
     return metrics
 
 
-def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int, spectrum: list[float] | None) -> dict:
-    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum) for name, x in splits.items()}
+def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int, spectrum: list[float] | None,
+                    probe_sigma: float, entropy: float | None) -> dict:
+    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum, probe_sigma, entropy)
+            for name, x in splits.items()}
 
 
 def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train and evaluate every model of the grid; one row per run and split (train, test); see ``run_grid``."""
     ds = load_data(config)
     evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k,
-                           spectrum=source_spectrum(ds))
+                           spectrum=source_spectrum(ds), probe_sigma=config.probe_sigma,
+                           entropy=ds.entropy() if hasattr(ds, "entropy") else None)
     return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched, executor=executor)

@@ -5,6 +5,7 @@ One house style: seaborn's colour-blind palette and a fixed colour and marker pe
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -64,19 +65,24 @@ def _mean_sem(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd.Data
 
 
 def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45) -> plt.Figure:
-    """Distortion against rate (nats) for the stochastic models; deterministic codes as reference lines.
+    """Every model kind on one rate-distortion plane, nats (Alemi et al. 2018, Fig. 1).
 
-    VAEs form a curve over beta (annotated); noisy AEs are points by noise level; AEs and sparse AEs, whose
-    rate is unbounded, are horizontal lines at their distortion. Grey lines are constant ELBO, D + R = c
-    (Alemi et al. 2018, Fig. 1). Points show the mean over seeds with standard-error bars when there are several.
+    VAEs form a curve over beta per posterior family (annotated); noisy AEs are points by noise level (their rate
+    KL to N(0, I) bounds I(X;Z)); deterministic and sparse AEs, whose rate is unbounded, sit at the information
+    their code carries through the smallest probe channel (hollow, with an arrow: a lower bound, at most log N).
+    Grey lines are constant ELBO, D + R = c; where the data entropy H is known, the line D = H - R below which no
+    model can go. Points show the mean over seeds with standard-error bars when there are several.
     """
     runs = df[(df["split"] == split) & (df["status"] == "ok")]
     with plt.rc_context(_style()):
-        fig, ax = plt.subplots(figsize=(width, width * 0.75))
+        fig, ax = plt.subplots(figsize=(width, width * 1.05))
         vae = runs[runs["kind"] == "vae"]
-        if len(vae):
+        families = vae["posterior"].replace("", "diagonal") if len(vae) else pd.Series(dtype=str)
+        for family in [f for f in FAMILY_COLOURS if f in set(families)]:
             colour, marker, label = KIND_STYLE["vae"]
-            pts = _mean_sem(vae, "beta").sort_values("beta")
+            if family != "diagonal" or len(set(families)) > 1:
+                colour, label = FAMILY_COLOURS[family], f"{label}, {family} q"
+            pts = _mean_sem(vae[families == family], "beta").sort_values("beta")
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
                         color=colour, marker=marker, ms=4, lw=1.2, capsize=2, label=f"{label} (beta sweep)")
             low = pts["distortion"].quantile(0.35)  # labels below the flat low-distortion end, above the steep end
@@ -91,19 +97,35 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
                         label=f"{label}{single} (rate: KL to N(0, I))")
             if len(pts) > 1:
                 _annotate_groups(ax, pts, "noise", "σ", colour, lambda p: (4, 3))
+        span = max(runs["rate"].max() if runs["rate"].notna().any() else 0, runs["mi_lower"].max()
+                   if "mi_lower" in runs and runs["mi_lower"].notna().any() else 0, 1)
         for kind in ("ae", "sparse_ae"):
             det = runs[runs["kind"] == kind]
-            if len(det):
-                colour, _, label = KIND_STYLE[kind]
+            if not len(det):
+                continue
+            colour, marker, label = KIND_STYLE[kind]
+            if "mi_lower" in det and det["mi_lower"].notna().any():  # placed at what crosses a probe channel
+                x, y = det["mi_lower"].mean(), det["distortion"].mean()
+                sigma = det["probe_sigma"].iloc[0] if "probe_sigma" in det else math.nan
+                ceiling = " = log N" if "log_n" in det and x > det["log_n"].mean() - 0.05 else ""
+                ax.plot(x, y, marker=marker, ms=6, mfc="white", mec=colour, mew=1.5, ls="none",
+                        label=f"{label}: I ≥ {x:.1f}{ceiling} via a σ = {sigma:.0e} probe (rate unbounded)")
+                ax.annotate("", xy=(x + 0.07 * span, y), xytext=(x, y),
+                            arrowprops=dict(arrowstyle="->", color=colour, lw=1))
+            else:  # a table without probe information: a line at its distortion
                 ax.axhline(det["distortion"].mean(), color=colour, ls="--", lw=1,
                            label=f"{label}: D = {det['distortion'].mean():.1f} (rate unbounded)")
         ax.set_xlim(0, ax.get_xlim()[1] * 1.15)  # room for the labels of the rightmost points
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.05)
+        if "entropy" in runs and runs["entropy"].notna().any():  # D >= H - I >= H - R for every model
+            h = runs["entropy"].dropna().iloc[0]
+            r = np.linspace(0, ax.get_xlim()[1], 50)
+            ax.plot(r, h - r, color="0.1", ls=":", lw=1.2, label=f"D = H − R (H = {h:.2f}): no model below")
+        ax.set_ylim(min(0, ax.get_ylim()[0]), ax.get_ylim()[1] * 1.05)
         _constant_elbo_lines(ax)
-        ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z))  [nats]")
+        ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z)); AEs: I(X;Z) through the probe  [nats]")
         ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
         ax.set_title(f"Rate–distortion plane ({split} split)")
-        ax.legend(loc="upper right", frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: clear of the points
     return fig
 
 

@@ -56,8 +56,8 @@ def test_resume_keeps_the_side_tables(run_dir):
 
 
 def test_table_keeps_bounded_and_unbounded_noisy_aes_apart(run_dir):
-    from ibkit.cli import summary_table
     from ibkit.results import load
+    from ibkit.tables import format_table
 
-    rows = [line for line in summary_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy_ae")]
+    rows = [line for line in format_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy_ae")]
     assert len(rows) == 2 and any("tanh" in r for r in rows)
