@@ -172,7 +172,8 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 def git_state(exclude: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None) -> dict:
     """{"commit": sha or None, "dirty": bool or None} of the git tree around ``cwd`` (ibkit's source by default).
 
-    Changes under ``exclude`` (the run folder being written, when it lies in the tree) do not make it dirty.
+    Changes under ``exclude`` (the run folder being written, when it lies in the tree) and under the tree's
+    ``results/`` (other runs' stored outputs: data, not the code that runs) do not make it dirty.
     """
 
     def git(*args) -> subprocess.CompletedProcess:
@@ -183,7 +184,7 @@ def git_state(exclude: str | os.PathLike | None = None, cwd: str | os.PathLike |
         sha, top = git("rev-parse", "HEAD"), git("rev-parse", "--show-toplevel")
         if sha.returncode != 0 or top.returncode != 0:
             return {"commit": None, "dirty": None}
-        pathspec = [":(top)"]
+        pathspec = [":(top)", ":(top,exclude)results"]
         if exclude is not None:
             try:
                 inside = Path(exclude).resolve().relative_to(Path(top.stdout.strip()).resolve())
