@@ -136,6 +136,13 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_gallery(args) -> int:
+    from ibkit.gallery import write_gallery
+
+    print(write_gallery(args.dir))
+    return 0
+
+
 def cmd_table(args) -> int:
     from ibkit import results
 
@@ -165,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("dir")
     table.add_argument("--format", choices=FORMATS, default="markdown")
     table.set_defaults(func=cmd_table)
+    gallery = sub.add_parser("gallery", help="write DIR/README.md from the stored run folders' figures and findings")
+    gallery.add_argument("dir", nargs="?", default="results")
+    gallery.set_defaults(func=cmd_gallery)
     return parser
 
 

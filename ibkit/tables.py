@@ -40,6 +40,16 @@ def round_to_uncertainty(mean: float, half_width: float) -> str:
     return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
 
 
+def interval_text(values) -> str:
+    """'m ± h' for the values of several seeds (h: half-width of the 95% bootstrap interval, rounded as in the
+    tables), the value alone for one, '–' for none."""
+    values = pd.Series(values).dropna()
+    if not len(values):
+        return "–"
+    lo, hi = bootstrap_interval(values)
+    return round_to_uncertainty(values.mean(), (hi - lo) / 2)
+
+
 def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and the
     95% bootstrap interval over seeds (``METRIC``, ``METRIC_lo``, ``METRIC_hi``)."""

@@ -59,3 +59,19 @@ def test_latex_is_a_booktabs_tabular_with_one_cell_per_column():
     assert all(line.count("&") == columns - 1 for line in rows)
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule") and tex[-1] == r"\end{tabular}"
     assert r"$\pm$" in "\n".join(tex) and "_" not in "\n".join(rows).replace(r"\_", "")
+
+
+def test_gallery_is_assembled_from_the_stored_folders(tmp_path):
+    from ibkit.cli import main
+
+    root = tmp_path / "results"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(root / "rd"), "--set", "epochs=2",
+                 "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5"]) == 0
+    assert main(["gallery", str(root)]) == 0
+    text = (root / "README.md").read_text()
+    command = next(line for line in text.splitlines() if line.startswith("`ibkit run")).split("`")[1]
+    assert command.startswith(f"ibkit run rate-distortion --out {(root / 'rd').as_posix()} ")
+    assert "--set epochs=2" in command and "--set betas=0.5,4.0" in command and "--set hidden=16" in command
+    assert "![rate_distortion](rd/figures/rate_distortion.png)" in text
+    findings = (root / "rd" / "findings.md").read_text().splitlines()
+    assert findings[-1] in text and "### The KL penalty: the rate bounds the information" in text
