@@ -161,14 +161,14 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
             parent, _, leaf = name.rpartition(".")
             setattr(stacked.get_submodule(parent), leaf, StackedLinear([m.get_submodule(name) for m in models]))
     for name, p in list(stacked.named_parameters()):
-        if not isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear):
+        if not _in_stacked_linear(stacked, name):
             value = torch.stack([m.get_parameter(name).detach() for m in models]).unsqueeze(1)
             _set(stacked, name, nn.Parameter(value, requires_grad=p.requires_grad))
-    for name, b in list(stacked.named_buffers()):
-        values = [m.get_buffer(name) for m in models] if "." not in name or not isinstance(
-            stacked.get_submodule(name.rpartition(".")[0]), StackedLinear) else None
-        if values and any(not torch.equal(v, values[0]) for v in values[1:]):
-            _set(stacked, name, torch.stack(values).unsqueeze(1))
+    for name, _ in list(stacked.named_buffers()):
+        if not _in_stacked_linear(stacked, name):
+            values = [m.get_buffer(name) for m in models]
+            if any(not torch.equal(v, values[0]) for v in values[1:]):
+                _set(stacked, name, torch.stack(values).unsqueeze(1))
     return stacked
 
 
@@ -179,9 +179,14 @@ def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
             if isinstance(module, StackedLinear):
                 module.unstack_into([m.get_submodule(name) for m in models])
         for name, p in stacked.named_parameters():
-            if not isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear):
+            if not _in_stacked_linear(stacked, name):
                 for k, m in enumerate(models):
                     m.get_parameter(name).copy_(p[k, 0])
+
+
+def _in_stacked_linear(stacked: nn.Module, name: str) -> bool:
+    """Whether the parameter or buffer ``name`` belongs to a ``StackedLinear`` (stacked already, its own way)."""
+    return isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear)
 
 
 def _set(module: nn.Module, name: str, value) -> None:
