@@ -47,7 +47,8 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
     iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)
     probe_sigma: float = 1e-4  # deterministic codes: std of the probe channel their information is read through
-    eval_rows: int = 2000  # rows of each split for the information bounds and IWAE (N^2 pairs); all for R, D, MSE
+    eval_rows: int = 2000  # rows of each split for the information bounds (N^2 pairs); all for R, D, MSE
+    iwae_rows: int = 2000  # rows of each split for IWAE (iwae_k decoder passes each; MNIST: 500 fits 20 minutes)
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
 
@@ -76,6 +77,7 @@ class Config:
         check_number("iwae_k", self.iwae_k, low=1, integer=True)
         check_number("probe_sigma", self.probe_sigma, low=0, low_open=True)
         check_number("eval_rows", self.eval_rows, low=2, integer=True)
+        check_number("iwae_rows", self.iwae_rows, low=1, integer=True)
 
 
 QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about half a minute on two CPU cores
@@ -109,7 +111,8 @@ def model_grid(config: Config) -> list[dict]:
 
 
 def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = None, probe_sigma: float = 1e-4,
-             entropy: float | None = None, eval_rows: int | None = None) -> dict:
+             entropy: float | None = None, eval_rows: int | None = None,
+             iwae_rows: int | None = None) -> dict:
     """The schema's metrics of one model on one split, nats per example; NaN where the kind has none.
 
     mi_lower / mi_upper bracket I(X;Z): for a stochastic code through its own channel (InfoNCE, or h(X) - D where
@@ -120,7 +123,7 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
     metrics = dict(distortion=E.distortion(model, x, seed=seed), mse=E.mse(model, x, seed=seed),
                    active_units=E.active_units(model, x))
     stochastic = is_stochastic(model)
-    few = x[:eval_rows]  # the N^2 pair matrix of the bounds and the k samples of IWAE: the first eval_rows rows
+    few = x[:eval_rows]  # the N^2 pair matrix of the bounds: the first eval_rows rows
     b = E.mi_bounds(model if stochastic else E.probe(model, probe_sigma), few, seed=seed, entropy=entropy)
     metrics.update(mi_lower=max(b["infonce"], b.get("entropy_minus_distortion", -math.inf)), mi_upper=b["loo"],
                    probe_sigma=0.0 if stochastic else probe_sigma, log_n=b["log_n"],
@@ -129,7 +132,7 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
         metrics["rate"] = E.rate(model, x, seed=seed)
         metrics["mi_upper"] = min(b["loo"], metrics["rate"])
         metrics["elbo"] = -(metrics["distortion"] + metrics["rate"])
-        metrics["iwae"] = E.iwae(model, few, iwae_k, seed=seed)
+        metrics["iwae"] = E.iwae(model, x[:iwae_rows], iwae_k, seed=seed)  # k passes per row
     if spectrum is not None:
         metrics["shannon_rate"] = gaussian_rate_at(spectrum, metrics["mse"])
         metrics["rate_above_shannon"] = metrics.get("rate", math.nan) - metrics["shannon_rate"]
@@ -137,8 +140,8 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
 
 
 def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int, spectrum: list[float] | None,
-                    probe_sigma: float, entropy: float | None, eval_rows: int) -> dict:
-    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum, probe_sigma, entropy, eval_rows)
+                    probe_sigma: float, entropy: float | None, eval_rows: int, iwae_rows: int) -> dict:
+    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum, probe_sigma, entropy, eval_rows, iwae_rows)
             for name, x in splits.items()}
 
 
@@ -147,7 +150,8 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     ds = load_data(config)
     evaluate_all = partial(evaluate_splits, splits={"train": ds.train, "test": ds.test}, iwae_k=config.iwae_k,
                            spectrum=source_spectrum(ds), probe_sigma=config.probe_sigma,
-                           entropy=ds.entropy() if hasattr(ds, "entropy") else None, eval_rows=config.eval_rows)
+                           entropy=ds.entropy() if hasattr(ds, "entropy") else None, eval_rows=config.eval_rows,
+                           iwae_rows=config.iwae_rows)
     return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
                     batched=config.batched, executor=executor)
