@@ -24,7 +24,7 @@ from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
 from ibkit.sweep import TABLES, run_grid, run_id
-from ibkit.tables import interval_text
+from ibkit.tables import interval_text, over_examples
 from ibkit.theory import gaussian_channel_capacity
 from ibkit.train import resolve_device
 
@@ -95,13 +95,15 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
     out, tables = {}, {}
     for split, (x, y) in splits.items():
         seed = spec["seed"]
-        m = dict(distortion=E.distortion(model, x, seed=seed), active_units=E.active_units(model, x),
+        distortion = E.distortion(model, x, seed=seed, per_example=True)
+        m = dict(**over_examples(distortion=distortion), active_units=E.active_units(model, x),
                  code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
         if is_stochastic(model):  # its own channel
             b = E.mi_bounds(model, x, seed=seed, entropy=entropy)
             lower = max(b["infonce"], b.get("entropy_minus_distortion", -math.inf))
-            m.update(rate=b["rate"], mi_lower=lower, mi_upper=min(b["loo"], b["rate"]), probe_sigma=0.0)
-            m["elbo"] = -(m["distortion"] + m["rate"])
+            rate = E.rate(model, x, seed=seed, per_example=True)
+            m.update(over_examples(rate=rate, elbo=-(distortion + rate)))
+            m.update(mi_lower=lower, mi_upper=min(b["loo"], m["rate"]), probe_sigma=0.0)
         else:  # a deterministic code: what it carries through the smallest probe (its rate is unbounded)
             b = E.mi_bounds(E.probe(model, smallest), x, seed=seed)
             m.update(mi_lower=b["infonce"], mi_upper=b["loo"], probe_sigma=smallest)

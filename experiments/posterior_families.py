@@ -27,7 +27,7 @@ from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.results import atomic_write_text
 from ibkit.sweep import run_grid
-from ibkit.tables import interval_text
+from ibkit.tables import interval_text, over_examples
 from ibkit.train import resolve_device
 
 NAME = "posterior-families"
@@ -90,10 +90,11 @@ def evaluate(model, spec: dict, *, config: Config, x, exact: dict | None) -> dic
     """The test-split measurements of one model; ``exact``: the closed forms of a generating decoder, or None."""
     few = x[: config.eval_rows]
     seed = spec["seed"]
-    m = dict(distortion=E.distortion(model, x, seed=seed), rate=E.rate(model, x, seed=seed),
-             rate_se=E.rate_standard_error(model, x, seed=seed),
-             iwae=E.iwae(model, x, config.iwae_k, seed=seed), active_units=E.active_units(model, x))
-    m["elbo"] = -(m["distortion"] + m["rate"])
+    distortion = E.distortion(model, x, seed=seed, per_example=True)
+    rate = E.rate(model, x, seed=seed, per_example=True)
+    m = dict(**over_examples(distortion=distortion, rate=rate, elbo=-(distortion + rate),
+                             iwae=E.iwae(model, x, config.iwae_k, seed=seed, per_example=True)),
+             rate_se=E.rate_standard_error(model, x, seed=seed), active_units=E.active_units(model, x))
     m["iwae_minus_elbo"] = m["iwae"] - m["elbo"]
     if exact:  # the exact inference gap, and what the best diagonal q would pay
         m.update(log_px=exact["log_px"], inference_gap=exact["log_px"] - m["elbo"],

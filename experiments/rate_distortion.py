@@ -23,7 +23,7 @@ from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
 from ibkit.sweep import run_grid
-from ibkit.tables import interval_text
+from ibkit.tables import interval_text, over_examples
 from ibkit.theory import gaussian_rate_at
 from ibkit.train import resolve_device
 
@@ -119,8 +119,10 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
     the data ``entropy`` is known; leave-one-out and the rate above), for a deterministic code through a probe
     channel of std ``probe_sigma`` (its own rate is unbounded; InfoNCE cannot exceed log N). Also ``mse`` (squared
     error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` = R(mse) (Shannon's
-    rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it."""
-    metrics = dict(distortion=E.distortion(model, x, seed=seed), mse=E.mse(model, x, seed=seed),
+    rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it. Distortion,
+    rate, ELBO and IWAE carry their 95% interval over the split's examples (``over_examples``)."""
+    distortion = E.distortion(model, x, seed=seed, per_example=True)
+    metrics = dict(**over_examples(distortion=distortion), mse=E.mse(model, x, seed=seed),
                    active_units=E.active_units(model, x))
     stochastic = is_stochastic(model)
     few = x[:eval_rows]  # the N^2 pair matrix of the bounds: the first eval_rows rows
@@ -129,10 +131,10 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
                    probe_sigma=0.0 if stochastic else probe_sigma, log_n=b["log_n"],
                    entropy=math.nan if entropy is None else entropy)
     if stochastic:
-        metrics["rate"] = E.rate(model, x, seed=seed)
+        rate = E.rate(model, x, seed=seed, per_example=True)
+        metrics.update(over_examples(rate=rate, elbo=-(distortion + rate),  # IWAE: k passes per row
+                                     iwae=E.iwae(model, x[:iwae_rows], iwae_k, seed=seed, per_example=True)))
         metrics["mi_upper"] = min(b["loo"], metrics["rate"])
-        metrics["elbo"] = -(metrics["distortion"] + metrics["rate"])
-        metrics["iwae"] = E.iwae(model, x[:iwae_rows], iwae_k, seed=seed)  # k passes per row
     if spectrum is not None:
         metrics["shannon_rate"] = gaussian_rate_at(spectrum, metrics["mse"])
         metrics["rate_above_shannon"] = metrics.get("rate", math.nan) - metrics["shannon_rate"]

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ibkit.tables import bootstrap_interval  # noqa: E402
+
 _PALETTE = sns.color_palette("colorblind")
 KIND_STYLE = {  # kind -> (colour, marker, legend label)
     "vae": (_PALETTE[0], "o", "VAE"),
@@ -24,6 +26,7 @@ KIND_STYLE = {  # kind -> (colour, marker, legend label)
     "ae": (_PALETTE[2], "D", "AE"),
     "sparse_ae": (_PALETTE[3], "^", "sparse AE"),
 }
+SEED_INTERVAL = ("ci", 95)  # seaborn's whiskers: the 95% bootstrap interval over seeds, as in the tables
 SINGLE_COLUMN = 3.3  # inches
 DOUBLE_COLUMN = 6.8
 
@@ -58,10 +61,17 @@ def save_figure(fig: plt.Figure, folder: str | os.PathLike, name: str) -> list[P
     return paths
 
 
-def _mean_sem(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd.DataFrame:
-    """Mean and standard error over seeds of ``cols`` for each value of ``by``."""
-    g = df.groupby(by)[list(cols)]
-    return g.mean().join(g.sem(ddof=1).fillna(0.0).add_suffix("_sem")).reset_index()  # one seed: no bar
+def _mean_interval(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd.DataFrame:
+    """Mean over seeds of ``cols`` for each value of ``by``, and ``COL_err``: the half-width of the 95% bootstrap
+    interval over seeds, the tables' interval (0 for one seed: no bar)."""
+    rows = []
+    for key, g in df.groupby(by):
+        row = {by: key}
+        for c in cols:
+            lo, hi = bootstrap_interval(g[c].dropna())
+            row[c], row[f"{c}_err"] = g[c].mean(), 0.0 if math.isnan(lo) else (hi - lo) / 2
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45) -> plt.Figure:
@@ -71,7 +81,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
     KL to N(0, I) bounds I(X;Z)); deterministic and sparse AEs, whose rate is unbounded, sit at the information
     their code carries through the smallest probe channel (hollow, with an arrow: a lower bound, at most log N).
     Grey lines are constant ELBO, D + R = c; where the data entropy H is known, the line D = H - R below which no
-    model can go. Points show the mean over seeds with standard-error bars when there are several.
+    model can go. Points show the mean over seeds with bars for the 95% bootstrap interval when there are several.
     """
     runs = df[(df["split"] == split) & (df["status"] == "ok")]
     with plt.rc_context(_style()):
@@ -82,17 +92,17 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
             colour, marker, label = KIND_STYLE["vae"]
             if family != "diagonal" or len(set(families)) > 1:
                 colour, label = FAMILY_COLOURS[family], f"{label}, {family} q"
-            pts = _mean_sem(vae[families == family], "beta").sort_values("beta")
-            ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
+            pts = _mean_interval(vae[families == family], "beta").sort_values("beta")
+            ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_err"], yerr=pts["distortion_err"],
                         color=colour, marker=marker, ms=4, lw=1.2, capsize=2, label=f"{label} (beta sweep)")
             low = pts["distortion"].quantile(0.35)  # labels below the flat low-distortion end, above the steep end
             _annotate_groups(ax, pts, "beta", "β", colour, lambda p: (4, -10) if p["distortion"] < low else (4, 3))
         noisy = runs[runs["kind"] == "noisy_ae"]
         if len(noisy):
             colour, marker, label = KIND_STYLE["noisy_ae"]
-            pts = _mean_sem(noisy, "noise")
+            pts = _mean_interval(noisy, "noise")
             single = f", σ = {pts['noise'].iloc[0]:.3g}" if len(pts) == 1 else ""
-            ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_sem"], yerr=pts["distortion_sem"],
+            ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_err"], yerr=pts["distortion_err"],
                         color=colour, marker=marker, ms=5, ls="none", capsize=2,
                         label=f"{label}{single} (rate: KL to N(0, I))")
             if len(pts) > 1:
@@ -105,11 +115,13 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
                 continue
             colour, marker, label = KIND_STYLE[kind]
             if "mi_lower" in det and det["mi_lower"].notna().any():  # placed at what crosses a probe channel
-                x, y = det["mi_lower"].mean(), det["distortion"].mean()
+                pt = _mean_interval(det.assign(one=0), "one", cols=("mi_lower", "distortion")).iloc[0]
+                x, y = pt["mi_lower"], pt["distortion"]
                 sigma = det["probe_sigma"].iloc[0] if "probe_sigma" in det else math.nan
                 ceiling = " = log N" if "log_n" in det and x > det["log_n"].mean() - 0.05 else ""
-                ax.plot(x, y, marker=marker, ms=6, mfc="white", mec=colour, mew=1.5, ls="none",
-                        label=f"{label}: I ≥ {x:.1f}{ceiling} via a σ = {sigma:.0e} probe (rate unbounded)")
+                ax.errorbar(x, y, xerr=pt["mi_lower_err"], yerr=pt["distortion_err"], marker=marker, ms=6,
+                            mfc="white", mec=colour, mew=1.5, color=colour, ls="none", capsize=2,
+                            label=f"{label}: I ≥ {x:.1f}{ceiling} via a σ = {sigma:.0e} probe (rate unbounded)")
                 ax.annotate("", xy=(x + 0.07 * span, y), xytext=(x, y),
                             arrowprops=dict(arrowstyle="->", color=colour, lw=1))
             else:  # a table without probe information: a line at its distortion
@@ -185,7 +197,7 @@ def information_vs_probe_noise(curves: pd.DataFrame) -> plt.Figure:
     seen through the probe, d/2 log(1 + 1/(sigma_0^2 + sigma^2))."""
     kinds = [k for k in KIND_TITLES if k in set(curves["kind"])]
     with plt.rc_context(_style()):
-        fig, axes = plt.subplots(2, 2, figsize=(DOUBLE_COLUMN, DOUBLE_COLUMN * 0.72), sharex=True, sharey=True)
+        fig, axes = plt.subplots(2, 2, figsize=(DOUBLE_COLUMN, DOUBLE_COLUMN * 0.95), sharex=True, sharey=True)
         log_n = curves["log_n"].max()
         for ax, kind in zip(axes.flat, kinds):
             sub = curves[curves["kind"] == kind].copy()
@@ -208,20 +220,21 @@ def information_vs_probe_noise(curves: pd.DataFrame) -> plt.Figure:
                     transform=ax.get_yaxis_transform())
             ax.set_title(KIND_TITLES[kind])
             ax.set_xscale("log")
-            ax.legend(loc="center right", frameon=False, fontsize=6)  # curves hug log N at the right
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False, fontsize=6)
         for ax in axes.flat[len(kinds):]:
             ax.set_visible(False)
         axes.flat[0].invert_xaxis()  # shared: noise shrinks to the right
         ax_ref = axes.flat[0]
         ax_ref.set_ylim(0, log_n * 1.15)
-        for ax in axes[-1]:
-            ax.set_xlabel("probe noise std σ  [code units, log scale]")
+        for ax in axes.flat:  # each panel's own axis labels: its legend sits below it
+            ax.xaxis.set_tick_params(labelbottom=True)
+            ax.set_xlabel("probe noise std σ  [code units, log scale]", fontsize=7)
         for ax in axes[:, 0]:
             ax.set_ylabel("InfoNCE bound on I(X;Z)  [nats]")
         if "noisy_ae" in kinds:
             fig.text(0.5, -0.01, "noisy AE: solid = tanh-bounded code, dashed = unbounded; "
                      "dotted = capacity bound through the probe", ha="center", fontsize=6)
-        fig.tight_layout()
+        fig.tight_layout(h_pad=1.0)
     return fig
 
 
@@ -242,10 +255,13 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test") -> plt.Fi
             upper = np.minimum(pts["mi_upper"], log_n * 1.1)  # unbounded upper bounds are cut at the frame
             bar = (upper - pts["mi_lower"]).clip(lower=0)  # sampling noise can put LOO a hair below InfoNCE
             probed = kind in ("ae", "sparse_ae")  # hollow: measured through the smallest probe
-            for (label, p), b, colour in zip(pts.iterrows(), bar, _shades(kind, len(pts))):
+            for (label, p), b, cut, colour in zip(pts.iterrows(), bar, pts["mi_upper"] > upper,
+                                                  _shades(kind, len(pts))):
                 suffix = f" (probe σ={p['probe_sigma']:g})" if probed else ""
                 ax.errorbar([p["distortion"]], [p["mi_lower"]], yerr=[[0], [b]], fmt=marker, ms=5, color=colour,
-                            mfc="white" if probed else colour, capsize=2, lw=0.8, label=label + suffix)
+                            mfc="white" if probed else colour, capsize=0 if cut else 2, lw=0.8, label=label + suffix)
+                if cut:  # the upper bound lies above the frame: an arrowhead where its bar leaves
+                    ax.plot([p["distortion"]], [log_n * 1.1], marker="^", ms=4, color=colour, clip_on=False)
         ax.axhline(log_n, color="0.3", ls="--", lw=0.8)
         ax.text(0.99, log_n, f"log N = {log_n:.2f}", va="bottom", ha="right", fontsize=6,
                 transform=ax.get_yaxis_transform())
@@ -253,6 +269,8 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test") -> plt.Fi
         ax.set_xlabel("distortion D = −E log p(x|z)  [nats]")
         ax.set_ylabel("I(X;Z): InfoNCE (point) to upper bound (bar)  [nats]")
         ax.set_title(f"Information against distortion ({split} split)")
+        ax.text(0.0, -0.2, "▲: the upper bound lies above the frame (the table has its value)", fontsize=6,
+                transform=ax.transAxes)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=6)
     return fig
 
@@ -285,13 +303,13 @@ def _family_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def gap_by_family(runs: pd.DataFrame) -> plt.Figure:
     """The inference gap log p(x) − ELBO, nats, per posterior family and beta: exact where the runs know log p(x)
     (column ``inference_gap``, with the best diagonal q's closed-form cost dashed), otherwise its lower bound
-    IWAE − ELBO; bars are means over seeds with standard-error whiskers."""
+    IWAE − ELBO; bars are means over seeds with whiskers for the 95% bootstrap interval over seeds."""
     ok = _family_rows(runs)
     exact = "inference_gap" in ok and ok["inference_gap"].notna().all()
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(SINGLE_COLUMN * 1.4, SINGLE_COLUMN))
         sns.barplot(ok, x="beta", y="inference_gap" if exact else "iwae_minus_elbo", hue="posterior",
-                    palette=FAMILY_COLOURS, errorbar="se", capsize=0.1, ax=ax,
+                    palette=FAMILY_COLOURS, errorbar=SEED_INTERVAL, seed=0, capsize=0.1, ax=ax,
                     hue_order=[f for f in FAMILY_COLOURS if f in set(ok["posterior"])])
         if exact:
             ax.axhline(ok["best_diagonal_kl"].iloc[0], color="0.3", ls="--", lw=1, label="best diagonal q")
@@ -312,7 +330,7 @@ def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.6, SINGLE_COLUMN))
         sns.barplot(long, x="setting", y="correlation", hue="measure", palette=[_PALETTE[7], _PALETTE[3]],
-                    errorbar="se", capsize=0.1, ax=ax)
+                    errorbar=SEED_INTERVAL, seed=0, capsize=0.1, ax=ax)
         ax.set_xlabel("posterior family and KL weight")
         ax.set_ylabel("mean |correlation| of latents given x  [unitless]")
         ax.set_title("Berkson: latents independent a priori, dependent given x")
@@ -322,16 +340,20 @@ def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
 
 def amortization_by_family(runs: pd.DataFrame) -> plt.Figure:
     """The inference gap split into its approximation part (log p(x) − ELBO of the best q of the family) and
-    its amortisation part (ELBO of the best q − ELBO of the encoder's q), nats, mean over seeds."""
-    ok = _family_rows(runs)
-    mean = ok.groupby("setting", sort=False)[["approximation_gap", "amortization_gap"]].mean()
+    its amortisation part (ELBO of the best q − ELBO of the encoder's q), nats, mean over seeds; whiskers: the 95%
+    bootstrap interval over seeds of the approximation gap (at its top) and of the whole gap (at the stack's top)."""
+    ok = _family_rows(runs).assign(total_gap=lambda d: d["approximation_gap"] + d["amortization_gap"])
+    pts = _mean_interval(ok, "setting", cols=("approximation_gap", "total_gap"))
+    pts = pts.set_index("setting").loc[list(dict.fromkeys(ok["setting"]))]  # the runs' order
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.6, SINGLE_COLUMN))
-        x = np.arange(len(mean))
-        ax.bar(x, mean["approximation_gap"], color=_PALETTE[0], label="approximation gap")
-        ax.bar(x, mean["amortization_gap"], bottom=mean["approximation_gap"], color=_PALETTE[1],
+        x = np.arange(len(pts))
+        ax.bar(x, pts["approximation_gap"], color=_PALETTE[0], label="approximation gap")
+        ax.bar(x, pts["total_gap"] - pts["approximation_gap"], bottom=pts["approximation_gap"], color=_PALETTE[1],
                label="amortisation gap")
-        ax.set_xticks(x, mean.index)
+        for column in ("approximation_gap", "total_gap"):
+            ax.errorbar(x, pts[column], yerr=pts[f"{column}_err"], fmt="none", color="0.25", capsize=3, lw=1.2)
+        ax.set_xticks(x, pts.index)
         ax.set_xlabel("posterior family and KL weight")
         ax.set_ylabel("log p(x) − ELBO  [nats]")
         ax.set_title("Where the ELBO gap comes from (Cremer et al. 2018)")
@@ -349,7 +371,7 @@ def rd_shannon(df: pd.DataFrame, spectrum: list[float], latent_dim: int, scale: 
     from ibkit.theory import gaussian_rd, gaussian_rd_curve
 
     runs = df[(df["split"] == split) & (df["status"] == "ok") & (df["kind"] == "vae")]
-    pts = _mean_sem(runs, "beta", cols=("rate", "mse", "distortion")).sort_values("beta") if len(runs) else None
+    pts = _mean_interval(runs, "beta", cols=("rate", "mse", "distortion")).sort_values("beta") if len(runs) else None
     panels = [("mse", "distortion: MSE per example  [squared units]", lambda d: d)]
     if scale is not None:
         offset = 0.5 * len(spectrum) * np.log(2 * np.pi * scale**2)
@@ -371,7 +393,7 @@ def rd_shannon(df: pd.DataFrame, spectrum: list[float], latent_dim: int, scale: 
                 ax.annotate(f"{i}→{i - 1}", (to_x(d), r), xytext=(3, 3), textcoords="offset points", fontsize=6,
                             color="0.35")
             if pts is not None:
-                ax.errorbar(pts[column], pts["rate"], xerr=pts[f"{column}_sem"], yerr=pts["rate_sem"], color=colour,
+                ax.errorbar(pts[column], pts["rate"], xerr=pts[f"{column}_err"], yerr=pts["rate_err"], color=colour,
                             marker=marker, ms=4, ls="none", capsize=2, label="β-VAE (mean over seeds)")
                 for _, p in pts.iterrows():
                     ax.annotate(f"β={p['beta']:.3g}", (p[column], p["rate"]), xytext=(5, 5),

@@ -1,8 +1,10 @@
-"""The table a paper cites: one row per configuration, each metric as mean ± a 95% interval over seeds.
+"""The table a paper cites: one row per configuration, each metric as mean ± a 95% interval.
 
 The interval is the percentile bootstrap over seeds (10,000 resamples of the seeds' values, Efron & Tibshirani
 1993, ch. 13), printed as the mean ± the interval's half-width and rounded to it (the half-width to two significant
-digits, the mean to the same decimal place). One seed has no interval: its value is printed alone. CSV keeps full
+digits, the mean to the same decimal place). A configuration with one seed gets the percentile bootstrap over its
+test examples instead, where the run stored one (``over_examples``: ``METRIC_ex_lo`` / ``METRIC_ex_hi``); the
+``interval`` column and the table's note say which. Without either the value is printed alone. CSV keeps full
 precision, with the interval's ends in ``METRIC_lo`` / ``METRIC_hi`` columns.
 """
 
@@ -18,25 +20,46 @@ CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity"
 FORMATS = ("markdown", "latex", "csv")
 
 
+EXAMPLE_RESAMPLES = 2_000  # of a split's examples (N up to tens of thousands): enough for a 95% percentile interval
+
+
 def bootstrap_interval(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """(low, high): the percentile bootstrap interval of the mean of ``values`` at ``level``; NaNs for fewer
-    than two values."""
+    than two values. Resampled in blocks of about 4M indices, so memory does not grow with N."""
     values = np.asarray(values, dtype=float)
-    if len(values) < 2:
+    n = len(values)
+    if n < 2:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+    block = max(1, 2**22 // n)
+    means = np.concatenate([values[rng.integers(0, n, size=(min(block, resamples - i), n))].mean(axis=1)
+                            for i in range(0, resamples, block)])
     tail = 100 * (1 - level) / 2
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def over_examples(**per_example) -> dict[str, float]:
+    """Each metric's mean over a split's examples and the 95% percentile-bootstrap interval of that mean over the
+    examples (``METRIC_ex_lo``, ``METRIC_ex_hi``): the interval a table reports for a configuration run with one
+    seed. Keywords: metric name -> per-example values [N] (e.g. ``E.rate(model, x, per_example=True)``)."""
+    out = {}
+    for name, values in per_example.items():
+        values = np.asarray(values, dtype=float)
+        out[name] = float(values.mean())
+        out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = bootstrap_interval(values, resamples=EXAMPLE_RESAMPLES)
+    return out
+
+
 def round_to_uncertainty(mean: float, half_width: float) -> str:
-    """'4.90 ± 0.05': the half-width to two significant digits, the mean to the same decimal place."""
+    """'4.90 ± 0.05': the half-width to two significant digits, the mean to the same decimal place (at most six
+    significant digits of the mean: '5.86091 ± 0.00000' for an interval narrower than that)."""
     if math.isnan(mean):
         return "–"
     if math.isnan(half_width) or half_width <= 0:
         return f"{mean:.4g}" if half_width != 0 else f"{mean:.4g} ± 0"
     decimals = max(0, 1 - math.floor(math.log10(half_width)))
+    if mean != 0:  # an interval far inside the last digit (a saturated bound) gets six significant digits, not 20
+        decimals = min(decimals, max(0, 5 - math.floor(math.log10(abs(mean)))))
     return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
 
 
@@ -51,19 +74,25 @@ def interval_text(values) -> str:
 
 
 def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
-    """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and the
-    95% bootstrap interval over seeds (``METRIC``, ``METRIC_lo``, ``METRIC_hi``)."""
+    """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and a 95%
+    bootstrap interval (``METRIC``, ``METRIC_lo``, ``METRIC_hi``): over seeds, or for one seed over the split's
+    examples where the run stored that interval; ``interval`` says which ("seeds", "examples" or "none")."""
     ok = df[(df["split"] == split) & (df["status"] == "ok")]
     metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
     keys = [c for c in CONFIG_COLUMNS if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
     keys = keys or ["run_id"]
     rows = []
     for key, g in ok.groupby(keys, dropna=False, sort=True):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)), seeds=g["seed"].nunique())
+        seeds = g["seed"].nunique()
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)), seeds=seeds,
+                   interval="seeds" if seeds > 1 else "none")
         for m in metrics:
             values = g[m].dropna()
             row[m] = values.mean() if len(values) else math.nan
             row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_interval(values)
+            if len(values) == 1 and f"{m}_ex_lo" in g and g[f"{m}_ex_lo"].notna().any():
+                row[f"{m}_lo"], row[f"{m}_hi"] = g[f"{m}_ex_lo"].iloc[0], g[f"{m}_ex_hi"].iloc[0]
+                row["interval"] = "examples"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -76,7 +105,9 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -
     if fmt == "csv":
         return summary.to_csv(index=False).rstrip("\n")
     metrics = [m for m in METRICS if m in summary]
-    keys = [c for c in summary.columns if c not in metrics and not c.endswith(("_lo", "_hi")) and c != "seeds"]
+    keys = [c for c in summary.columns
+            if c not in metrics and not c.endswith(("_lo", "_hi")) and c not in ("seeds", "interval")]
+    note = f"mean ± half-width of the 95% bootstrap interval {_interval_source(summary, split)}; nats per example"
     header = keys + ["seeds"] + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
     body = []
     for _, r in summary.iterrows():
@@ -87,14 +118,27 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -
         def tex(cell: str) -> str:
             return cell.replace("_", r"\_").replace(" ± ", r" $\pm$ ").replace("–", "--")
 
-        lines = [r"% mean $\pm$ half-width of the 95% bootstrap interval over seeds; nats per example",
+        lines = ["% " + tex(note),
                  r"\begin{tabular}{" + "l" * len(keys) + "r" * (1 + len(metrics)) + "}", r"\toprule",
                  " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
         lines += [" & ".join(tex(c) for c in cells) + r" \\" for cells in body]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines + ["", "mean ± half-width of the 95% bootstrap interval over seeds; nats per example"])
+    return "\n".join(lines + ["", note])
+
+
+def _interval_source(summary: pd.DataFrame, split: str) -> str:
+    """What the intervals of ``summary`` are taken over, for the table's note."""
+    kinds = set(summary["interval"])
+    examples = f"over the {split} split's examples"
+    if kinds >= {"seeds", "examples"}:
+        return f"over seeds (rows with 1 seed: {examples})"
+    if "seeds" in kinds:
+        return "over seeds" + (" (rows with 1 seed: none)" if "none" in kinds else "")
+    if "examples" in kinds:
+        return f"{examples} (one seed)"
+    return "(one seed, none stored: values alone)"
 
 
 def _cell(value) -> str:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkit.tables import bootstrap_interval, format_table, round_to_uncertainty
+from ibkit.tables import bootstrap_interval, format_table, over_examples, round_to_uncertainty
 
 
 def _runs() -> pd.DataFrame:
@@ -35,7 +35,8 @@ def test_bootstrap_interval_matches_the_normal_interval_for_many_seeds():
 
 @pytest.mark.parametrize("mean,half,text", [(4.8992, 0.0512, "4.899 ± 0.051"), (0.14254, 0.0012, "0.1425 ± 0.0012"),
                                             (-13.3, 2.4, "-13.3 ± 2.4"), (152.3, 17, "152 ± 17"),
-                                            (3.25, math.nan, "3.25"), (math.nan, 1.0, "–")])
+                                            (3.25, math.nan, "3.25"), (math.nan, 1.0, "–"),
+                                            (5.86090681867721930, 4.4e-16, "5.86091 ± 0.00000")])
 def test_numbers_are_rounded_to_their_uncertainty(mean, half, text):
     assert round_to_uncertainty(mean, half) == text
 
@@ -48,6 +49,30 @@ def test_csv_parses_back_with_the_interval_around_the_mean():
     assert vae.loc[0.5, "rate"] == pytest.approx(_runs().query("beta == 0.5")["rate"].mean())
     ae = back[back["kind"] == "ae"].iloc[0]
     assert ae["seeds"] == 1 and math.isnan(ae["distortion_lo"]) and ae["distortion"] == 3.25
+
+
+def test_one_seed_gets_the_bootstrap_interval_over_its_test_examples():
+    """A single-seed run stores the interval over its examples (over_examples); for a mean of N normal values it
+    is the normal interval +-1.96 sd / sqrt(N), and the table reports it and says so."""
+    values = np.random.default_rng(2).normal(3.0, 2.0, size=5000)
+    stored = over_examples(distortion=values)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values))
+    assert stored["distortion"] == pytest.approx(values.mean())
+    assert (stored["distortion_ex_hi"] - stored["distortion_ex_lo"]) / 2 == pytest.approx(half, rel=0.1)
+    runs = _runs()
+    ae = runs["kind"] == "ae"
+    runs.loc[ae, "distortion"] = stored["distortion"]
+    runs.loc[ae, "distortion_ex_lo"], runs.loc[ae, "distortion_ex_hi"] = stored["distortion_ex_lo"], stored[
+        "distortion_ex_hi"]
+    back = pd.read_csv(io.StringIO(format_table(runs, "csv")))
+    row = back[back["kind"] == "ae"].iloc[0]
+    assert row["interval"] == "examples" and row["distortion_lo"] == pytest.approx(stored["distortion_ex_lo"])
+    assert set(back.loc[back["kind"] == "vae", "interval"]) == {"seeds"}  # three seeds: over seeds, as before
+    markdown = format_table(runs, "markdown")
+    stored_half = (stored["distortion_ex_hi"] - stored["distortion_ex_lo"]) / 2
+    assert f"| {round_to_uncertainty(stored['distortion'], stored_half)} |" in markdown
+    assert "over seeds (rows with 1 seed: over the test split's examples)" in markdown
+    assert "(rows with 1 seed: none)" in format_table(_runs(), "markdown")
 
 
 def test_latex_is_a_booktabs_tabular_with_one_cell_per_column():
