@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ibkit.executors import EXECUTORS, make_executor
-from ibkit.tables import FORMATS, format_table
+from ibkit.tables import FORMATS, format_table, left_out
 from ibkit.train import resolve_device
 
 USAGE_ERROR = 2
@@ -23,11 +23,12 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line (``ibkit: error: ...``) and exit status 2."""
 
     def error(self, message):
-        raise SystemExit(_fail(f"{message} (see ibkit {self.prog.split()[-1]} --help)"))
+        raise SystemExit(_fail(f"{message} (see {self.prog} --help)"))
 
 
 def _fail(message: str) -> int:
-    print(f"ibkit: error: {message}", file=sys.stderr)
+    """One line on stderr, whatever the message holds (a typed argument may carry a newline)."""
+    print("ibkit: error: " + message.replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
     return USAGE_ERROR
 
 
@@ -93,9 +94,9 @@ def cmd_run(args) -> int:
     config = exp.Config(**overrides)
     default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
     folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
-    if args.overwrite:
-        results.clear(folder)
     executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
+    if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
+        results.clear(folder)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 executor=args.executor, jobs=args.jobs, device=str(resolve_device(config.device)), started=_now(),
                 git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
@@ -103,7 +104,9 @@ def cmd_run(args) -> int:
     try:
         df = exp.run(config, out_dir=folder, executor=executor)
     except KeyboardInterrupt:
-        print(f"ibkit: interrupted; the runs finished so far are in {folder / results.RUNS}", file=sys.stderr)
+        kept = len(results.finished_run_ids(folder))
+        print(f"ibkit: interrupted; {kept} finished runs are kept in {folder}; to resume, run the same command "
+              "again (it skips them)", file=sys.stderr)
         return 130
     results.write_tables(folder)
     results.write_manifest(folder, **meta, finished=_now())
@@ -146,7 +149,10 @@ def cmd_gallery(args) -> int:
 def cmd_table(args) -> int:
     from ibkit import results
 
-    print(format_table(results.load(args.dir), args.format))
+    runs = results.load(args.dir)
+    print(format_table(runs, args.format))
+    if args.format == "csv" and left_out(runs):  # the CSV itself stays parseable
+        print(f"ibkit: {left_out(runs)}", file=sys.stderr)
     return 0
 
 
@@ -197,4 +203,7 @@ def entry_point() -> None:
 
 
 if __name__ == "__main__":
+    # `python -m ibkit.cli` puts the working folder first on sys.path, where a results folder from elsewhere could
+    # shadow the experiments package with code of its own; the folders ibkit reads are data: take it off
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
     entry_point()

@@ -100,8 +100,8 @@ class Dask:
                 raise ValueError(f"address={address!r}: no Dask scheduler answered within {timeout:g} s "
                                  f"({type(e).__name__})") from None
         else:
-            self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                         dashboard_address=None)
+            self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                         dashboard_address=None)  # loopback only: nothing listens publicly
             self.client = Client(self._cluster)
         self._pending: dict = {}
 

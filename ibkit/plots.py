@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ibkit.tables import bootstrap_interval  # noqa: E402
+from ibkit.tables import bootstrap_interval, left_out  # noqa: E402
 
 _PALETTE = sns.color_palette("colorblind")
 KIND_STYLE = {  # kind -> (colour, marker, legend label)
@@ -72,6 +73,13 @@ def _mean_interval(df: pd.DataFrame, by: str, cols=("rate", "distortion")) -> pd
             row[c], row[f"{c}_err"] = g[c].mean(), 0.0 if math.isnan(lo) else (hi - lo) / 2
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _note_left_out(fig: plt.Figure, runs: pd.DataFrame, split: str) -> None:
+    """A footnote naming the runs the figure leaves out (diverged or failed), so none is dropped silently."""
+    note = left_out(runs, split)
+    if note:
+        fig.text(0.0, -0.02, textwrap.fill(note, 120), fontsize=5.5, color="0.3", va="top", ha="left")
 
 
 def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45) -> plt.Figure:
@@ -138,6 +146,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
         ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
         ax.set_title(f"Rate–distortion plane ({split} split)")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)  # below: clear of the points
+    _note_left_out(fig, df, split)
     return fig
 
 
@@ -272,6 +281,7 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test") -> plt.Fi
         ax.text(0.0, -0.2, "▲: the upper bound lies above the frame (the table has its value)", fontsize=6,
                 transform=ax.transAxes)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=6)
+    _note_left_out(fig, runs, split)
     return fig
 
 
@@ -317,6 +327,7 @@ def gap_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel(f"{'log p(x)' if exact else 'IWAE'} − ELBO  [nats]")
         ax.set_title(f"Inference gap{' (exact)' if exact else ' (lower bound)'} by posterior family")
         ax.legend(title="posterior", frameon=False)
+    _note_left_out(fig, runs, "test")
     return fig
 
 
@@ -335,6 +346,7 @@ def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel("mean |correlation| of latents given x  [unitless]")
         ax.set_title("Berkson: latents independent a priori, dependent given x")
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # clear of the bars
+    _note_left_out(fig, runs, "test")
     return fig
 
 
@@ -358,6 +370,7 @@ def amortization_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_ylabel("log p(x) − ELBO  [nats]")
         ax.set_title("Where the ELBO gap comes from (Cremer et al. 2018)")
         ax.legend(frameon=False)
+    _note_left_out(fig, runs, "test")
     return fig
 
 
@@ -404,4 +417,5 @@ def rd_shannon(df: pd.DataFrame, spectrum: list[float], latent_dim: int, scale: 
             ax.set_ylabel("rate R  [nats]")
         axes[0][0].set_title(f"Gaussian source: β-VAEs on Shannon's R(D) ({split} split)", loc="left")
         axes[0][-1].legend(loc="upper right", frameon=False)
+    _note_left_out(fig, df, split)
     return fig

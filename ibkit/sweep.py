@@ -22,7 +22,7 @@ from ibkit.data import Dataset
 from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
-from ibkit.results import CHECKPOINTS, finished_run_ids, load, write_record, write_tables
+from ibkit.results import CHECKPOINTS, finished_run_ids, interrupts_deferred, load, write_record, write_tables
 from ibkit.train import DivergenceError, fit, resolve_device
 
 _ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
@@ -108,11 +108,12 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         for spec, run_rows, tables, model in result:
             rows += run_rows
             counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
-            if out_dir is not None:  # the checkpoint first: a record always has its model
-                if model is not None:
-                    save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{run_id(spec)}.pt")
-                write_record(out_dir, run_id(spec), run_rows, tables)
-                write_tables(out_dir)
+            if out_dir is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
+                with interrupts_deferred():
+                    if model is not None:
+                        save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{run_id(spec)}.pt")
+                    write_record(out_dir, run_id(spec), run_rows, tables)
+                    write_tables(out_dir)
         bar.update(len(group))
         bar.set_postfix(**counts, running=executor.running())
     bar.close()
@@ -141,7 +142,8 @@ def train_group(context: GridContext, group: list[dict]) -> list[tuple[dict, lis
     seconds = (time.perf_counter() - start) / max(1, len(models))
     for (spec, model), outcome in zip(models, trained):
         if isinstance(outcome, DivergenceError):
-            out.append((spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome)), None))
+            out.append((spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome),
+                                       _last_finite(outcome)), None))
         elif isinstance(outcome, Exception):
             error = f"{type(outcome).__name__}: {outcome}"
             out.append((spec, *_failed(context.experiment, ds, spec, "failed", error), None))
@@ -182,9 +184,19 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
     return groups
 
 
-def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str) -> tuple[list[dict], dict]:
+def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str,
+            extra: dict | None = None) -> tuple[list[dict], dict]:
     base = schema_fields(experiment, ds.name, spec)
-    return [RunRecord(**base, split=s, status=status, error=error).to_row() for s in ("train", "test")], {}
+    return [RunRecord(**base, split=s, status=status, error=error, extra=extra or {}).to_row()
+            for s in ("train", "test")], {}
+
+
+def _last_finite(error: DivergenceError) -> dict:
+    """The columns of a diverged run: the epoch its loss became NaN or infinite, and the training means (loss,
+    rate, distortion) of the last epoch before it (NaN when it diverged in the first)."""
+    rows = error.history
+    return dict(diverged_epoch=error.epoch, **{f"last_train_{k}": float(rows[k].iloc[-1]) if len(rows) else math.nan
+                                               for k in ("loss", "rate", "distortion")})
 
 
 def _evaluated(experiment, ds, spec, model, evaluate, seconds) -> tuple[list[dict], dict]:

@@ -97,8 +97,19 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def left_out(df: pd.DataFrame, split: str = "test") -> str:
+    """A sentence naming the runs that tables and figures leave out (status other than "ok": diverged or failed),
+    by status, or "" when every run finished: nothing is dropped silently."""
+    bad = df[(df["split"] == split) & (df["status"] != "ok")]
+    if not len(bad):
+        return ""
+    parts = [f"{len(g)} {status} ({', '.join(g['run_id'])})" for status, g in bad.groupby("status")]
+    return f"left out: {'; '.join(parts)}; see the status and error columns of runs.csv"
+
+
 def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -> str:
-    """The summary of a results table as markdown, booktabs LaTeX (a tabular to ``\\input``) or CSV."""
+    """The summary of a results table as markdown, booktabs LaTeX (a tabular to ``\\input``) or CSV. Runs that did
+    not finish ok are named in the table's note (``left_out``); CSV has no note (the CLI prints it on stderr)."""
     summary = summarise(df, split)
     if not len(summary):
         return "no run finished ok: see the status and error columns of runs.csv"
@@ -108,6 +119,8 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -
     keys = [c for c in summary.columns
             if c not in metrics and not c.endswith(("_lo", "_hi")) and c not in ("seeds", "interval")]
     note = f"mean ± half-width of the 95% bootstrap interval {_interval_source(summary, split)}; nats per example"
+    skipped = left_out(df, split)
+    note += f". {skipped[0].upper()}{skipped[1:]}" if skipped else ""
     header = keys + ["seeds"] + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
     body = []
     for _, r in summary.iterrows():

@@ -13,6 +13,7 @@ from ibkit.interface import is_stochastic
 from ibkit.seeding import seeded
 
 DEFAULT_CHUNK = 16384  # (sample, row) pairs per decoder pass: ~0.3 GB for a 784-512-512 decoder
+MEMORY_BUDGET = 1 << 30  # bytes the working set of one iwae or mi_bounds call may take (memory_budget=None)
 
 
 def model_device(model) -> torch.device:
@@ -58,3 +59,24 @@ def reduce(values: Tensor, per_example: bool) -> float | Tensor:
     return values.cpu() if per_example else values.mean().item()
 
 
+
+
+def budget_bytes(memory_budget: int | None) -> int:
+    """The budget in bytes: ``memory_budget``, or ``MEMORY_BUDGET`` when None."""
+    if memory_budget is None:
+        return MEMORY_BUDGET
+    check_number("memory_budget", memory_budget, low=1, integer=True)
+    return int(memory_budget)
+
+
+def too_large(call: str, needed: int, budget: int, what: str, remedy: str) -> ValueError:
+    """The error of a request that cannot fit its memory budget even chunked, with the sizes."""
+    return ValueError(f"{call} needs at least {_size(needed)} ({what}) but memory_budget is {_size(budget)}; "
+                      f"{remedy}")
+
+
+def _size(n_bytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{n_bytes} bytes"

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ibkit.checks import check_number
-from ibkit.estimators._common import DEFAULT_CHUNK, prepare, row_chunks, seeded_no_grad
+from ibkit.estimators._common import DEFAULT_CHUNK, budget_bytes, prepare, row_chunks, seeded_no_grad, too_large
 from ibkit.estimators.likelihood import distortion, rate
 from ibkit.estimators.probe import probe
 from ibkit.estimators.usage import code_means
@@ -74,7 +74,7 @@ def _logsumexp_rows(block: Tensor, scratch: Tensor) -> Tensor:
 
 
 def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bool = True,
-              chunk_size: int = DEFAULT_CHUNK) -> dict:
+              chunk_size: int = DEFAULT_CHUNK, memory_budget: int | None = None) -> dict:
     """Bounds on I(X;Z) over the N points of x, with z_i ~ q(z|x_i) (one draw each):
 
     infonce = mean_i [log q(z_i|x_i) - log mean_j q(z_i|x_j)]         (lower bound, <= log N; van den Oord
@@ -86,7 +86,8 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     log_n   = log N, the ceiling of infonce.
 
     Also ``infonce_se`` and ``loo_se``: standard errors of the means over i. The [N, N] matrix is built
-    in blocks of rows: memory is O(N * rows), never O(N^2).
+    in blocks of rows: memory is O(N * rows), never O(N^2). The blocks shrink to fit ``memory_budget`` bytes
+    (default ``MEMORY_BUDGET``); where even one row does not fit, it fails at once with the sizes.
     """
     x = prepare(model, x)
     n = len(x)
@@ -94,7 +95,13 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
         raise ValueError(f"x has {n} row; mi_bounds needs at least 2 data points (it compares z_i across them)")
     if entropy is not None:
         check_number("entropy", entropy)
-    rows_per_block = max(1, PAIR_BUDGET // n)
+    budget, d = budget_bytes(memory_budget), model.posterior(x[:1]).event_shape.numel()
+    table, per_row = 8 * n * (2 * d + 3), 16 * n  # the [N, d] posterior tables; a row of the block and scratch
+    if table + per_row > budget:
+        raise too_large(f"mi_bounds on N = {n} points", table + per_row, budget,
+                        "the posterior's N x d tables and one row of the N x N matrix of log q(z_i|x_j)",
+                        "use fewer points or a larger memory_budget")
+    rows_per_block = max(1, min(PAIR_BUDGET // n, (budget - table) // per_row))
     nce_terms, loo_terms = [], []
     with seeded_no_grad(seed, x.device):
         z = torch.cat([model.posterior(x[s]).sample() for s in row_chunks(n, chunk_size)])  # [N, d]

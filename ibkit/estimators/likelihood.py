@@ -17,7 +17,16 @@ from torch.distributions import kl_divergence
 
 from ibkit.checks import check_number
 from ibkit.divergence import log_ratio_samples
-from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, reduce, row_chunks, seeded_no_grad
+from ibkit.estimators._common import (
+    DEFAULT_CHUNK,
+    budget_bytes,
+    plan_chunks,
+    prepare,
+    reduce,
+    row_chunks,
+    seeded_no_grad,
+    too_large,
+)
 from ibkit.interface import is_stochastic
 
 
@@ -126,24 +135,39 @@ def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAU
 
 
 def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
-         per_example: bool = False) -> float | Tensor:
+         per_example: bool = False, memory_budget: int | None = None) -> float | Tensor:
     """The importance-weighted bound (Burda et al. 2016, eq. 8):
 
         L_k = E_x E_{z_1..z_k ~ q(z|x)} log (1/k) sum_i p(x, z_i) / q(z_i|x)
 
     a lower bound on log p(x) that rises with k (L_1 = ELBO) and reaches log p(x) as k -> infinity, or at
     k = 1 when q is the exact posterior. Log-sum-exp throughout; the k samples are drawn in chunks and
-    combined with a running log-sum-exp, so memory is set by ``chunk_size``, not by k.
+    combined with a running log-sum-exp, so memory is set by ``chunk_size``, not by k; a pass holds fewer pairs
+    where ``chunk_size`` of them would exceed ``memory_budget`` bytes (default ``MEMORY_BUDGET``), and where even
+    one (sample, row) pair does not fit it fails at once with the sizes.
     """
     x = prepare(model, x)
     check_number("k", k, low=1, integer=True)
-    samples, rows = plan_chunks(k, chunk_size)
+    budget, per_pair = budget_bytes(memory_budget), _pair_bytes(model, x)
+    if per_pair > budget:
+        raise too_large("iwae", per_pair, budget, "one (sample, row) pair through the decoder",
+                        "raise memory_budget")
+    samples, rows = plan_chunks(k, min(chunk_size, budget // per_pair))
     out = []
     with seeded_no_grad(seed, x.device):
         prior = model.prior()
         for s in row_chunks(len(x), rows):
             out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k, samples))
     return reduce(torch.cat(out), per_example)
+
+
+def _pair_bytes(model, x: Tensor) -> int:
+    """Bytes one (sample, row) pair takes in a decoder pass: float32 x, its log-likelihood terms and every layer's
+    activations (the widths of the model's linear layers; 4 D where they are unknown), and the code's terms."""
+    widths = sum(m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)) \
+        if isinstance(model, torch.nn.Module) else 0
+    d = model.posterior(x[:1]).event_shape.numel()
+    return 4 * (2 * x.shape[-1] + (widths or 4 * x.shape[-1]) + 8 * d)
 
 
 def importance_weighted_rows(model, prior, q, x: Tensor, k: int, samples: int) -> Tensor:

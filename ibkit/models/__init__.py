@@ -70,12 +70,16 @@ def load_checkpoint(path: str | os.PathLike) -> Autoencoder:
         raise ValueError(
             f"cannot load checkpoint {path}: not an ibkit weights-only checkpoint ({e.__class__.__name__})"
         ) from None
-    config = dict(blob["config"])
-    config["hidden"] = tuple(config["hidden"])
-    if config.get("decoder_hidden") is not None:  # () is a linear decoder; None (older files) mirrors hidden
-        config["decoder_hidden"] = tuple(config["decoder_hidden"])
-    model = model_from_config(ModelConfig(**config))
-    model.load_state_dict(blob["state_dict"])
+    try:
+        config = dict(blob["config"])
+        config["hidden"] = tuple(config["hidden"])
+        if config.get("decoder_hidden") is not None:  # () is a linear decoder; None (older files) mirrors hidden
+            config["decoder_hidden"] = tuple(config["decoder_hidden"])
+        model = model_from_config(ModelConfig(**config))
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors, but not an ibkit model's
+        raise ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint ({e.__class__.__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
     return model
 
 
