@@ -151,8 +151,9 @@ def cmd_table(args) -> int:
 
     runs = results.load(args.dir)
     print(format_table(runs, args.format))
-    if args.format == "csv" and left_out(runs):  # the CSV itself stays parseable
-        print(f"ibkit: {left_out(runs)}", file=sys.stderr)
+    skipped = left_out(runs)
+    if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
+        print(f"ibkit: {skipped}", file=sys.stderr)
     return 0
 
 

@@ -59,8 +59,6 @@ def reduce(values: Tensor, per_example: bool) -> float | Tensor:
     return values.cpu() if per_example else values.mean().item()
 
 
-
-
 def budget_bytes(memory_budget: int | None) -> int:
     """The budget in bytes: ``memory_budget``, or ``MEMORY_BUDGET`` when None."""
     if memory_budget is None:
