@@ -24,7 +24,7 @@ from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
 from ibkit.sweep import TABLES, run_grid, run_id
-from ibkit.tables import interval_text, over_examples
+from ibkit.tables import collapse_text, interval_text, over_examples
 from ibkit.theory import gaussian_channel_capacity
 from ibkit.train import resolve_device
 
@@ -202,7 +202,7 @@ def write_findings(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test"
         bound = f"capacity bound {cap:.2f}" if math.isfinite(cap) else "no capacity bound (unbounded code)"
         lines.append(f"- {label}: I(X;Z) between {interval_text(g['mi_lower'])} and {interval_text(g['mi_upper'])} "
                      f"(min of LOO and rate {interval_text(g['rate'])}); {bound}; "
-                     f"distortion {interval_text(g['distortion'])}.")
+                     f"distortion {interval_text(g['distortion'])}{collapse_text(g['active_units'])}.")
     lines += ["", "## The KL penalty: the rate bounds the information"]
     for label, g in ok[ok["kind"] == "vae"].groupby("label", sort=False):
         tighter = "the rate" if (g["rate"] <= g["loo"]).all() else "LOO" if (g["loo"] < g["rate"]).all() else "mixed"

@@ -23,7 +23,7 @@ from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
 from ibkit.results import atomic_write_text
 from ibkit.sweep import run_grid
-from ibkit.tables import interval_text, over_examples
+from ibkit.tables import collapse_text, interval_text, over_examples
 from ibkit.theory import gaussian_rate_at
 from ibkit.train import resolve_device
 
@@ -215,7 +215,8 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
                          "code's); its own rate is unbounded.")
     for noise, g in ok[ok["kind"] == "noisy_ae"].groupby("noise"):
         lines.append(f"- noisy AE σ={noise:g}: rate {interval_text(g['rate'])} (KL to N(0, I), an upper bound), "
-                     f"I(X;Z) at least {interval_text(g['mi_lower'])}, distortion {interval_text(g['distortion'])}.")
+                     f"I(X;Z) at least {interval_text(g['mi_lower'])}, distortion {interval_text(g['distortion'])}"
+                     f"{collapse_text(g['active_units'])}.")
     return "\n".join(lines) + "\n"
 
 

@@ -94,6 +94,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
     runs = df[(df["split"] == split) & (df["status"] == "ok")]
     with plt.rc_context(_style()):
         fig, ax = plt.subplots(figsize=(width, width * 1.05))
+        labels: list[tuple] = []  # the point labels, drawn last
         vae = runs[runs["kind"] == "vae"]
         families = vae["posterior"].replace("", "diagonal") if len(vae) else pd.Series(dtype=str)
         for family in [f for f in FAMILY_COLOURS if f in set(families)]:
@@ -104,7 +105,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
             ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_err"], yerr=pts["distortion_err"],
                         color=colour, marker=marker, ms=4, lw=1.2, capsize=2, label=f"{label} (beta sweep)")
             low = pts["distortion"].quantile(0.35)  # labels below the flat low-distortion end, above the steep end
-            _annotate_groups(ax, pts, "beta", "β", colour, lambda p: (4, -10) if p["distortion"] < low else (4, 3))
+            labels.append((pts, "beta", "β", colour, lambda p, low=low: (4, -10) if p["distortion"] < low else (4, 3)))
         noisy = runs[runs["kind"] == "noisy_ae"]
         if len(noisy):
             colour, marker, label = KIND_STYLE["noisy_ae"]
@@ -114,7 +115,7 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
                         color=colour, marker=marker, ms=5, ls="none", capsize=2,
                         label=f"{label}{single} (rate: KL to N(0, I))")
             if len(pts) > 1:
-                _annotate_groups(ax, pts, "noise", "σ", colour, lambda p: (4, 3))
+                labels.append((pts, "noise", "σ", colour, lambda p: (4, 3)))
         span = max(runs["rate"].max() if runs["rate"].notna().any() else 0, runs["mi_lower"].max()
                    if "mi_lower" in runs and runs["mi_lower"].notna().any() else 0, 1)
         for kind in ("ae", "sparse_ae"):
@@ -141,6 +142,8 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
             r = np.linspace(0, ax.get_xlim()[1], 50)
             ax.plot(r, h - r, color="0.1", ls=":", lw=1.2, label=f"D = H − R (H = {h:.2f}): no model below")
         ax.set_ylim(min(0, ax.get_ylim()[0]), ax.get_ylim()[1] * 1.05)
+        for label in labels:  # once the limits are final: the labels' overlap test is in display space
+            _annotate_groups(ax, *label)
         _constant_elbo_lines(ax)
         ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z)); AEs: I(X;Z) through the probe  [nats]")
         ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
@@ -152,7 +155,8 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
 
 def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, colour, offset_for) -> None:
     """Label each point with its ``column`` value; points closer than 3% of the axes share one label
-    ("β=5.28–20"), so collapsed models do not print on top of each other."""
+    ("β=5.28–20"), so collapsed models do not print on top of each other, and a label that would touch one drawn
+    before moves to the other side of its point."""
     x_span = max(pts["rate"].max(), 1e-9)
     y_span = max(pts["distortion"].max(), 1e-9)
     pts = pts.sort_values(column)
@@ -162,10 +166,18 @@ def _annotate_groups(ax: plt.Axes, pts: pd.DataFrame, column: str, symbol: str, 
         near = last is not None and abs(p["rate"] - last["rate"]) < 0.03 * x_span and \
             abs(p["distortion"] - last["distortion"]) < 0.03 * y_span
         groups[-1].append(p) if near else groups.append([p])
+    renderer, placed = ax.figure.canvas.get_renderer(), []  # the boxes of the labels drawn so far
     for g in groups:
         text = f"{symbol}={g[0][column]:.3g}" + (f"–{g[-1][column]:.3g}" if len(g) > 1 else "")
-        ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=offset_for(g[0]), textcoords="offset points",
-                    fontsize=6, color=colour)
+        offset = offset_for(g[0])
+        for candidate in (offset, (offset[0], -offset[1] - 7)):  # as asked, then mirrored about the point
+            label = ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=candidate,
+                                textcoords="offset points", fontsize=6, color=colour)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or candidate != offset:
+                break
+            label.remove()
+        placed.append(box)
 
 
 def _constant_elbo_lines(ax: plt.Axes, n: int = 6) -> None:

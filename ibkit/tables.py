@@ -73,6 +73,17 @@ def interval_text(values) -> str:
     return round_to_uncertainty(values.mean(), (hi - lo) / 2)
 
 
+def collapse_text(active_units) -> str:
+    """'; its code collapsed in 3 of 3 seeds (no active unit: ...)' for runs whose code carries nothing the
+    decoder uses (``active_units`` 0), '' when no seed did: a findings line must not read a dead code as a result."""
+    units = pd.Series(active_units).dropna()
+    dead = int((units == 0).sum())
+    if not dead:
+        return ""
+    return (f"; its code collapsed in {dead} of {len(units)} seed{'s' if len(units) > 1 else ''} (no active unit: "
+            "the same code for every x, so the decoder can only draw the average image)")
+
+
 def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and a 95%
     bootstrap interval (``METRIC``, ``METRIC_lo``, ``METRIC_hi``): over seeds, or for one seed over the split's
