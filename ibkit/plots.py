@@ -338,7 +338,7 @@ def gap_by_family(runs: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("KL weight β")
         ax.set_ylabel(f"{'log p(x)' if exact else 'IWAE'} − ELBO  [nats]")
         ax.set_title(f"Inference gap{' (exact)' if exact else ' (lower bound)'} by posterior family")
-        ax.legend(title="posterior", frameon=False)
+        ax.legend(title="posterior", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4, frameon=False)
     _note_left_out(fig, runs, "test")
     return fig
 
