@@ -14,7 +14,8 @@ from ibkit.results import atomic_write_text, read_manifest
 
 
 def reproduce_command(folder: Path, manifest: dict) -> str:
-    """``ibkit run NAME --out FOLDER --set k=v ...`` with the config fields that differ from the defaults."""
+    """``ibkit run NAME --out FOLDER --set k=v ...`` with the config fields that differ from the defaults (MNIST
+    runs say where the data must be: ``IBKIT_DATA=FOLDER_WITH_MNIST``)."""
     import experiments
 
     name = manifest["experiment"]
@@ -25,7 +26,8 @@ def reproduce_command(folder: Path, manifest: dict) -> str:
         if key in defaults and value != default:
             text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
             sets.append(f"--set {key}={text}")
-    return " ".join([f"ibkit run {name} --out {folder.as_posix()}", *sets])
+    data = "IBKIT_DATA=FOLDER_WITH_MNIST " if manifest.get("config", {}).get("dataset") == "mnist" else ""
+    return " ".join([f"{data}ibkit run {name} --out {folder.as_posix()}", *sets])
 
 
 def write_gallery(root: str | os.PathLike = "results") -> Path:
