@@ -343,6 +343,14 @@ def gap_by_family(runs: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _label_family_axes(ax: plt.Axes, ylabel: str, title: str) -> None:
+    """Axis labels and title of a per-(family, beta) bar chart, its legend below the axes, clear of the bars."""
+    ax.set_xlabel("posterior family and KL weight")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+
+
 def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
     """Mean absolute correlation between latents given x: under q, and under the true posterior (importance
     weighted from q), per family and beta."""
@@ -354,10 +362,8 @@ def correlation_by_family(runs: pd.DataFrame) -> plt.Figure:
         fig, ax = plt.subplots(figsize=(DOUBLE_COLUMN * 0.6, SINGLE_COLUMN))
         sns.barplot(long, x="setting", y="correlation", hue="measure", palette=[_PALETTE[7], _PALETTE[3]],
                     errorbar=SEED_INTERVAL, seed=0, capsize=0.1, ax=ax)
-        ax.set_xlabel("posterior family and KL weight")
-        ax.set_ylabel("mean |correlation| of latents given x  [unitless]")
-        ax.set_title("Berkson: latents independent a priori, dependent given x")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # clear of the bars
+        _label_family_axes(ax, "mean |correlation| of latents given x  [unitless]",
+                           "Berkson: latents independent a priori, dependent given x")
     _note_left_out(fig, runs, "test")
     return fig
 
@@ -378,10 +384,7 @@ def amortization_by_family(runs: pd.DataFrame) -> plt.Figure:
         for column in ("approximation_gap", "total_gap"):
             ax.errorbar(x, pts[column], yerr=pts[f"{column}_err"], fmt="none", color="0.25", capsize=3, lw=1.2)
         ax.set_xticks(x, pts.index)
-        ax.set_xlabel("posterior family and KL weight")
-        ax.set_ylabel("log p(x) − ELBO  [nats]")
-        ax.set_title("Where the ELBO gap comes from (Cremer et al. 2018)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)  # clear of the bars
+        _label_family_axes(ax, "log p(x) − ELBO  [nats]", "Where the ELBO gap comes from (Cremer et al. 2018)")
     _note_left_out(fig, runs, "test")
     return fig
 
