@@ -50,13 +50,15 @@ def _style() -> dict:
 
 
 def save_figure(fig: plt.Figure, folder: str | os.PathLike, name: str) -> list[Path]:
-    """Save ``fig`` as folder/name.pdf and folder/name.png (200 dpi); returns the paths."""
+    """Save ``fig`` as folder/name.pdf and folder/name.png (200 dpi); returns the paths. The PDF carries no
+    creation date, so redrawing an unchanged table leaves the file byte for byte as it was."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.pdf", folder / f"{name}.png"]
     for path in paths:
         tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=200, bbox_inches="tight")
+        undated = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(tmp, dpi=200, bbox_inches="tight", metadata=undated)
         os.replace(tmp, path)
     plt.close(fig)
     return paths
