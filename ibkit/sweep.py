@@ -126,8 +126,11 @@ def train_group(context: GridContext, group: list[dict]) -> list[tuple[dict, lis
     ds, out, models = context.ds, [], []
     for spec in group:  # a spec that cannot be built fails alone
         try:
-            model = context.build(spec) if context.build else build_model(input_dim=ds.input_dim,
-                                                                          likelihood=ds.likelihood, **spec)
+            if context.build:
+                model = context.build(spec)
+            else:  # a fresh model whose decoder starts at the data's marginal
+                model = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+                model.start_at_marginal(ds.train)
             _check_built(model, spec)
             models.append((spec, model))
         except Exception as e:

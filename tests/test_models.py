@@ -125,3 +125,18 @@ def test_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
     path.write_bytes(pickle.dumps(1)[:3])
     with pytest.raises(ValueError, match="cannot load checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_start_at_marginal_makes_the_decoder_draw_the_average_datum(likelihood):
+    """Before training, with the output bias set, a decoder whose last layer's weights are zero gives p(x|z) = the
+    per-dimension marginal: mean pixel probabilities (Bernoulli, clamped away from 0 and 1) or the mean (Gaussian)."""
+    m = build("noisy_ae", noise=0.3, likelihood=likelihood)
+    x = X.clone()
+    x[:, 0] = 0.0  # a dimension that is never on
+    m.start_at_marginal(x)
+    with torch.no_grad():
+        m.decoder[-1].weight.zero_()
+        mean = m.likelihood.mean(m.decoder(torch.randn(5, 3)))
+    expected = x.mean(0).clamp(1e-4, 1 - 1e-4) if likelihood == "bernoulli" else x.mean(0)
+    torch.testing.assert_close(mean, expected.expand(5, -1))

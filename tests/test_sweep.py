@@ -53,3 +53,17 @@ def test_batched_is_a_config_switch(value):
     from ibkit.cli import parse_overrides
 
     assert parse_overrides(rate_distortion.Config, [f"batched={value}"]) == {"batched": False}
+
+
+def test_a_sweeps_tanh_bounded_noisy_ae_does_not_collapse():
+    """run_grid starts each decoder at the data's marginal (start_at_marginal): a tanh-bounded noisy AE then uses
+    its code from the first epochs. Built and fit plainly, the same model's code saturates at one corner of the
+    box in its first epoch and stays dead (0 active units after 10 epochs on digits)."""
+    ds = ibkit.data.load("digits")
+    spec = dict(kind="noisy_ae", latent_dim=8, hidden=(128, 128), noise=0.1, seed=0)
+    rows = run_grid("t", ds, [spec], lambda m, s: {"test": {"active_units": E.active_units(m, ds.test),
+                                                           "distortion": E.distortion(m, ds.test)}}, epochs=10)
+    plain = ibkit.build_model(input_dim=ds.input_dim, **spec)
+    ibkit.fit(plain, ds.train, epochs=10, progress=False)
+    assert E.active_units(plain, ds.test) == 0 and E.distortion(plain, ds.test) > 24
+    assert rows["active_units"].iloc[0] == 8 and rows["distortion"].iloc[0] < 17

@@ -64,6 +64,14 @@ class Autoencoder(nn.Module):
         """log p(x|z) in nats for x [N, D] and z [..., N, d] (e.g. [S, N, d]); returns [..., N]."""
         return self.likelihood.log_prob(x, self.decoder(z))
 
+    def start_at_marginal(self, x: Tensor) -> None:
+        """Set the decoder's output bias so that, before training, p(x|z) is each dimension's marginal over the
+        rows of x [N, D] (Bernoulli: the logit of the mean pixel; Gaussian: the mean), as in Burda et al.'s IWAE
+        code. The decoder then starts at the average image instead of chasing it, which otherwise pushes every
+        code the same way: a tanh-bounded noisy AE's code saturated and stayed dead (MNIST, digits)."""
+        with torch.no_grad():
+            self.decoder[-1].bias.copy_(self.likelihood.marginal_params(x.to(self.decoder[-1].bias.device)))
+
     def forward(self, x: Tensor, eps: Tensor | None = None) -> ForwardOutput:
         """Per-example distortion, rate and loss of x [N, D]. ``eps`` [1, N, d]: the standard normal noise of the
         code's sample (default: drawn from torch's global generator, as ``rsample`` does), for a caller that draws

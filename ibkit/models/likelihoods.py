@@ -23,6 +23,10 @@ class Likelihood(nn.Module):
         """E[x|z] [..., N, D] from the decoder output."""
         raise NotImplementedError
 
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """The decoder output [D] under which p(x|z) is each dimension's marginal over the rows of x [N, D]."""
+        raise NotImplementedError
+
     def check_data(self, x: Tensor, name: str = "x") -> None:
         """Refuse data this likelihood cannot score (hook; default accepts any finite reals)."""
 
@@ -37,6 +41,10 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
+
+    def marginal_params(self, x: Tensor) -> Tensor:
+        """The logit of each pixel's mean (clamped to [1e-4, 1 - 1e-4]: a pixel that is never on gets -9.2)."""
+        return torch.logit(x.mean(0).clamp(1e-4, 1 - 1e-4))
 
     def check_data(self, x: Tensor, name: str = "x") -> None:
         lo, hi = x.min().item(), x.max().item()
@@ -68,6 +76,9 @@ class GaussianLikelihood(Likelihood):
 
     def mean(self, params: Tensor) -> Tensor:
         return params
+
+    def marginal_params(self, x: Tensor) -> Tensor:
+        return x.mean(0)
 
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {
