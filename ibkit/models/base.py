@@ -66,9 +66,10 @@ class Autoencoder(nn.Module):
 
     def start_at_marginal(self, x: Tensor) -> None:
         """Set the decoder's output bias so that, before training, p(x|z) is each dimension's marginal over the
-        rows of x [N, D] (Bernoulli: the logit of the mean pixel; Gaussian: the mean), as in Burda et al.'s IWAE
-        code. The decoder then starts at the average image instead of chasing it, which otherwise pushes every
-        code the same way: a tanh-bounded noisy AE's code saturated and stayed dead (MNIST, digits)."""
+        rows of x [N, D] (Bernoulli: the logit of the mean pixel; Gaussian: the mean). The decoder then starts at
+        the average image instead of chasing it, which otherwise pushes every code the same way: a tanh-bounded
+        noisy AE's code saturated and stayed dead (MNIST, digits). Not for a VAE: there the start is the collapsed
+        optimum q = p(z) (``run_grid`` leaves VAEs as built)."""
         with torch.no_grad():
             self.decoder[-1].bias.copy_(self.likelihood.marginal_params(x.to(self.decoder[-1].bias.device)))
 
