@@ -29,6 +29,7 @@ class Autoencoder(nn.Module):
     """
 
     KNOB: str | None = None
+    STARTS_AT_MARGINAL = True  # whether a sweep starts the decoder at the data's marginal (``start_at_marginal``)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -68,8 +69,8 @@ class Autoencoder(nn.Module):
         """Set the decoder's output bias so that, before training, p(x|z) is each dimension's marginal over the
         rows of x [N, D] (Bernoulli: the logit of the mean pixel; Gaussian: the mean). The decoder then starts at
         the average image instead of chasing it, which otherwise pushes every code the same way: a tanh-bounded
-        noisy AE's code saturated and stayed dead (MNIST, digits). Not for a VAE: there the start is the collapsed
-        optimum q = p(z) (``run_grid`` leaves VAEs as built)."""
+        noisy AE's code saturated and stayed dead (MNIST, digits). ``run_grid`` calls it where ``STARTS_AT_MARGINAL``
+        (not for a VAE)."""
         with torch.no_grad():
             self.decoder[-1].bias.copy_(self.likelihood.marginal_params(x.to(self.decoder[-1].bias.device)))
 
