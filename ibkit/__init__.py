@@ -6,14 +6,16 @@
     m = ibkit.build_model(kind="vae", input_dim=ds.input_dim, latent_dim=8, beta=4.0)
     history = ibkit.fit(m, ds.train, epochs=50, seed=0)
     E.rate(m, ds.test), E.distortion(m, ds.test), E.iwae(m, ds.test, k=1000)
+
+Importing ibkit has no side effects: no seeds, no logging handlers, no matplotlib backend.
 """
 
-from ibkit import data, estimators, results
+from ibkit import data, estimators, results, theory
 from ibkit.batched import fit_many
-from ibkit.models import build_model, load_checkpoint, save_checkpoint
+from ibkit.models import build_model, load_checkpoint, register_model, save_checkpoint
 from ibkit.train import DivergenceError, fit
 
 __version__ = "0.1.0"
 
-__all__ = ["data", "estimators", "results", "build_model", "fit", "fit_many", "save_checkpoint", "load_checkpoint",
-           "DivergenceError", "__version__"]
+__all__ = ["data", "estimators", "results", "theory", "build_model", "register_model", "fit", "fit_many",
+           "save_checkpoint", "load_checkpoint", "DivergenceError", "__version__"]

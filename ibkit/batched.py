@@ -22,20 +22,22 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ibkit.checks import check_choice, check_model_data, check_number
-from ibkit.interface import is_stochastic
-from ibkit.train import DivergenceError, divergence, resolve_device, trainable_parameters
+from ibkit.checks import check_model_data, check_number
+from ibkit.models.config import knob_fields
+from ibkit.train import DivergenceError, check_training, resolve_device, train_epochs, trainable_parameters
 
-KNOBS = ("beta", "noise", "sparsity", "seed")  # what may differ between the models of one batch
+def varying(config) -> tuple[str, ...]:
+    """What may differ between the models of one batch: the config's knobs (fields marked ``knob``) and the seed."""
+    return (*knob_fields(config), "seed")
 
 
 def architecture(model: nn.Module) -> tuple:
-    """What must be equal for models to train as one batch: class and config apart from ``KNOBS``, and the
-    shape and trainability of every parameter."""
+    """What must be equal for models to train as one batch: class and config apart from its knobs and seed, and
+    the shape and trainability of every parameter."""
     config = getattr(model, "config", None)
-    if config is None:
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ValueError(f"fit_many needs ibkit models (with a config); got {type(model).__name__}")
-    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in KNOBS}
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in varying(config)}
     shapes = tuple((n, tuple(p.shape), p.requires_grad) for n, p in model.named_parameters())
     return type(model).__name__, tuple(sorted(fixed.items())), shapes
 
@@ -69,17 +71,12 @@ def fit_many(
     seeds = [seed] * len(models) if isinstance(seed, int) else list(seed)
     if len(seeds) != len(models):
         raise ValueError(f"seed has {len(seeds)} values for {len(models)} models; give one seed or one per model")
-    check_choice("trainable", trainable, ("all", "encoder"))
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("batch_size", batch_size, low=1, integer=True)
-    check_number("lr", lr, low=0, low_open=True)
-    for s in seeds:
-        check_number("seed", s, low=0, integer=True)
+    check_training(epochs, batch_size, lr, seeds, trainable)
     first = architecture(models[0])
     for i, m in enumerate(models[1:], start=1):
         if architecture(m) != first:
             raise ValueError(f"fit_many needs models of one architecture; model {i} differs from model 0 in "
-                             f"{_difference(models[0], m)} (only {', '.join(KNOBS)} may differ)")
+                             f"{_difference(models[0], m)} (only {', '.join(varying(models[0].config))} may differ)")
     device = resolve_device(device)
     x = check_model_data(models[0], x_train, "x_train").to(device)
     if max_models is None:
@@ -94,7 +91,7 @@ def fit_many(
 
 def _difference(a: nn.Module, b: nn.Module) -> str:
     ca, cb = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
-    keys = [k for k in ca if k not in KNOBS and ca[k] != cb.get(k)]
+    keys = [k for k in ca if k not in varying(a.config) and ca[k] != cb.get(k)]
     if type(a) is not type(b):
         return f"class: {type(a).__name__} vs {type(b).__name__}"
     if keys:
@@ -200,45 +197,12 @@ def _set(module: nn.Module, name: str, value) -> None:
 
 
 def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable) -> list:
-    K, n = len(models), x.shape[0]
+    """Stack the group, train it (``train_epochs``, one ``train_step`` per minibatch) and copy the weights back."""
     stacked = stack_models(models).to(device)
-    stacked.train()
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=lr, fused=True)
-    stochastic = is_stochastic(models[0])
-    latent_dim = models[0].config.latent_dim
-    shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
-    orders = [torch.Generator().manual_seed(s) for s in (seeds[:1] if shared else seeds)]
-    noises = [torch.Generator(device).manual_seed(s) for s in (seeds[:1] if shared else seeds)]
-    histories: list[list[dict]] = [[] for _ in models]
-    diverged: list[DivergenceError | None] = [None] * K
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(range(1, epochs + 1), desc=f"fit_many ({K} models)", unit="epoch", disable=not show, leave=False)
-    for epoch in bar:
-        start = time.perf_counter()
-        totals = torch.zeros(K, 3, device=device)
-        perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # [K or 1, n]
-        for i in range(0, n, batch_size):
-            idx = perms[:, i: i + batch_size]
-            xb = x[idx[0]] if shared else x[idx]  # [b, D] shared, or [K, b, D]
-            eps = None
-            if stochastic:  # [1, 1 or K, b, d]: what each model's own rsample would draw
-                eps = torch.stack([torch.empty(1, idx.shape[1], latent_dim, device=device).normal_(generator=g)
-                                   for g in noises], dim=1)
-            out = stacked(xb, eps)  # fields [K, b]
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.mean(-1).sum().backward()  # each model's gradient is that of its own mean loss
-            optimizer.step()
-            with torch.no_grad():
-                totals += torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1)), dim=-1)
-        seconds = time.perf_counter() - start
-        for k, (loss, rate, distortion) in enumerate((totals / n).tolist()):
-            if diverged[k] is not None:
-                continue
-            if not math.isfinite(loss):
-                diverged[k] = divergence(epoch, loss, histories[k], lr)
-                continue
-            histories[k].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion, seconds=seconds / K))
+    outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=epochs, batch_size=batch_size, stacked=True,
+                            progress=progress, desc=f"fit_many ({len(models)} models)")
     unstack_into(stacked, models)
     for m in models:
         m.eval()
-    return [diverged[k] or pd.DataFrame(histories[k]) for k in range(K)]
+    return outcomes

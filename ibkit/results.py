@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from ibkit.interface import RESULT_COLUMNS
+from ibkit.models.registry import all_knobs, text_fields
 
 RUNS = "runs.csv"
 MANIFEST = "manifest.json"
@@ -64,8 +65,8 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
-    """Store the tidy table as ``folder/runs.csv``, schema columns first."""
-    first = [c for c in RESULT_COLUMNS if c in df.columns]
+    """Store the tidy table as ``folder/runs.csv``, schema columns first (the knob columns after latent_dim)."""
+    first = [c for c in schema_columns() if c in df.columns]
     df = df[first + [c for c in df.columns if c not in first]]
     path = Path(folder) / RUNS
     atomic_write_text(path, df.to_csv(index=False))
@@ -73,6 +74,12 @@ def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
 
 
 REQUIRED = ("run_id", "kind", "split", "status")
+
+
+def schema_columns() -> tuple[str, ...]:
+    """The results schema: ``RESULT_COLUMNS`` with a column per knob of every registered kind after latent_dim."""
+    at = RESULT_COLUMNS.index("latent_dim") + 1
+    return RESULT_COLUMNS[:at] + all_knobs() + RESULT_COLUMNS[at:]
 
 
 def write_record(folder: str | os.PathLike, run_id: str, rows: list[dict],
@@ -116,7 +123,8 @@ def side_table(folder: str | os.PathLike, name: str) -> pd.DataFrame:
     path = Path(folder) / f"{name}.csv"
     if not path.is_file():
         return pd.DataFrame()
-    return pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}).fillna({c: "" for c in TEXT_COLUMNS})
+    text = text_columns()
+    return pd.read_csv(path, dtype={c: str for c in text}).fillna({c: "" for c in text})
 
 
 def write_tables(folder: str | os.PathLike) -> None:
@@ -127,7 +135,9 @@ def write_tables(folder: str | os.PathLike) -> None:
         atomic_write_text(Path(folder) / f"{name}.csv", side_table(folder, name).to_csv(index=False))
 
 
-TEXT_COLUMNS = ("run_id", "kind", "posterior", "split", "status", "error", "code_bound")
+def text_columns() -> tuple[str, ...]:
+    """Columns read as text (never as numbers or NaN): the schema's and the registered configs' text fields."""
+    return ("run_id", "kind", "split", "status", "error", *text_fields())
 
 
 def load(folder: str | os.PathLike) -> pd.DataFrame:
@@ -140,13 +150,13 @@ def load(folder: str | os.PathLike) -> pd.DataFrame:
             raise FileNotFoundError(f"no results table at {path}; run an experiment into {folder} first "
                                     "(ibkit run ...)")
         try:
-            df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS})
+            df = pd.read_csv(path, dtype={c: str for c in text_columns()})
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not a readable results table ({e})") from None
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
-    return df.fillna({c: "" for c in TEXT_COLUMNS if c in df})
+    return df.fillna({c: "" for c in text_columns() if c in df})
 
 
 def load_model(folder: str | os.PathLike, run_id: str):

@@ -17,31 +17,37 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
-from ibkit.batched import KNOBS, fit_many, models_per_batch
+from ibkit.batched import fit_many, models_per_batch
 from ibkit.data import Dataset
 from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
+from ibkit.models.config import field_defaults, id_fields, knob_fields
+from ibkit.models.registry import all_knobs, knob_names, model_class
 from ibkit.results import CHECKPOINTS, finished_run_ids, interrupts_deferred, load, write_record, write_tables
 from ibkit.train import DivergenceError, fit, resolve_device
 
-_ID_KEYS = {"latent_dim": "d", "beta": "beta", "noise": "noise", "sparsity": "l1", "code_bound": "bound"}
-
-
 def run_id(spec: dict) -> str:
-    """A readable id, unique within a grid: kind, a posterior family other than the diagonal, the knobs the spec
-    sets, seed (e.g. 'vae-d8-beta0.5-seed0', 'vae-iaf-d8-beta1.0-seed2')."""
-    family = spec.get("posterior", "diagonal")
-    knobs = "".join(f"-{short}{spec[key]}" for key, short in _ID_KEYS.items() if key in spec)
-    return f"{spec['kind']}{'' if family == 'diagonal' else '-' + family}{knobs}-seed{spec.get('seed', 0)}"
+    """A readable id, unique within a grid, from the kind's config: the kind, a posterior family other than the
+    default, then each field that enters run ids (``latent_dim`` as d, the knobs, fields with an ``id`` in their
+    metadata) that the spec sets, and the seed: 'vae-d8-beta0.5-seed0', 'vae-iaf-d8-beta1.0-seed2',
+    'noisy_ae-d8-noise0.2-boundtanh-seed0'."""
+    config = model_class(spec["kind"]).Config
+    family = spec.get("posterior", field_defaults(config).get("posterior"))
+    lead = "" if family == field_defaults(config).get("posterior") else f"-{family}"
+    parts = "".join(f"-{short}{spec[name]}" for name, short in id_fields(config).items() if name in spec)
+    return f"{spec['kind']}{lead}{parts}-seed{spec.get('seed', 0)}"
 
 
 def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
-    """The schema columns a spec fixes (NaN for knobs its kind does not have)."""
+    """The schema columns a spec fixes: its config's posterior family ("" for a kind without one), latent_dim and a
+    value for every registered knob (the spec's, else the config's default; NaN where the kind has no such knob)."""
+    config = model_class(spec["kind"]).Config
+    values = {**field_defaults(config), **spec}
+    knobs = {k: values.get(k, math.nan) if k in knob_fields(config) else math.nan for k in all_knobs()}
     return dict(experiment=experiment, run_id=run_id(spec), dataset=dataset, kind=spec["kind"],
-                posterior=spec.get("posterior", "diagonal") if spec["kind"] == "vae" else "",
-                latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan), noise=spec.get("noise", math.nan),
-                sparsity=spec.get("sparsity", math.nan), seed=spec.get("seed", 0))
+                posterior=values.get("posterior", ""), latent_dim=spec["latent_dim"], knobs=knobs,
+                seed=spec.get("seed", 0))
 
 
 Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split: metrics (schema or extra)}
@@ -174,7 +180,8 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
         return [[spec] for spec in specs]
     by_architecture: dict[str, list[dict]] = {}
     for spec in specs:
-        key = repr(sorted((k, v) for k, v in spec.items() if k not in KNOBS))
+        varying = {*knob_names(spec["kind"]), "seed"}  # what may differ within one batch
+        key = repr(sorted((k, v) for k, v in spec.items() if k not in varying))
         by_architecture.setdefault(key, []).append(spec)
     groups = []
     for group in by_architecture.values():

@@ -15,8 +15,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from ibkit.models.registry import all_knobs, config_fields
+
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
-CONFIG_COLUMNS = ("kind", "posterior", "latent_dim", "beta", "noise", "sparsity", "code_bound")
 FORMATS = ("markdown", "latex", "csv")
 
 
@@ -84,13 +85,20 @@ def collapse_text(active_units) -> str:
             "the same code for every x, so the decoder can only draw the average image)")
 
 
+def config_columns() -> tuple[str, ...]:
+    """The columns that tell one configuration from another: kind, posterior family, latent_dim, the knobs of every
+    registered kind, then their other config fields (those an experiment stores as columns, e.g. code_bound)."""
+    lead = ("kind", "posterior", "latent_dim", *all_knobs())
+    return lead + tuple(f for f in config_fields() if f not in lead and f != "seed")
+
+
 def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and a 95%
     bootstrap interval (``METRIC``, ``METRIC_lo``, ``METRIC_hi``): over seeds, or for one seed over the split's
     examples where the run stored that interval; ``interval`` says which ("seeds", "examples" or "none")."""
     ok = df[(df["split"] == split) & (df["status"] == "ok")]
     metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
-    keys = [c for c in CONFIG_COLUMNS if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
+    keys = [c for c in config_columns() if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
     keys = keys or ["run_id"]
     rows = []
     for key, g in ok.groupby(keys, dropna=False, sort=True):

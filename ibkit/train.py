@@ -1,4 +1,5 @@
-"""One trainer: minibatch Adam on the model's per-example loss, with a per-epoch history."""
+"""One trainer: minibatch Adam on the model's per-example loss, with a per-epoch history; ``fit`` (one model) and
+``ibkit.batched.fit_many`` (K models as one stack) share its epochs and its step."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import time
 
 import pandas as pd
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ibkit.checks import check_choice, check_model_data, check_number
+from ibkit.interface import is_stochastic
 from ibkit.seeding import seeded
 
 
@@ -55,6 +57,16 @@ def trainable_parameters(model: nn.Module, trainable: str) -> list[tuple[str, nn
             if p.requires_grad and (trainable == "all" or name.startswith(inference))]
 
 
+def check_training(epochs, batch_size, lr, seeds, trainable: str) -> None:
+    """Refuse bad training arguments, each named (shared by ``fit`` and ``fit_many``)."""
+    check_choice("trainable", trainable, ("all", "encoder"))
+    check_number("epochs", epochs, low=1, integer=True)
+    check_number("batch_size", batch_size, low=1, integer=True)
+    check_number("lr", lr, low=0, low_open=True)
+    for s in seeds:
+        check_number("seed", s, low=0, integer=True)
+
+
 def fit(
     model: nn.Module,
     x_train,
@@ -78,41 +90,74 @@ def fit(
     parameters, e.g. an IAF's steps), the decoder and prior stay as they are (to measure inference on a fixed
     generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
     """
-    params = [p for _, p in trainable_parameters(model, trainable)]  # the same objects after model.to(device)
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("batch_size", batch_size, low=1, integer=True)
-    check_number("lr", lr, low=0, low_open=True)
-    check_number("seed", seed, low=0, integer=True)
+    check_training(epochs, batch_size, lr, [seed], trainable)
     device = resolve_device(device)
     x = check_model_data(model, x_train, "x_train")
     model.to(device)
-    x = x.to(device)
-    n = x.shape[0]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    order = torch.Generator().manual_seed(seed)
-    rows = []
+    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=lr)
+    (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=epochs, batch_size=batch_size,
+                              stacked=False, progress=progress, desc="fit")
+    if isinstance(outcome, DivergenceError):
+        raise outcome
+    return outcome
+
+
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None) -> Tensor:
+    """One Adam step on each model's mean per-example loss; the one step ``fit`` and ``fit_many`` share.
+
+    ``net(xb, eps)`` returns per-example fields [b] (one model) or [K, b] (``fit_many``'s stack of K models, where
+    the sum of the K means gives each model the gradient of its own mean). Returns the batch's sums of (loss,
+    rate, distortion): [3] or [K, 3].
+    """
+    out = net(xb, eps)
+    net.zero_grad(set_to_none=True)  # every parameter, frozen ones too: their gradients are never kept
+    out.loss.mean(-1).sum().backward()
+    optimizer.step()
+    with torch.no_grad():
+        return torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1)), dim=-1)
+
+
+def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *, epochs: int,
+                 batch_size: int, stacked: bool, progress: bool, desc: str) -> list[pd.DataFrame | DivergenceError]:
+    """The epochs of ``fit`` (one model, ``stacked=False``) or of ``fit_many`` (``net`` a stack of len(seeds)
+    models): per model, its minibatch order and channel noise from its seed (models sharing one seed share them),
+    one ``train_step`` per minibatch of x [N, D]. Returns per model its history, or the ``DivergenceError`` of the
+    epoch its loss became NaN or infinite; training stops once every model has diverged."""
+    k, n, device = len(seeds), x.shape[0], x.device
+    shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
+    streams = seeds[:1] if shared else seeds
+    orders = [torch.Generator().manual_seed(s) for s in streams]
+    noises = [torch.Generator(device).manual_seed(s) for s in streams]
+    latent_dim = getattr(net, "latent_dim", 0) if is_stochastic(net) else 0  # 0: a deterministic code, no noise
+    lr = optimizer.param_groups[0]["lr"]
+    histories: list[list[dict]] = [[] for _ in range(k)]
+    diverged: list[DivergenceError | None] = [None] * k
     show = progress and sys.stderr.isatty()
-    with seeded(seed, device):
-        bar = tqdm(range(1, epochs + 1), desc="fit", unit="epoch", disable=not show, leave=False)
+    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show, leave=False)
+    with seeded(seeds[0], device):  # a model that draws from torch's global generator draws from a seeded one
         for epoch in bar:
             start = time.perf_counter()
-            totals = torch.zeros(3, device=device)  # loss, rate, distortion, summed over examples
-            perm = torch.randperm(n, generator=order).to(device)
-            model.train()
+            net.train()
+            totals = torch.zeros(k, 3, device=device)
+            perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # [K or 1, n]
             for i in range(0, n, batch_size):
-                out = model(x[perm[i : i + batch_size]])
-                loss = out.loss.mean()
-                model.zero_grad(set_to_none=True)  # frozen parts too: their gradients are never kept
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    totals += torch.stack((out.loss.sum(), out.rate.sum(), out.distortion.sum()))
-            loss_mean, rate_mean, dist_mean = (totals / n).tolist()
-            if not math.isfinite(loss_mean):
-                raise divergence(epoch, loss_mean, rows, lr)
-            rows.append(dict(epoch=epoch, loss=loss_mean, rate=rate_mean, distortion=dist_mean,
-                             seconds=time.perf_counter() - start))
+                idx = perms[:, i: i + batch_size]
+                xb = x[idx[0]] if shared or not stacked else x[idx]  # [b, D] shared, or [K, b, D]
+                eps = None
+                if latent_dim:  # [1, 1 or K, b, d]: what each model's own rsample would draw
+                    eps = torch.stack([torch.empty(1, idx.shape[1], latent_dim, device=device).normal_(generator=g)
+                                       for g in noises], dim=1)
+                totals += train_step(net, optimizer, xb, eps if stacked or eps is None else eps[:, 0])
+            seconds = (time.perf_counter() - start) / k
+            for j, (loss, rate, distortion) in enumerate((totals / n).tolist()):
+                if diverged[j] is None and not math.isfinite(loss):
+                    diverged[j] = divergence(epoch, loss, histories[j], lr)
+                elif diverged[j] is None:
+                    histories[j].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion,
+                                             seconds=seconds))
             if show:
-                bar.set_postfix(loss=f"{loss_mean:.3f}")
-    model.eval()
-    return pd.DataFrame(rows)
+                bar.set_postfix(loss=f"{totals[:, 0].mean().item() / n:.3f}")
+            if all(d is not None for d in diverged):
+                break
+    net.eval()
+    return [diverged[j] or pd.DataFrame(histories[j]) for j in range(k)]

@@ -15,7 +15,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from ibkit.divergence import kl_or_monte_carlo
 from ibkit.interface import ForwardOutput
-from ibkit.models.config import ModelConfig
+from ibkit.models.config import ModelConfig, knob_fields
 from ibkit.models.likelihoods import LIKELIHOODS
 from ibkit.models.networks import mlp
 from ibkit.models.posteriors import rsample_from
@@ -24,25 +24,43 @@ from ibkit.models.posteriors import rsample_from
 class Autoencoder(nn.Module):
     """Deterministic autoencoder: z = f(x), loss = -log p(x|z) + regularizer(z, rate).
 
-    A variant's hyper-parameter (``KNOB``: beta, noise or sparsity) lives in a buffer of that name as well as in
-    the config, so that ``fit_many`` can stack it across models like any weight.
+    A kind's hyper-parameters marked ``knob`` in its ``Config`` (beta, noise, sparsity, ...) live in buffers of
+    their names as well as in the config, so that ``fit_many`` can stack them across models like any weight.
     """
 
-    KNOB: str | None = None
+    Config: type[ModelConfig] = ModelConfig  # each registered kind names its own config class
+    KIND = ""  # the registered name, set by ``register_model``
     STARTS_AT_MARGINAL = True  # whether a sweep starts the decoder at the data's marginal (``start_at_marginal``)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        if not isinstance(config, self.Config):
+            raise ValueError(f"{type(self).__name__} takes a {self.Config.__name__}; got {type(config).__name__}")
         self.config = config
-        if self.KNOB is not None:
-            self.register_buffer(self.KNOB, torch.tensor(float(getattr(config, self.KNOB))), persistent=False)
+        for name in knob_fields(config):
+            self.register_buffer(name, torch.tensor(float(getattr(config, name))), persistent=False)
         self.likelihood = LIKELIHOODS[config.likelihood](**({} if config.scale is None else {"scale": config.scale}))
         self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
-        self.decoder = mlp(config.latent_dim, config.decoder_hidden, config.input_dim)
+        self.decoder = mlp(config.latent_dim, tuple(config.decoder_hidden or ()), config.input_dim)
+
+    @property
+    def input_dim(self) -> int:
+        """D, the width of the data."""
+        return self.config.input_dim
 
     @property
     def latent_dim(self) -> int:
+        """d, the width of the code."""
         return self.config.latent_dim
+
+    @property
+    def support(self):
+        """The set the data must lie in (a ``torch.distributions.constraints`` object), the likelihood's."""
+        return getattr(self.likelihood, "support", None)
+
+    def check_data(self, x: Tensor, name: str = "x") -> None:
+        """Refuse data x [N, D] outside the likelihood's support with a ValueError naming ``name``."""
+        self.likelihood.check_data(x, name)
 
     def encoder_width(self) -> int:
         """Width of the encoder's output: the code itself here."""
@@ -64,6 +82,10 @@ class Autoencoder(nn.Module):
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) in nats for x [N, D] and z [..., N, d] (e.g. [S, N, d]); returns [..., N]."""
         return self.likelihood.log_prob(x, self.decoder(z))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """E[x|z] [..., N, D], the likelihood's mean, for z [..., N, d]."""
+        return self.likelihood.mean(self.decoder(z))
 
     def start_at_marginal(self, x: Tensor) -> None:
         """Set the decoder's output bias so that, before training, p(x|z) is each dimension's marginal over the
@@ -93,6 +115,14 @@ class StochasticAutoencoder(Autoencoder):
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z|x): batch_shape [N], event_shape [d]."""
+        return self.posterior_from_params(self.posterior_params(x))
+
+    def posterior_params(self, x: Tensor) -> Tensor:
+        """The amortised variational parameters [N, P] of x [N, D]: the encoder's output."""
+        return self.encoder(x)
+
+    def posterior_from_params(self, h: Tensor) -> Distribution:
+        """q(z|x) for the variational parameters h [N, P] (the hook a stochastic kind overrides)."""
         raise NotImplementedError
 
     def prior(self) -> Distribution:

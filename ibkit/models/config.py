@@ -1,80 +1,123 @@
-"""ModelConfig: every hyper-parameter of an autoencoder, validated once."""
+"""Typed model configs: a frozen dataclass per kind, its fields checked on construction against their annotated
+types and the ranges in their metadata.
+
+Field metadata (all optional):
+    knob:     True for a hyper-parameter that may differ between models trained as one batch (``fit_many``); the
+              model holds it as a buffer of that name, it is a results column and part of the run id.
+    id:       the short name it takes in a run id ("d" for latent_dim); knobs use their own name by default.
+    symbol:   how figures write it ("β").
+    low, high, low_open: the allowed range of a number (low_open: strictly above ``low``).
+    choices:  the allowed values.
+    widths:   a tuple of positive layer widths.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
 
 from ibkit.checks import check_choice, check_number
-
-KINDS = ("ae", "sparse_ae", "noisy_ae", "vae")
-LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
-POSTERIOR_NAMES = ("diagonal", "full", "iaf")
-CODE_BOUNDS = ("tanh", None)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: str  # ae | sparse_ae | noisy_ae | vae
-    input_dim: int  # D, width of the data
-    latent_dim: int  # d, width of the code
-    hidden: tuple[int, ...] = (256, 256)  # encoder widths (decoder mirrors them); () = linear maps
-    decoder_hidden: tuple[int, ...] | None = None  # decoder widths when they differ; None mirrors hidden
-    likelihood: str = "bernoulli"  # bernoulli (logits) | gaussian (mean + one learned log-scale)
-    scale: float | None = None  # gaussian: a fixed decoder std s instead of a learned one
-    posterior: str = "diagonal"  # q(z|x) family of the vae: diagonal | full (Cholesky factor) | iaf
-    flow_steps: int = 2  # iaf: number of autoregressive steps
-    beta: float = 1.0  # vae: weight of the rate in distortion + beta * rate
-    noise: float | None = None  # noisy_ae: std of the fixed Gaussian channel noise (required, > 0)
-    sparsity: float = 0.0  # sparse_ae: weight of the L1 penalty on the code
-    code_bound: str | None = "auto"  # noisy_ae: "tanh" (power <= 1 per dim, the default) or None (unbounded)
-    seed: int = 0  # seed of the weight initialisation
+    """What every kind shares: the data and code widths, the networks, the likelihood and the seed."""
+
+    input_dim: int = field(metadata={"low": 1})  # D, width of the data
+    latent_dim: int = field(metadata={"low": 1, "id": "d"})  # d, width of the code
+    hidden: tuple[int, ...] = field(default=(256, 256), metadata={"widths": True})  # encoder widths; () = linear
+    decoder_hidden: tuple[int, ...] | None = field(default=None, metadata={"widths": True})  # None mirrors hidden
+    likelihood: str = field(default="bernoulli", metadata={"choices": ("bernoulli", "gaussian")})  # p(x|z) family
+    scale: float | None = field(default=None, metadata={"low": 0, "low_open": True})  # gaussian: fixed decoder std
+    seed: int = field(default=0, metadata={"low": 0})  # seed of the weight initialisation
 
     def __post_init__(self):
-        check_choice("kind", self.kind, KINDS)
-        check_number("input_dim", self.input_dim, low=1, integer=True)
-        check_number("latent_dim", self.latent_dim, low=1, integer=True)
-        hidden = self.hidden
-        widths_ok = not isinstance(hidden, (int, str)) and all(
-            isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
-        )
-        if not widths_ok:
-            raise ValueError(
-                f"hidden={hidden!r} must be a tuple of positive layer widths, e.g. (256, 256), or () for linear"
-            )
-        object.__setattr__(self, "hidden", tuple(hidden))
+        validate_fields(self)
         if self.decoder_hidden is None:
             object.__setattr__(self, "decoder_hidden", tuple(reversed(self.hidden)))
-        elif isinstance(self.decoder_hidden, (int, str)) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.decoder_hidden):
-            raise ValueError(f"decoder_hidden={self.decoder_hidden!r} must be a tuple of positive layer widths, "
-                             "() for a linear decoder, or None to mirror hidden")
-        object.__setattr__(self, "decoder_hidden", tuple(self.decoder_hidden))
-        check_choice("likelihood", self.likelihood, LIKELIHOOD_NAMES)
-        if self.scale is not None:
-            check_number("scale", self.scale, low=0, low_open=True)
-            if self.likelihood != "gaussian":
-                raise ValueError(f"scale={self.scale!r} applies only to likelihood='gaussian' (a fixed decoder "
-                                 f"std), not likelihood={self.likelihood!r}")
-        check_choice("posterior", self.posterior, POSTERIOR_NAMES)
-        if self.posterior != "diagonal" and self.kind != "vae":
-            raise ValueError(f"posterior={self.posterior!r} applies only to kind='vae'; kind={self.kind!r} has no "
-                             "posterior family (noisy_ae's channel is fixed, ae and sparse_ae have none)")
-        check_number("beta", self.beta, low=0)
-        check_number("sparsity", self.sparsity, low=0)
-        check_number("seed", self.seed, low=0, integer=True)
-        check_number("flow_steps", self.flow_steps, low=1, integer=True)
-        if self.kind == "noisy_ae":
-            if self.noise is None:
-                raise ValueError("noise=None: kind='noisy_ae' needs the channel noise std, e.g. noise=0.1")
-            check_number("noise", self.noise, low=0, low_open=True)
-        elif self.noise is not None:
-            raise ValueError(f"noise={self.noise!r} applies only to kind='noisy_ae', not kind={self.kind!r}")
-        if self.sparsity and self.kind != "sparse_ae":
-            raise ValueError(f"sparsity={self.sparsity!r} applies only to kind='sparse_ae', not kind={self.kind!r}")
-        bound = self.code_bound
-        if bound == "auto":
-            bound = "tanh" if self.kind == "noisy_ae" else None
-        check_choice("code_bound", bound, CODE_BOUNDS)
-        if bound is not None and self.kind != "noisy_ae":
-            raise ValueError(f"code_bound={bound!r} applies only to kind='noisy_ae', not kind={self.kind!r}")
-        object.__setattr__(self, "code_bound", bound)
+        if self.scale is not None and self.likelihood != "gaussian":
+            raise ValueError(f"scale={self.scale!r} applies only to likelihood='gaussian' (a fixed decoder std), not "
+                             f"likelihood={self.likelihood!r}")
+
+
+def validate_fields(config) -> None:
+    """Check (and normalise: lists to tuples, ints to floats) every field of ``config`` against its annotated type
+    and its metadata's range or choices; a ValueError names the field, the value and what is allowed."""
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        value = _coerce(f.name, getattr(config, f.name), hints[f.name], f.metadata)
+        object.__setattr__(config, f.name, value)
+
+
+@cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(name: str, value, annotation, meta):
+    """``value`` as the type ``annotation`` names (int, float, str, bool, tuple[int, ...], X | None), checked."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if "choices" in meta:
+        check_choice(name, value, meta["choices"])
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, int, float)) or not hasattr(value, "__iter__"):
+            raise ValueError(f"{name}={value!r} must be a tuple of positive layer widths, e.g. (256, 256), or () "
+                             "for a linear map")
+        value = tuple(value)
+        for v in value:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}={value!r} must be a tuple of positive layer widths, e.g. (256, 256), "
+                                 "or () for a linear map")
+        return value
+    if annotation in (int, float):
+        check_number(name, value, low=meta.get("low"), high=meta.get("high"), low_open=meta.get("low_open", False),
+                     integer=annotation is int)
+        return int(value) if annotation is int else float(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}={value!r} must be True or False")
+        return value
+    if annotation is str and not isinstance(value, str):
+        raise ValueError(f"{name}={value!r} must be a string")
+    return value
+
+
+def knob_fields(config_cls) -> tuple[str, ...]:
+    """The names of the fields of ``config_cls`` (a config class or instance) marked ``knob``, in declaration
+    order."""
+    return tuple(f.name for f in dataclasses.fields(config_cls) if f.metadata.get("knob"))
+
+
+def id_fields(config_cls) -> dict[str, str]:
+    """{field: its short name in a run id} for the fields that enter run ids (knobs and fields with an ``id``)."""
+    return {f.name: f.metadata.get("id", f.name) for f in dataclasses.fields(config_cls)
+            if f.metadata.get("knob") or "id" in f.metadata}
+
+
+def field_defaults(config_cls) -> dict:
+    """{field: its default} for the fields of ``config_cls`` that have one."""
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def required_fields(config_cls) -> tuple[str, ...]:
+    """The fields of ``config_cls`` without a default."""
+    return tuple(f.name for f in dataclasses.fields(config_cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+__all__ = ["ModelConfig", "validate_fields", "knob_fields", "id_fields", "field_defaults", "required_fields"]

@@ -1,14 +1,25 @@
 """The sparse autoencoder: an L1 penalty on the deterministic code."""
 
+from dataclasses import dataclass, field
+
 from torch import Tensor
 
 from ibkit.models.base import Autoencoder
+from ibkit.models.config import ModelConfig
+from ibkit.models.registry import register_model
 
 
+@dataclass(frozen=True)
+class SparseAEConfig(ModelConfig):
+    sparsity: float = field(default=0.0, metadata={"knob": True, "id": "l1", "symbol": "λ", "low": 0})  # L1 weight
+
+
+@register_model("sparse_ae", label="sparse AE", marker="^", colour=3)
 class SparseAE(Autoencoder):
     """loss = -log p(x|z) + sparsity * ||z||_1 (Ng 2011, "Sparse autoencoder"; the L1 form)."""
 
-    KNOB = "sparsity"
+    Config = SparseAEConfig
+    sparsity: Tensor  # the knob's buffer: [] alone, [K, 1] in fit_many's stacked model
 
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
         return self.sparsity * z.abs().sum(-1)

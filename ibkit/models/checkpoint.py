@@ -1,0 +1,65 @@
+"""Checkpoints: a model's kind, config and weights in one weights-only torch file, loaded through the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ibkit.models.registry import model_class
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write the model's kind, config and weights to ``path`` atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    blob = {"kind": model.KIND, "config": dataclasses.asdict(model.config), "state_dict": state}  # type: ignore
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(blob, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> nn.Module:
+    """Rebuild a model saved by ``save_checkpoint`` through the registry, on the CPU (a checkpoint written on a GPU
+    loads on a machine without one). Loads tensors only (``weights_only=True``), never pickled code. A kind that is
+    not registered is a ValueError naming it (register it, e.g. by importing the module that defines it)."""
+    from ibkit.models import build_model
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}") from None
+    except Exception as e:  # an unpickling refusal, a truncated file
+        raise ValueError(
+            f"cannot load checkpoint {path}: not an ibkit weights-only checkpoint ({e.__class__.__name__})"
+        ) from None
+    try:
+        config = dict(blob["config"])
+        kind = blob["kind"] if "kind" in blob else config.pop("kind")  # before the registry: the kind in the config
+        config.pop("kind", None)
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint (no {e})") from None
+    cls = model_class(kind)  # an unregistered kind: a ValueError naming it
+    known = {f.name for f in dataclasses.fields(cls.Config)}
+    # files from before per-kind configs hold every kind's fields; "auto" was their noisy AE's default bound
+    config = {k: v for k, v in config.items() if k in known and v != "auto"}
+    try:
+        model = build_model(kind, **config)
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors, but not an ibkit model's
+        raise ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint ({e.__class__.__name__}: "
+                         f"{str(e).splitlines()[0][:200]})") from None
+    return model
+
+
+__all__ = ["save_checkpoint", "load_checkpoint"]
