@@ -115,6 +115,45 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(back.likelihood.log_scale, m.likelihood.log_scale)
 
 
+def test_checkpoint_written_on_a_gpu_loads_on_the_cpu(tmp_path, monkeypatch):
+    """A run stored on a CUDA machine reloads here: its tensors are tagged 'cuda:0' in the file (as torch.save
+    writes GPU tensors), which torch.load refuses on a machine without a GPU unless mapped to the CPU."""
+    import torch.serialization
+
+    m = build("vae", beta=2.0, posterior="full")
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        save_checkpoint(m, tmp_path / "gpu.pt")
+    with pytest.raises(RuntimeError, match="CUDA"):  # the file really claims the GPU
+        torch.load(tmp_path / "gpu.pt", weights_only=True)
+    back = load_checkpoint(tmp_path / "gpu.pt")
+    assert back.config == m.config and next(back.parameters()).device.type == "cpu"
+    torch.testing.assert_close(back.posterior(X).mean, m.posterior(X).mean)
+
+
+def test_checkpoint_of_an_unregistered_kind_is_refused_by_name(tmp_path):
+    m = build("ae")
+    save_checkpoint(m, tmp_path / "m.pt")
+    blob = torch.load(tmp_path / "m.pt", weights_only=True)
+    blob["kind"] = "my_kind"
+    torch.save(blob, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="kind='my_kind' is not a registered model kind"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
+def test_checkpoint_from_before_per_kind_configs_loads(tmp_path):
+    """Files written before the registry held one config with every kind's fields and the kind inside it."""
+    m = build("noisy_ae", noise=0.3)
+    state = {k: v for k, v in m.state_dict().items()}
+    old = dict(kind="noisy_ae", input_dim=12, latent_dim=3, hidden=[16], decoder_hidden=[16],
+               likelihood="bernoulli", scale=None, posterior="diagonal", flow_steps=2, beta=1.0, noise=0.3,
+               sparsity=0.0, code_bound="tanh", seed=0)
+    torch.save({"config": old, "state_dict": state}, tmp_path / "old.pt")
+    back = load_checkpoint(tmp_path / "old.pt")
+    assert back.config == m.config
+    torch.testing.assert_close(back.posterior(X).mean, m.posterior(X).mean)
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("this code must never run",))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 MI_SCRIPT = textwrap.dedent(
     """

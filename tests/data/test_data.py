@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from torch.distributions import MultivariateNormal
 
 from ibkit import data
+from ibkit.data import mnist  # owns the download settings (MIRROR, MIRRORS, MNIST_MD5), read at call time
 from ibkit.interface import LatentVariableModel
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 README_MD5 = {  # md5 of the uncompressed bytes, from shared/data/mnist/README.md
     "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
@@ -62,8 +63,8 @@ def no_env(monkeypatch, tmp_path):
     monkeypatch.delenv("IBKIT_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     nowhere = (tmp_path / "no-mirror").as_uri() + "/"
-    monkeypatch.setattr(data, "MIRROR", nowhere)
-    monkeypatch.setattr(data, "MIRRORS", (nowhere,))
+    monkeypatch.setattr(mnist, "MIRROR", nowhere)
+    monkeypatch.setattr(mnist, "MIRRORS", (nowhere,))
     return tmp_path
 
 
@@ -231,7 +232,7 @@ def test_shared_mnist_shapes_and_labels(shared_mnist):
     assert ds.train.shape == (8000, 784) and ds.test.shape == (2000, 784) and ds.input_dim == 784
     labels = torch.cat([ds.train_labels, ds.test_labels])
     assert labels.min() == 0 and labels.max() == 9 and len(labels.unique()) == 10
-    assert 0 <= ds.train.min() and ds.train.max() <= 1
+    assert ds.train.min() >= 0 and ds.train.max() <= 1
 
 
 def test_shared_mnist_bytes_match_readme_md5(shared_mnist):
@@ -263,9 +264,9 @@ def mirror(tmp_path, monkeypatch, no_env):
     arrays = tiny_mnist(tmp_path / "mirror")
     md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in (tmp_path / "mirror").iterdir()}
     url = (tmp_path / "mirror").as_uri() + "/"
-    monkeypatch.setattr(data, "MIRROR", url)
-    monkeypatch.setattr(data, "MIRRORS", (url,))
-    monkeypatch.setattr(data, "MNIST_MD5", md5)
+    monkeypatch.setattr(mnist, "MIRROR", url)
+    monkeypatch.setattr(mnist, "MIRRORS", (url,))
+    monkeypatch.setattr(mnist, "MNIST_MD5", md5)
     return arrays
 
 
@@ -282,8 +283,8 @@ def test_download_lands_in_cache_and_loads(mirror, tmp_path):
 
 def test_download_checksum_mismatch_deletes_file(mirror, tmp_path, monkeypatch):
     first = data.MNIST_FILES["train_images"] + ".gz"  # downloaded first, so nothing else is fetched
-    got = data.MNIST_MD5[first]
-    monkeypatch.setitem(data.MNIST_MD5, first, "0" * 32)
+    got = mnist.MNIST_MD5[first]
+    monkeypatch.setitem(mnist.MNIST_MD5, first, "0" * 32)
     with pytest.raises(ValueError, match=rf"{first}.*expected md5 0{{32}}, got {got}"):
         data.load("mnist")
     assert list((tmp_path / "cache" / "ibkit" / "mnist").iterdir()) == []  # no file, no temp file
@@ -291,8 +292,8 @@ def test_download_checksum_mismatch_deletes_file(mirror, tmp_path, monkeypatch):
 
 def test_download_failure_says_where_to_put_files(no_env, tmp_path, monkeypatch):
     gone = (tmp_path / "no-such-mirror").as_uri() + "/"  # an unreachable mirror, without touching the network
-    monkeypatch.setattr(data, "MIRROR", gone)
-    monkeypatch.setattr(data, "MIRRORS", (gone,))
+    monkeypatch.setattr(mnist, "MIRROR", gone)
+    monkeypatch.setattr(mnist, "MIRRORS", (gone,))
     with pytest.raises(ConnectionError, match=r"could not download .*path=FOLDER.*IBKIT_DATA"):
         data.load("mnist")
     assert list((tmp_path / "cache" / "ibkit" / "mnist").iterdir()) == []
@@ -386,6 +387,17 @@ def test_log_likelihood_is_isotropic_gaussian(gauss):
         model.log_likelihood(x, torch.zeros(4, 9, 2))
 
 
+@pytest.mark.parametrize("posterior", ["diagonal", "full"])
+def test_true_model_vae_holds_the_generating_model_frozen(gauss, posterior):
+    """The VAE form of the true model: its decoder and likelihood are the generating ones and frozen; only the
+    encoder trains. Its log p(x|z) is then the generating model's."""
+    exact, vae = gauss.true_model(), gauss.true_model(posterior=posterior, hidden=(8,), seed=1)
+    x, z = gauss.test[:10], torch.randn(4, 10, 2, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(vae.log_likelihood(x, z), exact.log_likelihood(x, z), rtol=1e-5, atol=1e-4)
+    assert all(not p.requires_grad for part in (vae.decoder, vae.likelihood) for p in part.parameters())
+    assert all(p.requires_grad for p in vae.encoder.parameters())
+
+
 def test_mutual_information_is_entropy_minus_noise_entropy(gauss):
     h_noise = 8 / 2 * math.log(2 * math.pi * math.e * 0.25)  # h(X|Z) = h(sigma eps)
     assert gauss.mutual_information() == pytest.approx(gauss.entropy() - h_noise, rel=1e-9)
@@ -454,3 +466,17 @@ def test_dataset_validates_its_fields():
         data.Dataset("d", x, torch.zeros(3, 5), "gaussian")
     with pytest.raises(ValueError, match=r"Dataset.train_labels must be an int64 tensor \[3\]"):
         data.Dataset("d", x, x, "gaussian", train_labels=torch.zeros(2, dtype=torch.int64))
+
+
+
+def test_every_name_of_the_former_single_module_is_importable():
+    """ibkit.data was one module; each name it offered is still importable from the package."""
+    names = [
+        "BINARIZE", "DATASETS", "DOWNLOAD_TIMEOUT", "Dataset", "IDX_DTYPES", "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC",
+        "LIKELIHOODS", "LinearGaussianDataset", "LinearGaussianModel", "MIRROR", "MIRRORS", "MNIST_FILES",
+        "MNIST_MD5", "cache_dir", "load", "load_digits", "load_gaussian", "load_mnist", "options", "parse_idx",
+        "read_idx", "split_indices",
+    ]
+    assert [n for n in names if not hasattr(data, n)] == []
+    assert set(data.__all__) <= set(names)
+    assert list(data.DATASETS) == ["digits", "mnist", "gaussian"]

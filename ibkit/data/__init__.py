@@ -1,0 +1,83 @@
+"""Datasets: digits (bundled with scikit-learn, the default), MNIST (IDX files), linear-Gaussian data.
+
+``load(name, **options) -> Dataset`` is the one entry point; ``DATASETS`` is its registry, one loader per source:
+
+- ``digits`` (``digits.py``): scikit-learn's 8x8 digits (1,797 images), scaled to [0, 1]; needs no files.
+- ``mnist`` (``mnist.py``, reading ``idx.py``'s format): the 28x28 MNIST digits (LeCun, Cortes & Burges) read
+  from IDX files in a folder (the ``path`` option, else ``$IBKIT_DATA``, else the user cache, which it can fill
+  by download).
+- ``gaussian`` (``gaussian.py``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X), I(X;Z) and
+  the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked against
+  true answers.
+
+Every loader returns the ``Dataset`` record (``dataset.py``); the image loaders share the split and
+binarisation in ``_split.py``. Nothing happens at import: no files are read, nothing is downloaded, no seeds
+are set.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from ibkit.checks import check_choice
+from ibkit.data._split import BINARIZE, split_indices
+from ibkit.data.dataset import LIKELIHOODS, Dataset
+from ibkit.data.digits import load_digits
+from ibkit.data.gaussian import LinearGaussianDataset, LinearGaussianModel, load_gaussian
+from ibkit.data.idx import IDX_DTYPES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx, read_idx
+from ibkit.data.mnist import DOWNLOAD_TIMEOUT, MIRROR, MIRRORS, MNIST_FILES, MNIST_MD5, cache_dir, load_mnist
+
+DATASETS: dict[str, Callable[..., Dataset]] = {  # name -> loader; the only list of dataset names
+    "digits": load_digits,
+    "mnist": load_mnist,
+    "gaussian": load_gaussian,
+}
+
+
+def options(name: str) -> dict[str, object]:
+    """The options ``load(name, ...)`` accepts, with their defaults."""
+    check_choice("name", name, DATASETS)
+    return {p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()}
+
+
+def load(name: str = "digits", **opts) -> Dataset:
+    """Load a dataset by registry name: ``load("digits")``, ``load("mnist", path=...)``, ``load("gaussian")``.
+
+    Unknown names and unknown options are refused with a ValueError listing the valid ones.
+    """
+    valid = options(name)
+    for key in opts:
+        if key not in valid:
+            raise ValueError(
+                f"load({name!r}) got an unknown option {key!r}; valid options are: {', '.join(valid)}"
+            )
+    return DATASETS[name](**opts)
+
+
+__all__ = [
+    "Dataset",
+    "LinearGaussianDataset",
+    "LinearGaussianModel",
+    "DATASETS",
+    "load",
+    "options",
+    "load_digits",
+    "load_mnist",
+    "load_gaussian",
+    "split_indices",
+    "parse_idx",
+    "read_idx",
+    "cache_dir",
+    "MIRROR",
+    "MIRRORS",
+    "MNIST_MD5",
+    "MNIST_FILES",
+    # re-exported so that every name ``ibkit.data`` had as one module stays importable from it
+    "BINARIZE",
+    "LIKELIHOODS",
+    "DOWNLOAD_TIMEOUT",
+    "IDX_DTYPES",
+    "IDX_IMAGES_MAGIC",
+    "IDX_LABELS_MAGIC",
+]

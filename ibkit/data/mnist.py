@@ -1,0 +1,254 @@
+"""MNIST (LeCun, Cortes & Burges): the 28x28 digits read from IDX files in a folder.
+
+The folder is the ``path`` option, else ``$IBKIT_DATA``, else the user cache (``cache_dir()``), the only
+folder ever downloaded into, each file checked against ``MNIST_MD5``. The settings below (``MIRROR``,
+``MIRRORS``, ``MNIST_MD5``, ``DOWNLOAD_TIMEOUT``) are read from this module at call time; tests patch them here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ibkit.data._split import binarize_pixels, check_image_options, split_dataset
+from ibkit.data.dataset import Dataset
+from ibkit.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
+
+log = logging.getLogger(__name__)
+
+MNIST_FILES = {  # role -> file name without the optional ".gz"
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+MNIST_MD5 = {  # md5 of the canonical .gz downloads (the values torchvision checks)
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = (  # known copies of the canonical files, tried after MIRROR on network errors
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+MIRROR = MIRRORS[0]  # tried first; tests point it at a file:// folder
+DOWNLOAD_TIMEOUT = 60.0  # seconds per connection attempt
+
+
+# ----------------------------------------------------------------------------------------------
+# Where the files are
+
+
+def cache_dir() -> Path:
+    """The folder ibkit downloads MNIST into: ``$XDG_CACHE_HOME/ibkit/mnist`` or ``~/.cache/ibkit/mnist``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "ibkit" / "mnist"
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _resolve_user_folder(folder: Path, origin: str) -> Path:
+    """The folder holding the files, or its ``mnist/`` subfolder when only that holds them."""
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{origin}={str(folder)!r} is not a folder; point it at the folder holding the MNIST IDX files"
+        )
+    if not any(_find(folder, stem) for stem in MNIST_FILES.values()) and (folder / "mnist").is_dir():
+        return folder / "mnist"
+    return folder
+
+
+def _mnist_folder(path: str | os.PathLike | None) -> tuple[Path, str]:
+    """(folder, origin): the ``path`` option, else ``$IBKIT_DATA``, else ``cache_dir()``; origin names which."""
+    if path is not None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path={path!r} must be a folder path (str or os.PathLike)")
+        return _resolve_user_folder(Path(path).expanduser(), "path"), "path"
+    if os.environ.get("IBKIT_DATA"):
+        return _resolve_user_folder(Path(os.environ["IBKIT_DATA"]).expanduser(), "IBKIT_DATA"), "IBKIT_DATA"
+    return cache_dir(), "cache"
+
+
+def _where_to_put_files() -> str:
+    names = ", ".join(f"{stem}[.gz]" for stem in MNIST_FILES.values())
+    return (
+        f"Put the MNIST IDX files ({names}; the t10k pair alone is enough) in a folder and pass "
+        "load('mnist', path=FOLDER) or set the environment variable IBKIT_DATA=FOLDER "
+        f"(or a folder with an mnist/ subfolder); sources: {', '.join(MIRRORS)}"
+    )
+
+
+def _no_files_error(folder: Path, origin: str) -> FileNotFoundError:
+    if origin == "cache":
+        hint = " and download=False, so nothing was fetched"
+    else:
+        hint = (
+            f" (set by {origin}; ibkit downloads only into its cache {cache_dir()}, "
+            "used when neither path nor IBKIT_DATA is given)"
+        )
+    return FileNotFoundError(f"no MNIST IDX files in {folder}{hint}. " + _where_to_put_files())
+
+
+# ----------------------------------------------------------------------------------------------
+# The download
+
+
+def _download(filename: str, folder: Path) -> Path:
+    """Fetch ``filename`` into ``folder`` from MIRROR (then the other MIRRORS on network errors).
+
+    The bytes go to a temporary file in ``folder``; its MD5 is checked against ``MNIST_MD5`` and only
+    then is it moved into place with ``os.replace`` (atomic). A mismatch deletes it and raises.
+    """
+    expected = MNIST_MD5[filename]
+    urls = [m.rstrip("/") + "/" + filename for m in (MIRROR, *(m for m in MIRRORS if m != MIRROR))]
+    failures = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
+        md5 = hashlib.md5(usedforsecurity=False)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+                while chunk := response.read(1 << 20):
+                    md5.update(chunk)
+                    out.write(chunk)
+        except (urllib.error.URLError, OSError, TimeoutError) as err:
+            os.remove(tmp)
+            failures.append(f"{url}: {getattr(err, 'reason', err)}")
+            continue
+        except BaseException:
+            os.remove(tmp)
+            raise
+        got = md5.hexdigest()
+        if got != expected:
+            os.remove(tmp)
+            raise ValueError(
+                f"checksum mismatch for {filename} downloaded from {url}: expected md5 {expected}, got {got}; "
+                "the file was deleted. Try again later, or fetch the files by hand. " + _where_to_put_files()
+            )
+        os.replace(tmp, folder / filename)
+        log.info("downloaded %s into %s", url, folder)
+        return folder / filename
+    raise ConnectionError(
+        f"could not download {filename} into the cache {folder} ({'; '.join(failures)}). " + _where_to_put_files()
+    )
+
+
+def _find_files(folder: Path, download: bool) -> dict[str, Path | None]:
+    """role (a key of ``MNIST_FILES``) -> its file in ``folder``, or None; with ``download``, when any of the
+    four is missing, the missing ones are fetched into ``folder`` first."""
+    found = {role: _find(folder, stem) for role, stem in MNIST_FILES.items()}
+    if download and not all(found.values()):
+        folder.mkdir(parents=True, exist_ok=True)
+        for role, stem in MNIST_FILES.items():
+            if found[role] is None:
+                found[role] = _download(stem + ".gz", folder)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the files
+
+
+def _read_mnist_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, rows * cols] uint8 and labels [N] int64 from one IDX pair, checked against each other."""
+    images = read_idx(images_path, expected_magic=IDX_IMAGES_MAGIC)
+    labels = read_idx(labels_path, expected_magic=IDX_LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; "
+            "they must come from the same split (one label per image)"
+        )
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{labels_path}: labels must be digits 0..9; got a label {int(labels.max())}")
+    return images.reshape(len(images), -1), labels.astype(np.int64)
+
+
+def _read_pairs(folder: Path, found: dict[str, Path | None]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split ("train", "test") -> (images [N, 784] uint8, labels [N] int64), for each split whose two files
+    are both present; half a pair is refused, naming the missing file."""
+    pairs = {}
+    for split in ("train", "test"):
+        images_path, labels_path = found[f"{split}_images"], found[f"{split}_labels"]
+        present = images_path or labels_path
+        if present is None:
+            continue
+        if images_path is None or labels_path is None:
+            missing = MNIST_FILES[f"{split}_labels" if labels_path is None else f"{split}_images"]
+            raise FileNotFoundError(
+                f"{folder} holds {present.name} but not its partner {missing}[.gz]; add it, or remove {present.name}"
+            )
+        pairs[split] = _read_mnist_pair(images_path, labels_path)
+    return pairs
+
+
+def _train_test_dataset(
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], found: dict[str, Path | None],
+    binarize: str, seed: int,
+) -> Dataset:
+    """The canonical split: train = the train pair, test = the t10k pair, binarised together."""
+    (train_x, train_y), (test_x, test_y) = train, test
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(
+            f"the train images in {found['train_images']} have {train_x.shape[1]} pixels but the test images in "
+            f"{found['test_images']} have {test_x.shape[1]}; both must be the same size"
+        )
+    x, likelihood = binarize_pixels(np.concatenate([train_x, test_x]) / 255.0, binarize, seed)
+    return Dataset(
+        name="mnist",
+        train=torch.from_numpy(np.ascontiguousarray(x[: len(train_x)])),
+        test=torch.from_numpy(np.ascontiguousarray(x[len(train_x) :])),
+        likelihood=likelihood,
+        train_labels=torch.from_numpy(train_y),
+        test_labels=torch.from_numpy(test_y),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The loader
+
+
+def load_mnist(
+    *,
+    path: str | os.PathLike | None = None,
+    binarize: str = "threshold",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """MNIST from IDX files: 28x28 digits scaled to [0, 1] (bytes / 255), flattened to D = 784.
+
+    path:          folder holding the files (or an ``mnist/`` subfolder of it); else ``$IBKIT_DATA``;
+                   else ``cache_dir()``. Only the cache is ever downloaded into.
+    binarize:      "threshold" (pixel > 0.5), "stochastic" (Bernoulli(pixel), seeded) or "none" (gaussian).
+    test_fraction: used only when one pair of files is present (e.g. the 10,000-image t10k set alone):
+                   that pair is split with ``split_indices``. With both pairs train = train, test = t10k.
+    seed:          the split, and the stochastic binarisation.
+    download:      when reading the cache and any of the four files is missing, fetch the missing ones
+                   from MIRROR, checking each against ``MNIST_MD5``.
+    """
+    check_image_options(binarize, test_fraction, seed)
+    if not isinstance(download, bool):
+        raise ValueError(f"download={download!r} must be True or False")
+    folder, origin = _mnist_folder(path)
+    found = _find_files(folder, download=origin == "cache" and download)
+    pairs = _read_pairs(folder, found)
+    if not pairs:
+        raise _no_files_error(folder, origin)
+    if len(pairs) == 1:  # one pair only: split it
+        ((images, labels),) = pairs.values()
+        x, likelihood = binarize_pixels(images / 255.0, binarize, seed)
+        return split_dataset("mnist", x, labels, likelihood, test_fraction, seed)
+    return _train_test_dataset(pairs["train"], pairs["test"], found, binarize, seed)
