@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import sys
-import time
+import typing
 from collections.abc import Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ibkit.checks import check_model_data, check_number
 from ibkit.models.config import knob_fields
 from ibkit.train import DivergenceError, check_training, resolve_device, train_epochs, trainable_parameters
+
 
 def varying(config) -> tuple[str, ...]:
     """What may differ between the models of one batch: the config's knobs (fields marked ``knob``) and the seed."""
@@ -90,8 +88,9 @@ def fit_many(
 
 
 def _difference(a: nn.Module, b: nn.Module) -> str:
-    ca, cb = dataclasses.asdict(a.config), dataclasses.asdict(b.config)
-    keys = [k for k in ca if k not in varying(a.config) and ca[k] != cb.get(k)]
+    config = getattr(a, "config")  # noqa: B009 (an nn.Module attribute: typed Any, not Tensor | Module)
+    ca, cb = dataclasses.asdict(config), dataclasses.asdict(getattr(b, "config"))  # noqa: B009
+    keys = [k for k in ca if k not in varying(config) and ca[k] != cb.get(k)]
     if type(a) is not type(b):
         return f"class: {type(a).__name__} vs {type(b).__name__}"
     if keys:
@@ -115,6 +114,8 @@ class StackedLinear(nn.Module):
     """K linear maps as one module: weight [K, in, out], bias [K, 1, out], and the mask [in, out] of a masked
     layer (MADE), computed in the input's dtype: one batched matmul. Input [..., K, B, in], or [B, in] shared by
     the K models; output [..., K, B, out]."""
+
+    mask: Tensor | None
 
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
@@ -156,7 +157,7 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
             module.inplace = True
         if isinstance(module, nn.Linear):
             parent, _, leaf = name.rpartition(".")
-            setattr(stacked.get_submodule(parent), leaf, StackedLinear([m.get_submodule(name) for m in models]))
+            setattr(stacked.get_submodule(parent), leaf, StackedLinear(_layers(models, name)))
     for name, p in list(stacked.named_parameters()):
         if not _in_stacked_linear(stacked, name):
             value = torch.stack([m.get_parameter(name).detach() for m in models]).unsqueeze(1)
@@ -174,11 +175,16 @@ def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
     with torch.no_grad():
         for name, module in stacked.named_modules():
             if isinstance(module, StackedLinear):
-                module.unstack_into([m.get_submodule(name) for m in models])
+                module.unstack_into(_layers(models, name))
         for name, p in stacked.named_parameters():
             if not _in_stacked_linear(stacked, name):
                 for k, m in enumerate(models):
                     m.get_parameter(name).copy_(p[k, 0])
+
+
+def _layers(models: Sequence[nn.Module], name: str) -> list[nn.Linear]:
+    """The linear layer ``name`` of each model."""
+    return [typing.cast(nn.Linear, m.get_submodule(name)) for m in models]
 
 
 def _in_stacked_linear(stacked: nn.Module, name: str) -> bool:

@@ -1,8 +1,14 @@
 """The model protocol and the result records. This module imports nothing else from ibkit.
 
-Any object with ``posterior``, ``prior`` and ``log_likelihood`` is a latent-variable model to ibkit,
-so users can measure their own models without subclassing anything. Deterministic codes expose
-``encode`` instead.
+Any object with ``posterior``, ``prior`` and ``log_likelihood`` is a latent-variable model to ibkit
+(``LatentVariableModel``), so users can measure their own models without subclassing anything. A deterministic
+code needs only ``encode`` (``DeterministicCode``; ``ibkit.estimators.probe`` turns it into a latent-variable
+model). Everything else an estimator may use is optional, each part its own small protocol below: the decoder's
+``log_likelihood`` for a code (``HasLogLikelihood``), its mean ``decode`` (``HasDecode``, for ``mse``), the data
+width ``input_dim`` (``HasInputDim``), a data check ``check_data`` (``HasCheckData``) or else a ``support``
+(``HasSupport``), and the variational parameters ``posterior_params`` / ``posterior_from_params``
+(``HasPosteriorParams``, for ``amortization_gap``). Estimators read nothing else from a model; they check the
+shapes below at their entry and refuse, with the fix, what does not match.
 """
 
 from __future__ import annotations
@@ -13,31 +19,102 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor
 from torch.distributions import Distribution
+from torch.distributions.constraints import Constraint
 
 
 @runtime_checkable
 class LatentVariableModel(Protocol):
-    """A model p(x, z) = p(z) p(x|z) with an (amortised) posterior q(z|x)."""
+    """A model p(x, z) = p(z) p(x|z) with an (amortised) posterior q(z|x): what every estimator takes.
+
+    The shapes are checked at each estimator's entry. A diagonal Gaussian posterior is
+    ``Independent(Normal(mu, sigma), 1)`` with mu, sigma [N, d]: a bare ``Normal(mu, sigma)`` has batch_shape
+    [N, d] and event_shape [] and is refused (it would make each latent dimension a data point of its own).
+    """
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z|x) for x [N, D]: batch_shape [N], event_shape [d]."""
+        ...
 
     def prior(self) -> Distribution:
         """p(z): batch_shape [], event_shape [d]."""
+        ...
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and z [S, N, d]; returns [S, N]."""
+        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N] (summed over the D data dimensions), finite."""
+        ...
 
 
 @runtime_checkable
 class DeterministicCode(Protocol):
-    """An autoencoder with a deterministic code z = f(x) and no posterior."""
+    """A code z = f(x) with no posterior (a deterministic or sparse autoencoder's encoder). A decoder is optional
+    (``HasLogLikelihood``, ``HasDecode``); the code's width d is read from what ``encode`` returns."""
 
     def encode(self, x: Tensor) -> Tensor:
         """The code f(x) [N, d] for x [N, D]."""
+        ...
+
+
+@runtime_checkable
+class HasLogLikelihood(Protocol):
+    """The decoder's density, for a deterministic code whose distortion -log p(x|f(x)) is wanted."""
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and z [S, N, d]; returns [S, N]."""
+        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N]."""
+        ...
+
+
+@runtime_checkable
+class HasDecode(Protocol):
+    """The decoder's mean, for the squared-error distortion ``estimators.mse``."""
+
+    def decode(self, z: Tensor) -> Tensor:
+        """E[x|z], the likelihood's mean, [..., N, D] for z [..., N, d]."""
+        ...
+
+
+@runtime_checkable
+class HasInputDim(Protocol):
+    """The data width the model was built for; data of another width is refused before the model sees it."""
+
+    @property
+    def input_dim(self) -> int:
+        """D."""
+        ...
+
+
+@runtime_checkable
+class HasCheckData(Protocol):
+    """The model's own check of the data it can score (used in place of ``HasSupport`` where both exist)."""
+
+    def check_data(self, x: Tensor, name: str = "x") -> None:
+        """Raise ValueError, naming ``name``, the values found and the fix, for x [N, D] outside the likelihood's
+        support (e.g. pixels in [0, 255] under a Bernoulli likelihood)."""
+        ...
+
+
+@runtime_checkable
+class HasSupport(Protocol):
+    """The values one data dimension may take under the likelihood; data outside is refused with the range."""
+
+    @property
+    def support(self) -> Constraint:
+        """A ``torch.distributions.constraints`` object: ``constraints.unit_interval`` for Bernoulli pixels,
+        ``constraints.real`` for a Gaussian."""
+        ...
+
+
+@runtime_checkable
+class HasPosteriorParams(Protocol):
+    """The amortised variational parameters, for the per-datapoint optimisation of ``estimators.amortization_gap``:
+    ``posterior(x)`` equals ``posterior_from_params(posterior_params(x))``."""
+
+    def posterior_params(self, x: Tensor) -> Tensor:
+        """The encoder's variational parameters h [N, P] for x [N, D]."""
+        ...
+
+    def posterior_from_params(self, h: Tensor) -> Distribution:
+        """q(z|x) for given parameters h [N, P]: batch_shape [N], event_shape [d]."""
+        ...
 
 
 class ForwardOutput(NamedTuple):
@@ -60,7 +137,9 @@ class RunRecord:
     """One row of a results table: one run (model, seed) evaluated on one split. Nats throughout.
 
     Metrics that a run's kind does not define (the rate of a deterministic code, say) are NaN,
-    never zero; a failed run keeps its configuration, ``status="failed"`` and the ``error``.
+    never zero; a failed run keeps its configuration, ``status="failed"`` and the ``error``. ``knobs`` holds
+    one value per knob of every registered kind (beta, noise, sparsity, ...; NaN where the run's kind has none):
+    columns that come from the model configs, placed after ``latent_dim``.
     """
 
     experiment: str
@@ -69,9 +148,7 @@ class RunRecord:
     kind: str
     posterior: str = ""
     latent_dim: int = 0
-    beta: float = math.nan
-    noise: float = math.nan
-    sparsity: float = math.nan
+    knobs: dict = field(default_factory=dict)  # knob name -> value, from the model configs
     seed: int = 0
     split: str = "test"
     rate: float = math.nan  # E_x KL(q(z|x) || p(z))
@@ -87,12 +164,17 @@ class RunRecord:
     extra: dict = field(default_factory=dict)  # experiment-specific columns
 
     def to_row(self) -> dict:
-        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        row = {}
+        for f in fields(self):
+            if f.name not in ("knobs", "extra"):
+                row[f.name] = getattr(self, f.name)
+            if f.name == "latent_dim":
+                row.update(self.knobs)
         row.update(self.extra)
         return row
 
 
-RESULT_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name != "extra")
+RESULT_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name not in ("knobs", "extra"))  # knobs: see above
 
 
 def is_stochastic(model) -> bool:
@@ -103,6 +185,12 @@ def is_stochastic(model) -> bool:
 __all__ = [
     "LatentVariableModel",
     "DeterministicCode",
+    "HasLogLikelihood",
+    "HasDecode",
+    "HasInputDim",
+    "HasCheckData",
+    "HasSupport",
+    "HasPosteriorParams",
     "ForwardOutput",
     "RunRecord",
     "RESULT_COLUMNS",

@@ -281,8 +281,8 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
             )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-")
-        probe.close()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
     except OSError as e:
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     return folder

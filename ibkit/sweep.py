@@ -27,6 +27,7 @@ from ibkit.models.registry import all_knobs, knob_names, model_class
 from ibkit.results import CHECKPOINTS, finished_run_ids, interrupts_deferred, load, write_record, write_tables
 from ibkit.train import DivergenceError, fit, resolve_device
 
+
 def run_id(spec: dict) -> str:
     """A readable id, unique within a grid, from the kind's config: the kind, a posterior family other than the
     default, then each field that enters run ids (``latent_dim`` as d, the knobs, fields with an ``id`` in their
@@ -99,8 +100,11 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     finished) are run again, each record replacing its earlier attempt's.
     """
     ids = {run_id(spec) for spec in specs}
-    done = finished_run_ids(out_dir) & ids if out_dir is not None else set()  # rows of other grids are dropped
-    rows: list[dict] = load(out_dir).query("run_id in @done").to_dict("records") if done else []
+    rows: list[dict] = []
+    done: set[str] = set()
+    if out_dir is not None:
+        done = finished_run_ids(out_dir) & ids  # rows of other grids are dropped
+        rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
     context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable)
     groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build)
@@ -126,18 +130,24 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     return pd.DataFrame(rows)
 
 
-def train_group(context: GridContext, group: list[dict]) -> list[tuple[dict, list[dict], dict, nn.Module | None]]:
+GroupResult = list[tuple[dict, list[dict], dict, nn.Module | None]]  # per spec: rows, side tables, model or None
+
+
+def train_group(context: GridContext, group: list[dict]) -> GroupResult:
     """Build, train (as one batched model when there are several) and evaluate a group of specs, wherever it
     runs. Per spec: its rows, its side-table rows and the trained model (None where the run failed)."""
-    ds, out, models = context.ds, [], []
+    ds = context.ds
+    out: GroupResult = []
+    models: list[tuple[dict, nn.Module]] = []
     for spec in group:  # a spec that cannot be built fails alone
         try:
             if context.build:
                 model = context.build(spec)
             else:
-                model = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
-                if model.STARTS_AT_MARGINAL:  # autoencoders: their codes would otherwise be pushed to one corner
-                    model.start_at_marginal(ds.train)
+                built = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+                if built.STARTS_AT_MARGINAL:  # autoencoders: their codes would otherwise be pushed to one corner
+                    built.start_at_marginal(ds.train)
+                model = built
             _check_built(model, spec)
             models.append((spec, model))
         except Exception as e:
@@ -150,7 +160,7 @@ def train_group(context: GridContext, group: list[dict]) -> list[tuple[dict, lis
     except Exception as e:  # a fault of the whole group: each of its runs fails with it
         trained = [e] * len(models)
     seconds = (time.perf_counter() - start) / max(1, len(models))
-    for (spec, model), outcome in zip(models, trained):
+    for (spec, model), outcome in zip(models, trained, strict=True):
         if isinstance(outcome, DivergenceError):
             out.append((spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome),
                                        _last_finite(outcome)), None))
@@ -169,7 +179,7 @@ def _train(models: list, seeds: list[int], x, **options) -> list:
     if len(models) > 1:
         return fit_many(models, x, seed=seeds, max_models=len(models), **options)
     try:
-        return [fit(model, x, seed=seed, **options) for model, seed in zip(models, seeds)]
+        return [fit(model, x, seed=seed, **options) for model, seed in zip(models, seeds, strict=True)]
     except DivergenceError as e:
         return [e]
 

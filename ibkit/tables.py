@@ -103,7 +103,7 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     rows = []
     for key, g in ok.groupby(keys, dropna=False, sort=True):
         seeds = g["seed"].nunique()
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)), seeds=seeds,
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True), seeds=seeds,
                    interval="seeds" if seeds > 1 else "none")
         for m in metrics:
             values = g[m].dropna()

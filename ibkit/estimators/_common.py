@@ -1,4 +1,4 @@
-"""Shared plumbing of the estimators: input checks, devices, seeding and chunking."""
+"""Shared plumbing of the estimators: the one input check (``prepare``), devices, seeding and chunking."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-from ibkit.checks import check_model_data, check_number
-from ibkit.interface import is_stochastic
+from ibkit.checks import (
+    check_code,
+    check_log_likelihood,
+    check_model_data,
+    check_number,
+    check_posterior,
+    check_prior,
+)
 from ibkit.seeding import seeded
 
 DEFAULT_CHUNK = 16384  # (sample, row) pairs per decoder pass: ~0.3 GB for a 784-512-512 decoder
+CHECK_ROWS = 8  # rows of x an estimator first runs through the model to check what it returns
 MEMORY_BUDGET = 1 << 30  # bytes the working set of one iwae or mi_bounds call may take (memory_budget=None)
 
 
@@ -23,14 +30,68 @@ def model_device(model) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare(model, x, *, need_posterior: bool = True) -> Tensor:
-    """Validate x [N, D] for ``model`` and move it to the model's device."""
-    if need_posterior and not is_stochastic(model):
-        raise ValueError(
-            f"{type(model).__name__} has no posterior q(z|x) (it is a deterministic code); "
-            "wrap it in a probe channel: ibkit.estimators.probe(model, sigma)"
-        )
-    return check_model_data(model, x).to(model_device(model))
+def prepare(model, x, call: str, *, posterior: bool = True, prior: bool = True, likelihood: bool = True) -> Tensor:
+    """The one validation at an estimator's entry: x [N, D] checked for ``model`` and moved to its device.
+
+    ``call`` names the estimator in messages; the flags say which parts of the protocol (``ibkit.interface``) it
+    uses: ``posterior`` (else ``encode`` will do), ``prior``, ``likelihood`` (``log_likelihood``). In order:
+    the methods are there; x is a finite [N, D] tensor of the model's ``input_dim`` whose values the model accepts
+    (its ``check_data``, else its ``support``); and on the first ``CHECK_ROWS`` rows, what the model returns has
+    the protocol's shapes (q(z|x) batch [n], event [d]; p(z) event [d]; a code [n, d]) and log p(x|z) is finite.
+    """
+    _check_methods(model, call, posterior, prior, likelihood)
+    x = check_model_data(model, x).to(model_device(model))
+    with seeded_no_grad(0, x.device):
+        _check_outputs(model, x[:CHECK_ROWS], prior, likelihood)
+    return x
+
+
+def has_posterior(model) -> bool:
+    """Whether ``model`` has q(z|x) (``posterior``); without it an estimator uses its code ``encode``."""
+    return callable(getattr(model, "posterior", None))
+
+
+def has_prior(model) -> bool:
+    return callable(getattr(model, "prior", None))
+
+
+def _check_methods(model, call: str, posterior: bool, prior: bool, likelihood: bool) -> None:
+    """Refuse a model without the methods ``call`` uses, saying which one is missing and what to do."""
+    name, has_code = type(model).__name__, callable(getattr(model, "encode", None))
+    if posterior and not has_posterior(model):
+        if has_code:
+            raise ValueError(
+                f"{name} has no posterior q(z|x) (it is a deterministic code); {call} needs one: wrap the code in a "
+                "probe channel, ibkit.estimators.probe(model, sigma)"
+            )
+        raise ValueError(f"{call} needs a latent-variable model (ibkit.interface.LatentVariableModel: posterior(x), "
+                         f"prior(), log_likelihood(x, z)); {name} has no posterior(x)")
+    if not (has_posterior(model) or has_code):
+        raise ValueError(f"{call} needs posterior(x) -> q(z|x) or encode(x) -> z [N, d]; {name} has neither "
+                         "(see ibkit.interface for the protocol)")
+    if prior and not has_prior(model):
+        raise ValueError(f"{call} needs the prior p(z): {name} has no prior() (a Distribution with event_shape [d], "
+                         "e.g. Independent(Normal(torch.zeros(d), torch.ones(d)), 1))")
+    if likelihood and not callable(getattr(model, "log_likelihood", None)):
+        raise ValueError(f"{call} needs the decoder's log p(x|z): {name} has no log_likelihood(x, z) "
+                         "(x [N, D], z [S, N, d] -> [S, N])")
+
+
+def _check_outputs(model, rows: Tensor, prior: bool, likelihood: bool) -> None:
+    """The protocol's shapes, and a finite log p(x|z), on a few rows [n, D] (see ``prepare``)."""
+    name = type(model).__name__
+    if has_posterior(model):
+        q = model.posterior(rows)
+        d = check_posterior(q, len(rows), name)
+        z = q.sample((1,))  # [1, n, d]
+    else:
+        code = model.encode(rows)
+        d = check_code(code, len(rows), name)
+        z = code.unsqueeze(0)
+    if prior:
+        check_prior(model.prior(), d, name)
+    if likelihood:
+        check_log_likelihood(model.log_likelihood(rows, z), rows, z, name)
 
 
 @contextlib.contextmanager

@@ -11,37 +11,42 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Normal, kl_divergence
 
-from ibkit.checks import check_number
-from ibkit.estimators._common import DEFAULT_CHUNK, budget_bytes, prepare, row_chunks, seeded_no_grad, too_large
+from ibkit.checks import check_number, distribution_name
+from ibkit.estimators._common import (
+    DEFAULT_CHUNK,
+    budget_bytes,
+    has_prior,
+    prepare,
+    row_chunks,
+    seeded_no_grad,
+    too_large,
+)
 from ibkit.estimators.likelihood import distortion, rate
 from ibkit.estimators.probe import probe
 from ibkit.estimators.usage import code_means
+from ibkit.models.posteriors import diagonal_normal
 
 PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB in float64
-
-
-def _is_diagonal_normal(q: Distribution) -> bool:
-    return isinstance(q, Independent) and isinstance(q.base_dist, Normal) and q.reinterpreted_batch_ndims == 1
 
 
 class PosteriorColumns:
     """q(z|x_j) for all N points, computed once, and log q(z_i|x_j) for a block of rows i against every j.
 
-    fast=True (diagonal Gaussian q) expands sum_k (z_ik - m_jk)^2 / s_jk^2 into matrix products, so a block
-    costs O(r N d) in BLAS and is written into a reused buffer; float64 keeps the cancellation harmless even
-    for probe noise of 1e-4. Otherwise (or for other families) it keeps column blocks of ``torch.distributions``
-    objects and calls the readable reference ``log_prob`` broadcast over them (the fast path is tested
-    against it).
+    fast=True and a diagonal Gaussian q (``ibkit.models.posteriors.diagonal_normal`` decides): it expands
+    sum_k (z_ik - m_jk)^2 / s_jk^2 into matrix products, so a block costs O(r N d) in BLAS and is written into a
+    reused buffer; float64 keeps the cancellation harmless even for probe noise of 1e-4. Otherwise it keeps column
+    blocks of ``torch.distributions`` objects and calls the readable reference ``log_prob`` broadcast over them
+    (the fast path is tested against it).
     """
 
     def __init__(self, model, x: Tensor, rows_per_block: int, fast: bool = True, chunk_size: int = DEFAULT_CHUNK):
-        self.diagonal = fast and _is_diagonal_normal(model.posterior(x[:1]))
+        self.diagonal = fast and diagonal_normal(model.posterior(x[:1])) is not None
         if self.diagonal:
-            parts = [model.posterior(x[c]) for c in row_chunks(len(x), chunk_size)]
-            loc = torch.cat([p.base_dist.loc for p in parts]).double()  # [N, d]
-            prec = torch.cat([p.base_dist.scale for p in parts]).double().pow(-2)  # [N, d], 1 / s^2
+            parts = [diagonal_normal(model.posterior(x[c])) for c in row_chunks(len(x), chunk_size)]
+            loc = torch.cat([loc for loc, _ in parts]).double()  # [N, d]
+            prec = torch.cat([scale for _, scale in parts]).double().pow(-2)  # [N, d], 1 / s^2
             # log N(z; m, s^2) = -1/2 [z^2 . p - 2 z . m p + m^2 . p] + 1/2 sum log p - d/2 log 2 pi
             self.prec_t = prec.T.contiguous()  # [d, N]
             self.loc_prec_t = (loc * prec).T.contiguous()  # [d, N]
@@ -80,7 +85,8 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     infonce = mean_i [log q(z_i|x_i) - log mean_j q(z_i|x_j)]         (lower bound, <= log N; van den Oord
               et al. 2018, Poole et al. 2019 eq. 12; exactly I(index; Z) under the empirical distribution)
     loo     = mean_i [log q(z_i|x_i) - log mean_{j != i} q(z_i|x_j)]  (leave-one-out upper bound, Poole eq. 13)
-    rate    = E_x KL(q(z|x) || p(z))                                  (upper bound: the VAE's price)
+    rate    = E_x KL(q(z|x) || p(z))                                  (upper bound: the VAE's price); NaN for a
+              model without ``prior()``, with the reason in ``rate_note`` (that key is there only then)
     entropy_minus_distortion = h(X) - D                              (lower bound, Alemi et al. 2018; only
               when the data's ``entropy`` h(X) is given)
     log_n   = log N, the ceiling of infonce.
@@ -89,44 +95,58 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     in blocks of rows: memory is O(N * rows), never O(N^2). The blocks shrink to fit ``memory_budget`` bytes
     (default ``MEMORY_BUDGET``); where even one row does not fit, it fails at once with the sizes.
     """
-    x = prepare(model, x)
+    x = prepare(model, x, "mi_bounds", prior=False, likelihood=entropy is not None)
     n = len(x)
     if n < 2:
         raise ValueError(f"x has {n} row; mi_bounds needs at least 2 data points (it compares z_i across them)")
     if entropy is not None:
         check_number("entropy", entropy)
-    budget, d = budget_bytes(memory_budget), model.posterior(x[:1]).event_shape.numel()
+    rows_per_block = _rows_per_block(n, model.posterior(x[:1]).event_shape.numel(), budget_bytes(memory_budget))
+    with seeded_no_grad(seed, x.device):
+        nce, loo = _contrastive_terms(model, x, rows_per_block, fast, chunk_size)
+    out: dict[str, float | str] = {
+        "infonce": nce.mean().item(),
+        "infonce_se": (nce.std() / math.sqrt(n)).item(),
+        "loo": loo.mean().item(),
+        "loo_se": (loo.std() / math.sqrt(n)).item(),
+        "rate": float(rate(model, x, seed=seed)) if has_prior(model) else math.nan,
+        "log_n": math.log(n),
+    }
+    if not has_prior(model):
+        out["rate_note"] = (f"{type(model).__name__} has no prior(): the rate E_x KL(q(z|x) || p(z)) needs p(z); "
+                            "infonce and loo need only q(z|x)")
+    if entropy is not None:
+        out["entropy_minus_distortion"] = float(entropy) - float(distortion(model, x, seed=seed))
+    return out
+
+
+def _rows_per_block(n: int, d: int, budget: int) -> int:
+    """Rows of the [N, N] matrix of log q(z_i|x_j) per block, so that the posterior's [N, d] tables and a block
+    with its scratch fit ``budget`` bytes (float64)."""
     table, per_row = 8 * n * (2 * d + 3), 16 * n  # the [N, d] posterior tables; a row of the block and scratch
     if table + per_row > budget:
         raise too_large(f"mi_bounds on N = {n} points", table + per_row, budget,
                         "the posterior's N x d tables and one row of the N x N matrix of log q(z_i|x_j)",
                         "use fewer points or a larger memory_budget")
-    rows_per_block = max(1, min(PAIR_BUDGET // n, (budget - table) // per_row))
+    return max(1, min(PAIR_BUDGET // n, (budget - table) // per_row))
+
+
+def _contrastive_terms(model, x: Tensor, rows_per_block: int, fast: bool, chunk_size: int) -> tuple[Tensor, Tensor]:
+    """The per-point InfoNCE and leave-one-out terms [N], float64, one draw z_i ~ q(z|x_i) each, block by block."""
+    n = len(x)
+    z = torch.cat([model.posterior(x[s]).sample() for s in row_chunks(n, chunk_size)])  # [N, d]
+    columns = PosteriorColumns(model, x, rows_per_block, fast=fast, chunk_size=chunk_size)
+    scratch = torch.empty(rows_per_block, n, dtype=torch.float64, device=x.device)
     nce_terms, loo_terms = [], []
-    with seeded_no_grad(seed, x.device):
-        z = torch.cat([model.posterior(x[s]).sample() for s in row_chunks(n, chunk_size)])  # [N, d]
-        columns = PosteriorColumns(model, x, rows_per_block, fast=fast, chunk_size=chunk_size)
-        scratch = torch.empty(rows_per_block, n, dtype=torch.float64, device=x.device)
-        for rows in row_chunks(n, rows_per_block):
-            block = columns.log_q(z[rows])  # [r, N]
-            r = torch.arange(block.shape[0], device=block.device)
-            own = torch.arange(rows.start, rows.stop, device=block.device)
-            diag = block[r, own]
-            nce_terms.append(diag - (_logsumexp_rows(block, scratch[: len(r)]) - math.log(n)))
-            block[r, own] = -math.inf  # leave-one-out: drop j = i, with its own maximum for stability
-            loo_terms.append(diag - (_logsumexp_rows(block, scratch[: len(r)]) - math.log(n - 1)))
-    nce, loo = torch.cat(nce_terms), torch.cat(loo_terms)
-    out = {
-        "infonce": nce.mean().item(),
-        "infonce_se": (nce.std() / math.sqrt(n)).item(),
-        "loo": loo.mean().item(),
-        "loo_se": (loo.std() / math.sqrt(n)).item(),
-        "rate": rate(model, x, seed=seed),
-        "log_n": math.log(n),
-    }
-    if entropy is not None:
-        out["entropy_minus_distortion"] = float(entropy) - distortion(model, x, seed=seed)
-    return out
+    for rows in row_chunks(n, rows_per_block):
+        block = columns.log_q(z[rows])  # [r, N]
+        r = torch.arange(block.shape[0], device=block.device)
+        own = torch.arange(rows.start, rows.stop, device=block.device)
+        diag = block[r, own]
+        nce_terms.append(diag - (_logsumexp_rows(block, scratch[: len(r)]) - math.log(n)))
+        block[r, own] = -math.inf  # leave-one-out: drop j = i, with its own maximum for stability
+        loo_terms.append(diag - (_logsumexp_rows(block, scratch[: len(r)]) - math.log(n - 1)))
+    return torch.cat(nce_terms), torch.cat(loo_terms)
 
 
 def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None) -> pd.DataFrame:
@@ -146,21 +166,21 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
 
 def kl_per_dim(model, x, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
     """E_x KL(q(z_k|x) || p(z_k)) for each latent dimension k: [d], nats. Needs a diagonal Gaussian
-    posterior and prior (then the rate is the sum of these)."""
-    x = prepare(model, x)
+    posterior and prior (``Independent(Normal, 1)``; then the rate is the sum of these)."""
+    x = prepare(model, x, "kl_per_dim", likelihood=False)
     prior = model.prior()
-    total = None
+    totals = []
     with seeded_no_grad(0, x.device):
         for s in row_chunks(len(x), chunk_size):
             q = model.posterior(x[s])
-            if not (_is_diagonal_normal(q) and _is_diagonal_normal(prior)):
+            q_params, p_params = diagonal_normal(q), diagonal_normal(prior)
+            if q_params is None or p_params is None:
                 raise ValueError(
-                    f"kl_per_dim needs a diagonal Gaussian posterior and prior; {type(model).__name__} has "
-                    f"q = {type(q).__name__}, p = {type(prior).__name__}"
+                    f"kl_per_dim needs a diagonal Gaussian posterior and prior (Independent(Normal(loc, scale), 1)); "
+                    f"{type(model).__name__} has q = {distribution_name(q)}, p = {distribution_name(prior)}"
                 )
-            kl = kl_divergence(q.base_dist, prior.base_dist).sum(0)  # [d]
-            total = kl if total is None else total + kl
-    return (total / len(x)).cpu()
+            totals.append(kl_divergence(Normal(*q_params), Normal(*p_params)).sum(0))  # [d]
+    return (torch.stack(totals).sum(0) / len(x)).cpu()
 
 
 def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3) -> dict:

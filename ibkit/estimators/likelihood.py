@@ -1,10 +1,11 @@
 """Rate, distortion, ELBO and the importance-weighted bound on log p(x). All in nats, pure, chunked.
 
-Every function takes a protocol model (``posterior``, ``prior``, ``log_likelihood``; ``distortion`` also
-takes a deterministic code with ``encode``) and data x [N, D]; it returns the mean over the N examples as a
-float, or the per-example values [N] with ``per_example=True``. Randomness comes from ``seed`` alone; the
-caller's global random state is left untouched. ``chunk_size`` bounds the (sample, row) pairs decoded at once,
-so memory does not grow with N or the number of samples.
+Every function takes a protocol model (``ibkit.interface``: ``posterior``, ``prior``, ``log_likelihood``;
+``distortion`` and ``mse`` also take a deterministic code with ``encode``; ``mse`` needs ``decode``) and data
+x [N, D]; it returns the mean over the N examples as a float, or the per-example values [N] with
+``per_example=True``. Randomness comes from ``seed`` alone; the caller's global random state is left untouched.
+``chunk_size`` bounds the (sample, row) pairs decoded at once, so memory does not grow with N or the number of
+samples.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ibkit.divergence import log_ratio_samples
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
+    has_posterior,
     plan_chunks,
     prepare,
     reduce,
@@ -27,7 +29,6 @@ from ibkit.estimators._common import (
     seeded_no_grad,
     too_large,
 )
-from ibkit.interface import is_stochastic
 
 
 def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -56,7 +57,7 @@ def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_s
 
 def _kl_rows(model, x, n_samples: int, seed: int, chunk_size: int) -> tuple[Tensor, Tensor]:
     """Per row: the estimate of KL(q(z|x_n) || p(z)) [N] and that estimate's Monte Carlo variance [N]."""
-    x = prepare(model, x)
+    x = prepare(model, x, "rate", likelihood=False)
     check_number("n_samples", n_samples, low=1, integer=True)
     _, rows = plan_chunks(n_samples, chunk_size)
     estimates, variances = [], []
@@ -81,6 +82,7 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
 
     For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
     """
+    x = prepare(model, x, "distortion", posterior=False, prior=False)
     return _expected_over_codes(model, x, model.log_likelihood, -1.0, n_samples, seed, chunk_size, per_example)
 
 
@@ -88,22 +90,31 @@ def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAUL
         per_example: bool = False) -> float | Tensor:
     """Squared-error distortion E_x E_{q(z|x)} ||x - E[x|z]||^2 (summed over the D dimensions, per example), the
     distortion of Shannon's rate-distortion function under squared error (``ibkit.theory.gaussian_rd``); E[x|z]
-    is the decoder's mean (the Bernoulli probabilities for binary data). Deterministic codes as in ``distortion``.
+    is the model's ``decode(z)`` [..., N, D], the likelihood's mean (the Bernoulli probabilities for binary data).
+    Deterministic codes as in ``distortion``.
     """
+    if not callable(getattr(model, "decode", None)):
+        raise ValueError(f"mse needs the decoder's mean E[x|z]: {type(model).__name__} has no decode(z); add a "
+                         "method decode(z) -> E[x|z] [..., N, D] for z [..., N, d] (ibkit.interface.HasDecode)")
+    x = prepare(model, x, "mse", posterior=False, prior=False, likelihood=False)
 
     def negative_squared_error(xs: Tensor, z: Tensor) -> Tensor:
-        return -(xs - model.likelihood.mean(model.decoder(z))).pow(2).sum(-1)
+        mean = model.decode(z)
+        if not isinstance(mean, Tensor) or mean.shape != z.shape[:-1] + xs.shape[-1:]:
+            got = list(mean.shape) if isinstance(mean, Tensor) else type(mean).__name__
+            raise ValueError(f"{type(model).__name__}.decode(z) returned {got} for z {list(z.shape)}; expected "
+                             f"{[*z.shape[:-1], xs.shape[-1]]}, E[x|z] for each sample and row")
+        return -(xs - mean).pow(2).sum(-1)
 
     return _expected_over_codes(model, x, negative_squared_error, -1.0, n_samples, seed, chunk_size, per_example)
 
 
-def _expected_over_codes(model, x, score, sign: float, n_samples: int, seed: int, chunk_size: int,
+def _expected_over_codes(model, x: Tensor, score, sign: float, n_samples: int, seed: int, chunk_size: int,
                          per_example: bool) -> float | Tensor:
-    """sign * E_q score(x, z) per example (score: x [n, D], z [S, n, d] -> [S, n]); z = encode(x) for a code
-    without a posterior."""
-    x = prepare(model, x, need_posterior=False)
+    """sign * E_q score(x, z) per example for checked x [N, D] (score: x [n, D], z [S, n, d] -> [S, n]); z =
+    encode(x) for a code without a posterior."""
     check_number("n_samples", n_samples, low=1, integer=True)
-    stochastic = is_stochastic(model)
+    stochastic = has_posterior(model)
     samples, rows = plan_chunks(n_samples if stochastic else 1, chunk_size)
     out = []
     with seeded_no_grad(seed, x.device):
@@ -129,9 +140,9 @@ def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: i
 def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
          per_example: bool = False) -> float | Tensor:
     """ELBO = -(D + R) = E_q log p(x|z) - KL(q(z|x) || p(z)) <= log p(x) (Kingma & Welling 2014)."""
-    kw = dict(seed=seed, chunk_size=chunk_size, per_example=True)
-    values = -(distortion(model, x, n_samples, **kw) + rate(model, x, **kw))
-    return reduce(values, per_example)
+    d = distortion(model, x, n_samples, seed=seed, chunk_size=chunk_size, per_example=True)
+    r = rate(model, x, seed=seed, chunk_size=chunk_size, per_example=True)
+    return reduce(-(torch.as_tensor(d) + torch.as_tensor(r)), per_example)
 
 
 def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -146,7 +157,7 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     where ``chunk_size`` of them would exceed ``memory_budget`` bytes (default ``MEMORY_BUDGET``), and where even
     one (sample, row) pair does not fit it fails at once with the sizes.
     """
-    x = prepare(model, x)
+    x = prepare(model, x, "iwae")
     check_number("k", k, low=1, integer=True)
     budget, per_pair = budget_bytes(memory_budget), _pair_bytes(model, x)
     if per_pair > budget:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, MultivariateNormal
+from torch.distributions import Distribution
 
-from ibkit.checks import check_number
+from ibkit.checks import check_number, check_posterior
 from ibkit.divergence import kl_or_monte_carlo
 from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, row_chunks, seeded_no_grad
-from ibkit.estimators.information import _is_diagonal_normal
 from ibkit.estimators.likelihood import expected_log_likelihood_rows, importance_weighted_rows
+from ibkit.models.posteriors import covariance
 from ibkit.seeding import seeded
 
 
@@ -25,20 +25,10 @@ def _mean_abs_offdiag_correlation(cov: Tensor) -> Tensor:
     return corr[..., off].abs().mean(-1)
 
 
-def _covariance(q: Distribution, z: Tensor) -> Tensor:
-    """Cov_q[z] [n, d, d]: exact for Gaussian families, else from the samples z [k, n, d]."""
-    if isinstance(q, MultivariateNormal):
-        return q.covariance_matrix.double()
-    if _is_diagonal_normal(q):
-        return torch.diag_embed(q.base_dist.scale.double().pow(2))
-    zc = z.double() - z.double().mean(0)
-    return torch.einsum("kni,knj->nij", zc, zc) / (len(z) - 1)
-
-
 def posterior_correlation(model, x, k: int = 1000, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK) -> dict:
     """Mean absolute off-diagonal correlation of the latents given x, under q and under the true posterior.
 
-    q:    of q(z|x) (exact for Gaussian families), averaged over the rows of x.
+    q:    of q(z|x) (exact for Gaussian families, ``ibkit.models.posteriors.covariance``), averaged over the rows.
     true: of p(z|x), estimated with k proposals z_s ~ q(z|x) and self-normalised importance weights
           w_s ∝ p(x, z_s) / q(z_s|x): the weighted covariance sum_s w_s (z_s - m)(z_s - m)^T, m = sum_s w_s z_s
           (the moments sampling-importance-resampling would estimate, without the resampling noise).
@@ -46,7 +36,7 @@ def posterior_correlation(model, x, k: int = 1000, *, seed: int = 0, chunk_size:
     ess:  the mean effective sample size (sum w)^2 / sum w^2 out of k; a small one means q covers p(z|x)
           poorly and the ``true`` estimate is unreliable.
     """
-    x = prepare(model, x)
+    x = prepare(model, x, "posterior_correlation")
     check_number("k", k, low=2, integer=True)
     samples, rows = plan_chunks(k, chunk_size)
     if samples < k:
@@ -65,7 +55,7 @@ def posterior_correlation(model, x, k: int = 1000, *, seed: int = 0, chunk_size:
             zc = zd - mean
             cov = torch.einsum("kn,kni,knj->nij", w, zc, zc)
             p_corr.append(_mean_abs_offdiag_correlation(cov))
-            q_corr.append(_mean_abs_offdiag_correlation(_covariance(q, z)))
+            q_corr.append(_mean_abs_offdiag_correlation(covariance(q, z)))
             ess.append(1.0 / w.pow(2).sum(0))
     return {
         "q": torch.cat(q_corr).mean().item(),
@@ -94,35 +84,32 @@ def amortization_gap(model, x, steps: int = 300, lr: float = 1e-2, *, n_samples:
 
     elbo_amortised:  the ELBO of the encoder's q(z|x);
     elbo_optimised:  the ELBO after optimising each data point's own variational parameters of the same family
-                     (the encoder's outputs h_n, started from the encoder and moved by Adam for ``steps`` steps
-                     with ``n_samples`` reparameterised draws; the decoder and prior stay fixed): q*;
+                     (h_n = ``posterior_params(x)`` [N, P], started from the encoder's and moved by Adam for
+                     ``steps`` steps with ``n_samples`` reparameterised draws of ``posterior_from_params(h)``; the
+                     decoder and prior stay fixed): q*;
     log_px:          the importance-weighted bound with ``k`` samples from q* (a better proposal than the
                      encoder's), an estimate of log p(x) from below;
     amortization_gap = elbo_optimised - elbo_amortised, approximation_gap = log_px - elbo_optimised.
-    All means over the rows of x, in nats. Needs an ibkit VAE (``encoder`` and posterior ``family``).
+    All means over the rows of x, in nats. Needs ``posterior_params`` and ``posterior_from_params``
+    (``ibkit.interface.HasPosteriorParams``), as ibkit's VAEs have.
     """
-    if not (hasattr(model, "encoder") and hasattr(model, "family")):
-        raise ValueError(f"amortization_gap needs an ibkit VAE (an encoder and a posterior family); "
-                         f"got {type(model).__name__}")
-    x = prepare(model, x)
+    if not (callable(getattr(model, "posterior_params", None))
+            and callable(getattr(model, "posterior_from_params", None))):
+        raise ValueError(
+            f"amortization_gap needs an ibkit VAE or a model with posterior_params(x) -> h [N, P] (the amortised "
+            f"variational parameters) and posterior_from_params(h) -> q(z|x) (ibkit.interface.HasPosteriorParams); "
+            f"got {type(model).__name__}, which lacks them"
+        )
+    x = prepare(model, x, "amortization_gap")
     check_number("steps", steps, low=0, integer=True)
     check_number("lr", lr, low=0, low_open=True)
     check_number("n_samples", n_samples, low=1, integer=True)
-    with seeded_no_grad(seed, x.device):
-        h = model.encoder(x).detach().clone()
-    h.requires_grad_(True)
-    optimizer = torch.optim.Adam([h], lr=lr)
     prior = model.prior()
     with seeded(seed, x.device):
-        for _ in range(steps):
-            q = model.family(h)
-            z = q.rsample((n_samples,))  # [S, N, d]
-            per_row = model.log_likelihood(x, z).mean(0) - kl_or_monte_carlo(q, prior, z)
-            (grad,) = torch.autograd.grad(-per_row.sum(), [h])  # only h moves: the model's weights stay
-            h.grad = grad
-            optimizer.step()
+        h = _optimise_params(model, x, _amortised_params(model, x), prior, steps, lr, n_samples)
         with torch.no_grad():
-            optimised = model.family(h.detach())
+            optimised = model.posterior_from_params(h)
+            check_posterior(optimised, len(x), type(model).__name__)
             samples, _ = plan_chunks(k, max(1, DEFAULT_CHUNK // len(x)))
             out = {
                 "elbo_amortised": _monte_carlo_elbo(model, model.posterior(x), x),
@@ -132,6 +119,33 @@ def amortization_gap(model, x, steps: int = 300, lr: float = 1e-2, *, n_samples:
     out["amortization_gap"] = out["elbo_optimised"] - out["elbo_amortised"]
     out["approximation_gap"] = out["log_px"] - out["elbo_optimised"]
     return out
+
+
+def _amortised_params(model, x: Tensor) -> Tensor:
+    """The encoder's variational parameters h [N, P] of x [N, D], detached (checked to be [N, P])."""
+    with torch.no_grad():
+        h = model.posterior_params(x)
+    if not (isinstance(h, Tensor) and h.dim() == 2 and len(h) == len(x)):
+        got = list(h.shape) if isinstance(h, Tensor) else type(h).__name__
+        raise ValueError(f"{type(model).__name__}.posterior_params(x) must return a tensor [N, P] = [{len(x)}, P]; "
+                         f"got {got}")
+    return h.detach().clone()
+
+
+def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, steps: int, lr: float,
+                     n_samples: int) -> Tensor:
+    """Per-datapoint variational parameters h [N, P] after ``steps`` Adam steps on the ELBO of
+    ``posterior_from_params(h)``, each from ``n_samples`` reparameterised draws; only h moves."""
+    h = h.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([h], lr=lr)
+    for _ in range(steps):
+        q = model.posterior_from_params(h)
+        z = q.rsample((n_samples,))  # [S, N, d]
+        per_row = model.log_likelihood(x, z).mean(0) - kl_or_monte_carlo(q, prior, z)
+        (grad,) = torch.autograd.grad(-per_row.sum(), [h])  # only h moves: the model's weights stay
+        h.grad = grad
+        optimizer.step()
+    return h.detach()
 
 
 def _monte_carlo_elbo(model, q: Distribution, x: Tensor, n_samples: int = 100, chunk: int = 10) -> float:

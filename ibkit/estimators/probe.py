@@ -4,40 +4,46 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+from torch.distributions import Distribution, Independent, Normal
 
-from ibkit.checks import check_number
-from ibkit.interface import is_stochastic
+from ibkit.checks import check_code, check_number, check_posterior
+from ibkit.estimators._common import model_device
+from ibkit.models.posteriors import UnsupportedPosterior, add_noise
+
+# the optional parts of the protocol (ibkit.interface) a probe passes on from its model when the model has them
+FORWARDED = frozenset({"log_likelihood", "decode", "input_dim", "check_data", "support"})
 
 
 class Probe:
     """A protocol model made from ``model`` plus a Gaussian channel of std ``sigma`` on its code.
 
-    Deterministic or sparse code (anything with ``encode``): q(z|x) = N(encode(x), sigma^2 I), prior N(0, I).
-    Stochastic model with a Gaussian posterior: q(z|x) convolved with N(0, sigma^2 I), i.e. the covariance
-    gains sigma^2 I (the model's own channel with extra probe noise); prior the model's own. The decoder's
-    ``log_likelihood`` is the model's. As sigma -> 0 the information of a deterministic code through the probe
-    grows without bound (up to log N on N data points: Goldfeld et al. 2019).
+    Deterministic or sparse code (anything with ``encode`` and no ``posterior``): q(z|x) = N(encode(x), sigma^2 I).
+    Model with a posterior: q(z|x) convolved with N(0, sigma^2 I) (``ibkit.models.posteriors.add_noise``: a
+    Gaussian's covariance gains sigma^2 I, the model's own channel with extra probe noise).
+    Prior: the model's own ``prior()`` where it has one, else N(0, I_d) with d the code's width (read from the
+    code itself), so the probe's rate E_x KL(N(f(x), sigma^2 I) || N(0, I)) is a well-defined upper bound on the
+    information through the probe channel. ``log_likelihood``, ``decode``, ``input_dim``, ``check_data`` and
+    ``support`` are the model's, where it has them (and absent where it does not). As sigma -> 0 the information
+    of a deterministic code through the probe grows without bound (up to log N on N data points: Goldfeld et
+    al. 2019).
     """
 
     def __init__(self, model, sigma: float):
         check_number("sigma", sigma, low=0, low_open=True)
-        if not (is_stochastic(model) or callable(getattr(model, "encode", None))):
+        if not (callable(getattr(model, "posterior", None)) or callable(getattr(model, "encode", None))):
             raise ValueError(
                 f"probe needs a model with encode(x) (a deterministic code) or posterior(x); "
                 f"got {type(model).__name__}, which has neither"
             )
         self.model = model
         self.sigma = float(sigma)
+        self._width: int | None = None  # the code's width d, known once a code has been seen
 
-    # what the estimators' checks and device lookup read from a model
-    @property
-    def config(self):
-        return getattr(self.model, "config", None)
-
-    @property
-    def likelihood(self):
-        return getattr(self.model, "likelihood", None)
+    def __getattr__(self, name: str):
+        model = self.__dict__.get("model")
+        if name in FORWARDED and model is not None:
+            return getattr(model, name)  # AttributeError where the model lacks it: the probe lacks it too
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def parameters(self):
         return getattr(self.model, "parameters", lambda: iter(()))()
@@ -51,36 +57,30 @@ class Probe:
 
     def posterior(self, x: Tensor) -> Distribution:
         """q(z|x) of the probed channel: batch_shape [N], event_shape [d]."""
-        if not is_stochastic(self.model):
+        name = type(self.model).__name__
+        if not callable(getattr(self.model, "posterior", None)):
             code = self.model.encode(x)
+            self._width = check_code(code, len(x), name)
             return Independent(Normal(code, torch.full_like(code, self.sigma), validate_args=False), 1,
                                validate_args=False)
         q = self.model.posterior(x)
-        if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
-            scale = (q.base_dist.scale.pow(2) + self.sigma**2).sqrt()
-            return Independent(Normal(q.base_dist.loc, scale, validate_args=False), 1, validate_args=False)
-        if isinstance(q, MultivariateNormal):
-            eye = torch.eye(q.event_shape[0], dtype=q.loc.dtype, device=q.loc.device)
-            return MultivariateNormal(q.loc, covariance_matrix=q.covariance_matrix + self.sigma**2 * eye)
-        raise ValueError(
-            f"probe adds noise to Gaussian posteriors only (diagonal Normal or MultivariateNormal); "
-            f"{type(self.model).__name__}.posterior returned {type(q).__name__}"
-        )
+        self._width = check_posterior(q, len(x), name)
+        try:
+            return add_noise(q, self.sigma)
+        except UnsupportedPosterior as e:
+            raise UnsupportedPosterior(f"probe(sigma={self.sigma:g}) cannot add its noise to {name}.posterior: "
+                                       f"{e}") from None
 
     def prior(self) -> Distribution:
-        """The model's prior, or N(0, I_d) for a deterministic code (d read from the model's latent_dim)."""
-        if is_stochastic(self.model):
+        """The model's prior, or N(0, I_d) with d the width of the code (its ``latent_dim`` before any code is seen)."""
+        if callable(getattr(self.model, "prior", None)):
             return self.model.prior()
-        d = getattr(self.model, "latent_dim", None) or getattr(self.config, "latent_dim", None)
-        if d is None:
-            raise ValueError(f"{type(self.model).__name__} has no latent_dim attribute; give it one to probe its rate")
-        device = next(iter(self.parameters()), torch.zeros(())).device
-        zeros = torch.zeros(d, device=device)
+        d = self._width if self._width is not None else getattr(self.model, "latent_dim", None)
+        if not isinstance(d, int):
+            raise ValueError(f"the probe's prior N(0, I_d) takes d from the code of {type(self.model).__name__}, "
+                             "and none has been seen yet: call posterior(x) first (every estimator does)")
+        zeros = torch.zeros(d, device=model_device(self.model))
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
-
-    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """The model's decoder: log p(x|z) for z [S, N, d] -> [S, N]."""
-        return self.model.log_likelihood(x, z)
 
 
 def probe(model, sigma: float) -> Probe:

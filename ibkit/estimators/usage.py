@@ -5,15 +5,14 @@ from __future__ import annotations
 import torch
 
 from ibkit.checks import check_number
-from ibkit.estimators._common import DEFAULT_CHUNK, prepare, row_chunks, seeded_no_grad
-from ibkit.interface import is_stochastic
+from ibkit.estimators._common import DEFAULT_CHUNK, has_posterior, prepare, row_chunks, seeded_no_grad
 
 
 def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
     """E_q[z|x] [N, d] for a protocol model, or the code encode(x) for a deterministic one."""
-    x = prepare(model, x, need_posterior=False)
+    x = prepare(model, x, "code_means", posterior=False, prior=False, likelihood=False)
     with seeded_no_grad(0, x.device):
-        get = (lambda xs: model.posterior(xs).mean) if is_stochastic(model) else model.encode
+        get = (lambda xs: model.posterior(xs).mean) if has_posterior(model) else model.encode
         return torch.cat([get(x[s]) for s in row_chunks(len(x), chunk_size)])
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from torch import nn
-
 from ibkit.models.ae import AEConfig, DeterministicAE
 from ibkit.models.base import Autoencoder, StochasticAutoencoder
 from ibkit.models.checkpoint import load_checkpoint, save_checkpoint
@@ -32,7 +30,7 @@ from ibkit.models.vae import VAE, VAEConfig
 from ibkit.seeding import seeded
 
 
-def build_model(kind: str, input_dim: int, latent_dim: int, **fields) -> nn.Module:
+def build_model(kind: str, input_dim: int, latent_dim: int, **fields) -> Autoencoder:
     """Build a model of the registered ``kind`` from the fields of its config (``model_class(kind).Config``), e.g.
     ``build_model("vae", 64, 8, beta=4.0, posterior="full")``. Shared fields: hidden=(256, 256), decoder_hidden,
     likelihood="bernoulli", scale, seed=0. A field the kind does not have is refused with the list of those it has.

@@ -8,6 +8,7 @@ distortion -log p(x|z) and rate KL(q(z|x) || p(z)); a variant adds its ``regular
 from __future__ import annotations
 
 import math
+import typing
 
 import torch
 from torch import Tensor, nn
@@ -93,8 +94,9 @@ class Autoencoder(nn.Module):
         the average image instead of chasing it, which otherwise pushes every code the same way: a tanh-bounded
         noisy AE's code saturated and stayed dead (MNIST, digits). ``run_grid`` calls it where ``STARTS_AT_MARGINAL``
         (not for a VAE)."""
+        bias = typing.cast(nn.Linear, self.decoder[-1]).bias
         with torch.no_grad():
-            self.decoder[-1].bias.copy_(self.likelihood.marginal_params(x.to(self.decoder[-1].bias.device)))
+            bias.copy_(self.likelihood.marginal_params(x.to(bias.device)))
 
     def forward(self, x: Tensor, eps: Tensor | None = None) -> ForwardOutput:
         """Per-example distortion, rate and loss of x [N, D]. ``eps`` [1, N, d]: the standard normal noise of the
@@ -107,6 +109,9 @@ class Autoencoder(nn.Module):
 
 class StochasticAutoencoder(Autoencoder):
     """An autoencoder whose code is a sample of q(z|x); prior p(z) = N(0, I). Follows the model protocol."""
+
+    _prior_loc: Tensor  # [d] buffers of p(z)
+    _prior_scale: Tensor
 
     def __init__(self, config: ModelConfig):
         super().__init__(config)

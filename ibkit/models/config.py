@@ -17,7 +17,6 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from functools import cache
 
 from ibkit.checks import check_choice, check_number
 
@@ -52,9 +51,14 @@ def validate_fields(config) -> None:
         object.__setattr__(config, f.name, value)
 
 
-@cache
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
+_HINTS: dict[type, dict] = {}
+
+
+def _hints(cls: type) -> dict:
+    """The resolved annotations of a config class (cached: they are read at every construction)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _coerce(name: str, value, annotation, meta):

@@ -5,18 +5,22 @@ from the encoder, with the numerically stable sigmoid gating of the paper (their
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, constraints
 
+_NO_SAMPLE_SHAPE = torch.Size()
 FORGET_BIAS = 1.0  # added to the gate's logit so each step starts close to the identity (Kingma et al., sec. 4)
 
 
 class MaskedLinear(nn.Linear):
     """A linear map computed in its input's dtype (the inversion runs in float64), its weight multiplied by a fixed
     0/1 ``mask`` [out, in] when one is given (MADE, Germain et al. 2015)."""
+
+    mask: Tensor | None  # a buffer
 
     def __init__(self, in_features: int, out_features: int, mask: Tensor | None = None):
         super().__init__(in_features, out_features)
@@ -77,14 +81,15 @@ class IAFDistribution(Distribution):
     has_rsample = True
 
     def __init__(self, loc: Tensor, scale: Tensor, context: Tensor, steps: nn.ModuleList):
-        self.loc, self.scale, self.context, self.steps = loc, scale, context, steps
+        self.loc, self.scale, self.context = loc, scale, context
+        self.steps = cast("list[IAFStep]", steps)  # a ModuleList of IAFStep, iterated as such
         self._last: tuple[Tensor, Tensor] | None = None
         super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
 
     def _base(self) -> Distribution:
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1, validate_args=False)
 
-    def rsample(self, sample_shape=torch.Size()) -> Tensor:
+    def rsample(self, sample_shape=_NO_SAMPLE_SHAPE) -> Tensor:
         shape = self._extended_shape(sample_shape)
         return self.rsample_from(torch.empty(shape, dtype=self.loc.dtype, device=self.loc.device).normal_())
 
@@ -102,7 +107,8 @@ class IAFDistribution(Distribution):
         if self._last is not None and value is self._last[0]:
             return self._last[1]
         # invert in float64: each pass divides by gates sigma < 1, which would amplify float32 rounding
-        y, context, log_det_total = value.double(), self.context.double(), 0.0
+        y, context = value.double(), self.context.double()
+        log_det_total: Tensor | float = 0.0
         for step in reversed(self.steps):
             y, log_det = step.inverse(y, context)
             log_det_total = log_det_total + log_det

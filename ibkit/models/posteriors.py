@@ -1,14 +1,90 @@
 """Posterior families q(z|x): each maps the encoder's output to a ``torch.distributions`` object, and names the
 prior N(0, I) in the form torch has a closed-form KL against.
 
-Registry: ``POSTERIORS = {"diagonal": ..., "full": ...}``.
+Registry of families: ``POSTERIORS = {"diagonal": ..., "full": ..., "iaf": ...}``.
+
+What the estimators need to know about a posterior's distribution goes through operations dispatched on its type,
+in the style of ``torch.distributions.kl.register_kl`` (a decorator keyed by type, looked up through the MRO),
+never through ``isinstance`` chains:
+
+    rsample_from(q, eps)     the reparameterised sample at given standard normal noise
+    add_noise(q, sigma)      q convolved with N(0, sigma^2 I): a probe channel on a stochastic code
+    covariance(q, z)         Cov_q[z] [N, d, d], exact where known, else from samples z [k, N, d]
+    diagonal_normal(q)       (loc, scale) [N, d] of a diagonal Gaussian q, else None (mi_bounds' fast path)
+
+A family of your own registers its rules: ``@rsample_from.register(MyFlow) def _(q, eps): ...``. A diagonal
+Gaussian is ``Independent(Normal, 1)``: its rules are registered on ``Independent`` and check the base inside,
+returning ``NotImplemented`` for another base, which makes the lookup go on up the MRO.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+
+from ibkit.checks import distribution_name
+from ibkit.models.iaf import IAFDistribution, IAFStep, iaf_context_dim, iaf_width
+
+
+class UnsupportedPosterior(ValueError, TypeError):
+    """A posterior type a ``PosteriorOperation`` has no rule for (a ValueError for the user, a TypeError by nature)."""
+
+
+class PosteriorOperation:
+    """One operation on posterior distributions, ``op(q, *args)``, dispatched on ``type(q)``.
+
+    Rules are registered with ``@op.register(SomeDistribution)``; a call walks ``type(q).__mro__`` and calls the
+    first rule found (a rule on ``Distribution`` is the fallback for every type). A rule that returns
+    ``NotImplemented`` (e.g. an ``Independent`` whose base is not ``Normal``) passes the call on up the MRO. No rule:
+    ``UnsupportedPosterior`` listing the registered types.
+    """
+
+    def __init__(self, name: str, doc: str):
+        self.__name__ = name
+        self.__doc__ = doc
+        self._rules: dict[type, Callable] = {}
+
+    def register(self, *types: type) -> Callable[[Callable], Callable]:
+        """Decorator: ``fn(q, *args)`` becomes the rule for each of ``types`` (and their subclasses)."""
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, Distribution)):
+                raise TypeError(f"{self.__name__}.register expects Distribution subclasses; got {t!r}")
+
+        def decorator(fn: Callable) -> Callable:
+            for t in types:
+                self._rules[t] = fn
+            return fn
+
+        return decorator
+
+    def registered(self) -> list[str]:
+        """The names of the types with a rule, in registration order."""
+        return [t.__name__ for t in self._rules]
+
+    def __call__(self, q: Distribution, *args):
+        for cls in type(q).__mro__:
+            rule = self._rules.get(cls)
+            if rule is not None:
+                out = rule(q, *args)
+                if out is not NotImplemented:
+                    return out
+        raise UnsupportedPosterior(
+            f"{self.__name__} has no rule for {distribution_name(q)}; it knows: {', '.join(self.registered())} "
+            f"(a diagonal Gaussian is Independent(Normal(loc, scale), 1)); register one with "
+            f"@{self.__name__}.register({type(q).__name__})"
+        )
+
+    def __repr__(self) -> str:
+        return f"<PosteriorOperation {self.__name__}: {', '.join(self.registered())}>"
+
+
+def _diagonal_base(q: Independent) -> Normal | None:
+    """The Normal inside a diagonal Gaussian Independent(Normal, 1), else None."""
+    base = q.base_dist
+    return base if isinstance(base, Normal) and q.reinterpreted_batch_ndims == 1 else None
 
 
 class PosteriorFamily(nn.Module):
@@ -47,21 +123,15 @@ class IAF(PosteriorFamily):
 
     def __init__(self, latent_dim: int, flow_steps: int = 2, **options):
         super().__init__(latent_dim)
-        from ibkit.models.iaf import IAFStep, iaf_context_dim, iaf_width
-
         self.steps = nn.ModuleList(
             IAFStep(latent_dim, iaf_context_dim(latent_dim), iaf_width(latent_dim), reverse=t % 2 == 1)
             for t in range(flow_steps))
 
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
-        from ibkit.models.iaf import iaf_context_dim
-
         return 2 * latent_dim + iaf_context_dim(latent_dim)
 
     def forward(self, h: Tensor) -> Distribution:
-        from ibkit.models.iaf import IAFDistribution
-
         d = self.latent_dim
         loc, logvar, context = h.split([d, d, h.shape[-1] - 2 * d], dim=-1)
         return IAFDistribution(loc, torch.exp(0.5 * logvar), context, self.steps)
@@ -96,19 +166,81 @@ class FullGaussian(PosteriorFamily):
         return MultivariateNormal(loc, scale_tril=torch.diag(scale), validate_args=False)
 
 
-def rsample_from(q: Distribution, eps: Tensor) -> Tensor:
-    """The reparameterised sample of q [S, N, d] at the standard normal noise eps [S, N, d]: what ``q.rsample``
-    returns when it draws that eps. loc + scale * eps (diagonal Gaussian), loc + L eps (full), an IAF's steps
-    applied to its base sample."""
-    from ibkit.models.iaf import IAFDistribution
+rsample_from = PosteriorOperation("rsample_from", """rsample_from(q, eps): the reparameterised sample of q
+[S, N, d] at the standard normal noise eps [S, N, d], what ``q.rsample`` returns when it draws that eps:
+loc + scale * eps (diagonal Gaussian), loc + L eps (full), an IAF's steps applied to its base sample.""")
 
-    if isinstance(q, IAFDistribution):
-        return q.rsample_from(eps)
-    if isinstance(q, MultivariateNormal):
-        return q.loc + torch.matmul(q.scale_tril, eps.unsqueeze(-1)).squeeze(-1)
-    if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
-        return q.base_dist.loc + eps * q.base_dist.scale
-    raise TypeError(f"rsample_from knows diagonal and full Gaussians and IAF; got {type(q).__name__}")
+add_noise = PosteriorOperation("add_noise", """add_noise(q, sigma): the distribution of z + sigma * eps, z ~ q,
+eps ~ N(0, I): a Gaussian q's covariance gains sigma^2 I (a probe channel on top of the model's own noise).""")
+
+covariance = PosteriorOperation("covariance", """covariance(q, z): Cov_q[z] [N, d, d] in float64, exact for the
+Gaussian families; for other families the sample covariance of z [k, N, d] (k >= 2 draws from q).""")
+
+diagonal_normal = PosteriorOperation("diagonal_normal", """diagonal_normal(q): (loc, scale) [N, d] when q is a
+diagonal Gaussian N(loc, diag(scale^2)), else None. Decides whether closed-form per-dimension quantities (the
+fast path of ``mi_bounds``, ``kl_per_dim``) apply.""")
+
+
+@rsample_from.register(Independent)
+def _rsample_diagonal(q: Independent, eps: Tensor):
+    base = _diagonal_base(q)
+    return NotImplemented if base is None else base.loc + eps * base.scale
+
+
+@rsample_from.register(MultivariateNormal)
+def _rsample_full(q: MultivariateNormal, eps: Tensor) -> Tensor:
+    return q.loc + torch.matmul(q.scale_tril, eps.unsqueeze(-1)).squeeze(-1)
+
+
+@rsample_from.register(IAFDistribution)
+def _rsample_iaf(q: IAFDistribution, eps: Tensor) -> Tensor:
+    return q.rsample_from(eps)
+
+
+@add_noise.register(Independent)
+def _noisy_diagonal(q: Independent, sigma: float):
+    base = _diagonal_base(q)
+    if base is None:
+        return NotImplemented
+    scale = (base.scale.pow(2) + sigma**2).sqrt()
+    return Independent(Normal(base.loc, scale, validate_args=False), 1, validate_args=False)
+
+
+@add_noise.register(MultivariateNormal)
+def _noisy_full(q: MultivariateNormal, sigma: float) -> MultivariateNormal:
+    eye = torch.eye(q.event_shape[0], dtype=q.loc.dtype, device=q.loc.device)
+    return MultivariateNormal(q.loc, covariance_matrix=q.covariance_matrix + sigma**2 * eye, validate_args=False)
+
+
+@covariance.register(Independent)
+def _covariance_diagonal(q: Independent, z: Tensor):
+    base = _diagonal_base(q)
+    return NotImplemented if base is None else torch.diag_embed(base.scale.double().pow(2))
+
+
+@covariance.register(MultivariateNormal)
+def _covariance_full(q: MultivariateNormal, z: Tensor) -> Tensor:
+    return q.covariance_matrix.double()
+
+
+@covariance.register(Distribution)
+def _covariance_of_samples(q: Distribution, z: Tensor) -> Tensor:
+    if z.shape[0] < 2:
+        raise ValueError(f"covariance of {distribution_name(q)} is estimated from samples: got {z.shape[0]}, "
+                         "need at least 2")
+    zc = z.double() - z.double().mean(0)
+    return torch.einsum("kni,knj->nij", zc, zc) / (len(z) - 1)
+
+
+@diagonal_normal.register(Independent)
+def _diagonal_parameters(q: Independent):
+    base = _diagonal_base(q)
+    return NotImplemented if base is None else (base.loc, base.scale)
+
+
+@diagonal_normal.register(Distribution)
+def _not_diagonal(q: Distribution) -> None:
+    return None
 
 
 POSTERIORS: dict[str, type[PosteriorFamily]] = {

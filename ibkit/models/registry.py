@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from ibkit.models.base import Autoencoder
 
 MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">")  # for kinds that do not choose one
 PALETTE_SIZE = 10  # seaborn's "colorblind" palette
@@ -23,7 +26,7 @@ class KindStyle(NamedTuple):
     line: bool
 
 
-_MODELS: dict[str, type] = {}
+_MODELS: dict[str, type[Autoencoder]] = {}
 _STYLES: dict[str, KindStyle] = {}
 
 
@@ -35,7 +38,7 @@ def register_model(kind: str, *, label: str | None = None, marker: str | None = 
     if not isinstance(kind, str) or not kind.isidentifier():
         raise ValueError(f"kind={kind!r} must be a name of letters, digits and underscores, e.g. 'tempered_vae'")
 
-    def register(cls: type) -> type:
+    def register(cls):
         config = getattr(cls, "Config", None)
         if config is None or not dataclasses.is_dataclass(config):
             raise ValueError(f"register_model({kind!r}): {cls.__name__} needs a Config attribute, a dataclass of its "
@@ -61,7 +64,7 @@ def registered_kinds() -> tuple[str, ...]:
     return tuple(_MODELS)
 
 
-def model_class(kind: str) -> type:
+def model_class(kind: str) -> type[Autoencoder]:
     """The model class registered as ``kind``; an unknown kind is a ValueError listing the registered ones."""
     try:
         return _MODELS[kind]

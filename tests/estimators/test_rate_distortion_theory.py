@@ -28,7 +28,7 @@ def sweep(source):
     models = [ibkit.build_model("vae", 8, 4, hidden=(), likelihood="gaussian", scale=SCALE, beta=b) for b in BETAS]
     for epochs, lr, batch_size, seed in ((40, 1e-2, 128, 0), (40, 1e-3, 128, 1), (20, 1e-4, 500, 2)):
         ibkit.fit_many(models, source.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False)
-    return dict(zip(BETAS, models))
+    return dict(zip(BETAS, models, strict=True))
 
 
 @pytest.mark.parametrize("beta", BETAS)

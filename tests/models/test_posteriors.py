@@ -4,11 +4,12 @@ import math
 
 import pytest
 import torch
-from torch.distributions import MultivariateNormal
+from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal
 
 import ibkit
 from ibkit import estimators as E
 from ibkit.models import load_checkpoint, save_checkpoint
+from ibkit.models.posteriors import PosteriorOperation, add_noise, covariance, diagonal_normal, rsample_from
 from ibkit.theory import ppca_max_log_likelihood
 
 X = (torch.rand(64, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
@@ -48,9 +49,9 @@ def test_full_posterior_with_estimators_probe_and_checkpoint(tmp_path):
 
 
 def test_posterior_family_only_for_vae():
-    with pytest.raises(ValueError, match="posterior='full' applies only to kind='vae'"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['posterior'\] for kind='ae'"):
         ibkit.build_model("ae", 12, 3, posterior="full")
-    with pytest.raises(ValueError, match="posterior='flow' is not known; choose one of: diagonal, full"):
+    with pytest.raises(ValueError, match="posterior='flow' is not known; choose one of: diagonal, full, iaf"):
         ibkit.build_model("vae", 12, 3, posterior="flow")
 
 
@@ -75,7 +76,8 @@ def test_true_model_with_a_fresh_encoder_keeps_the_generative_model(source):
     frozen = [p.clone() for p in (*m.decoder.parameters(), *m.likelihood.parameters())]
     before = E.elbo(m, source.test)
     ibkit.fit(m, source.train, epochs=3, lr=1e-2, progress=False, trainable="encoder")
-    assert all(torch.equal(a, b) for a, b in zip(frozen, (*m.decoder.parameters(), *m.likelihood.parameters())))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, (*m.decoder.parameters(), *m.likelihood.parameters()),
+                                                         strict=True))
     assert E.elbo(m, source.test) > before + 1.0
 
 
@@ -292,3 +294,77 @@ def test_rate_standard_error_matches_the_spread_of_the_monte_carlo_rate():
     assert se == pytest.approx((per_row.pow(2).sum().sqrt() / len(x)).item(), rel=1e-6)
     assert math.isnan(E.rate_standard_error(m, x, n_samples=1))
     assert E.rate_standard_error(ibkit.build_model("vae", 12, 3, posterior="full"), x) == 0.0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the posterior operations: dispatched on the distribution's type through a registry, not isinstance chains
+
+
+@pytest.mark.parametrize("family", ["diagonal", "full", "iaf"])
+def test_rsample_from_is_what_rsample_draws_at_that_noise(family):
+    m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior=family, seed=1)
+    q = m.posterior(X[:5])
+    torch.manual_seed(0)
+    drawn = q.rsample((4,))
+    torch.manual_seed(0)
+    eps = torch.randn(4, 5, 3)
+    torch.testing.assert_close(rsample_from(q, eps), drawn, rtol=0, atol=0)
+    if family == "diagonal":
+        torch.testing.assert_close(rsample_from(q, eps), q.base_dist.loc + eps * q.base_dist.scale)
+    if family == "iaf":
+        torch.testing.assert_close(q.rsample_from(eps), drawn, rtol=0, atol=0)  # the IAF's own method
+
+
+def test_probe_noise_and_covariance_of_the_gaussian_families():
+    loc, scale = torch.randn(5, 3), torch.rand(5, 3) + 0.1
+    diag = Independent(Normal(loc, scale), 1)
+    noisy = add_noise(diag, 0.5)
+    torch.testing.assert_close(noisy.base_dist.scale.pow(2), scale.pow(2) + 0.25)
+    torch.testing.assert_close(covariance(diag, None), torch.diag_embed(scale.double().pow(2)))
+    full = MultivariateNormal(loc, covariance_matrix=torch.diag_embed(scale.pow(2)) + 0.05)
+    torch.testing.assert_close(add_noise(full, 0.5).covariance_matrix, full.covariance_matrix + 0.25 * torch.eye(3))
+    torch.testing.assert_close(covariance(full, None), full.covariance_matrix.double())
+    loc_scale = diagonal_normal(diag)
+    assert loc_scale is not None and loc_scale[0] is loc and loc_scale[1] is scale
+    assert diagonal_normal(full) is None
+
+
+def test_the_lookup_goes_through_the_mro_and_past_an_independent_of_another_base():
+    class MyGaussian(MultivariateNormal):
+        pass
+
+    q = MyGaussian(torch.zeros(2, 3), torch.eye(3))
+    torch.testing.assert_close(rsample_from(q, torch.ones(1, 2, 3)), torch.ones(1, 2, 3))  # MultivariateNormal's rule
+    bits = Independent(Bernoulli(probs=torch.full((4, 3), 0.5)), 1)
+    assert diagonal_normal(bits) is None  # Independent's rule declines, the Distribution fallback answers
+    torch.manual_seed(0)
+    z = bits.sample((500,))
+    torch.testing.assert_close(covariance(bits, z).diagonal(dim1=-2, dim2=-1),
+                               torch.full((4, 3), 0.25, dtype=torch.float64), atol=0.03, rtol=0)
+    with pytest.raises(ValueError, match=r"add_noise has no rule for Independent\(Bernoulli\); it knows: Independent, "
+                                         r"MultivariateNormal .*@add_noise.register\(Independent\)"):
+        add_noise(bits, 0.1)
+    with pytest.raises(TypeError, match="rsample_from has no rule for Independent"):  # also a TypeError, as before
+        rsample_from(bits, torch.zeros(1, 4, 3))
+
+
+def test_a_new_family_registers_its_own_rule():
+    op = PosteriorOperation("double_loc", "2 loc, for the test")
+
+    @op.register(Normal)
+    def _(q, k):
+        return k * q.loc
+
+    assert op.registered() == ["Normal"]
+    torch.testing.assert_close(op(Normal(torch.ones(2), torch.ones(2)), 2.0), torch.full((2,), 2.0))
+    with pytest.raises(ValueError, match="double_loc has no rule for MultivariateNormal; it knows: Normal"):
+        op(MultivariateNormal(torch.zeros(2), torch.eye(2)), 2.0)
+    with pytest.raises(TypeError, match="Distribution subclasses"):
+        op.register(int)
+
+
+def test_probe_of_a_posterior_without_a_noise_rule_names_the_known_ones():
+    m = _iaf()
+    with pytest.raises(ValueError, match=r"probe\(sigma=0.1\) cannot add its noise to VAE.posterior: add_noise has no "
+                                         r"rule for IAFDistribution; it knows: Independent, MultivariateNormal"):
+        E.mi_bounds(E.probe(m, 0.1), X)

@@ -138,7 +138,7 @@ def test_labels_of_another_length_are_refused():
     (lambda: ibkit.fit_many([], GOOD), "models is empty"),
     (lambda: ibkit.fit_many([MODEL, MODEL], GOOD, seed=[0, 1, 2]), "seed has 3 values for 2 models"),
     (lambda: ibkit.build_model("vae", 6, 0), "latent_dim=0 must be >= 1"),
-    (lambda: ibkit.build_model("gan", 6, 2), "kind='gan' is not known"),
+    (lambda: ibkit.build_model("gan", 6, 2), "kind='gan' is not a registered model kind; registered: ae,"),
     (lambda: ibkit.data.load("cifar"), "is not known"),
 ])
 def test_bad_arguments_get_a_value_error_naming_them(call, message):
