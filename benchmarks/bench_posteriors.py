@@ -41,7 +41,7 @@ def main():
     models = {family: ibkit.build_model("vae", 784, 16, hidden=(512, 512), posterior=family)
               for family in ("diagonal", "full", "iaf")}
     times = {family: [] for family in models}
-    for family, model in models.items():  # warm-up
+    for model in models.values():  # warm-up
         step_seconds(model, x, 5)
     for rep in range(args.repeats):
         order = list(models) if rep % 2 == 0 else list(reversed(models))

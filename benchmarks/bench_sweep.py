@@ -82,12 +82,11 @@ def main() -> None:
         ibkit.fit_many(warm, x, epochs=1, progress=False, device=device)
         ibkit.fit(warm[0], x, epochs=1, progress=False, device=device)
         for _ in range(args.repeats):
-            ms = models(args.k, width, ds.input_dim, device)
-            one.append(timed(lambda: [ibkit.fit(m, x, epochs=args.epochs, seed=s, progress=False, device=device)
-                                      for m, s in zip(ms, seeds)]))
-            ms = models(args.k, width, ds.input_dim, device)
-            many.append(timed(lambda: ibkit.fit_many(ms, x, epochs=args.epochs, seed=seeds, progress=False,
-                                                     device=device)))
+            alone, batch = models(args.k, width, ds.input_dim, device), models(args.k, width, ds.input_dim, device)
+            one.append(timed(lambda alone=alone: [ibkit.fit(m, x, epochs=args.epochs, seed=s, progress=False,
+                                                            device=device) for m, s in zip(alone, seeds, strict=True)]))
+            many.append(timed(lambda batch=batch: ibkit.fit_many(batch, x, epochs=args.epochs, seed=seeds,
+                                                                 progress=False, device=device)))
         t_one, t_many = statistics.median(one), statistics.median(many)
         gflops = args.k * args.epochs * flops_per_epoch(width, ds.input_dim, len(x)) / t_many / 1e9
         print(f"64-{width}-{width}-8: one at a time {t_one:.2f} s, batched {t_many:.2f} s: {t_one / t_many:.2f}x; "

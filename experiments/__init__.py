@@ -1,21 +1,27 @@
-"""The experiments ``ibkit run`` knows. Each module has NAME, SUMMARY, a frozen ``Config``, ``QUICK``
-(the overrides of ``--quick``), ``run(config, out_dir=None) -> DataFrame`` and ``plot(run_dir) -> paths``,
-which draws its figures (and any generated text) from the tables stored in ``run_dir``, never retraining."""
+"""The experiments ibkit ships. Each is a module or package with NAME, SUMMARY, a frozen ``Config``, ``QUICK``
+(the overrides of ``--quick``), ``run(config, out_dir=None) -> DataFrame`` and ``plot(run_dir) -> paths``, which
+draws its figures (and any generated text) from the tables stored in ``run_dir``, never retraining.
+
+They are registered in pyproject.toml under the ``ibkit.experiments`` entry-point group, and the command line finds
+them there, with those of any other installed package (``ibkit.cli.experiment``). ``get`` and ``EXPERIMENTS``
+(name -> module path) read the same registry, for code that used them."""
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
-
-EXPERIMENTS = {
-    "rate-distortion": "experiments.rate_distortion",
-    "information-flow": "experiments.information_flow",
-    "posterior-families": "experiments.posterior_families",
-}
 
 
 def get(name: str) -> ModuleType:
-    """The experiment module called ``name``; an unknown name is refused with the list of known ones."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}")
-    return importlib.import_module(EXPERIMENTS[name])
+    """The experiment module registered as ``name``; an unknown name is refused with the list of known ones."""
+    from ibkit.cli import experiment
+
+    return experiment(name)
+
+
+def __getattr__(name: str) -> dict[str, str]:
+    """``EXPERIMENTS``: the registered experiments, name -> module path, read from the registry when asked."""
+    if name == "EXPERIMENTS":
+        from ibkit.cli import registered_experiments
+
+        return {key: ep.value for key, ep in registered_experiments().items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,9 @@
-"""The ``ibkit`` command: list, run, plot and table. Bad input is one line on stderr and exit status 2."""
+"""The ``ibkit`` command: list, run, plot, table and gallery. Bad input is one line on stderr and exit status 2.
+
+Experiments are found through the ``ibkit.experiments`` entry-point group of the installed packages (ibkit's own
+and any other's: ``[project.entry-points."ibkit.experiments"] my-study = "my_package.my_study"``), never by
+importing from the working folder. Commands that draw select a non-interactive matplotlib backend first.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import types
 import typing
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from ibkit.executors import EXECUTORS, make_executor
@@ -17,6 +23,7 @@ from ibkit.tables import FORMATS, format_table, left_out
 from ibkit.train import resolve_device
 
 USAGE_ERROR = 2
+EXPERIMENT_GROUP = "ibkit.experiments"  # the entry-point group experiments register under
 
 
 class _Parser(argparse.ArgumentParser):
@@ -77,19 +84,37 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def cmd_list(args) -> int:
-    import experiments
+def registered_experiments() -> dict[str, EntryPoint]:
+    """The experiments the installed packages register (entry-point group ``ibkit.experiments``), by name."""
+    return {ep.name: ep for ep in sorted(entry_points(group=EXPERIMENT_GROUP), key=lambda ep: ep.name)}
 
-    for name in experiments.EXPERIMENTS:
-        print(f"{name:20s} {experiments.get(name).SUMMARY}")
+
+def experiment(name: str | None) -> types.ModuleType:
+    """The experiment module registered as ``name``; an unknown name is refused with the list of known ones."""
+    known = registered_experiments()
+    if name not in known:
+        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
+    return known[name].load()
+
+
+def _file_backend() -> None:
+    """Draw into files: a non-interactive backend, chosen here rather than when ibkit is imported, so a notebook
+    that imports ibkit keeps its own."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def cmd_list(args) -> int:
+    for name in registered_experiments():
+        print(f"{name:20s} {experiment(name).SUMMARY}")
     return 0
 
 
 def cmd_run(args) -> int:
-    import experiments
     from ibkit import results
 
-    exp = experiments.get(args.experiment)
+    exp = experiment(args.experiment)
     overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
     config = exp.Config(**overrides)
     default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
@@ -110,6 +135,7 @@ def cmd_run(args) -> int:
         return 130
     results.write_tables(folder)
     results.write_manifest(folder, **meta, finished=_now())
+    _file_backend()
     figures = exp.plot(folder)
     bad = df[df["status"] != "ok"]["run_id"].unique()
     print(f"{df['run_id'].nunique()} runs -> {folder / results.RUNS}")
@@ -121,19 +147,18 @@ def cmd_run(args) -> int:
 
 
 def _experiment_of(folder: Path) -> types.ModuleType:
-    import experiments
     from ibkit import results
 
     manifest = results.read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError(f"no manifest.json in {folder}; is it a folder written by ibkit run?")
-    return experiments.get(manifest.get("experiment"))
+    return experiment(manifest.get("experiment"))
 
 
 def cmd_plot(args) -> int:
-
     folder = Path(args.dir)
     exp = _experiment_of(folder)
+    _file_backend()
     for path in exp.plot(folder):
         print(path)
     return 0
@@ -142,6 +167,7 @@ def cmd_plot(args) -> int:
 def cmd_gallery(args) -> int:
     from ibkit.gallery import write_gallery
 
+    _file_backend()
     print(write_gallery(args.dir))
     return 0
 

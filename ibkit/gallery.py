@@ -1,7 +1,8 @@
 """The results gallery: ``results/README.md`` assembled from the stored run folders, nothing hand-typed.
 
 For each folder with a manifest: what it is, the command that remakes it (the config fields that differ from the
-experiment's defaults), its figures inline and its generated ``findings.md``.
+experiment's defaults), its figures inline and its generated ``findings.md``. Experiments are looked up in the
+installed packages' registry (``ibkit.cli.experiment``), as the command line does.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from ibkit.results import atomic_write_text, read_manifest
 def reproduce_command(folder: Path, manifest: dict) -> str:
     """``ibkit run NAME --out FOLDER --set k=v ...`` with the config fields that differ from the defaults (MNIST
     runs say where the data must be: ``IBKIT_DATA=FOLDER_WITH_MNIST``)."""
-    import experiments
+    from ibkit.cli import experiment
 
     name = manifest["experiment"]
-    defaults = {f.name: f.default for f in dataclasses.fields(experiments.get(name).Config)}
+    defaults = {f.name: f.default for f in dataclasses.fields(experiment(name).Config)}
     sets = []
     for key, value in manifest.get("config", {}).items():
-        default = list(defaults[key]) if isinstance(defaults.get(key), tuple) else defaults.get(key)
+        default = defaults.get(key)
+        if isinstance(default, tuple):  # a manifest stores tuples as JSON lists
+            default = list(default)
         if key in defaults and value != default:
             text = ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
             sets.append(f"--set {key}={text}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ibkit.models.registry import model_class
+from ibkit.models.registry import config_fields, model_class
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
@@ -46,20 +46,23 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     try:
         config = dict(blob["config"])
         kind = blob["kind"] if "kind" in blob else config.pop("kind")  # before the registry: the kind in the config
-        config.pop("kind", None)
     except (KeyError, TypeError) as e:
-        raise ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint (no {e})") from None
+        raise _not_ours(path, e) from None
     cls = model_class(kind)  # an unregistered kind: a ValueError naming it
-    known = {f.name for f in dataclasses.fields(cls.Config)}
-    # files from before per-kind configs hold every kind's fields; "auto" was their noisy AE's default bound
-    config = {k: v for k, v in config.items() if k in known and v != "auto"}
+    if "kind" not in blob:  # a file from before per-kind configs: every kind's fields in one config
+        own = {f.name for f in dataclasses.fields(cls.Config)}
+        config = {k: v for k, v in config.items() if k in own or k not in config_fields()}
     try:
         model = build_model(kind, **config)
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors, but not an ibkit model's
-        raise ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint ({e.__class__.__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+        raise _not_ours(path, e) from None
     return model
+
+
+def _not_ours(path, error: Exception) -> ValueError:
+    return ValueError(f"cannot load checkpoint {path}: not an ibkit checkpoint ({error.__class__.__name__}: "
+                      f"{str(error).splitlines()[0][:200] if str(error) else ''})")
 
 
 __all__ = ["save_checkpoint", "load_checkpoint"]

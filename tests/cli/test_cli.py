@@ -1,8 +1,11 @@
-"""The command line: the rate-distortion experiment end to end, and one-line errors with exit status 2."""
+"""The command line: the rate-distortion experiment end to end, one-line errors with exit status 2, and the
+experiments found through the installed packages' entry points."""
 
 import json
+import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 
 import pandas as pd
 import pytest
@@ -114,7 +117,8 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "nope"], "unknown experiment 'nope'; known experiments: rate-distortion"),
+        (["run", "nope"], "unknown experiment 'nope'; known experiments: information-flow, posterior-families, "
+                          "rate-distortion"),
         (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: dataset,"),
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
         (["run", "rate-distortion", "--set", "epochs"], "expected key=value"),
@@ -160,3 +164,48 @@ def test_parser_only_ever_fails_cleanly(argv):
         return
     code = main(argv)
     assert code in (0, 2)
+
+
+BUILT_IN = {"rate-distortion": "experiments.rate_distortion", "information-flow": "experiments.information_flow",
+            "posterior-families": "experiments.posterior_families"}
+
+
+def test_the_installed_package_registers_its_experiments():
+    registered = {ep.name: ep.value for ep in entry_points(group="ibkit.experiments")}
+    assert {name: registered.get(name) for name in BUILT_IN} == BUILT_IN
+    import experiments
+
+    assert dict(sorted(registered.items())) == experiments.EXPERIMENTS
+    assert experiments.get("rate-distortion").NAME == "rate-distortion"
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: information-flow"):
+        experiments.get("nope")
+
+
+def test_list_finds_the_experiments_through_the_entry_points(tmp_path, monkeypatch, capsys):
+    """An experiment another installed package registers is listed and runnable by name, like ibkit's own."""
+    (tmp_path / "ibkit_demo_study.py").write_text('NAME = "demo-study"\nSUMMARY = "a study of our own"\n')
+    info = tmp_path / "ibkit_demo_study-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ibkit-demo-study\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ibkit.experiments]\ndemo-study = ibkit_demo_study\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "ibkit_demo_study", raising=False)
+    assert main(["list"]) == 0
+    listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(listed) == {*BUILT_IN, "demo-study"}
+    assert listed["demo-study"].endswith("a study of our own")
+    assert listed["rate-distortion"].endswith("deterministic, sparse and noisy AEs")
+    assert main(["run", "nope"]) == 2
+    assert "known experiments: demo-study, information-flow" in capsys.readouterr().err
+
+
+def test_list_from_elsewhere_uses_the_installed_package(tmp_path):
+    """`python -m ibkit.cli list` in a folder that is not the source tree (and holds an experiments.py of its
+    own, which is never imported) lists the registered experiments."""
+    marker = tmp_path / "ran"
+    (tmp_path / "experiments.py").write_text(f"open({str(marker)!r}, 'w')\n")
+    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", "list"], cwd=tmp_path, capture_output=True, text=True,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split()[0] for line in proc.stdout.splitlines()] == sorted(BUILT_IN)
+    assert not marker.exists()

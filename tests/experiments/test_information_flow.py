@@ -30,7 +30,7 @@ def test_tables(run_dir):
     assert noisy[noisy["code_bound"] != "tanh"]["capacity"].isna().all()
     vae = test[test["kind"] == "vae"].iloc[0]
     assert vae["mi_upper"] <= vae["rate"] + 1e-9 and vae["mi_lower"] <= vae["log_n"]
-    assert 0 <= test["label_accuracy"].min() and test["label_accuracy"].max() <= 1
+    assert test["label_accuracy"].min() >= 0 and test["label_accuracy"].max() <= 1
     curves = pd.read_csv(run_dir / "probe_curve.csv")
     assert len(curves) == 6 * 3 and set(curves["sigma"]) == {1.0, 0.01, 0.0001}
     kl = pd.read_csv(run_dir / "kl_per_dim.csv")
@@ -61,3 +61,21 @@ def test_table_keeps_bounded_and_unbounded_noisy_aes_apart(run_dir):
 
     rows = [line for line in format_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy_ae")]
     assert len(rows) == 2 and any("tanh" in r for r in rows)
+
+
+def test_figures_draw_into_the_given_axes(run_dir):
+    """The experiment's figures, drawn into axes the caller laid out (a notebook's own figure)."""
+    import matplotlib.pyplot as plt
+
+    from experiments.information_flow.figures import information_vs_distortion, information_vs_probe_noise, kl_per_dim
+    from ibkit.results import load, side_table
+
+    curves = side_table(run_dir, "probe_curve")
+    fig, axes = plt.subplots(1, 4, sharex=True, sharey=True)
+    assert information_vs_probe_noise(curves, axes=axes) is fig
+    assert [ax.get_title() for ax in axes] == ["deterministic AE", "sparse AE", "noisy AE", "VAE"]
+    assert all(ax.xaxis_inverted() and ax.get_ylim()[0] == 0 for ax in axes)
+    fig, (left, right) = plt.subplots(1, 2)
+    assert information_vs_distortion(load(run_dir), ax=left) is fig and left.get_legend() is not None
+    assert kl_per_dim(side_table(run_dir, "kl_per_dim"), ax=right) is fig and right.get_title()
+    plt.close("all")

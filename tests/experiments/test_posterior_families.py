@@ -28,6 +28,21 @@ def test_table_figures_findings(run_dir):
     assert "## β = 1" in findings and "full minus diagonal" in findings and "iaf minus diagonal" in findings
 
 
+def test_figures_draw_into_the_given_axes(run_dir):
+    import matplotlib.pyplot as plt
+
+    from experiments.posterior_families.figures import amortization_by_family, correlation_by_family, gap_by_family
+    from ibkit.results import load
+
+    runs = load(run_dir)
+    fig, axes = plt.subplots(1, 3)
+    for draw, ax in zip((gap_by_family, correlation_by_family, amortization_by_family), axes, strict=True):
+        assert draw(runs, ax=ax) is fig
+        assert ax.get_legend() is not None and ax.get_title()
+    assert len(fig.axes) == 3
+    plt.close(fig)
+
+
 def test_every_family_has_its_own_run_id_and_checkpoint(run_dir):
     runs = pd.read_csv(run_dir / "runs.csv")
     assert runs["run_id"].is_unique

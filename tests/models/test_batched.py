@@ -36,7 +36,7 @@ def test_fit_many_follows_each_models_own_fit(kind, knobs, common, seeds):
     alone = copy.deepcopy(models)
     histories = ibkit.fit_many(models, X, epochs=3, batch_size=64, seed=seeds, progress=False)
     own = seeds if isinstance(seeds, list) else [seeds] * 3
-    for m, a, h, s in zip(models, alone, histories, own):
+    for m, a, h, s in zip(models, alone, histories, own, strict=True):
         expected = ibkit.fit(a, X, epochs=3, batch_size=64, seed=s, progress=False)
         for column in ("loss", "rate", "distortion"):
             torch.testing.assert_close(torch.tensor(h[column].values), torch.tensor(expected[column].values),
@@ -44,7 +44,7 @@ def test_fit_many_follows_each_models_own_fit(kind, knobs, common, seeds):
         eps = torch.randn(1, 200, 4, generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             torch.testing.assert_close(m(DS.test[:200], eps).loss, a(DS.test[:200], eps).loss, rtol=1e-4, atol=1e-4)
-        for (name, p), q in zip(m.named_parameters(), a.parameters()):
+        for (name, p), q in zip(m.named_parameters(), a.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=0, atol=3e-3, msg=name)
     assert len({h["loss"].iloc[-1] for h in histories}) == 3  # the knobs reached each model
 
@@ -55,10 +55,10 @@ def test_fit_many_on_a_frozen_generative_model():
     models = [source.true_model(posterior=f, hidden=(8,), seed=s) for f, s in (("full", 0), ("full", 1))]
     alone = copy.deepcopy(models)
     ibkit.fit_many(models, source.train, epochs=2, lr=1e-2, seed=[0, 1], progress=False, trainable="encoder")
-    for m, a, s in zip(models, alone, (0, 1)):
+    for m, a, s in zip(models, alone, (0, 1), strict=True):
         ibkit.fit(a, source.train, epochs=2, lr=1e-2, seed=s, progress=False, trainable="encoder")
         torch.testing.assert_close(m.decoder[0].weight, source.W)
-        for p, q in zip(m.parameters(), a.parameters()):
+        for p, q in zip(m.parameters(), a.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=0, atol=1e-4)
 
 
@@ -67,7 +67,7 @@ def test_groups_larger_than_max_models_train_in_chunks_with_the_same_result():
     chunked = copy.deepcopy(models)
     whole = ibkit.fit_many(models, X, epochs=2, seed=3, progress=False)
     parts = ibkit.fit_many(chunked, X, epochs=2, seed=3, progress=False, max_models=2)
-    for a, b in zip(whole, parts):
+    for a, b in zip(whole, parts, strict=True):
         torch.testing.assert_close(torch.tensor(a["loss"].values), torch.tensor(b["loss"].values), rtol=1e-5, atol=0)
 
 

@@ -100,7 +100,7 @@ def test_seeded_construction_leaves_global_rng_alone():
     state = torch.get_rng_state()
     a, b, c = build("vae", seed=1), build("vae", seed=1), build("vae", seed=2)
     assert torch.equal(state, torch.get_rng_state())
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.encoder[0].weight, c.encoder[0].weight)
 
 
