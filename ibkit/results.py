@@ -181,6 +181,18 @@ def finished_run_ids(folder: str | os.PathLike) -> set[str]:
     return set(ok[ok].index)
 
 
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.NAME.*.tmp``, ``.NAME.tmp.png``) that a writer killed mid-write (SIGKILL)
+    left in a run folder, its records, checkpoints and figures; the files they were to replace are whole. Call it
+    only where no other process writes to the folder (a sweep resuming in it). Returns the paths removed."""
+    folder = Path(folder)
+    stale = [p for sub in ("", RECORDS, CHECKPOINTS, "figures") for p in (folder / sub).glob(".*.tmp*")
+             if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def clear(folder: str | os.PathLike) -> None:
     """Remove the tables, run records and generated notes of a run folder (``--overwrite``); figures and
     checkpoints are rewritten as the new runs finish."""

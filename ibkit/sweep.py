@@ -24,7 +24,15 @@ from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
 from ibkit.models.config import field_defaults, id_fields, knob_fields
 from ibkit.models.registry import all_knobs, knob_names, model_class
-from ibkit.results import CHECKPOINTS, finished_run_ids, interrupts_deferred, load, write_record, write_tables
+from ibkit.results import (
+    CHECKPOINTS,
+    finished_run_ids,
+    interrupts_deferred,
+    load,
+    remove_stale_temps,
+    write_record,
+    write_tables,
+)
 from ibkit.train import DivergenceError, fit, resolve_device
 
 
@@ -103,6 +111,7 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     rows: list[dict] = []
     done: set[str] = set()
     if out_dir is not None:
+        remove_stale_temps(out_dir)  # what a killed earlier attempt was writing: never read, now gone
         done = finished_run_ids(out_dir) & ids  # rows of other grids are dropped
         rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]

@@ -59,3 +59,19 @@ def test_load_model_gives_a_runs_trained_model(tmp_path):
     assert E.distortion(model, ds.test) == pytest.approx(table.loc[("vae-d8-beta1.0-seed0", "test"), "distortion"])
     with pytest.raises(ValueError, match="run_id='nope' has no checkpoint in .*; runs with one: ae-d8-seed0"):
         load_model(out, "nope")
+
+
+def test_a_resumed_sweep_removes_the_temp_files_a_killed_writer_left(tmp_path):
+    """SIGKILL mid-write leaves '.NAME.*.tmp' beside the (whole) file it was to replace; the next sweep in the
+    folder deletes them, and nothing else."""
+    from ibkit.results import remove_stale_temps
+
+    for sub in ("records", "checkpoints", "figures"):
+        (tmp_path / sub).mkdir()
+    stale = [tmp_path / ".runs.csv.x1y2.tmp", tmp_path / "records" / ".vae-d2-seed0.json.ab.tmp",
+             tmp_path / "checkpoints" / ".vae-d2-seed0.pt.cd.tmp", tmp_path / "figures" / ".rd.pdf.tmp.pdf"]
+    kept = [tmp_path / "runs.csv", tmp_path / "records" / "vae-d2-seed0.json", tmp_path / "figures" / "rd.pdf"]
+    for path in stale + kept:
+        path.write_text("x")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
