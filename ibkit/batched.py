@@ -51,6 +51,7 @@ def fit_many(
     device: str | torch.device = "auto",
     trainable: str = "all",
     max_models: int | None = None,
+    x_monitor=None,
 ) -> list[pd.DataFrame | DivergenceError]:
     """Train K models of one architecture (different beta, noise, sparsity, seed) together; in place.
 
@@ -61,7 +62,8 @@ def fit_many(
 
     Returns one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss
     became NaN or infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs
-    before). The other models are unaffected by one that diverges.
+    before). The other models are unaffected by one that diverges. ``x_monitor``: held-out data measured after
+    every epoch, as in ``fit``.
     """
     models = list(models)
     if not models:
@@ -77,13 +79,14 @@ def fit_many(
                              f"{_difference(models[0], m)} (only {', '.join(varying(models[0].config))} may differ)")
     device = resolve_device(device)
     x = check_model_data(models[0], x_train, "x_train").to(device)
+    monitor = None if x_monitor is None else check_model_data(models[0], x_monitor, "x_monitor").to(device)
     if max_models is None:
         max_models = models_per_batch(models[0], batch_size, device)
     check_number("max_models", max_models, low=1, integer=True)
     out = []
     for i in range(0, len(models), max_models):
         out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, epochs, batch_size, lr,
-                          progress, device, trainable)
+                          progress, device, trainable, monitor)
     return out
 
 
@@ -202,12 +205,12 @@ def _set(module: nn.Module, name: str, value) -> None:
         owner.register_buffer(leaf, value, persistent=False)
 
 
-def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable) -> list:
+def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable, monitor) -> list:
     """Stack the group, train it (``train_epochs``, one ``train_step`` per minibatch) and copy the weights back."""
     stacked = stack_models(models).to(device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=lr, fused=True)
     outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=epochs, batch_size=batch_size, stacked=True,
-                            progress=progress, desc=f"fit_many ({len(models)} models)")
+                            progress=progress, desc=f"fit_many ({len(models)} models)", monitor=monitor)
     unstack_into(stacked, models)
     for m in models:
         m.eval()

@@ -36,16 +36,22 @@ from ibkit.results import (
 from ibkit.train import DivergenceError, fit, resolve_device
 
 
+LABEL = "label"  # a spec's key that enters its run id and not its model config
+
+
 def run_id(spec: dict) -> str:
     """A readable id, unique within a grid, from the kind's config: the kind, a posterior family other than the
     default, then each field that enters run ids (``latent_dim`` as d, the knobs, fields with an ``id`` in their
     metadata) that the spec sets, and the seed: 'vae-d8-beta0.5-seed0', 'vae-iaf-d8-beta1.0-seed2',
-    'noisy_ae-d8-noise0.2-boundtanh-seed0'."""
+    'noisy_ae-d8-noise0.2-boundtanh-seed0'. A spec's ``label`` (not a config field: what sets a run apart from
+    another of the same config in one grid, e.g. the frozen decoder it trains on) comes before the seed:
+    'vae-full-d8-beta1.0-frozen-seed0'."""
     config = model_class(spec["kind"]).Config
     family = spec.get("posterior", field_defaults(config).get("posterior"))
     lead = "" if family == field_defaults(config).get("posterior") else f"-{family}"
     parts = "".join(f"-{short}{spec[name]}" for name, short in id_fields(config).items() if name in spec)
-    return f"{spec['kind']}{lead}{parts}-seed{spec.get('seed', 0)}"
+    label = f"-{spec[LABEL]}" if spec.get(LABEL) else ""
+    return f"{spec['kind']}{lead}{parts}{label}-seed{spec.get('seed', 0)}"
 
 
 def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
@@ -61,6 +67,7 @@ def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
 
 Evaluate = Callable[[object, dict], dict[str, dict]]  # (model, spec) -> {split: metrics (schema or extra)}
 TABLES = "tables"  # evaluate's optional key: {name: DataFrame} rows of side tables (stored as NAME.csv)
+HISTORY = "history"  # the side table of per-epoch learning curves (run_grid's ``curves``)
 Build = Callable[[dict], nn.Module]  # spec -> an untrained model
 
 
@@ -86,12 +93,13 @@ class GridContext:
     lr: float
     device: str
     trainable: str
+    curves: bool = False
 
 
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
              out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all",
-             batched: bool = True, executor=None) -> pd.DataFrame:
+             batched: bool = True, executor=None, curves: bool = False) -> pd.DataFrame:
     """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
 
     Models come from ``build(spec)`` (default: ``build_model`` with the dataset's input size and likelihood)
@@ -99,7 +107,9 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     beta, noise, sparsity and seed train together as one batched model (``fit_many``, the same results as one
     at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
     spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns;
-    under the key "tables" it may add {name: DataFrame} rows to side tables, stored as ``NAME.csv``.
+    under the key "tables" it may add {name: DataFrame} rows to side tables, stored as ``NAME.csv``. With
+    ``curves`` each run's per-epoch history, with the test split's mean loss, rate and distortion after every epoch
+    (``fit``'s ``x_monitor``), becomes rows of the side table ``history.csv`` (column run_id).
     The groups run on ``executor`` (``ibkit.executors``: this process by default, worker processes or a Dask
     cluster, which need ``evaluate`` and ``build`` picklable: module-level functions or partials of them).
     With ``out_dir`` each run, as it comes back, saves its checkpoint and then its record (``ibkit.results``),
@@ -115,7 +125,7 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         done = finished_run_ids(out_dir) & ids  # rows of other grids are dropped
         rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
-    context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable)
+    context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable, curves)
     groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build)
     executor = executor or InProcess()
     counts = dict(done=0, failed=0)
@@ -153,7 +163,7 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
             if context.build:
                 model = context.build(spec)
             else:
-                built = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **spec)
+                built = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **_config_of(spec))
                 if built.STARTS_AT_MARGINAL:  # autoencoders: their codes would otherwise be pushed to one corner
                     built.start_at_marginal(ds.train)
                 model = built
@@ -165,7 +175,8 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
     try:
         trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
                          epochs=context.epochs, batch_size=context.batch_size, lr=context.lr,
-                         device=context.device, trainable=context.trainable)
+                         device=context.device, trainable=context.trainable,
+                         x_monitor=ds.test if context.curves else None)
     except Exception as e:  # a fault of the whole group: each of its runs fails with it
         trained = [e] * len(models)
     seconds = (time.perf_counter() - start) / max(1, len(models))
@@ -178,9 +189,16 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
             out.append((spec, *_failed(context.experiment, ds, spec, "failed", error), None))
         else:
             run_rows, tables = _evaluated(context.experiment, ds, spec, model, context.evaluate, seconds)
+            if context.curves:
+                tables[HISTORY] = outcome.assign(run_id=run_id(spec))
             ok = all(r["status"] == "ok" for r in run_rows)
             out.append((spec, run_rows, tables, model.cpu() if ok else None))
     return out
+
+
+def _config_of(spec: dict) -> dict:
+    """The spec's model config fields: all but its ``label``."""
+    return {k: v for k, v in spec.items() if k != LABEL}
 
 
 def _train(models: list, seeds: list[int], x, **options) -> list:
@@ -206,7 +224,7 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
     for group in by_architecture.values():
         try:
             probe = build(group[0]) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
-                                                               **group[0])
+                                                               **_config_of(group[0]))
             size = models_per_batch(probe, batch_size, device)
         except Exception:  # building fails again, run by run, with its error in the table
             size = 1

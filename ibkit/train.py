@@ -77,6 +77,7 @@ def fit(
     progress: bool = True,
     device: str | torch.device = "auto",
     trainable: str = "all",
+    x_monitor=None,
 ) -> pd.DataFrame:
     """Train ``model`` (an ibkit autoencoder: ``forward`` returns per-example ``loss, rate, distortion``)
     with Adam on minibatches of ``x_train`` [N, D], minimising the mean per-example loss.
@@ -89,14 +90,20 @@ def fit(
     trainable: "all" (default) or "encoder": only q(z|x) learns (the encoder and the posterior family's own
     parameters, e.g. an IAF's steps), the decoder and prior stay as they are (to measure inference on a fixed
     generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
+
+    x_monitor: held-out data [M, D] (e.g. the test split) whose mean loss, rate and distortion are measured after
+    every epoch, as the history's columns monitor_loss, monitor_rate and monitor_distortion: learning curves that
+    tell over-fitting (the train loss falls, the monitored one rises) from slow training. Its noise comes from a
+    generator of its own, so monitoring leaves the training trajectory as it was.
     """
     check_training(epochs, batch_size, lr, [seed], trainable)
     device = resolve_device(device)
     x = check_model_data(model, x_train, "x_train")
+    monitor = None if x_monitor is None else check_model_data(model, x_monitor, "x_monitor").to(device)
     model.to(device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=lr)
     (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=epochs, batch_size=batch_size,
-                              stacked=False, progress=progress, desc="fit")
+                              stacked=False, progress=progress, desc="fit", monitor=monitor)
     if isinstance(outcome, DivergenceError):
         raise outcome
     return outcome
@@ -118,11 +125,13 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps
 
 
 def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *, epochs: int,
-                 batch_size: int, stacked: bool, progress: bool, desc: str) -> list[pd.DataFrame | DivergenceError]:
+                 batch_size: int, stacked: bool, progress: bool, desc: str,
+                 monitor: Tensor | None = None) -> list[pd.DataFrame | DivergenceError]:
     """The epochs of ``fit`` (one model, ``stacked=False``) or of ``fit_many`` (``net`` a stack of len(seeds)
     models): per model, its minibatch order and channel noise from its seed (models sharing one seed share them),
-    one ``train_step`` per minibatch of x [N, D]. Returns per model its history, or the ``DivergenceError`` of the
-    epoch its loss became NaN or infinite; training stops once every model has diverged."""
+    one ``train_step`` per minibatch of x [N, D], and after each epoch the means over ``monitor`` [M, D], if given
+    (``monitor_losses``). Returns per model its history, or the ``DivergenceError`` of the epoch its loss became
+    NaN or infinite; training stops once every model has diverged."""
     k, n, device = len(seeds), x.shape[0], x.device
     shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
     streams = seeds[:1] if shared else seeds
@@ -149,15 +158,40 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
                                        for g in noises], dim=1)
                 totals += train_step(net, optimizer, xb, eps if stacked or eps is None else eps[:, 0])
             seconds = (time.perf_counter() - start) / k
+            monitored = [{}] * k if monitor is None else monitor_losses(net, monitor, seeds[0], latent_dim, k, stacked)
             for j, (loss, rate, distortion) in enumerate((totals / n).tolist()):
                 if diverged[j] is None and not math.isfinite(loss):
                     diverged[j] = divergence(epoch, loss, histories[j], lr)
                 elif diverged[j] is None:
                     histories[j].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion,
-                                             seconds=seconds))
+                                             seconds=seconds, **monitored[j]))
             if show:
                 bar.set_postfix(loss=f"{totals[:, 0].mean().item() / n:.3f}")
             if all(d is not None for d in diverged):
                 break
     net.eval()
     return [diverged[j] or pd.DataFrame(histories[j]) for j in range(k)]
+
+
+def monitor_losses(net: nn.Module, x: Tensor, seed: int, latent_dim: int, k: int, stacked: bool,
+                   chunk: int = 1024) -> list[dict]:
+    """Per model of ``net`` (one, or ``stacked``: a stack of k): the mean loss, rate and distortion over x [M, D], as columns
+    monitor_loss, monitor_rate, monitor_distortion. One draw of the code's noise per row, from a generator seeded
+    by ``seed`` (the same draws every epoch, so the curve moves with the model alone; the training noise is
+    untouched)."""
+    noise = torch.Generator(x.device).manual_seed(seed)
+    totals = torch.zeros(k, 3, dtype=torch.float64, device=x.device)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            xb = x[i: i + chunk]
+            eps = None
+            if latent_dim:  # [1, b, d], or [1, 1, b, d] broadcast over a stack's models
+                shape = (1, 1, len(xb), latent_dim) if stacked else (1, len(xb), latent_dim)
+                eps = torch.empty(shape, device=x.device).normal_(generator=noise)
+            out = net(xb, eps)
+            totals += torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1)), -1).reshape(k, 3)
+    net.train(was_training)
+    return [dict(monitor_loss=loss, monitor_rate=rate, monitor_distortion=distortion)
+            for loss, rate, distortion in (totals / len(x)).tolist()]

@@ -12,13 +12,16 @@ from torch import nn
 
 from ibkit.models.registry import config_fields, model_class
 
+FORMAT = 2  # 2: a full-covariance VAE's L = diag(exp(v / 2)) (I + B); in format 1 it was diag(exp(v)) + B
+
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's kind, config and weights to ``path`` atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    blob = {"kind": model.KIND, "config": dataclasses.asdict(model.config), "state_dict": state}  # type: ignore
+    blob = {"kind": model.KIND, "config": dataclasses.asdict(model.config), "state_dict": state,  # type: ignore
+            "format": getattr(model, "checkpoint_format", FORMAT)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -54,6 +57,8 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
         config = {k: v for k, v in config.items() if k in own or k not in config_fields()}
     try:
         model = build_model(kind, **config)
+        if hasattr(model, "read_checkpoint_format"):  # weights of an older format keep their meaning
+            model.read_checkpoint_format(blob.get("format", 1))
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors, but not an ibkit model's
         raise _not_ours(path, e) from None

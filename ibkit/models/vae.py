@@ -1,13 +1,18 @@
 """The variational autoencoder: posterior family q(z|x), prior N(0, I), loss distortion + beta * rate."""
 
+from __future__ import annotations
+
+import typing
 from dataclasses import dataclass, field
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ibkit.models.base import StochasticAutoencoder
+from ibkit.models.checkpoint import FORMAT
 from ibkit.models.config import ModelConfig
-from ibkit.models.posteriors import POSTERIORS
+from ibkit.models.posteriors import POSTERIORS, FullGaussian
 from ibkit.models.registry import register_model
 
 
@@ -34,11 +39,41 @@ class VAE(StochasticAutoencoder):
     STARTS_AT_MARGINAL = False
 
     def __init__(self, config: VAEConfig):
-        super().__init__(config)
+        super().__init__(config)  # the encoder's head has the diagonal family's 2d outputs; the family widens it
         self.family = POSTERIORS[config.posterior](config.latent_dim, flow_steps=config.flow_steps)
+        self.encoder[-1] = self.family.widen(typing.cast(nn.Linear, self.encoder[-1]))
 
     def encoder_width(self) -> int:
-        return POSTERIORS[self.config.posterior].n_params(self.config.latent_dim)
+        """As built: loc and log variance [2d], which every family reads first (its own extra outputs follow)."""
+        return 2 * self.config.latent_dim
+
+    @property
+    def checkpoint_format(self) -> int:
+        """The checkpoint format these weights are read in: 1 for a full family of the legacy parameterisation
+        (``FullGaussian(legacy=True)``), else the current one."""
+        return 1 if getattr(self.family, "legacy", False) else FORMAT
+
+    def read_checkpoint_format(self, version: int) -> None:
+        """Read weights saved in checkpoint format ``version``: before format 2 a full family had the legacy
+        parameterisation (diag(L) = exp(v), absolute off-diagonals), which this model then keeps."""
+        if version < 2 and self.config.posterior == "full":
+            typing.cast(FullGaussian, self.family).legacy = True
+
+    def start_from(self, source: VAE) -> VAE:
+        """Copy ``source``'s weights (a VAE of the same architecture, any family) into this one: every parameter
+        of the same name and shape, and the loc and log-variance rows of the encoder's head; the outputs only this
+        family has keep their initial values (a full family's off-diagonals at zero, so it starts with exactly
+        ``source``'s q if that is diagonal). Returns self."""
+        theirs = dict(source.named_parameters())
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name in theirs and theirs[name].shape == p.shape:
+                    p.copy_(theirs[name])
+            head, other = typing.cast(nn.Linear, self.encoder[-1]), typing.cast(nn.Linear, source.encoder[-1])
+            shared = 2 * self.config.latent_dim
+            head.weight[:shared] = other.weight[:shared]
+            head.bias[:shared] = other.bias[:shared]
+        return self
 
     def posterior_from_params(self, h: Tensor) -> Distribution:
         return self.family(h)

@@ -1,11 +1,13 @@
-"""A tiny CPU run of the posterior-families experiment: the table, three figures and the generated findings."""
+"""A tiny CPU run of the posterior-families experiment (with the frozen-decoder control, as --quick has it): the
+table with its test and train rows, the side tables, the figures and the generated findings."""
 
 import pandas as pd
 import pytest
 import torch
 
 TINY = ["--set", "epochs=2", "--set", "hidden=16", "--set", "latent_dim=3", "--set", "iwae_k=20",
-        "--set", "eval_rows=40", "--set", "correlation_k=50", "--set", "amortization_steps=20"]
+        "--set", "eval_rows=40", "--set", "correlation_k=50", "--set", "amortization_max_steps=200",
+        "--set", "frozen_epochs=2", "--set", "train_rows=100", "--set", "min_ess=5"]
 
 
 @pytest.fixture(scope="module")
@@ -14,18 +16,48 @@ def run_dir(run_experiment):
 
 
 def test_table_figures_findings(run_dir):
-    runs = pd.read_csv(run_dir / "runs.csv")
-    assert sorted(runs["posterior"]) == ["diagonal", "full", "iaf"] and (runs["status"] == "ok").all()
+    both = pd.read_csv(run_dir / "runs.csv")
+    assert (both["status"] == "ok").all() and len(both) == 12  # 3 families x 2 decoders x 2 splits
+    assert sorted(both.groupby(["decoder", "split"]).size().items()) == [
+        (("frozen", "test"), 3), (("frozen", "train"), 3), (("learned", "test"), 3), (("learned", "train"), 3)]
+    train = both[both["split"] == "train"]
+    assert train["elbo"].notna().all() and train["iwae"].notna().all() and train["q_correlation"].isna().all()
+    runs = both[(both["split"] == "test") & (both["decoder"] == "learned")]
+    assert sorted(runs["posterior"]) == ["diagonal", "full", "iaf"]
     assert (runs["q_correlation"][runs["posterior"] == "diagonal"] == 0).all()
     assert (runs["q_correlation"][runs["posterior"] != "diagonal"] > 0).all()
     pd.testing.assert_series_equal(runs["rate"], runs["index_information"] + runs["marginal_kl"],
                                    check_names=False, rtol=1e-6)
     assert ((runs["amortization_gap"] - (runs["elbo_optimised"] - runs["elbo_amortised"])).abs() < 1e-6).all()
-    assert (runs["ess"] <= 50).all() and (runs["ess"] >= 1).all()
-    for name in ("elbo_gap_by_family", "posterior_correlation", "amortization_gap"):
+    assert (runs["ess"] <= 50).all() and (runs["ess"] >= 1).all() and (runs["ess_q10"] <= runs["ess_q90"]).all()
+    assert (runs["amortization_steps"] >= 100).all() and (runs["amortization_steps"] <= 200).all()
+    correlations = pd.read_csv(run_dir / "correlations.csv")
+    assert len(correlations) == 6 * 40 and set(correlations["decoder"]) == {"learned", "frozen"}
+    reliable = correlations[correlations["reliable"]].groupby("run_id")["true_correlation"].mean()
+    by_run = both[both["split"] == "test"].set_index("run_id")
+    pd.testing.assert_series_equal(reliable, by_run["true_correlation"].dropna().loc[reliable.index],
+                                   check_names=False)  # the table's number is the mean over its reliable rows
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history.groupby("run_id")["epoch"].max().to_dict() == {
+        r: 2 for r in both["run_id"].unique()} and history["monitor_loss"].notna().all()
+    for name in ("elbo_gap_by_family", "posterior_correlation", "amortization_gap", "learning_curves"):
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 1000
     findings = (run_dir / "findings.md").read_text()
-    assert "## β = 1" in findings and "full minus diagonal" in findings and "iaf minus diagonal" in findings
+    assert "## Is the diagonal posterior too crude?" in findings
+    assert "- learned decoders, β = 1: full − diagonal ELBO" in findings and "on train" in findings
+    assert "- frozen decoder, β = 1: iaf − diagonal ELBO" in findings
+    assert "## Learned decoders, β = 1" in findings and "## Frozen decoder" in findings
+
+
+def test_the_frozen_control_trains_encoders_on_the_learned_diagonal_decoder(run_dir):
+    from ibkit.models import load_checkpoint
+
+    learned = load_checkpoint(run_dir / "checkpoints" / "vae-d3-beta1.0-seed0.pt")
+    for family in ("", "-full", "-iaf"):
+        frozen = load_checkpoint(run_dir / "checkpoints" / f"vae{family}-d3-beta1.0-frozen-seed0.pt")
+        for a, b in zip(learned.decoder.parameters(), frozen.decoder.parameters(), strict=True):
+            assert torch.equal(a, b)  # frozen through training
+        assert not torch.equal(learned.encoder[0].weight, frozen.encoder[0].weight)  # the encoder trained
 
 
 def test_figures_draw_into_the_given_axes(run_dir):
@@ -45,9 +77,10 @@ def test_figures_draw_into_the_given_axes(run_dir):
 
 def test_every_family_has_its_own_run_id_and_checkpoint(run_dir):
     runs = pd.read_csv(run_dir / "runs.csv")
-    assert runs["run_id"].is_unique
+    assert not runs.duplicated(["run_id", "split"]).any()
     assert sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt")) == [
-        "vae-d3-beta1.0-seed0.pt", "vae-full-d3-beta1.0-seed0.pt", "vae-iaf-d3-beta1.0-seed0.pt"]
+        "vae-d3-beta1.0-frozen-seed0.pt", "vae-d3-beta1.0-seed0.pt", "vae-full-d3-beta1.0-frozen-seed0.pt",
+        "vae-full-d3-beta1.0-seed0.pt", "vae-iaf-d3-beta1.0-frozen-seed0.pt", "vae-iaf-d3-beta1.0-seed0.pt"]
     assert (runs["rate_se"][runs["posterior"] != "iaf"] == 0).all()  # closed-form KL
     assert (runs["rate_se"][runs["posterior"] == "iaf"] > 0).all()  # Monte Carlo
 
@@ -63,10 +96,10 @@ def test_generating_decoder_setting_measures_against_the_exact_log_px(run_experi
                                                 "--set", "betas=0.5,1",
                                                 "--set", "epochs=3", "--set", "hidden=16", "--set", "iwae_k=500",
                                                 "--set", "eval_rows=100", "--set", "decomposition_rows=300",
-                                                "--set", "correlation_k=50",
-                                                "--set", "amortization_steps=100"])
-    both = pd.read_csv(out / "runs.csv")
-    assert len(both) == 6 and both["run_id"].is_unique
+                                                "--set", "correlation_k=50", "--set", "frozen_control=false",
+                                                "--set", "amortization_max_steps=300"])
+    both = pd.read_csv(out / "runs.csv").query("split == 'test'")
+    assert len(both) == 6 and both["run_id"].is_unique and (both["decoder"] == "generating").all()
     half = both[both["beta"] == 0.5].set_index("posterior")
     assert (half["rate"] != both[both["beta"] == 1].set_index("posterior")["rate"]).all()  # beta reaches the loss
     assert load_checkpoint(out / "checkpoints" / "vae-iaf-d2-beta0.5-seed0.pt").config.beta == 0.5

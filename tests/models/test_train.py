@@ -103,3 +103,30 @@ def test_integer_sizes_must_be_integers(digits):
         ibkit.fit(m, digits.train, epochs=2.0)
     with pytest.raises(ValueError, match="latent_dim=2.0 must be an integer"):
         ibkit.build_model("vae", digits.input_dim, 2.0)
+
+
+def test_monitored_data_give_learning_curves_without_moving_training(digits):
+    """``x_monitor``: the held-out means after every epoch, from noise of their own: the training history is the
+    same with and without it, the last epoch's monitor_loss is the trained model's loss there (deterministic
+    code: exact), and fit_many's curves are fit's."""
+    from ibkit.batched import fit_many
+
+    x, held_out = digits.train[:512], digits.test[:300]
+    plain = ibkit.build_model("vae", 64, 4, hidden=(16,), seed=1)
+    watched = ibkit.build_model("vae", 64, 4, hidden=(16,), seed=1)
+    h0 = ibkit.fit(plain, x, epochs=3, seed=2, progress=False)
+    h1 = ibkit.fit(watched, x, epochs=3, seed=2, progress=False, x_monitor=held_out)
+    pd.testing.assert_frame_equal(h0.drop(columns="seconds"), h1[h0.columns].drop(columns="seconds"))
+    assert list(h1.columns[-3:]) == ["monitor_loss", "monitor_rate", "monitor_distortion"]
+    assert (h1["monitor_loss"] - h1["monitor_rate"] - h1["monitor_distortion"]).abs().max() < 1e-3  # beta = 1
+    assert h1["monitor_loss"].iloc[-1] == pytest.approx(-E.elbo(watched, held_out, n_samples=200), rel=0.01)
+    ae = ibkit.build_model("ae", 64, 4, hidden=(16,), seed=1)
+    h = ibkit.fit(ae, x, epochs=2, progress=False, x_monitor=held_out)
+    with torch.no_grad():
+        assert h["monitor_loss"].iloc[-1] == pytest.approx(ae(held_out).loss.mean().item(), rel=1e-5)
+    many = [ibkit.build_model("vae", 64, 4, hidden=(16,), seed=1, beta=b) for b in (1.0, 2.0)]
+    hs = fit_many(many, x, epochs=3, seed=2, progress=False, x_monitor=held_out)
+    pd.testing.assert_series_equal(hs[0]["monitor_loss"], h1["monitor_loss"], rtol=1e-4)
+    assert (hs[1]["monitor_loss"] != hs[0]["monitor_loss"]).all()
+    with pytest.raises(ValueError, match="x_monitor"):
+        ibkit.fit(ae, x, epochs=1, progress=False, x_monitor=held_out[:, :10])
