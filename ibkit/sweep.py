@@ -35,7 +35,6 @@ from ibkit.results import (
 )
 from ibkit.train import DivergenceError, fit, resolve_device
 
-
 LABEL = "label"  # a spec's key that enters its run id and not its model config
 
 

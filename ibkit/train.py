@@ -175,10 +175,10 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
 
 def monitor_losses(net: nn.Module, x: Tensor, seed: int, latent_dim: int, k: int, stacked: bool,
                    chunk: int = 1024) -> list[dict]:
-    """Per model of ``net`` (one, or ``stacked``: a stack of k): the mean loss, rate and distortion over x [M, D], as columns
-    monitor_loss, monitor_rate, monitor_distortion. One draw of the code's noise per row, from a generator seeded
-    by ``seed`` (the same draws every epoch, so the curve moves with the model alone; the training noise is
-    untouched)."""
+    """Per model of ``net`` (one, or ``stacked``: a stack of k): the mean loss, rate and distortion over x [M, D],
+    as columns monitor_loss, monitor_rate, monitor_distortion. One draw of the code's noise per row, from a
+    generator seeded by ``seed`` (the same draws every epoch, so the curve moves with the model alone; the training
+    noise is untouched)."""
     noise = torch.Generator(x.device).manual_seed(seed)
     totals = torch.zeros(k, 3, dtype=torch.float64, device=x.device)
     was_training = net.training

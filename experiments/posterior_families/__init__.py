@@ -59,7 +59,7 @@ class Config:
     dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
     decoder: str = "learned"  # learned | generating (gaussian only: the generating decoder, frozen; q alone trains)
     frozen_control: bool = False  # also: every family's encoder on each learned diagonal VAE's frozen decoder
-    frozen_epochs: int = 50  # epochs of the frozen-decoder control's encoders
+    frozen_epochs: int = 30  # epochs of the frozen-decoder control's encoders (started from the trained ones)
     hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by a learned decoder
     latent_dim: int = 8  # d (with the generating decoder: the data's)
     families: tuple[str, ...] = FAMILIES  # posterior families compared
@@ -70,7 +70,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     iwae_k: int = 5000  # importance samples of the bound on log p(x)
     train_rows: int = 2000  # training rows evaluated (the train split's rows)
-    eval_rows: int = 300  # test rows for the per-datapoint optimisation and the posterior correlations
+    eval_rows: int = 100  # test rows for the per-datapoint optimisation and the posterior correlations
     decomposition_rows: int = 5000  # test rows of the rate decomposition (N^2 log q(z_i|x_j); IAF ~45 s at 5,000)
     correlation_k: int = 5000  # importance samples per row and stage of the true-posterior correlation
     min_ess: float = 100  # rows whose importance sampler's ESS is below this are flagged and not reported

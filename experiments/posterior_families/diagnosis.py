@@ -187,7 +187,8 @@ def summarise(out: Path) -> pd.DataFrame:
                     -(late["rate"] + late["distortion"]).min() + 1)
         ax.set_xlabel("epoch")
         ax.set_ylabel("ELBO  [nats]")
-        ax.set_title(f"Learning curves (d = 8, β = 1; mean of seeds {', '.join(map(str, sorted(set(curves['seed']))))})")
+        seeds = ", ".join(map(str, sorted(set(curves["seed"]))))
+        ax.set_title(f"Learning curves (d = 8, β = 1; mean of seeds {seeds})")
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize=7)
         plots.save_figure(fig, out, "curves")
     return table

@@ -57,8 +57,9 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
         config = {k: v for k, v in config.items() if k in own or k not in config_fields()}
     try:
         model = build_model(kind, **config)
-        if hasattr(model, "read_checkpoint_format"):  # weights of an older format keep their meaning
-            model.read_checkpoint_format(blob.get("format", 1))
+        read_format = getattr(model, "read_checkpoint_format", None)
+        if callable(read_format):  # weights of an older format keep their meaning
+            read_format(blob.get("format", 1))
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # tensors, but not an ibkit model's
         raise _not_ours(path, e) from None

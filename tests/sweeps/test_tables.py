@@ -100,3 +100,15 @@ def test_gallery_is_assembled_from_the_stored_folders(tmp_path):
     assert "![rate_distortion](rd/figures/rate_distortion.png)" in text
     findings = (root / "rd" / "findings.md").read_text().splitlines()
     assert findings[-1] in text and "### The KL penalty: the rate bounds the information" in text
+
+
+def test_runs_of_one_config_on_other_decoders_are_other_rows():
+    """A learned and a frozen decoder (the posterior-families control) are two settings, never pooled."""
+    from ibkit.tables import summarise
+
+    runs = _runs().query("kind == 'vae'")
+    both = pd.concat([runs.assign(decoder="learned"), runs.assign(decoder="frozen", rate=runs["rate"] + 1)])
+    summary = summarise(both).set_index(["decoder", "beta"])
+    assert len(summary) == 4 and list(summary.index.names) == ["decoder", "beta"]
+    diff = summary.loc["frozen", "rate"] - summary.loc["learned", "rate"]
+    assert np.allclose(diff, 1.0)
