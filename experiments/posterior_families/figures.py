@@ -104,8 +104,8 @@ def learning_curves(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
     h = h.assign(train=-(h["rate"] + h["distortion"]), test=-(h["monitor_rate"] + h["monitor_distortion"]))
     decoders = [d for d in ("learned", "frozen", "generating") if d in set(h["decoder"])]
     with plt.rc_context(plots.style()):
-        fig, axes = plt.subplots(1, len(decoders), figsize=(plots.DOUBLE_COLUMN * 0.45 * len(decoders),
-                                                            plots.SINGLE_COLUMN), squeeze=False)
+        fig, axes = plt.subplots(1, len(decoders), figsize=(plots.SINGLE_COLUMN * len(decoders) + 1.6,
+                                                            plots.SINGLE_COLUMN), squeeze=False, sharey=False)
         for ax, decoder in zip(axes[0], decoders, strict=True):
             d = h[h["decoder"] == decoder]
             for family, f in d.groupby("posterior", sort=False):

@@ -86,8 +86,9 @@ def _convergence(f: pd.DataFrame) -> str:
     if "amortization_steps" not in f:
         return ""
     gain = f["amortization_last_improvement"].abs().max()
-    return (f"; optimised for {f['amortization_steps'].min():.0f}–{f['amortization_steps'].max():.0f} steps, the "
-            f"last 100 gaining at most {gain:.3f} nats")
+    low, high = f["amortization_steps"].min(), f["amortization_steps"].max()
+    steps = f"{low:.0f}" if low == high else f"{low:.0f}–{high:.0f}"
+    return f"; optimised for {steps} steps, the last 100 gaining at most {gain:.3f} nats"
 
 
 def _correlation(f: pd.DataFrame) -> str:
@@ -98,9 +99,11 @@ def _correlation(f: pd.DataFrame) -> str:
     if f["true_correlation"].isna().all():
         return f"{q}, true posterior not reported (no row reached the ESS threshold; median ESS " \
                f"{f['ess_median'].median():.0f})"
-    return (f"{q}, true {interval_text(f['true_correlation'])} (on the {f['correlation_rows'].min():.0f}–"
-            f"{f['correlation_rows'].max():.0f} rows whose importance sampler reached the ESS threshold; median "
-            f"ESS {f['ess_median'].median():.0f}, 10th percentile {f['ess_q10'].median():.0f})")
+    low, high = f["correlation_rows"].min(), f["correlation_rows"].max()
+    rows = f"{low:.0f}" if low == high else f"{low:.0f}–{high:.0f}"
+    return (f"{q}, true {interval_text(f['true_correlation'])} (on the {rows} rows per run whose importance "
+            f"sampler reached the ESS threshold; median ESS {f['ess_median'].median():.0f}, 10th percentile "
+            f"{f['ess_q10'].median():.0f})")
 
 
 def _paired(g: pd.DataFrame, family: str, split: str, column: str = "elbo") -> pd.Series:
