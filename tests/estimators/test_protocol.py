@@ -299,7 +299,8 @@ def test_estimators_read_only_the_protocol():
     outside = ProtocolOnly(vae)
     for call in (lambda m: E.rate(m, X), lambda m: E.distortion(m, X), lambda m: E.mse(m, X),
                  lambda m: E.iwae(m, X, 4), lambda m: E.mi_bounds(m, X)["loo"], lambda m: E.active_units(m, X),
-                 lambda m: E.posterior_correlation(m, X, k=4, min_ess=1)["true"], lambda m: E.kl_per_dim(m, X).sum().item(),
+                 lambda m: E.posterior_correlation(m, X, k=4, min_ess=1)["true"],
+                 lambda m: E.kl_per_dim(m, X).sum().item(),
                  lambda m: E.amortization_gap(m, X[:20], steps=3, k=4)["elbo_optimised"]):
         assert call(outside) == pytest.approx(call(vae), rel=1e-6, abs=1e-6)
     with pytest.raises(ValueError, match="x has width 5 but the model expects input_dim=6"):
