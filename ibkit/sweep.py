@@ -162,7 +162,7 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
             if context.build:
                 model = context.build(spec)
             else:
-                built = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **_config_of(spec))
+                built = build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **config_of(spec))
                 if built.STARTS_AT_MARGINAL:  # autoencoders: their codes would otherwise be pushed to one corner
                     built.start_at_marginal(ds.train)
                 model = built
@@ -195,7 +195,7 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
     return out
 
 
-def _config_of(spec: dict) -> dict:
+def config_of(spec: dict) -> dict:
     """The spec's model config fields: all but its ``label``."""
     return {k: v for k, v in spec.items() if k != LABEL}
 
@@ -223,7 +223,7 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
     for group in by_architecture.values():
         try:
             probe = build(group[0]) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
-                                                               **_config_of(group[0]))
+                                                               **config_of(group[0]))
             size = models_per_batch(probe, batch_size, device)
         except Exception:  # building fails again, run by run, with its error in the table
             size = 1

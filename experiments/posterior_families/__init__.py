@@ -43,7 +43,7 @@ from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.models import build_model, load_checkpoint
 from ibkit.results import CHECKPOINTS, atomic_write_text
-from ibkit.sweep import HISTORY, LABEL, TABLES, run_grid, run_id
+from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.train import resolve_device
 
@@ -167,9 +167,8 @@ def build_generating(spec: dict, *, ds) -> torch.nn.Module:
 def build_on_frozen(spec: dict, *, ds, folder: Path) -> torch.nn.Module:
     """A VAE of the spec's family started from the learned diagonal VAE of the same beta and seed (its checkpoint
     in ``folder``): that decoder, to be frozen, and that encoder, a full family's off-diagonals at zero."""
-    source = {k: v for k, v in spec.items() if k != LABEL} | {"posterior": "diagonal"}
-    learned = load_checkpoint(folder / CHECKPOINTS / f"{run_id(source)}.pt")
-    config = {k: v for k, v in spec.items() if k != LABEL}
+    config = config_of(spec)
+    learned = load_checkpoint(folder / CHECKPOINTS / f"{run_id({**config, 'posterior': 'diagonal'})}.pt")
     return build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **config).start_from(learned)
 
 
