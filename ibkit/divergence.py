@@ -10,8 +10,8 @@ def kl_or_monte_carlo(q: Distribution, p: Distribution, z: Tensor | None = None,
     """KL(q || p) per batch element, [N] for q with batch_shape [N].
 
     Uses torch's registered closed form (``@register_kl``) when there is one. Otherwise the Monte Carlo
-    estimate mean_s [log q(z_s) - log p(z_s)], z_s ~ q, over the given samples ``z`` [S, N, d] (reparameterised,
-    so gradients flow) or ``n_samples`` fresh ones.
+    estimate, the mean of ``kl_samples`` over the given samples ``z`` [S, N, d] of q (reparameterised, so
+    gradients flow) or ``n_samples`` fresh ones.
     """
     try:
         return kl_divergence(q, p)
@@ -21,14 +21,18 @@ def kl_or_monte_carlo(q: Distribution, p: Distribution, z: Tensor | None = None,
 
 def monte_carlo_kl(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
     """Unbiased estimate of KL(q || p) = E_q[log q(z) - log p(z)] from samples z [S, N, d]; returns [N]."""
-    return log_ratio_samples(q, p, z, n_samples).mean(0)
+    return kl_samples(q, p, z, n_samples).mean(0)
 
 
-def log_ratio_samples(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
-    """log q(z_s) - log p(z_s) [S, N] at the given samples z [S, N, d] or ``n_samples`` fresh draws from q."""
+def kl_samples(q: Distribution, p: Distribution, z: Tensor | None = None, n_samples: int = 1) -> Tensor:
+    """One unbiased estimate of KL(q || p) per sample [S, N], at the given samples z [S, N, d] of q or
+    ``n_samples`` fresh draws: q's own lower-variance estimator ``q.kl_samples(p, z)`` where it has one (an IAF:
+    its base's closed-form KL plus the flow's correction, ``IAFDistribution.kl_samples``), else the log ratio
+    log q(z_s) - log p(z_s)."""
     if z is None:
         z = q.rsample((n_samples,)) if q.has_rsample else q.sample((n_samples,))
-    return q.log_prob(z) - p.log_prob(z)
+    own = getattr(q, "kl_samples", None)
+    return own(p, z) if callable(own) else q.log_prob(z) - p.log_prob(z)
 
 
-__all__ = ["kl_or_monte_carlo", "monte_carlo_kl", "log_ratio_samples"]
+__all__ = ["kl_or_monte_carlo", "monte_carlo_kl", "kl_samples"]

@@ -13,7 +13,11 @@ and the same noise, and is trained for the same epochs; after every epoch the te
     jitter    added to the diagonal of the covariance, L L^T + jitter I
     lr        Adam's step size
 
-and the diagonal and IAF families as they are. Over-fitting shows as a train ELBO that rises while the test ELBO
+and the diagonal and IAF families as they are, and the IAF as it was before format 3 (``identity=False``: its
+steps not divided by their starting gate and MADE's last layer at PyTorch's default initialisation, so that two
+steps start at z' = 0.73 z + 0.27 m with a random m) and its rate the log ratio log q(z) - log p(z) (not the
+base's closed-form KL plus the flow's correction); and the diagonal family with that log-ratio rate, which shows
+what the Monte Carlo rate's noise costs on its own. Over-fitting shows as a train ELBO that rises while the test ELBO
 falls: both are in ``curves.csv`` (train: the mean over the epoch's minibatches) and, at the end, in
 ``summary.csv`` on 2,000 train and the 2,000 test rows.
 
@@ -35,7 +39,8 @@ from torch.distributions import Distribution, MultivariateNormal
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.models.posteriors import FullGaussian, PosteriorFamily
+from ibkit.models.iaf import IAFDistribution
+from ibkit.models.posteriors import IAF, DiagonalGaussian, FullGaussian, PosteriorFamily
 from ibkit.seeding import seeded
 from ibkit.train import fit
 
@@ -49,6 +54,10 @@ class Variant:
     jitter: float = 0.0  # added to the covariance's diagonal (full only)
     relative: bool = False  # L = diag(sigma) (I + scale * B): off-diagonals in units of their row's sigma
     lr: float = 1e-3
+    identity: bool = True  # the IAF's steps start as the identity (iaf only; else the undivided step of before)
+    monte_carlo: bool = False  # the diagonal family's rate as the log ratio log q(z) - log p(z) (diagonal only)
+    base_kl: bool = True  # the IAF's rate as its base's closed-form KL plus the flow's correction (iaf only; else
+    # the log ratio log q(z) - log p(z), as before)
 
 
 FIXED = "full: half_exp, zero, relative off-diagonals"  # what FullGaussian is now
@@ -68,6 +77,9 @@ VARIANTS = {
     "full: half_exp, zero, off-diagonal scale 0.03": Variant(scale=0.03),
     "full: half_exp, zero, relative off-diagonals": Variant(relative=True),
     "full: half_exp, zero, relative, scale 0.1": Variant(relative=True, scale=0.1),
+    "iaf: undivided step, default init (before)": Variant(family="iaf", identity=False, base_kl=False),
+    "diagonal, Monte Carlo rate": Variant(family="diagonal", monte_carlo=True),
+    "iaf: identity start, Monte Carlo rate": Variant(family="iaf", base_kl=False),
 }
 
 
@@ -92,6 +104,31 @@ class CholeskyVariant(FullGaussian):
         return MultivariateNormal(mu, scale_tril=tril, validate_args=False)
 
 
+class LogRatioIAFDistribution(IAFDistribution):
+    """An IAF q whose one-sample KL estimate is the log ratio log q(z) - log p(z), as it was before the base's
+    closed form took its place (``IAFDistribution.kl_samples``)."""
+
+    def kl_samples(self, p: Distribution, z: Tensor) -> Tensor:
+        return self.log_prob(z) - p.log_prob(z)
+
+
+class LogRatioIAF(IAF):
+    """The IAF family with the log-ratio rate."""
+
+    def forward(self, h: Tensor) -> Distribution:
+        q = super().forward(h)
+        return LogRatioIAFDistribution(q.loc, q.scale, q.context, self.steps)
+
+
+class MonteCarloDiagonal(DiagonalGaussian):
+    """The diagonal family as a flow of no steps: the same q, but its rate and the rate's gradient are the
+    one-sample log ratio log q(z) - log p(z), the IAF's before the base's closed form replaced it."""
+
+    def forward(self, h: Tensor) -> Distribution:
+        loc, logvar = h.chunk(2, dim=-1)
+        return LogRatioIAFDistribution(loc, torch.exp(0.5 * logvar), loc[..., :0], nn.ModuleList())
+
+
 def build(variant: Variant, ds, latent_dim: int, hidden: tuple[int, ...], seed: int) -> nn.Module:
     """The variant's VAE, started from the diagonal VAE of this seed: its decoder and encoder copied, the mean
     and variance outputs too; the extra outputs (off-diagonals, IAF context) zero or as initialised."""
@@ -99,6 +136,8 @@ def build(variant: Variant, ds, latent_dim: int, hidden: tuple[int, ...], seed: 
     d = latent_dim
     diagonal = ibkit.build_model("vae", ds.input_dim, posterior="diagonal", **options)
     if variant.family == "diagonal":
+        if variant.monte_carlo:
+            diagonal.family = MonteCarloDiagonal(latent_dim)
         return diagonal
     model = ibkit.build_model("vae", ds.input_dim, posterior=variant.family, **options).start_from(diagonal)
     if variant.family == "full":
@@ -108,6 +147,15 @@ def build(variant: Variant, ds, latent_dim: int, hidden: tuple[int, ...], seed: 
             with torch.no_grad(), seeded(seed):
                 weight, bias = PosteriorFamily.extra_rows(model.family, head.in_features, head.out_features - 2 * d)
                 head.weight[2 * d:], head.bias[2 * d:] = weight, bias
+    if variant.family == "iaf" and not variant.identity:  # steps near the identity but not at it, as before
+        with torch.no_grad(), seeded(seed):
+            for step in model.family.steps:
+                step.legacy = True
+                step.made_out.reset_parameters()
+    if variant.family == "iaf" and not variant.base_kl:
+        plain = LogRatioIAF(latent_dim, flow_steps=len(model.family.steps))
+        plain.steps = model.family.steps
+        model.family = plain
     return model
 
 

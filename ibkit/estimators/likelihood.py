@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from ibkit.checks import check_number
-from ibkit.divergence import log_ratio_samples
+from ibkit.divergence import kl_samples
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
@@ -46,7 +46,8 @@ def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_s
     """The Monte Carlo standard error of ``rate`` called with the same arguments (the same draws of z).
 
     0 where the KL is closed form. Otherwise the data are fixed and only z is random: with s_n^2 the sample
-    variance of log q(z|x_n) - log p(z) over the S = ``n_samples`` draws for row n, the error of the mean rate
+    variance of the one-draw KL estimates for row n (``ibkit.divergence.kl_samples``) over its S = ``n_samples``
+    draws, the error of the mean rate
     is sqrt(sum_n s_n^2 / S) / N, and of row n's KL estimate s_n / sqrt(S) (``per_example=True``). NaN for S = 1.
     """
     variances = _kl_rows(model, x, n_samples, seed, chunk_size)[1]  # of each row's estimate
@@ -68,7 +69,7 @@ def _kl_rows(model, x, n_samples: int, seed: int, chunk_size: int) -> tuple[Tens
             try:
                 kl, variance = kl_divergence(q, prior), None
             except NotImplementedError:
-                terms = log_ratio_samples(q, prior, n_samples=n_samples)  # [S, n]
+                terms = kl_samples(q, prior, n_samples=n_samples)  # [S, n]
                 kl = terms.mean(0)
                 variance = terms.var(0) / n_samples if n_samples > 1 else torch.full_like(kl, math.nan)
             estimates.append(kl)

@@ -12,7 +12,9 @@ from torch import nn
 
 from ibkit.models.registry import config_fields, model_class
 
-FORMAT = 2  # 2: a full-covariance VAE's L = diag(exp(v / 2)) (I + B); in format 1 it was diag(exp(v)) + B
+# 3: an IAF step is divided by its starting gate (it starts as the identity); in format 2 it was not.
+# 2: a full-covariance VAE's L = diag(exp(v / 2)) (I + B); in format 1 it was diag(exp(v)) + B.
+FORMAT = 3
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:

@@ -19,6 +19,7 @@ returning ``NotImplemented`` for another base, which makes the lookup go on up t
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 
 import torch
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from ibkit.checks import distribution_name
+from ibkit.models.checkpoint import FORMAT
 from ibkit.models.iaf import IAFDistribution, IAFStep, iaf_context_dim, iaf_width
 
 
@@ -120,6 +122,14 @@ class PosteriorFamily(nn.Module):
         layer = nn.Linear(in_features, extra)
         return layer.weight.detach(), layer.bias.detach()
 
+    def read_format(self, version: int) -> None:
+        """Take the parameterisation that weights saved in checkpoint format ``version`` were trained with."""
+
+    def written_format(self) -> int:
+        """The checkpoint format whose parameterisation this family has: the current one, unless ``read_format``
+        set an older one."""
+        return FORMAT
+
     def prior(self, loc: Tensor, scale: Tensor) -> Distribution:
         """p(z) = N(loc, diag(scale^2)) (loc, scale [d]) as a diagonal Normal."""
         return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
@@ -151,6 +161,14 @@ class IAF(PosteriorFamily):
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
         return 2 * latent_dim + iaf_context_dim(latent_dim)
+
+    def read_format(self, version: int) -> None:
+        """Before format 3 the steps were not divided by their starting gate (``IAFStep.legacy``)."""
+        for step in typing.cast("list[IAFStep]", self.steps):
+            step.legacy = version < 3
+
+    def written_format(self) -> int:
+        return 2 if any(step.legacy for step in self.steps) else FORMAT
 
     def forward(self, h: Tensor) -> Distribution:
         d = self.latent_dim
@@ -190,6 +208,13 @@ class FullGaussian(PosteriorFamily):
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
         return 2 * latent_dim + latent_dim * (latent_dim - 1) // 2
+
+    def read_format(self, version: int) -> None:
+        """Before format 2 this family was the legacy parameterisation."""
+        self.legacy = version < 2
+
+    def written_format(self) -> int:
+        return 1 if self.legacy else FORMAT
 
     def extra_rows(self, in_features: int, extra: int) -> tuple[Tensor, Tensor]:
         """B starts at zero: q starts as the diagonal family's."""

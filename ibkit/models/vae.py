@@ -10,9 +10,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ibkit.models.base import StochasticAutoencoder
-from ibkit.models.checkpoint import FORMAT
 from ibkit.models.config import ModelConfig
-from ibkit.models.posteriors import POSTERIORS, FullGaussian
+from ibkit.models.posteriors import POSTERIORS
 from ibkit.models.registry import register_model
 
 
@@ -49,15 +48,14 @@ class VAE(StochasticAutoencoder):
 
     @property
     def checkpoint_format(self) -> int:
-        """The checkpoint format these weights are read in: 1 for a full family of the legacy parameterisation
-        (``FullGaussian(legacy=True)``), else the current one."""
-        return 1 if getattr(self.family, "legacy", False) else FORMAT
+        """The checkpoint format these weights are read in: the current one, or an older one for a family kept
+        in the parameterisation an older checkpoint was trained with (``PosteriorFamily.written_format``)."""
+        return self.family.written_format()
 
     def read_checkpoint_format(self, version: int) -> None:
-        """Read weights saved in checkpoint format ``version``: before format 2 a full family had the legacy
-        parameterisation (diag(L) = exp(v), absolute off-diagonals), which this model then keeps."""
-        if version < 2 and self.config.posterior == "full":
-            typing.cast(FullGaussian, self.family).legacy = True
+        """Read weights saved in checkpoint format ``version``: the family takes the parameterisation they were
+        trained with (``PosteriorFamily.read_format``), which this model then keeps."""
+        self.family.read_format(version)
 
     def start_from(self, source: VAE) -> VAE:
         """Copy ``source``'s weights (a VAE of the same architecture, any family) into this one: every parameter

@@ -10,6 +10,8 @@ from torch.distributions import Bernoulli, Independent, MultivariateNormal, Norm
 import ibkit
 from ibkit import estimators as E
 from ibkit.models import load_checkpoint, save_checkpoint
+from ibkit.models.checkpoint import FORMAT
+from ibkit.models.iaf import FORGET_BIAS
 from ibkit.models.posteriors import PosteriorOperation, add_noise, covariance, diagonal_normal, rsample_from
 from ibkit.theory import ppca_max_log_likelihood
 
@@ -56,13 +58,19 @@ def test_full_posterior_with_estimators_probe_and_checkpoint(tmp_path):
 
 def test_every_family_starts_from_the_diagonal_models_decoder_and_q():
     """One seed, any family: the same decoder, the same loc and variance outputs; a full family's L starts
-    diagonal, so its q is the diagonal family's exactly; an IAF's extra context rows are drawn after all that."""
+    diagonal and an IAF's steps start as the identity, so both start with the diagonal family's q; an IAF's extra
+    context rows are drawn after all that."""
     diagonal, full, iaf = (ibkit.build_model("vae", 12, 4, hidden=(16, 16), posterior=f, seed=7)
                            for f in ("diagonal", "full", "iaf"))
     qd, qf = diagonal.posterior(X), full.posterior(X)
     torch.testing.assert_close(qf.loc, qd.mean, rtol=1e-6, atol=1e-7)  # a wider matmul: other rounding
     torch.testing.assert_close(qf.covariance_matrix, torch.diag_embed(qd.variance), rtol=1e-6, atol=1e-7)
     assert (qf.scale_tril.tril(-1) == 0).all()
+    qi, eps = iaf.posterior(X), torch.randn(3, len(X), 4, generator=torch.Generator().manual_seed(0))
+    z = qi.rsample_from(eps)
+    torch.testing.assert_close(z, qd.mean + eps * qd.stddev, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(qi.log_prob(z), qd.log_prob(z), rtol=1e-6, atol=1e-5)  # the density it drew with
+    torch.testing.assert_close(qi.log_prob(z.clone()), qd.log_prob(z), rtol=1e-6, atol=1e-5)  # and by inversion
     for other in (full, iaf):
         for a, b in zip(diagonal.decoder.parameters(), other.decoder.parameters(), strict=True):
             assert torch.equal(a, b)
@@ -75,7 +83,7 @@ def test_every_family_starts_from_the_diagonal_models_decoder_and_q():
 
 def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was(tmp_path):
     """Format 1 (no "format" key) stored a full family with diag(L) = exp(v) and absolute off-diagonals: it loads
-    with that legacy parameterisation, round-trips as format 1, and today's models as format 2."""
+    with that legacy parameterisation, round-trips as format 1, and today's models as the current format."""
     m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
     m.family.legacy = True  # a model trained before format 2
     ibkit.fit(m, X, epochs=2, progress=False)
@@ -93,7 +101,41 @@ def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was
     new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
     save_checkpoint(new, tmp_path / "new.pt")
     back = load_checkpoint(tmp_path / "new.pt")
-    assert not back.family.legacy and torch.load(tmp_path / "new.pt")["format"] == 2
+    assert not back.family.legacy and torch.load(tmp_path / "new.pt")["format"] == FORMAT
+
+
+def test_an_iaf_checkpoint_before_format_3_loads_with_the_undivided_step(tmp_path):
+    """Before format 3 an IAF step was sigma * z + (1 - sigma) * m, not divided by its starting gate sigma_0: such
+    a file loads with that step, has the density it had, and saves back as format 2; a new IAF starts as the
+    identity and saves as the current format."""
+    m = _iaf(d=3)
+    for step in m.family.steps:
+        step.legacy = True  # a model trained before format 3
+    z = torch.randn(4, len(X), 3, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        q = m.posterior(X)
+        h = q.context
+        shift, gain = m.family.steps[0].shift_and_gate(z, h)
+        a = torch.relu(m.family.steps[0].made_in(z) + m.family.steps[0].context(h))
+        mm, s = m.family.steps[0].made_out(a).chunk(2, dim=-1)
+        sigma = torch.sigmoid(s + FORGET_BIAS)
+        torch.testing.assert_close(gain, sigma)  # the undivided step
+        torch.testing.assert_close(shift, (1 - sigma) * mm)
+        before = q.log_prob(z)
+    blob = {"kind": "vae", "config": dataclasses.asdict(m.config), "state_dict": m.state_dict(), "format": 2}
+    torch.save(blob, tmp_path / "old.pt")
+    old = load_checkpoint(tmp_path / "old.pt")
+    assert all(step.legacy for step in old.family.steps) and old.checkpoint_format == 2
+    with torch.no_grad():
+        torch.testing.assert_close(old.posterior(X).log_prob(z), before)
+    save_checkpoint(old, tmp_path / "again.pt")
+    assert torch.load(tmp_path / "again.pt")["format"] == 2
+    new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
+    save_checkpoint(new, tmp_path / "new.pt")
+    back = load_checkpoint(tmp_path / "new.pt")
+    assert not any(step.legacy for step in back.family.steps) and back.checkpoint_format == FORMAT == 3
+    with torch.no_grad():
+        torch.testing.assert_close(back.posterior(X).log_prob(z), new.posterior(X).log_prob(z))
 
 
 def test_full_family_off_diagonals_are_in_units_of_their_rows_sigma():
