@@ -214,14 +214,19 @@ def summarise(out: Path) -> pd.DataFrame:
     diagonal = runs[runs["variant"] == "diagonal"].set_index("seed")
     for split in ("train", "test"):
         runs[f"{split}_minus_diagonal"] = runs[f"{split}_elbo"] - runs["seed"].map(diagonal[f"{split}_elbo"])
-    table = runs.groupby("variant", sort=False).agg(
+    columns = dict(
         seeds=("seed", "count"), train_elbo=("train_elbo", "mean"), test_elbo=("test_elbo", "mean"),
         train_minus_diagonal=("train_minus_diagonal", "mean"), test_minus_diagonal=("test_minus_diagonal", "mean"),
-        best_test_elbo=("best_test_elbo", "mean"), condition_max=("condition_max", "max")).reset_index()
+        test_minus_diagonal_sd=("test_minus_diagonal", "std"), best_test_elbo=("best_test_elbo", "mean"))
+    if "condition_max" in runs:  # only Gaussian families have a covariance
+        columns["condition_max"] = ("condition_max", "max")
+    table = runs.groupby("variant", sort=False).agg(**columns).reset_index()
     table.to_csv(out / "summary.csv", index=False, float_format="%.3f")
     curves = pd.concat([pd.read_csv(p) for p in sorted(out.glob("curves?*.csv"))], ignore_index=True)
     shown = {"diagonal": plots.FAMILY_COLOURS["diagonal"], "full: exp, default init (before)": "0.55",
-             FIXED: plots.FAMILY_COLOURS["full"], "iaf": plots.FAMILY_COLOURS["iaf"]}
+             FIXED: plots.FAMILY_COLOURS["full"], "iaf: undivided step, default init (before)": "0.75",
+             "iaf": plots.FAMILY_COLOURS["iaf"]}
+    shown = {name: colour for name, colour in shown.items() if name in set(curves["variant"])}
     with plt.rc_context(plots.style()):
         fig, ax = plt.subplots(figsize=(plots.DOUBLE_COLUMN * 0.75, plots.SINGLE_COLUMN))
         for name, colour in shown.items():

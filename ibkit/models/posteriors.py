@@ -150,7 +150,9 @@ class DiagonalGaussian(PosteriorFamily):
 class IAF(PosteriorFamily):
     """Inverse autoregressive flow (Kingma et al. 2016): a diagonal Gaussian and ``flow_steps`` MADE steps with
     reversed orderings between steps, conditioned on a context from the encoder (see ``ibkit.models.iaf``).
-    Encoder output: loc [d], log variance [d], context [c]. Its KL has no closed form: the rate is Monte Carlo."""
+    Encoder output: loc [d], log variance [d], context [c]. The steps start as the identity, so with one seed q
+    starts as the diagonal family's. Its KL has no closed form: the rate is the base's closed-form KL plus a Monte
+    Carlo correction for the flow (``IAFDistribution.kl_samples``), exact while the flow is the identity."""
 
     def __init__(self, latent_dim: int, flow_steps: int = 2, **options):
         super().__init__(latent_dim)
