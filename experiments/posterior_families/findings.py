@@ -69,7 +69,7 @@ def _section(g: pd.DataFrame, decoder: str, beta: float) -> list[str]:
 def _family_line(family: str, f: pd.DataFrame, train: pd.DataFrame, exact: bool) -> str:
     """One family at one decoder and beta: its bounds (test and train), gaps, correlations and rate."""
     gap = f"exact gap {interval_text(f['inference_gap'])}, " if exact else ""
-    rate_se = f" (Monte Carlo standard error {f['rate_se'].mean():.3f})" if f["rate_se"].gt(0).any() else ""
+    rate_se = f" (Monte Carlo standard error {f['rate_se'].mean():.2g})" if f["rate_se"].gt(0).any() else ""
     on_train = f"; train ELBO {interval_text(train['elbo'])}, IWAE {interval_text(train['iwae'])}" if len(train) else ""
     return (f"- {family}: ELBO {interval_text(f['elbo'])}, IWAE {interval_text(f['iwae'])} ({gap}gap ≥ "
             f"{interval_text(f['iwae_minus_elbo'])}){on_train}; "
