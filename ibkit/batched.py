@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from ibkit.checks import check_model_data, check_number
 from ibkit.models.config import knob_fields
-from ibkit.train import DivergenceError, check_training, resolve_device, train_epochs, trainable_parameters
+from ibkit.train import (
+    DivergenceError,
+    check_training,
+    fit,
+    resolve_device,
+    train_epochs,
+    trainable_parameters,
+)
 
 
 def varying(config) -> tuple[str, ...]:
@@ -83,6 +90,9 @@ def fit_many(
     if max_models is None:
         max_models = models_per_batch(models[0], batch_size, device)
     check_number("max_models", max_models, low=1, integer=True)
+    if getattr(models[0].config, "aggressive", False):  # its steps follow its own loss: one model at a time
+        return [_fit_alone(m, s, x, epochs, batch_size, lr, progress, device, trainable, monitor)
+                for m, s in zip(models, seeds, strict=True)]
     out = []
     for i in range(0, len(models), max_models):
         out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, epochs, batch_size, lr,
@@ -203,6 +213,14 @@ def _set(module: nn.Module, name: str, value) -> None:
         owner.register_parameter(leaf, value)
     else:
         owner.register_buffer(leaf, value, persistent=False)
+
+
+def _fit_alone(model, seed, x, epochs, batch_size, lr, progress, device, trainable, monitor):
+    """``fit`` of one model, its ``DivergenceError`` returned rather than raised."""
+    try:
+        return fit(model, x, epochs, batch_size, lr, seed, progress, device, trainable, monitor)
+    except DivergenceError as e:
+        return e
 
 
 def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable, monitor) -> list:

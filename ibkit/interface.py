@@ -124,12 +124,16 @@ class ForwardOutput(NamedTuple):
     rate:       [N] KL(q(z|x) || p(z)) in nats; NaN for codes without a posterior.
     loss:       [N] the training objective, distortion plus the variant's regulariser.
     z:          [N, d] the code the decoder saw.
+    trained_rate: [N] the rate the loss used: ``rate``, except under free bits, which count a group of latents
+                whose minibatch-mean KL is below its floor as the floor (``ibkit.models.schedules``); None: the
+                rate itself. Reports use ``rate``.
     """
 
     distortion: Tensor
     rate: Tensor
     loss: Tensor
     z: Tensor
+    trained_rate: Tensor | None = None
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Sequence
 
 import pandas as pd
 import torch
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ibkit.checks import check_choice, check_model_data, check_number
 from ibkit.interface import is_stochastic
+from ibkit.models.schedules import RateScheduled
 from ibkit.seeding import seeded
 
 
@@ -109,19 +111,24 @@ def fit(
     return outcome
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None) -> Tensor:
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None,
+               frozen: Sequence[nn.Parameter] = ()) -> Tensor:
     """One Adam step on each model's mean per-example loss; the one step ``fit`` and ``fit_many`` share.
 
     ``net(xb, eps)`` returns per-example fields [b] (one model) or [K, b] (``fit_many``'s stack of K models, where
-    the sum of the K means gives each model the gradient of its own mean). Returns the batch's sums of (loss,
-    rate, distortion): [3] or [K, 3].
+    the sum of the K means gives each model the gradient of its own mean). The ``frozen`` parameters keep their
+    values and their Adam moments (no gradient: Adam skips them), for aggressive training's encoder-only and
+    decoder-only steps. Returns the batch's sums of (loss, rate, distortion, trained rate): [4] or [K, 4].
     """
     out = net(xb, eps)
     net.zero_grad(set_to_none=True)  # every parameter, frozen ones too: their gradients are never kept
     out.loss.mean(-1).sum().backward()
+    for p in frozen:
+        p.grad = None
     optimizer.step()
+    trained = out.rate if out.trained_rate is None else out.trained_rate
     with torch.no_grad():
-        return torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1)), dim=-1)
+        return torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1), trained.sum(-1)), dim=-1)
 
 
 def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *, epochs: int,
@@ -139,38 +146,106 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
     noises = [torch.Generator(device).manual_seed(s) for s in streams]
     latent_dim = getattr(net, "latent_dim", 0) if is_stochastic(net) else 0  # 0: a deterministic code, no noise
     lr = optimizer.param_groups[0]["lr"]
+    scheduled = net if isinstance(net, RateScheduled) else None  # a kind with KL schedules (warm-up, capacity, ...)
+    aggressive = Aggressive(net, x, orders[0]) if getattr(getattr(net, "config", None), "aggressive", False) else None
+    if aggressive is not None and k > 1:
+        raise ValueError("aggressive=True trains one model at a time (its steps depend on that model's own loss); "
+                         "fit_many trains such models one by one")
     histories: list[list[dict]] = [[] for _ in range(k)]
     diverged: list[DivergenceError | None] = [None] * k
     show = progress and sys.stderr.isatty()
     bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show, leave=False)
+
+    def noise_for(b: int) -> Tensor | None:  # [1, 1 or K, b, d]: what each model's own rsample would draw
+        if not latent_dim:
+            return None
+        eps = torch.stack([torch.empty(1, b, latent_dim, device=device).normal_(generator=g) for g in noises], 1)
+        return eps if stacked else eps[:, 0]
+
     with seeded(seeds[0], device):  # a model that draws from torch's global generator draws from a seeded one
         for epoch in bar:
             start = time.perf_counter()
             net.train()
-            totals = torch.zeros(k, 3, device=device)
+            totals = torch.zeros(k, 4, device=device)
+            used = torch.zeros(k, 2, device=device)  # beta_t and C_t, weighted by minibatch size
             perms = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)  # [K or 1, n]
             for i in range(0, n, batch_size):
                 idx = perms[:, i: i + batch_size]
                 xb = x[idx[0]] if shared or not stacked else x[idx]  # [b, D] shared, or [K, b, D]
-                eps = None
-                if latent_dim:  # [1, 1 or K, b, d]: what each model's own rsample would draw
-                    eps = torch.stack([torch.empty(1, idx.shape[1], latent_dim, device=device).normal_(generator=g)
-                                       for g in noises], dim=1)
-                totals += train_step(net, optimizer, xb, eps if stacked or eps is None else eps[:, 0])
+                if scheduled is not None:
+                    scheduled.set_progress(epoch - 1 + i / n)
+                    used += torch.stack(scheduled.schedule_values(), -1).expand(k, 2) * idx.shape[1]
+                frozen: Sequence[nn.Parameter] = ()
+                if aggressive is not None and aggressive.on:
+                    frozen = aggressive.encoder_steps(optimizer, batch_size, noise_for)  # then a decoder step
+                totals += train_step(net, optimizer, xb, noise_for(idx.shape[1]), frozen)
             seconds = (time.perf_counter() - start) / k
             monitored = [{}] * k if monitor is None else monitor_losses(net, monitor, seeds[0], latent_dim, k, stacked)
-            for j, (loss, rate, distortion) in enumerate((totals / n).tolist()):
+            extra: list[dict] = [{} for _ in range(k)]
+            if scheduled is not None:
+                for j, (beta_t, capacity_t) in enumerate((used / n).tolist()):
+                    extra[j].update(beta_used=beta_t, capacity_used=capacity_t, trained_rate=float(totals[j, 3] / n))
+            if aggressive is not None:
+                extra[0].update(aggressive.end_epoch(seeds[0]))
+            for j, (loss, rate, distortion, _) in enumerate((totals / n).tolist()):
                 if diverged[j] is None and not math.isfinite(loss):
                     diverged[j] = divergence(epoch, loss, histories[j], lr)
                 elif diverged[j] is None:
                     histories[j].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion,
-                                             seconds=seconds, **monitored[j]))
+                                             seconds=seconds, **extra[j], **monitored[j]))
             if show:
                 bar.set_postfix(loss=f"{totals[:, 0].mean().item() / n:.3f}")
             if all(d is not None for d in diverged):
                 break
     net.eval()
     return [diverged[j] or pd.DataFrame(histories[j]) for j in range(k)]
+
+
+class Aggressive:
+    """He et al. 2019's aggressive training against a lagging inference network ("Lagging inference networks and
+    posterior collapse in VAEs", Algorithm 1). While on, each decoder step follows encoder-only steps on fresh
+    random minibatches, up to ``MAX_STEPS``, until the encoder's mean loss over the last ``CHECK_EVERY`` steps
+    stops improving; after each epoch the mutual information I(X;Z) is estimated (InfoNCE, ``mi_bounds``, on the
+    first ``MI_ROWS`` training rows at a fixed seed) and training turns plain once it stops rising.
+    """
+
+    MAX_STEPS = 100
+    CHECK_EVERY = 15
+    MI_ROWS = 1000
+
+    def __init__(self, net: nn.Module, x: Tensor, order: torch.Generator):
+        self.net, self.x, self.order = net, x, order
+        self.on, self.steps, self.mi = True, 0, -math.inf
+        inference = {id(p) for _, p in trainable_parameters(net, "encoder")}
+        self.encoder = [p for p in net.parameters() if id(p) in inference]
+        self.decoder = [p for p in net.parameters() if id(p) not in inference]
+
+    def encoder_steps(self, optimizer: torch.optim.Optimizer, batch_size: int, noise_for) -> list[nn.Parameter]:
+        """Encoder-only steps until their loss stops improving; returns what the next step keeps still (the
+        encoder: the step after these is the decoder's)."""
+        best, total, seen = math.inf, 0.0, 0
+        for step in range(1, self.MAX_STEPS + 1):
+            idx = torch.randint(len(self.x), (min(batch_size, len(self.x)),), generator=self.order).to(self.x.device)
+            total += float(train_step(self.net, optimizer, self.x[idx], noise_for(len(idx)), self.decoder)[0])
+            seen += len(idx)
+            self.steps += 1
+            if step % self.CHECK_EVERY == 0:
+                if total / seen > best:
+                    break
+                best, total, seen = total / seen, 0.0, 0
+        return self.encoder
+
+    def end_epoch(self, seed: int) -> dict:
+        """The epoch's history columns (aggressive, encoder_steps, mi); turns aggressive training off once the MI
+        estimate stops rising."""
+        from ibkit.estimators import mi_bounds  # lazy: the estimators import the models, which import this
+
+        row = dict(aggressive=self.on, encoder_steps=self.steps)
+        mi = mi_bounds(self.net, self.x[: self.MI_ROWS], seed=seed)["infonce"]
+        self.net.train()
+        self.on = self.on and mi > self.mi  # off for good once the estimate falls (He et al.: cur_mi < pre_mi)
+        self.mi, self.steps = mi, 0
+        return {**row, "mi": mi}
 
 
 def monitor_losses(net: nn.Module, x: Tensor, seed: int, latent_dim: int, k: int, stacked: bool,

@@ -8,7 +8,8 @@
   by download).
 - ``gaussian`` (``gaussian.py``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X), I(X;Z) and
   the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked against
-  true answers.
+  true answers; with ``latent_dims=(d1, d2)`` a two-layer source z2 -> z1 -> x with the same closed forms per layer
+  (``TwoLayerGaussianDataset`` in ``gaussian.py``).
 
 Every loader returns the ``Dataset`` record (``dataset.py``); the image loaders share the split and
 binarisation in ``_split.py``. Nothing happens at import: no files are read, nothing is downloaded, no seeds

@@ -38,8 +38,9 @@ class Autoencoder(nn.Module):
         if not isinstance(config, self.Config):
             raise ValueError(f"{type(self).__name__} takes a {self.Config.__name__}; got {type(config).__name__}")
         self.config = config
-        for name in knob_fields(config):
-            self.register_buffer(name, torch.tensor(float(getattr(config, name))), persistent=False)
+        for name in knob_fields(config):  # a knob that is unset (None) is NaN
+            value = getattr(config, name)
+            self.register_buffer(name, torch.tensor(math.nan if value is None else float(value)), persistent=False)
         self.likelihood = LIKELIHOODS[config.likelihood](**({} if config.scale is None else {"scale": config.scale}))
         self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
         self.decoder = mlp(config.latent_dim, tuple(config.decoder_hidden or ()), config.input_dim)
@@ -72,9 +73,15 @@ class Autoencoder(nn.Module):
         return self.encoder(x)
 
     def sample_code(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The code the decoder sees, z [N, d], and the rate [N] (NaN: a deterministic code has no rate)."""
+        """The code the decoder sees, z [N, d], and the rate in groups [N, G] that sum to KL(q(z|x) || p(z)) (one
+        group for most kinds; NaN: a deterministic code has no rate)."""
         z = self.encode(x)
-        return z, torch.full(z.shape[:-1], math.nan, device=z.device)
+        return z, torch.full((*z.shape[:-1], 1), math.nan, device=z.device)
+
+    def trained_rate(self, rate_terms: Tensor) -> Tensor:
+        """The rate [N] the loss uses, from the rate's groups [N, G]: their sum here (a KL schedule's free bits
+        clip it, ``ibkit.models.schedules``)."""
+        return rate_terms.sum(-1)
 
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
         """The variant's penalty [N] added to the distortion; the one hook variants override."""
@@ -102,9 +109,10 @@ class Autoencoder(nn.Module):
         """Per-example distortion, rate and loss of x [N, D]. ``eps`` [1, N, d]: the standard normal noise of the
         code's sample (default: drawn from torch's global generator, as ``rsample`` does), for a caller that draws
         each model's noise from its own generator (``fit_many``)."""
-        z, rate = self.sample_code(x, eps)
+        z, rate_terms = self.sample_code(x, eps)
         distortion = -self.log_likelihood(x, z)
-        return ForwardOutput(distortion, rate, distortion + self.regularizer(z, rate), z)
+        rate, trained = rate_terms.sum(-1), self.trained_rate(rate_terms)
+        return ForwardOutput(distortion, rate, distortion + self.regularizer(z, trained), z, trained)
 
 
 class StochasticAutoencoder(Autoencoder):
@@ -140,7 +148,12 @@ class StochasticAutoencoder(Autoencoder):
 
     def sample_code(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """z ~ q(z|x) by reparameterisation [N, d] (of the given standard normal ``eps`` [1, N, d], if any), and
-        KL(q(z|x) || p(z)) [N] (closed form where torch has it)."""
+        KL(q(z|x) || p(z)) in groups [N, G] (``kl_terms``)."""
         q = self.posterior(x)
         z = q.rsample((1,)) if eps is None else rsample_from(q, eps)  # [1, N, d]: the Monte Carlo KL reuses it
-        return z[0], kl_or_monte_carlo(q, self.prior(), z)
+        return z[0], self.kl_terms(q, z)
+
+    def kl_terms(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q(z|x) || p(z)) [N, 1] (closed form where torch has it, else Monte Carlo at the samples z [1, N, d]),
+        one group; a kind that splits it (per dimension, per layer) overrides this."""
+        return kl_or_monte_carlo(q, self.prior(), z).unsqueeze(-1)

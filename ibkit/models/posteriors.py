@@ -24,9 +24,10 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal, kl_divergence
 
 from ibkit.checks import distribution_name
+from ibkit.divergence import kl_or_monte_carlo
 from ibkit.models.checkpoint import FORMAT
 from ibkit.models.iaf import IAFDistribution, IAFStep, iaf_context_dim, iaf_width
 
@@ -134,6 +135,15 @@ class PosteriorFamily(nn.Module):
         """p(z) = N(loc, diag(scale^2)) (loc, scale [d]) as a diagonal Normal."""
         return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
+    def kl_terms(self, q: Distribution, p: Distribution, z: Tensor) -> Tensor:
+        """KL(q || p) [N, G] in the groups of latents free bits clip (``group_sizes``): one group of all d here,
+        closed form where torch has it, else Monte Carlo at the samples z [1, N, d]."""
+        return kl_or_monte_carlo(q, p, z).unsqueeze(-1)
+
+    def group_sizes(self) -> Tensor:
+        """The number of latent units in each of ``kl_terms``' groups [G]."""
+        return torch.tensor([float(self.latent_dim)])
+
 
 class DiagonalGaussian(PosteriorFamily):
     """Mean-field Gaussian q(z|x) = N(mu(x), diag(exp(logvar(x)))) (Kingma & Welling 2014)."""
@@ -141,6 +151,13 @@ class DiagonalGaussian(PosteriorFamily):
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
         return 2 * latent_dim
+
+    def kl_terms(self, q: Distribution, p: Distribution, z: Tensor) -> Tensor:
+        """KL(q || p) per latent dimension [N, d], in closed form (q and p are diagonal Normals)."""
+        return kl_divergence(typing.cast(Independent, q).base_dist, typing.cast(Independent, p).base_dist)
+
+    def group_sizes(self) -> Tensor:
+        return torch.ones(self.latent_dim)
 
     def forward(self, h: Tensor) -> Distribution:
         mu, logvar = h.chunk(2, dim=-1)

@@ -9,30 +9,29 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ibkit.models.base import StochasticAutoencoder
-from ibkit.models.config import ModelConfig
 from ibkit.models.posteriors import POSTERIORS
 from ibkit.models.registry import register_model
+from ibkit.models.schedules import RateScheduled, ScheduledConfig
 
 
 @dataclass(frozen=True)
-class VAEConfig(ModelConfig):
+class VAEConfig(ScheduledConfig):
     # q(z|x) family: diagonal | full (Cholesky factor) | iaf (inverse autoregressive flow)
     posterior: str = field(default="diagonal", metadata={"choices": tuple(POSTERIORS)})
     flow_steps: int = field(default=2, metadata={"low": 1})  # iaf: number of autoregressive steps
-    beta: float = field(default=1.0, metadata={"knob": True, "symbol": "β", "low": 0})  # weight of the rate
 
 
 @register_model("vae", label="VAE", marker="o", colour=0)
-class VAE(StochasticAutoencoder):
+class VAE(RateScheduled):
     """beta-VAE (Kingma & Welling 2014; Higgins et al. 2017): loss = -E_q log p(x|z) + beta KL(q(z|x) || p(z)).
 
     beta = 1 is the negative ELBO; Alemi et al. 2018 read it as a point D + beta R on the rate-distortion plane.
+    The KL schedules (warm-up, capacity, free bits: ``ibkit.models.schedules``) change how the rate enters the
+    loss; free bits clip each latent dimension of a diagonal posterior, and the whole KL of another family.
     """
 
     Config = VAEConfig
     config: VAEConfig
-    beta: Tensor  # the knob's buffer: [] alone, [K, 1] in fit_many's stacked model
     # with q = p(z), a decoder at the marginal is the collapsed optimum, where high-beta runs stayed (MNIST
     # beta = 10.3: D + beta R = 206 nats there, 182 from the default start)
     STARTS_AT_MARGINAL = False
@@ -80,5 +79,9 @@ class VAE(StochasticAutoencoder):
         """p(z) = N(0, I) in the form that has a closed-form KL against the posterior family."""
         return self.family.prior(self._prior_loc, self._prior_scale)
 
-    def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
-        return self.beta * rate
+    def kl_terms(self, q: Distribution, z: Tensor) -> Tensor:
+        """KL(q(z|x) || p(z)) in the family's groups [N, G]: per dimension for the diagonal family."""
+        return self.family.kl_terms(q, self.prior(), z)
+
+    def rate_groups(self) -> Tensor:
+        return self.family.group_sizes()

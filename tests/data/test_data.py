@@ -454,7 +454,7 @@ def test_bad_input(name, options, match):
 def test_options_lists_defaults():
     assert data.options("digits") == {"binarize": "threshold", "test_fraction": 0.2, "seed": 0}
     assert set(data.options("gaussian")) == {
-        "input_dim", "latent_dim", "noise", "n_train", "n_test", "seed", "eigenvalues"
+        "input_dim", "latent_dim", "noise", "n_train", "n_test", "seed", "eigenvalues", "latent_dims", "layer_noise"
     }
 
 

@@ -42,7 +42,8 @@ def test_build_and_loss(tempered):
     assert m.config.temperature == 2.0 and float(m.temperature) == 2.0  # the knob is a buffer of its name
     out = m(X)
     torch.testing.assert_close(out.loss, out.distortion + 1.5 / 2.0 * out.rate)
-    assert ibkit.models.knob_names("tempered_vae") == ("beta", "temperature")
+    assert ibkit.models.knob_names("tempered_vae") == ("beta", "warmup_epochs", "capacity", "gamma", "capacity_epochs",
+                                                      "free_bits", "temperature")
     with pytest.raises(ValueError, match="temperature=-1.0|temperature='hot'"):
         build(temperature="hot")
 

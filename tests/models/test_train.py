@@ -26,18 +26,14 @@ def test_linear_vae_reaches_the_ppca_optimum():
     assert math.exp(2 * m.likelihood.log_scale.item()) == pytest.approx(0.25, rel=0.05)
 
 
-@pytest.fixture(scope="module")
-def digits():
-    return ibkit.data.load("digits")
-
-
 def test_history_and_determinism(digits):
     runs = []
     for seed in (0, 0, 1):
         m = ibkit.build_model("vae", digits.input_dim, 4, hidden=(32,), beta=2.0, seed=seed)
         runs.append(ibkit.fit(m, digits.train, epochs=3, seed=seed, progress=False))
     h = runs[0]
-    assert list(h.columns) == ["epoch", "loss", "rate", "distortion", "seconds"]
+    assert list(h.columns) == ["epoch", "loss", "rate", "distortion", "seconds", "beta_used", "capacity_used",
+                               "trained_rate"]  # what the KL schedule used (the rate and beta here)
     assert list(h["epoch"]) == [1, 2, 3]
     # loss = distortion + beta * rate holds for the epoch means too
     pd.testing.assert_series_equal(h["loss"], h["distortion"] + 2 * h["rate"], check_names=False, rtol=1e-5)
