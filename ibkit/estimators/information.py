@@ -183,6 +183,86 @@ def kl_per_dim(model, x, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
     return (torch.stack(totals).sum(0) / len(x)).cpu()
 
 
+def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32, threshold: float = 0.01,
+              kl_threshold: float = 0.1, bootstrap: int = 200, memory_budget: int | None = None) -> pd.DataFrame:
+    """Where the information sits in a hierarchical model (``kind="hvae"``): one row per latent layer l = 1 (nearest
+    the data) .. L, over the N rows of x, each number with its standard error (``NAME_se``: over the rows of x, or
+    by ``bootstrap`` resamples of them for the counts):
+
+    rate          E_x E_q [log q(z_l | .) - log p(z_l | z_{l+1})], the layer's conditional KL (closed form given
+                  the drawn parents where the model has it, ``HierarchicalPosterior.unit_kl``; ``n_samples`` draws
+                  per row). The layers' rates sum to ``rate(model, x)``.
+    mi_upper      sum_{k >= l} rate_k = E_x KL(q(z_{>=l} | .) || p(z_{>=l})), an upper bound on I(X; z_{>=l}) and so
+                  on I(X; z_l) (top-down it is E_x KL(q(z_{>=l}|x) || p(z_{>=l})); bottom-up it bounds
+                  I(z_{l-1}; z_{>=l}) >= I(X; z_{>=l}) by data processing).
+    mi_lower      InfoNCE on I(X; z_l): mean_i [log q(z_i|x_i) - log mean_j q(z_i|x_j)], z_i ~ q(z_l|x_i), the
+                  marginal q(z_l|x_j) a mixture over ``mixture`` ancestral draws of z_l's parents (exact for the
+                  layer drawn first: z_1 bottom-up, z_L top-down). At most log N.
+    active_units  units u of the layer with Var_x E_q[z_u|x] > ``threshold`` (Burda et al. 2016).
+    active_units_kl  units with E_x KL_u > ``kl_threshold`` nats (NVAE's criterion, Vahdat & Kautz 2020).
+
+    Also ``latent_dim`` (d_l). Nats; randomness from ``seed``.
+    """
+    x = prepare(model, x, "per_layer", likelihood=False)
+    dims = tuple(getattr(model, "latent_dims", ()) or ())
+    if not dims or not callable(getattr(model.posterior(x[:1]), "unit_kl", None)):
+        raise ValueError(f"per_layer needs a hierarchical model (kind='hvae': latent_dims and a posterior with "
+                         f"unit_kl); {type(model).__name__} has one latent layer: use rate, mi_bounds and "
+                         "active_units")
+    n = len(x)
+    if n < 2:
+        raise ValueError(f"x has {n} row; per_layer needs at least 2 data points (InfoNCE compares them)")
+    for name, value in (("n_samples", n_samples), ("mixture", mixture), ("bootstrap", bootstrap)):
+        check_number(name, value, low=1, integer=True)
+    budget = budget_bytes(memory_budget)
+    with seeded_no_grad(seed, x.device):
+        q = model.posterior(x)
+        units = q.unit_kl(q.rsample((n_samples,))).mean(0).double()  # [N, d]
+        means = q.layer_means(seed=seed).double()  # [N, d]
+        nce = [_layer_infonce(q, model, l, mixture, budget) for l in range(len(dims))]
+    per_row = torch.stack([t.sum(-1) for t in units.split(dims, -1)], -1)  # [N, L]
+    above = per_row.flip(-1).cumsum(-1).flip(-1)  # [N, L]: sum over k >= l
+    gen = torch.Generator().manual_seed(seed)
+    resamples = torch.randint(n, (bootstrap, n), generator=gen)
+
+    def counted(values: Tensor, keep) -> tuple[Tensor, Tensor]:  # [N, d] -> per layer: count, bootstrap sd
+        whole = torch.stack([keep(v).sum() for v in values.cpu().split(dims, -1)])
+        boot = torch.stack([torch.stack([keep(v).sum() for v in values.cpu()[r].split(dims, -1)])
+                            for r in resamples])
+        return whole, boot.double().std(0)
+
+    var, var_se = counted(means, lambda v: v.var(0, unbiased=False) > threshold)
+    kl_units, kl_se = counted(units, lambda v: v.mean(0) > kl_threshold)
+    se = lambda t: (t.std(0) / math.sqrt(n)).tolist()  # noqa: E731
+    return pd.DataFrame(dict(
+        layer=list(range(1, len(dims) + 1)), latent_dim=list(dims),
+        rate=per_row.mean(0).tolist(), rate_se=se(per_row),
+        active_units=var.tolist(), active_units_se=var_se.tolist(),
+        active_units_kl=kl_units.tolist(), active_units_kl_se=kl_se.tolist(),
+        mi_lower=[t.mean().item() for t in nce], mi_lower_se=[(t.std() / math.sqrt(n)).item() for t in nce],
+        mi_upper=above.mean(0).tolist(), mi_upper_se=se(above)))
+
+
+def _layer_infonce(q, model, l: int, mixture: int, budget: int) -> Tensor:
+    """InfoNCE terms [N] on I(X; z_l) (see ``per_layer``): z_i from one ancestral draw per row, log q(z_i|x_j) from
+    the mixture over ``mixture`` draws of the layer's parents for each x_j, in blocks of rows i within ``budget``."""
+    draws = model.layers(q.rsample((mixture,)))  # [M, N, d_k] per layer k
+    conditional = q.layer(l, draws)  # loc, scale [M, N, d_l] (or [N, d_l]: a layer with no random parents)
+    loc, scale = conditional.loc.double(), conditional.scale.double()
+    if loc.dim() == 2:
+        loc, scale = loc.unsqueeze(0), scale.unsqueeze(0)
+    z = draws[l][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
+    m, n, d = loc.shape
+    rows = max(1, budget // (8 * 3 * m * n * d))
+    terms = []
+    for s in row_chunks(n, rows):
+        log_q = Normal(loc, scale).log_prob(z[s, None, None, :]).sum(-1)  # [r, M, N]
+        log_q = torch.logsumexp(log_q, 1) - math.log(m)  # [r, N]: log q(z_i | x_j)
+        own = log_q[torch.arange(log_q.shape[0]), torch.arange(s.start, s.start + log_q.shape[0])]
+        terms.append(own - (torch.logsumexp(log_q, 1) - math.log(n)))
+    return torch.cat(terms)
+
+
 def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3) -> dict:
     """How much of the class label y the code keeps, from the posterior means (or the codes) [N, d]:
 

@@ -1,5 +1,6 @@
 """Model kinds, one file each, found through the registry: deterministic (``ae``), sparse (``sparse_ae``),
-fixed-noise (``noisy_ae``) and variational (``vae``) autoencoders, each with its own typed config.
+fixed-noise (``noisy_ae``), variational (``vae``) and hierarchical variational (``hvae``) autoencoders, each with
+its own typed config.
 
     m = build_model(kind="vae", input_dim=64, latent_dim=8, beta=4.0)   # fields of VAEConfig
     @register_model("my_kind")                                          # a kind of your own: see the README
@@ -13,6 +14,7 @@ from ibkit.models.ae import AEConfig, DeterministicAE
 from ibkit.models.base import Autoencoder, StochasticAutoencoder
 from ibkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ibkit.models.config import ModelConfig, knob_fields, required_fields
+from ibkit.models.hvae import HierarchicalVAE, HVAEConfig
 from ibkit.models.noisy_ae import NoisyAE, NoisyAEConfig
 from ibkit.models.registry import (
     KindStyle,
@@ -57,10 +59,12 @@ __all__ = [
     "SparseAEConfig",
     "NoisyAEConfig",
     "VAEConfig",
+    "HVAEConfig",
     "DeterministicAE",
     "SparseAE",
     "NoisyAE",
     "VAE",
+    "HierarchicalVAE",
     "KindStyle",
     "register_model",
     "registered_kinds",
