@@ -10,6 +10,7 @@ information each layer carries and the exact posterior's factors are closed form
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -529,9 +530,37 @@ class TwoLayerGaussianDataset(Dataset):
         """(d1, d2), nearest the data first."""
         return int(self.A.shape[0]), int(self.A.shape[1])
 
-    def true_model(self) -> TwoLayerGaussianModel:
-        """The generating model, following the ibkit protocol over z = (z1, z2) with the exact posterior."""
-        return TwoLayerGaussianModel(self.W, self.b, self.noise, self.A, self.layer_noise)
+    def true_model(self, inference: str | None = None, seed: int = 0, beta: float = 1.0, exact: bool = False,
+                   **fields):
+        """The generating model.
+
+        inference=None: a ``TwoLayerGaussianModel`` following the ibkit protocol over z = (z1, z2) with the exact
+        posterior. inference="top_down" | "bottom_up": an ibkit hierarchical VAE (``kind="hvae"``, linear networks)
+        whose generative part is the generating one, frozen: p(x | z1) = N(W z1 + b, s^2 I), p(z1 | z2) =
+        N(A z2, s1^2 I), p(z2) = N(0, I); its encoder (linear, weights from ``seed``) is fresh. Train it with
+        ``fit(..., trainable="encoder")``. Every exact factor of the posterior is then a diagonal Gaussian with a
+        linear mean (``layer_posteriors``), which the linear encoder can represent: trained, its per-layer rates
+        approach I(X;Z2) (top layer) and I(X;Z1|Z2) top-down, and its ELBO log p(x). ``exact=True``: the encoder is
+        set to that exact posterior instead (then ELBO = log p(x) for every x). ``fields``: other hvae fields
+        (e.g. free_bits)."""
+        if inference is None:
+            return TwoLayerGaussianModel(self.W, self.b, self.noise, self.A, self.layer_noise)
+        from ibkit.models import build_model  # lazy: data does not depend on models otherwise
+
+        (d1, d2), D = self.latent_dims, self.input_dim
+        model = build_model("hvae", D, d1 + d2, latent_dims=(d1, d2), inference=inference, hidden=(), layer_hidden=(),
+                            decoder_hidden=(), likelihood="gaussian", seed=seed, beta=beta, **fields)
+        _set_generating_model(model, self.W, self.b, self.noise)
+        prior = typing.cast(nn.Linear, model.get_submodule("priors.0.0"))  # z2 -> (loc, log variance) of z1
+        with torch.no_grad():
+            prior.weight.zero_()
+            prior.weight[:d1] = self.A
+            prior.bias.zero_()
+            prior.bias[d1:] = 2 * math.log(self.layer_noise)
+        model.get_submodule("priors").requires_grad_(False)
+        if exact:
+            _set_exact_encoder(model, self.layer_posteriors(self.b[None]), self.b, inference)
+        return model
 
     def covariance(self) -> Tensor:
         """Cx = W (A A^T + s1^2 I) W^T + s^2 I: [D, D] float32."""
@@ -568,6 +597,28 @@ class TwoLayerGaussianDataset(Dataset):
     def layer_posteriors(self, x: Tensor) -> TwoLayerPosteriors:
         """p(z2|x), p(z1|z2, x), p(z1|x), p(z2|z1) as diagonal Gaussians; see ``TwoLayerPosteriors``."""
         return self.true_model().layer_posteriors(x)
+
+
+def _set_exact_encoder(model: nn.Module, exact: TwoLayerPosteriors, b: Tensor, inference: str) -> None:
+    """Set the linear encoder of a two-layer hvae (``true_model``) to the exact posterior's factors: each head's
+    loc rows to the factor's linear map of (x - b) (and of its parent layer), its log-variance rows to a constant."""
+
+    def fill(head: nn.Linear, weight: Tensor, bias: Tensor, scale: Tensor) -> None:
+        with torch.no_grad():
+            d = len(scale)
+            head.weight.zero_()
+            head.weight[:d] = weight
+            head.bias[:d] = bias
+            head.bias[d:] = 2 * torch.log(scale)
+
+    heads = model.get_submodule("encoder.heads")
+    first = typing.cast(nn.Linear, heads[0] if inference == "top_down" else heads[0][0])
+    if inference == "top_down":  # heads[1]: q(z2 | x); heads[0]: q(z1 | x, z2), input [x, z2]
+        fill(typing.cast(nn.Linear, heads[1]), exact.K, -exact.K @ b, exact.z2_scale)
+        fill(first, torch.cat([exact.P, exact.R], 1), -exact.P @ b, exact.z1_given_z2_scale)
+    else:  # heads[0]: q(z1 | x); heads[1]: q(z2 | z1)
+        fill(first, exact.G, -exact.G @ b, exact.z1_scale)
+        fill(typing.cast(nn.Linear, heads[1][0]), exact.M, torch.zeros(len(exact.M)), exact.z2_given_z1_scale)
 
 
 def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:
