@@ -611,14 +611,15 @@ def _set_exact_encoder(model: nn.Module, exact: TwoLayerPosteriors, b: Tensor, i
             head.bias[:d] = bias
             head.bias[d:] = 2 * torch.log(scale)
 
-    heads = model.get_submodule("encoder.heads")
-    first = typing.cast(nn.Linear, heads[0] if inference == "top_down" else heads[0][0])
+    def head(name: str) -> nn.Linear:
+        return typing.cast(nn.Linear, model.get_submodule(f"encoder.heads.{name}"))
+
     if inference == "top_down":  # heads[1]: q(z2 | x); heads[0]: q(z1 | x, z2), input [x, z2]
-        fill(typing.cast(nn.Linear, heads[1]), exact.K, -exact.K @ b, exact.z2_scale)
-        fill(first, torch.cat([exact.P, exact.R], 1), -exact.P @ b, exact.z1_given_z2_scale)
-    else:  # heads[0]: q(z1 | x); heads[1]: q(z2 | z1)
-        fill(first, exact.G, -exact.G @ b, exact.z1_scale)
-        fill(typing.cast(nn.Linear, heads[1][0]), exact.M, torch.zeros(len(exact.M)), exact.z2_given_z1_scale)
+        fill(head("1"), exact.K, -exact.K @ b, exact.z2_scale)
+        fill(head("0"), torch.cat([exact.P, exact.R], 1), -exact.P @ b, exact.z1_given_z2_scale)
+    else:  # heads[0]: q(z1 | x); heads[1]: q(z2 | z1), each a one-layer MLP
+        fill(head("0.0"), exact.G, -exact.G @ b, exact.z1_scale)
+        fill(head("1.0"), exact.M, torch.zeros(len(exact.M)), exact.z2_given_z1_scale)
 
 
 def _random_rotation(rng: np.random.Generator, d: int) -> np.ndarray:

@@ -219,7 +219,7 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
         q = model.posterior(x)
         units = q.unit_kl(q.rsample((n_samples,))).mean(0).double()  # [N, d]
         means = q.layer_means(seed=seed).double()  # [N, d]
-        nce = [_layer_infonce(q, model, l, mixture, budget) for l in range(len(dims))]
+        nce = [_layer_infonce(q, model, k, mixture, budget) for k in range(len(dims))]
     per_row = torch.stack([t.sum(-1) for t in units.split(dims, -1)], -1)  # [N, L]
     above = per_row.flip(-1).cumsum(-1).flip(-1)  # [N, L]: sum over k >= l
     gen = torch.Generator().manual_seed(seed)
@@ -243,15 +243,15 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
         mi_upper=above.mean(0).tolist(), mi_upper_se=se(above)))
 
 
-def _layer_infonce(q, model, l: int, mixture: int, budget: int) -> Tensor:
+def _layer_infonce(q, model, k: int, mixture: int, budget: int) -> Tensor:
     """InfoNCE terms [N] on I(X; z_l) (see ``per_layer``): z_i from one ancestral draw per row, log q(z_i|x_j) from
     the mixture over ``mixture`` draws of the layer's parents for each x_j, in blocks of rows i within ``budget``."""
     draws = model.layers(q.rsample((mixture,)))  # [M, N, d_k] per layer k
-    conditional = q.layer(l, draws)  # loc, scale [M, N, d_l] (or [N, d_l]: a layer with no random parents)
+    conditional = q.layer(k, draws)  # loc, scale [M, N, d_l] (or [N, d_l]: a layer with no random parents)
     loc, scale = conditional.loc.double(), conditional.scale.double()
     if loc.dim() == 2:
         loc, scale = loc.unsqueeze(0), scale.unsqueeze(0)
-    z = draws[l][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
+    z = draws[k][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
     m, n, d = loc.shape
     rows = max(1, budget // (8 * 3 * m * n * d))
     terms = []

@@ -16,13 +16,12 @@ z_1. The rate splits by layer into the conditional KLs E_q[log q(z_l | .) - log 
 
 from __future__ import annotations
 
-import math
 import typing
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, constraints
+from torch.distributions import Distribution, Normal, constraints
 
 from ibkit.models.networks import mlp
 from ibkit.models.posteriors import rsample_from
@@ -80,6 +79,7 @@ class HierarchicalVAE(RateScheduled):
 
     Config = HVAEConfig
     config: HVAEConfig
+    encoder: nn.ModuleDict  # type: ignore[assignment]  # the inference networks, not the base's one MLP
     STARTS_AT_MARGINAL = False
 
     def __init__(self, config: HVAEConfig):
@@ -89,7 +89,7 @@ class HierarchicalVAE(RateScheduled):
         if config.inference == "bottom_up":  # q(z_1 | x), then q(z_{l+1} | z_l)
             self.encoder["heads"] = nn.ModuleList(
                 [mlp(config.input_dim, hidden, 2 * dims[0])] +
-                [mlp(dims[l], between, 2 * dims[l + 1]) for l in range(len(dims) - 1)])
+                [mlp(dims[k], between, 2 * dims[k + 1]) for k in range(len(dims) - 1)])
         else:  # h_1 = f(x), h_{l+1} = g_l(h_l); q(z_L | h_L), q(z_l | h_l, z_{l+1})
             widths = [hidden[-1] if hidden else config.input_dim]
             trunks = [trunk(config.input_dim, hidden)]
@@ -98,9 +98,9 @@ class HierarchicalVAE(RateScheduled):
                 widths.append(between[-1] if between else widths[-1])
             self.encoder["trunk"] = nn.ModuleList(trunks)
             self.encoder["heads"] = nn.ModuleList(
-                [nn.Linear(widths[l] + dims[l + 1], 2 * dims[l]) for l in range(len(dims) - 1)] +
+                [nn.Linear(widths[k] + dims[k + 1], 2 * dims[k]) for k in range(len(dims) - 1)] +
                 [nn.Linear(widths[-1], 2 * dims[-1])])
-        self.priors = nn.ModuleList(mlp(dims[l + 1], between, 2 * dims[l]) for l in range(len(dims) - 1))
+        self.priors = nn.ModuleList(mlp(dims[k + 1], between, 2 * dims[k]) for k in range(len(dims) - 1))
         self.decoder = mlp(dims[0], tuple(config.decoder_hidden or ()), config.input_dim)
 
     @property
@@ -127,12 +127,12 @@ class HierarchicalVAE(RateScheduled):
         """p(z) = p(z_L) prod_l p(z_l | z_{l+1}): batch_shape [], event_shape [sum d_l]."""
         return HierarchicalPrior(self)
 
-    def layer_prior(self, l: int, above: Tensor | None) -> Normal:
+    def layer_prior(self, k: int, above: Tensor | None) -> Normal:
         """p(z_l | z_{l+1} = above) elementwise (layers counted from 0 = z_1); N(0, 1) for the top (above None)."""
         if above is None:
-            d = self.latent_dims[l]
+            d = self.latent_dims[k]
             return Normal(self._prior_loc[:d], self._prior_scale[:d], validate_args=False)
-        return gaussian(self.priors[l](above))
+        return gaussian(self.priors[k](above))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x | z_1) for x [N, D] and z [..., N, sum d_l]: [..., N]."""
@@ -175,12 +175,13 @@ class HierarchicalPosterior(Distribution):
                 self.features.append(h)
         super().__init__(x.shape[:-1], torch.Size([model.latent_dim]), validate_args=False)
 
-    def layer(self, l: int, z: list[Tensor | None]) -> Normal:
+    def layer(self, k: int, z: list[Tensor | None]) -> Normal:
         """q(z_l | its parents), elementwise, its parents read from the layers ``z`` (layers counted from 0)."""
         if self.top_down:
-            top = l == len(self.heads) - 1
-            return gaussian(self.heads[l](self.features[l] if top else _joined(self.features[l], z[l + 1])))
-        return gaussian(self.heads[l](self.x if l == 0 else z[l - 1]))
+            top = k == len(self.heads) - 1
+            return gaussian(self.heads[k](self.features[k] if top else
+                                          _joined(self.features[k], typing.cast(Tensor, z[k + 1]))))
+        return gaussian(self.heads[k](self.x if k == 0 else z[k - 1]))
 
     def order(self) -> range:
         """The layers in the order they are drawn."""
@@ -191,9 +192,9 @@ class HierarchicalPosterior(Distribution):
         """The ancestral sample [S, N, d] made of the standard normal noise eps [S, N, d]."""
         noise = self.model.layers(eps)
         z: list[Tensor | None] = [None] * len(noise)
-        for l in self.order():
-            q = self.layer(l, z)
-            z[l] = q.loc + q.scale * noise[l]
+        for k in self.order():
+            q = self.layer(k, z)
+            z[k] = q.loc + q.scale * noise[k]
         return torch.cat(typing.cast(list[Tensor], z), dim=-1)
 
     def rsample(self, sample_shape=_NO_SAMPLE_SHAPE) -> Tensor:
@@ -202,7 +203,7 @@ class HierarchicalPosterior(Distribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         z: list[Tensor | None] = list(self.model.layers(value))
-        return sum(self.layer(l, z).log_prob(z[l]).sum(-1) for l in range(len(z)))  # type: ignore[return-value]
+        return sum(self.layer(k, z).log_prob(z[k]).sum(-1) for k in range(len(z)))  # type: ignore[return-value]
 
     def unit_kl(self, value: Tensor) -> Tensor:
         """Each unit's conditional KL term [..., N, d] at the path ``value`` [..., N, d]: KL(q(z_l | .) ||
@@ -213,12 +214,12 @@ class HierarchicalPosterior(Distribution):
         z: list[Tensor | None] = list(self.model.layers(value))
         top = len(z) - 1
         terms = []
-        for l in range(len(z)):
-            q, p = self.layer(l, z), self.model.layer_prior(l, None if l == top else z[l + 1])
-            if self.top_down or l == top:
+        for k in range(len(z)):
+            q, p = self.layer(k, z), self.model.layer_prior(k, None if k == top else z[k + 1])
+            if self.top_down or k == top:
                 terms.append(torch.distributions.kl_divergence(q, p))
             else:
-                terms.append(q.log_prob(z[l]) - p.log_prob(z[l]))
+                terms.append(q.log_prob(z[k]) - p.log_prob(z[k]))
         lead = torch.broadcast_shapes(value.shape[:-1], *(t.shape[:-1] for t in terms))
         return torch.cat([t.expand(*lead, t.shape[-1]) for t in terms], dim=-1)
 
@@ -241,10 +242,10 @@ class HierarchicalPosterior(Distribution):
                                               device=self.x.device, dtype=self.x.dtype))
         z: list[Tensor | None] = [None] * len(noise)
         means: list[Tensor | None] = [None] * len(noise)
-        for l in self.order():
-            q = self.layer(l, z)
-            z[l] = q.loc + q.scale * noise[l]
-            means[l] = q.loc.expand_as(noise[l]).mean(0)
+        for k in self.order():
+            q = self.layer(k, z)
+            z[k] = q.loc + q.scale * noise[k]
+            means[k] = q.loc.expand_as(noise[k]).mean(0)
         return torch.cat(typing.cast(list[Tensor], means), dim=-1)
 
     @property
@@ -268,9 +269,9 @@ class HierarchicalPrior(Distribution):
         dims = self.model.latent_dims
         z: list[Tensor] = []
         above = None
-        for l in range(len(dims) - 1, -1, -1):
-            p = self.model.layer_prior(l, above)
-            loc = p.loc.expand(*sample_shape, dims[l]) if above is None else p.loc
+        for k in range(len(dims) - 1, -1, -1):
+            p = self.model.layer_prior(k, above)
+            loc = p.loc.expand(*sample_shape, dims[k]) if above is None else p.loc
             above = loc + p.scale * torch.randn_like(loc)
             z.insert(0, above)
         return torch.cat(z, dim=-1)
@@ -278,8 +279,8 @@ class HierarchicalPrior(Distribution):
     def log_prob(self, value: Tensor) -> Tensor:
         z = self.model.layers(value)
         top = len(z) - 1
-        return sum(self.model.layer_prior(l, None if l == top else z[l + 1]).log_prob(z[l]).sum(-1)
-                   for l in range(len(z)))  # type: ignore[return-value]
+        return sum(self.model.layer_prior(k, None if k == top else z[k + 1]).log_prob(z[k]).sum(-1)
+                   for k in range(len(z)))  # type: ignore[return-value]
 
 
 @rsample_from.register(HierarchicalPosterior)
