@@ -41,16 +41,21 @@ LABEL = "label"  # a spec's key that enters its run id and not its model config
 def run_id(spec: dict) -> str:
     """A readable id, unique within a grid, from the kind's config: the kind, a posterior family other than the
     default, then each field that enters run ids (``latent_dim`` as d, the knobs, fields with an ``id`` in their
-    metadata) that the spec sets, and the seed: 'vae-d8-beta0.5-seed0', 'vae-iaf-d8-beta1.0-seed2',
-    'noisy_ae-d8-noise0.2-boundtanh-seed0'. A spec's ``label`` (not a config field: what sets a run apart from
-    another of the same config in one grid, e.g. the frozen decoder it trains on) comes before the seed:
-    'vae-full-d8-beta1.0-frozen-seed0'."""
+    metadata; a tuple joined by "x") that the spec sets, and the seed: 'vae-d8-beta0.5-seed0',
+    'vae-iaf-d8-beta1.0-seed2', 'noisy_ae-d8-noise0.2-boundtanh-seed0', 'hvae-d12-beta1.0-layers8x4-bottom_up-seed0'.
+    A spec's ``label`` (not a config field: what sets a run apart from another of the same config in one grid, e.g.
+    the frozen decoder it trains on) comes before the seed: 'vae-full-d8-beta1.0-frozen-seed0'."""
     config = model_class(spec["kind"]).Config
     family = spec.get("posterior", field_defaults(config).get("posterior"))
     lead = "" if family == field_defaults(config).get("posterior") else f"-{family}"
-    parts = "".join(f"-{short}{spec[name]}" for name, short in id_fields(config).items() if name in spec)
+    parts = "".join(f"-{short}{_id_text(spec[name])}" for name, short in id_fields(config).items() if name in spec)
     label = f"-{spec[LABEL]}" if spec.get(LABEL) else ""
     return f"{spec['kind']}{lead}{parts}{label}-seed{spec.get('seed', 0)}"
+
+
+def _id_text(value) -> str:
+    """A field's value as a run id writes it: a tuple as its entries joined by "x" ((8, 4) -> "8x4")."""
+    return "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
 def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:

@@ -74,6 +74,15 @@ def interval_text(values) -> str:
     return round_to_uncertainty(values.mean(), (hi - lo) / 2)
 
 
+def direction(diff) -> str:
+    """'higher', 'lower' or 'no different' by the 95% bootstrap interval of the mean of paired differences (over
+    seeds); for one seed the sign of the mean, said so."""
+    lo, hi = bootstrap_interval(pd.Series(diff).dropna())
+    if math.isnan(lo):
+        return ("higher" if pd.Series(diff).mean() > 0 else "lower") + " (one seed: no interval)"
+    return "higher" if lo > 0 else "lower" if hi < 0 else "no different (the interval contains 0)"
+
+
 def collapse_text(active_units) -> str:
     """'; its code collapsed in 3 of 3 seeds (no active unit: ...)' for runs whose code carries nothing the
     decoder uses (``active_units`` 0), '' when no seed did: a findings line must not read a dead code as a result."""

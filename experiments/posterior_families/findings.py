@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
-from ibkit.tables import bootstrap_interval, interval_text
+from ibkit.tables import direction, interval_text
 
 DECODERS = {
     "learned": "Learned decoders",
@@ -114,15 +112,6 @@ def _paired(g: pd.DataFrame, family: str, split: str, column: str = "elbo") -> p
     return (rows[family] - rows["diagonal"]).dropna()
 
 
-def _direction(diff: pd.Series) -> str:
-    """'higher', 'lower' or 'no different' by the 95% interval of the mean paired difference (sign of the mean
-    for one seed, said so)."""
-    lo, hi = bootstrap_interval(diff)
-    if math.isnan(lo):
-        return ("higher" if diff.mean() > 0 else "lower") + " (one seed: no interval)"
-    return "higher" if lo > 0 else "lower" if hi < 0 else "no different (the interval contains 0)"
-
-
 def _verdicts(g: pd.DataFrame, decoder: str, beta: float) -> list[str]:
     """Per richer family: its ELBO minus the diagonal's, test and train, and what the pair says."""
     lines = []
@@ -130,15 +119,15 @@ def _verdicts(g: pd.DataFrame, decoder: str, beta: float) -> list[str]:
         test, train = _paired(g, family, "test"), _paired(g, family, "train")
         if not len(test):
             continue
-        verdict = _direction(test)
+        verdict = direction(test)
         text = (f"- {DECODERS[decoder].split(' (')[0].split(',')[0].lower()}, β = {beta:g}: {family} − diagonal "
                 f"ELBO {interval_text(test)} on test")
         if len(train):
             text += f", {interval_text(train)} on train"
         text += f": {family}'s test ELBO is {verdict}"
         if decoder == "learned" and verdict.startswith("lower") and len(train) and train.mean() >= test.mean() \
-                and not _direction(train).startswith("lower"):
-            text += (f", while on train it is {_direction(train).split(' (')[0]}: over-fitting (the richer family "
+                and not direction(train).startswith("lower"):
+            text += (f", while on train it is {direction(train).split(' (')[0]}: over-fitting (the richer family "
                      "fits the training rows at least as well and generalises worse), not a worse family")
         elif decoder == "learned" and verdict.startswith("lower"):
             text += ", and lower on train too: not over-fitting; this family trained to a worse optimum"

@@ -1,0 +1,65 @@
+"""A tiny CPU run of the layer-information experiment: the grid, the per-layer table, the figures and findings."""
+
+import pandas as pd
+import pytest
+
+from experiments.layer_information import Config, model_grid
+from ibkit.cli import main
+
+TINY = ["--set", "epochs=3", "--set", "hidden=16", "--set", "layer_hidden=8", "--set", "layer_dims=4,2",
+        "--set", "betas=1", "--set", "schedules=none,warmup,free_bits,aggressive", "--set", "iwae_k=5",
+        "--set", "eval_rows=60", "--set", "warmup_epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(run_experiment):
+    return run_experiment("layer-information", TINY)
+
+
+def test_the_grid_has_every_structure_schedule_and_beta():
+    specs = model_grid(Config(seeds=(0,)))
+    assert len({s["latent_dims"] for s in specs}) == 3  # (8,), (8, 4), (8, 4, 2)
+    one_layer = [s for s in specs if len(s["latent_dims"]) == 1]
+    assert {s["inference"] for s in one_layer} == {"top_down"}  # one layer: a single inference order
+    # 1 + 2 + 2 structures x 4 betas x (none, warmup, free bits), and aggressive at beta 1 on the 2 two-layer ones
+    assert len(specs) == 5 * 4 * 3 + 2
+    with pytest.raises(ValueError, match=r"depths=4 must be"):
+        Config(depths=(4,))
+    with pytest.raises(ValueError, match="schedules='cyclical'"):
+        Config(schedules=("cyclical",))
+
+
+def test_runs_and_the_per_layer_table(run_dir):
+    runs = pd.read_csv(run_dir / "runs.csv")
+    assert (runs["status"] == "ok").all() and set(runs["split"]) == {"test"}
+    # 1 layer (3 schedules, no aggressive at depth 1) + 2 layers x 2 orders x 4 schedules
+    assert len(runs) == 3 + 2 * 4
+    assert set(runs["schedule"]) == {"none", "warmup", "free_bits", "aggressive"}
+    layers = pd.read_csv(run_dir / "layers.csv")
+    assert len(layers) == 3 + 2 * 4 * 2  # one row per run and layer
+    per_run = layers.groupby("run_id")["rate"].sum()
+    rates = runs.set_index("run_id")["rate"]
+    assert (per_run - rates.loc[per_run.index]).abs().max() < 0.05  # the layers' rates sum to the rate
+    assert (layers["mi_upper"] >= layers["rate"] - 1e-9).all()
+    top = layers[layers["layer"] == layers.groupby("run_id")["layer"].transform("max")]
+    assert (top["mi_upper"] == top["rate"]).all()  # the top layer's cumulative rate is its own
+    free = runs[runs["schedule"] == "free_bits"]
+    assert (free["free_bits"] == 0.5).all() and runs.loc[runs["schedule"] == "none", "free_bits"].eq(0).all()
+    history = pd.read_csv(run_dir / "history.csv")
+    warm = history[history["run_id"].isin(runs.loc[runs["schedule"] == "warmup", "run_id"])]
+    assert warm.groupby("epoch")["beta_used"].mean().is_monotonic_increasing
+    aggressive = history[history["run_id"].isin(runs.loc[runs["schedule"] == "aggressive", "run_id"])]
+    assert (aggressive["encoder_steps"].iloc[:1] > 0).all()
+
+
+def test_figures_and_findings(run_dir):
+    for name in ("rate_per_layer", "active_units_per_layer", "information_per_layer", "rate_distortion"):
+        assert (run_dir / "figures" / f"{name}.png").stat().st_size > 0
+    text = (run_dir / "findings.md").read_text()
+    assert "## Which layers collapse, and at which β (plain training)" in text
+    for heading in ("What KL warm-up changes", "What free bits changes", "What aggressive training changes",
+                    "Deeper models against one layer"):
+        assert heading in text
+    assert "2 layers, top-down, z2 (d = 2)" in text and "2 layers, bottom-up, z1 (d = 4)" in text
+    assert main(["plot", str(run_dir)]) == 0
+    assert (run_dir / "findings.md").read_text() == text  # redrawn from the stored tables alone
