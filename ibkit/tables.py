@@ -94,12 +94,15 @@ def collapse_text(active_units) -> str:
             "the same code for every x, so the decoder can only draw the average image)")
 
 
-SETTING_COLUMNS = ("decoder",)  # columns an experiment may add that set runs of one config apart (learned, frozen)
+# columns an experiment may add that set runs of one config apart: the decoder (learned, frozen), the training
+# schedule (none, warmup, free_bits, aggressive: aggressive training is no knob, so no other column tells it)
+SETTING_COLUMNS = ("decoder", "schedule")
 
 
 def config_columns() -> tuple[str, ...]:
     """The columns that tell one configuration from another: kind, posterior family, the decoder it was trained
-    with (learned, frozen, generating; where an experiment stores it), latent_dim, the knobs of every registered
+    with (learned, frozen, generating) and its schedule (where an experiment stores them), latent_dim, the knobs of
+    every registered
     kind, then their other config fields (those an experiment stores as columns, e.g. code_bound)."""
     lead = ("kind", "posterior", *SETTING_COLUMNS, "latent_dim", *all_knobs())
     return lead + tuple(f for f in config_fields() if f not in lead and f != "seed")

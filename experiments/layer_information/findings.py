@@ -40,7 +40,7 @@ def write_findings(runs: pd.DataFrame, layers: pd.DataFrame, history: pd.DataFra
     if (ok["depth"] > 1).any() and (ok["depth"] == 1).any():
         lines += ["", "## Deeper models against one layer (plain training)", "", *_depth_table(ok)]
     if history is not None and len(history) and "beta_used" in history:
-        lines += ["", *_warmup_line(ok, history)]
+        lines += ["", *_warmup_line(ok, history), *_aggressive_line(ok, history)]
     return "\n".join(lines) + "\n"
 
 
@@ -139,3 +139,16 @@ def _warmup_line(runs: pd.DataFrame, history: pd.DataFrame) -> list[str]:
     reached = f"and all of β from epoch {full.min()}" if len(full) else "and never all of β"
     return [f"The warm-up, as history.csv records it (beta_used): the loss used {fraction.iloc[0]:.3f} β in epoch 1, "
             f"{fraction.loc[mid]:.2f} β in epoch {mid}, {reached}."]
+
+
+def _aggressive_line(runs: pd.DataFrame, history: pd.DataFrame) -> list[str]:
+    """How long aggressive training stayed on (until the MI estimate fell) and how many encoder steps it took."""
+    ids = runs.loc[runs["schedule"] == "aggressive", "run_id"]
+    h = history[history["run_id"].isin(ids)]
+    if not len(h) or "aggressive" not in h:
+        return []
+    per_run = h.groupby("run_id").agg(on=("aggressive", "sum"), epochs=("epoch", "max"),
+                                      steps=("encoder_steps", "sum"))
+    return [f"Aggressive training stayed on for {per_run['on'].min():.0f}–{per_run['on'].max():.0f} of "
+            f"{per_run['epochs'].max():.0f} epochs (until the InfoNCE estimate of I(X;Z) on 1,000 training rows "
+            f"fell), taking {per_run['steps'].mean():,.0f} encoder-only steps per run on average."]

@@ -225,14 +225,13 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
     gen = torch.Generator().manual_seed(seed)
     resamples = torch.randint(n, (bootstrap, n), generator=gen)
 
-    def counted(values: Tensor, keep) -> tuple[Tensor, Tensor]:  # [N, d] -> per layer: count, bootstrap sd
-        whole = torch.stack([keep(v).sum() for v in values.cpu().split(dims, -1)])
-        boot = torch.stack([torch.stack([keep(v).sum() for v in values.cpu()[r].split(dims, -1)])
-                            for r in resamples])
-        return whole, boot.double().std(0)
+    def counted(values: Tensor, active) -> tuple[Tensor, Tensor]:  # [N, d] -> per layer: count, bootstrap sd
+        whole = torch.stack([t.sum() for t in active(values.cpu()).split(dims, -1)])
+        boot = active(values.cpu()[resamples])  # [B, d]: each resample of the rows
+        return whole, torch.stack([t.sum(-1) for t in boot.split(dims, -1)], -1).double().std(0)
 
-    var, var_se = counted(means, lambda v: v.var(0, unbiased=False) > threshold)
-    kl_units, kl_se = counted(units, lambda v: v.mean(0) > kl_threshold)
+    var, var_se = counted(means, lambda v: v.var(-2, unbiased=False) > threshold)
+    kl_units, kl_se = counted(units, lambda v: v.mean(-2) > kl_threshold)
     se = lambda t: (t.std(0) / math.sqrt(n)).tolist()  # noqa: E731
     return pd.DataFrame(dict(
         layer=list(range(1, len(dims) + 1)), latent_dim=list(dims),
@@ -253,10 +252,17 @@ def _layer_infonce(q, model, k: int, mixture: int, budget: int) -> Tensor:
         loc, scale = loc.unsqueeze(0), scale.unsqueeze(0)
     z = draws[k][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
     m, n, d = loc.shape
-    rows = max(1, budget // (8 * 3 * m * n * d))
+    # log N(z_i; mu, s) summed over units = -1/2 (z^2 . a - 2 z . mu a + mu^2 . a) + c with a = 1 / s^2: matrix
+    # products over the M N mixture components (float64 keeps the cancellation harmless)
+    precision = scale.pow(-2).reshape(m * n, d)
+    weighted = (loc.reshape(m * n, d) * precision)
+    const = -0.5 * (loc.reshape(m * n, d) * weighted).sum(-1) - scale.log().reshape(m * n, d).sum(-1) \
+        - 0.5 * d * math.log(2 * math.pi)
+    rows = max(1, budget // (8 * 2 * m * n))
     terms = []
     for s in row_chunks(n, rows):
-        log_q = Normal(loc, scale).log_prob(z[s, None, None, :]).sum(-1)  # [r, M, N]
+        zs = z[s]
+        log_q = (-0.5 * zs.pow(2) @ precision.T + zs @ weighted.T + const).view(-1, m, n)  # [r, M, N]
         log_q = torch.logsumexp(log_q, 1) - math.log(m)  # [r, N]: log q(z_i | x_j)
         own = log_q[torch.arange(log_q.shape[0]), torch.arange(s.start, s.start + log_q.shape[0])]
         terms.append(own - (torch.logsumexp(log_q, 1) - math.log(n)))

@@ -14,7 +14,7 @@ INFERENCE = ("top_down", "bottom_up")
 
 @pytest.fixture(scope="module")
 def source():
-    return ibkit.data.load("gaussian", latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=2000, seed=0)
+    return ibkit.data.load("gaussian", latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=1000, seed=0)
 
 
 @pytest.mark.parametrize("inference", INFERENCE)
@@ -31,7 +31,8 @@ def test_with_the_exact_encoder_every_sample_gives_log_p_x(source, inference):
         torch.testing.assert_close(m.prior().log_prob(z), source.true_model().prior().log_prob(z), atol=1e-4,
                                    rtol=1e-5)
         torch.testing.assert_close(q.log_prob(z), source.exact_posterior(x).log_prob(z), atol=2e-4, rtol=1e-5)
-    assert E.iwae(m, source.test, 5000) == pytest.approx(source.log_px(source.test).mean().item(), abs=1e-3)
+    x = source.test[:300]
+    assert E.iwae(m, x, 5000) == pytest.approx(source.log_px(x).mean().item(), abs=1e-3)  # chunked, k = 5,000
 
 
 @pytest.mark.parametrize("inference", INFERENCE)
