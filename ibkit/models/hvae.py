@@ -128,7 +128,8 @@ class HierarchicalVAE(RateScheduled):
         return HierarchicalPrior(self)
 
     def layer_prior(self, k: int, above: Tensor | None) -> Normal:
-        """p(z_l | z_{l+1} = above) elementwise (layers counted from 0 = z_1); N(0, 1) for the top (above None)."""
+        """p(z_l | z_{l+1} = above) elementwise for layer index k = l - 1 (k = 0 is z_1); N(0, 1) for the top
+        (above None)."""
         if above is None:
             d = self.latent_dims[k]
             return Normal(self._prior_loc[:d], self._prior_scale[:d], validate_args=False)
@@ -176,7 +177,8 @@ class HierarchicalPosterior(Distribution):
         super().__init__(x.shape[:-1], torch.Size([model.latent_dim]), validate_args=False)
 
     def layer(self, k: int, z: list[Tensor | None]) -> Normal:
-        """q(z_l | its parents), elementwise, its parents read from the layers ``z`` (layers counted from 0)."""
+        """q(z_l | its parents) elementwise for layer index k = l - 1 (k = 0 is z_1), its parents read from the
+        layers ``z`` (a list indexed the same way)."""
         if self.top_down:
             top = k == len(self.heads) - 1
             return gaussian(self.heads[k](self.features[k] if top else
