@@ -115,8 +115,16 @@ class RateScheduled(StochasticAutoencoder):
         """Set the training progress t, in epochs, that the schedules read."""
         self.progress.fill_(epochs)
 
+    def _plain(self) -> bool:
+        """No warm-up and no capacity in any model (a knob shared by a stack is a scalar equal to the config's):
+        the penalty is beta R, without the schedules' extra operations in every step."""
+        return (not self.warmup_epochs.dim() and self.config.warmup_epochs == 0
+                and not self.capacity.dim() and self.config.capacity is None)
+
     def schedule_values(self) -> tuple[Tensor, Tensor]:
         """(beta_t, C_t) [K] now, as the loss uses them (``used_values``)."""
+        if self._plain():
+            return self.beta.reshape(-1), torch.full_like(self.beta.reshape(-1), torch.nan)
         return used_values(self.beta, self.progress, self.warmup_epochs, self.capacity, self.capacity_epochs)
 
     def trained_rate(self, rate_terms: Tensor) -> Tensor:
@@ -126,6 +134,8 @@ class RateScheduled(StochasticAutoencoder):
         return free_bits_rate(rate_terms, floors)
 
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
+        if self._plain():
+            return self.beta * rate
         return rate_penalty(rate, self.beta, self.progress, self.warmup_epochs, self.capacity, self.gamma,
                             self.capacity_epochs)
 
