@@ -117,8 +117,8 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "nope"], "unknown experiment 'nope'; known experiments: information-flow, posterior-families, "
-                          "rate-distortion"),
+        (["run", "nope"], "unknown experiment 'nope'; known experiments: information-flow, layer-information, "
+                          "posterior-families, rate-distortion"),
         (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: dataset,"),
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
         (["run", "rate-distortion", "--set", "epochs"], "expected key=value"),
@@ -167,7 +167,8 @@ def test_parser_only_ever_fails_cleanly(argv):
 
 
 BUILT_IN = {"rate-distortion": "experiments.rate_distortion", "information-flow": "experiments.information_flow",
-            "posterior-families": "experiments.posterior_families"}
+            "posterior-families": "experiments.posterior_families",
+            "layer-information": "experiments.layer_information"}
 
 
 def test_the_installed_package_registers_its_experiments():

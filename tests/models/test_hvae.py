@@ -14,7 +14,7 @@ INFERENCE = ("top_down", "bottom_up")
 
 @pytest.fixture(scope="module")
 def source():
-    return ibkit.data.load("gaussian", latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=1000, seed=0)
+    return ibkit.data.load("gaussian", latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=2000, seed=0)
 
 
 @pytest.mark.parametrize("inference", INFERENCE)
@@ -67,11 +67,12 @@ def test_a_trained_encoder_on_the_frozen_generator_approaches_log_p_x(source, in
     before = {k: v.clone() for k, v in m.state_dict().items() if not k.startswith("encoder")}
     ibkit.fit(m, source.train, epochs=40, lr=1e-2, seed=0, trainable="encoder", progress=False)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # the generator stayed frozen
-    log_px = source.log_px(source.test).mean().item()
-    assert log_px - 0.15 < E.elbo(m, source.test) <= log_px + 0.01
-    assert E.iwae(m, source.test, 1000) == pytest.approx(log_px, abs=0.01)
+    x = source.test[:500]
+    log_px = source.log_px(x).mean().item()
+    assert log_px - 0.15 < E.elbo(m, x) <= log_px + 0.01
+    assert E.iwae(m, x, 1000) == pytest.approx(log_px, abs=0.01)
     i1, i2 = source.layer_information()
-    rates = E.per_layer(m, source.test)["rate"].values
+    rates = E.per_layer(m, x)["rate"].values
     expected = ((source.conditional_information(), i2) if inference == "top_down"
                 else (i1 - source.latent_information(), source.latent_information()))
     assert rates == pytest.approx(expected, abs=0.15)

@@ -31,8 +31,12 @@ def _sweep(out) -> list[str]:
 
 
 def _start(out) -> subprocess.Popen:
+    """The sweep in a child process that takes Ctrl-C as a terminal's user would give it: SIGINT at its default
+    (a suite started in the background of a shell without job control inherits SIGINT ignored, and a Python
+    started so never raises KeyboardInterrupt)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(_sweep(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(_sweep(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_records(out, count: int, proc: subprocess.Popen, timeout: float = 120) -> None:
