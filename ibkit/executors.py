@@ -20,6 +20,8 @@ EXECUTORS = ("local", "dask")
 class InProcess:
     """The groups one after another in this process."""
 
+    workers = 1  # groups that run at once
+
     def __init__(self):
         self._current = 0
 
@@ -62,7 +64,7 @@ class Processes:
 
     def __init__(self, jobs: int):
         check_number("jobs", jobs, low=1, integer=True)
-        self.jobs = jobs
+        self.jobs = self.workers = jobs
         self._pending: dict = {}
 
     def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
@@ -103,6 +105,7 @@ class Dask:
             self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                                          dashboard_address=None)  # loopback only: nothing listens publicly
             self.client = Client(self._cluster)
+        self.workers = max(1, len(self.client.scheduler_info()["workers"]))  # groups that run at once
         self._pending: dict = {}
 
     def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:

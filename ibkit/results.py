@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ibkit.atomic import atomic_open
 from ibkit.interface import RESULT_COLUMNS
 from ibkit.models.registry import all_knobs, text_fields
 
@@ -29,19 +30,10 @@ CHECKPOINTS = "checkpoints"
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` so that a reader sees the old file or the whole new one, never half
+    (``ibkit.atomic.atomic_open``)."""
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 @contextlib.contextmanager

@@ -130,8 +130,8 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
     context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable, curves)
-    groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build)
     executor = executor or InProcess()
+    groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build, executor.workers)
     counts = dict(done=0, failed=0)
     bar = tqdm(total=len(todo), desc=experiment, unit="run", disable=None)  # a bar on a terminal only
     for group, result in executor.run(train_group, context, groups):
@@ -215,25 +215,32 @@ def _train(models: list, seeds: list[int], x, **options) -> list:
         return [e]
 
 
-def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, device, build) -> list[list[dict]]:
-    """The specs in training groups: one per spec, or (batched) one per architecture, split to fit memory."""
+def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, device, build,
+            workers: int = 1) -> list[list[dict]]:
+    """The specs in training groups: one per spec, or (batched) one per architecture, split to fit memory. With
+    several workers the batches are also cut into near-equal parts of at most 1/(4 workers) of the runs, and the
+    groups go largest first (weights times runs; one-at-a-time aggressive trainings before all), so that no worker
+    is left running a whole architecture's batch alone at the end."""
     if not batched:
-        return [[spec] for spec in specs]
+        return sorted(([spec] for spec in specs), key=lambda group: not group[0].get("aggressive"))
     by_architecture: dict[str, list[dict]] = {}
     for spec in specs:
         varying = {*knob_names(spec["kind"]), "seed"}  # what may differ within one batch
         key = repr(sorted((k, v) for k, v in spec.items() if k not in varying))
         by_architecture.setdefault(key, []).append(spec)
-    groups = []
+    share = math.ceil(len(specs) / (4 * workers)) if workers > 1 else len(specs)
+    sized = []
     for group in by_architecture.values():
         try:
             probe = build(group[0]) if build else build_model(input_dim=ds.input_dim, likelihood=ds.likelihood,
                                                                **config_of(group[0]))
-            size = models_per_batch(probe, batch_size, device)
+            size, weights = models_per_batch(probe, batch_size, device), sum(p.numel() for p in probe.parameters())
         except Exception:  # building fails again, run by run, with its error in the table
-            size = 1
-        groups += [group[i: i + size] for i in range(0, len(group), size)]
-    return groups
+            size, weights = 1, 0
+        parts = math.ceil(len(group) / max(1, min(size, share)))
+        sized += [(group[i::parts], weights) for i in range(parts)]  # near-equal parts, seeds spread over them
+    sized.sort(key=lambda g: (bool(g[0][0].get("aggressive")), g[1] * len(g[0])), reverse=True)
+    return [group for group, _ in sized]
 
 
 def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str,

@@ -120,11 +120,16 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps
     values and their Adam moments (no gradient: Adam skips them), for aggressive training's encoder-only and
     decoder-only steps. Returns the batch's sums of (loss, rate, distortion, trained rate): [4] or [K, 4].
     """
-    out = net(xb, eps)
-    net.zero_grad(set_to_none=True)  # every parameter, frozen ones too: their gradients are never kept
-    out.loss.mean(-1).sum().backward()
-    for p in frozen:
-        p.grad = None
+    flags = [p.requires_grad for p in frozen]
+    for p in frozen:  # no gradient computed for them at all (an encoder step skips the decoder's weight gradients)
+        p.requires_grad_(False)
+    try:
+        out = net(xb, eps)
+        net.zero_grad(set_to_none=True)
+        out.loss.mean(-1).sum().backward()
+    finally:
+        for p, flag in zip(frozen, flags, strict=True):
+            p.requires_grad_(flag)
     optimizer.step()
     trained = out.rate if out.trained_rate is None else out.trained_rate
     with torch.no_grad():

@@ -55,6 +55,7 @@ class Config:
     free_bits: float = 0.5  # free bits: lambda, nats per unit (each layer's KL counts as at least lambda d_l)
     aggressive_betas: tuple[float, ...] = (1.0,)  # aggressive training (one model at a time, slow) at these betas
     aggressive_depths: tuple[int, ...] = (2,)  # and at these depths
+    aggressive_inference: tuple[str, ...] = INFERENCE  # and with these inference styles
     epochs: int = 100  # passes over the training split
     batch_size: int = 128
     lr: float = 1e-3  # Adam step size
@@ -76,6 +77,8 @@ class Config:
             check_number("depths", depth, low=1, high=len(self.layer_dims), integer=True)
         for inference in self.inference:
             check_choice("inference", inference, INFERENCE)
+        for inference in self.aggressive_inference:
+            check_choice("aggressive_inference", inference, INFERENCE)
         for schedule in self.schedules:
             check_choice("schedules", schedule, SCHEDULES)
         for b in (*self.betas, *self.aggressive_betas):
@@ -114,7 +117,8 @@ def model_grid(config: Config) -> list[dict]:
             structure = dict(kind="hvae", latent_dim=sum(dims), latent_dims=dims, inference=inference,
                              hidden=config.hidden, layer_hidden=config.layer_hidden)
             for schedule in config.schedules:
-                if schedule == "aggressive" and depth not in config.aggressive_depths:
+                if schedule == "aggressive" and (depth not in config.aggressive_depths or (
+                        depth > 1 and inference not in config.aggressive_inference)):
                     continue
                 betas = config.aggressive_betas if schedule == "aggressive" else config.betas
                 specs += [{**structure, "beta": b, **options[schedule]} for b in betas]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from ibkit.tables import direction, interval_text
+from ibkit.train import Aggressive
 
 from .figures import structure_of
 
@@ -149,6 +152,8 @@ def _aggressive_line(runs: pd.DataFrame, history: pd.DataFrame) -> list[str]:
         return []
     per_run = h.groupby("run_id").agg(on=("aggressive", "sum"), epochs=("epoch", "max"),
                                       steps=("encoder_steps", "sum"))
+    rows = Aggressive.MI_ROWS
     return [f"Aggressive training stayed on for {per_run['on'].min():.0f}–{per_run['on'].max():.0f} of "
-            f"{per_run['epochs'].max():.0f} epochs (until the InfoNCE estimate of I(X;Z) on 1,000 training rows "
-            f"fell), taking {per_run['steps'].mean():,.0f} encoder-only steps per run on average."]
+            f"{per_run['epochs'].max():.0f} epochs (until the InfoNCE estimate of I(X;Z) on {rows:,} training rows, "
+            f"which cannot exceed log {rows:,} = {math.log(rows):.2f} nats, fell), taking "
+            f"{per_run['steps'].mean():,.0f} encoder-only steps per run on average."]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ibkit.atomic import atomic_open
 from ibkit.data._split import binarize_pixels, check_image_options, split_dataset
 from ibkit.data.dataset import Dataset
 from ibkit.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
@@ -117,28 +117,21 @@ def _download(filename: str, folder: Path) -> Path:
     urls = [m.rstrip("/") + "/" + filename for m in (MIRROR, *(m for m in MIRRORS if m != MIRROR))]
     failures = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
         md5 = hashlib.md5(usedforsecurity=False)
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+        try:  # the bytes go to a temp file, renamed into place only once its checksum matched
+            with atomic_open(folder / filename, binary=True, suffix=".part") as out, \
+                    urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
                 while chunk := response.read(1 << 20):
                     md5.update(chunk)
                     out.write(chunk)
+                if md5.hexdigest() != expected:
+                    raise ValueError(
+                        f"checksum mismatch for {filename} downloaded from {url}: expected md5 {expected}, got "
+                        f"{md5.hexdigest()}; the file was deleted. Try again later, or fetch the files by hand. "
+                        + _where_to_put_files())
         except (urllib.error.URLError, OSError, TimeoutError) as err:
-            os.remove(tmp)
             failures.append(f"{url}: {getattr(err, 'reason', err)}")
             continue
-        except BaseException:
-            os.remove(tmp)
-            raise
-        got = md5.hexdigest()
-        if got != expected:
-            os.remove(tmp)
-            raise ValueError(
-                f"checksum mismatch for {filename} downloaded from {url}: expected md5 {expected}, got {got}; "
-                "the file was deleted. Try again later, or fetch the files by hand. " + _where_to_put_files()
-            )
-        os.replace(tmp, folder / filename)
         log.info("downloaded %s into %s", url, folder)
         return folder / filename
     raise ConnectionError(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ibkit.atomic import atomic_open
 from ibkit.models.registry import config_fields, model_class
 
 # 3: an IAF step is divided by its starting gate (it starts as the identity); in format 2 it was not.
@@ -19,19 +18,11 @@ FORMAT = 3
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
     """Write the model's kind, config and weights to ``path`` atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob = {"kind": model.KIND, "config": dataclasses.asdict(model.config), "state_dict": state,  # type: ignore
             "format": getattr(model, "checkpoint_format", FORMAT)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, binary=True) as f:
+        torch.save(blob, f)
 
 
 def load_checkpoint(path: str | os.PathLike) -> nn.Module:

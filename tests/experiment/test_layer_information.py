@@ -23,6 +23,12 @@ def test_the_grid_has_every_structure_schedule_and_beta():
     assert {s["inference"] for s in one_layer} == {"top_down"}  # one layer: a single inference order
     # 1 + 2 + 2 structures x 4 betas x (none, warmup, free bits), and aggressive at beta 1 on the 2 two-layer ones
     assert len(specs) == 5 * 4 * 3 + 2
+    narrowed = model_grid(Config(seeds=(0,), aggressive_depths=(3,), aggressive_betas=(4.0,),
+                                 aggressive_inference=("top_down",)))
+    assert [(s["latent_dims"], s["inference"], s["beta"]) for s in narrowed if s.get("aggressive")] == [
+        ((8, 4, 2), "top_down", 4.0)]
+    with pytest.raises(ValueError, match="aggressive_inference='sideways'"):
+        Config(aggressive_inference=("sideways",))
     with pytest.raises(ValueError, match=r"depths=4 must be"):
         Config(depths=(4,))
     with pytest.raises(ValueError, match="schedules='cyclical'"):

@@ -96,9 +96,11 @@ def test_a_step_can_keep_a_part_of_the_model_and_its_adam_moments_still():
     m = ibkit.build_model("vae", 12, 2, hidden=(8,), seed=0)
     optimizer = torch.optim.Adam(m.parameters(), lr=1e-2)
     decoder = list(m.decoder.parameters())
+    decoder[-1].requires_grad_(False)  # a part frozen before (trainable="encoder", say) stays frozen after the step
     before = [p.detach().clone() for p in decoder]
     train_step(m, optimizer, x, None, frozen=decoder)
     assert all(torch.equal(p, b) for p, b in zip(decoder, before, strict=True))
+    assert [p.requires_grad for p in decoder] == [True] * (len(decoder) - 1) + [False]
     assert all(p not in optimizer.state for p in decoder)  # no moments: Adam never saw a gradient for them
     assert all(p in optimizer.state for p in m.encoder.parameters())
 

@@ -75,3 +75,26 @@ def test_a_resumed_sweep_removes_the_temp_files_a_killed_writer_left(tmp_path):
         path.write_text("x")
     assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_take_the_umasks_mode_not_the_temp_files(tmp_path, umask):
+    """runs.csv, records, manifests, findings and checkpoints are shared with colleagues: the atomic write's temp
+    file is 0600, the file it becomes is what any new file gets (0666 less the umask)."""
+    import os
+
+    from ibkit.results import atomic_write_text
+    from ibkit.sweep import run_grid
+
+    old = os.umask(umask)
+    try:
+        ds = ibkit.data.load("digits")
+        atomic_write_text(tmp_path / "findings.md", "# Findings\n")
+        run_grid("t", ds, [dict(kind="vae", latent_dim=2, hidden=(8,), seed=0)],
+                 lambda m, s: {"test": {"rate": 1.0}}, epochs=1, out_dir=tmp_path / "run")
+    finally:
+        os.umask(old)
+    written = [tmp_path / "findings.md", *(p for p in (tmp_path / "run").rglob("*") if p.is_file())]
+    assert {p.name for p in written} >= {"findings.md", "runs.csv", "vae-d2-seed0.json",
+                                         "vae-d2-seed0.pt"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o666 & ~umask)}

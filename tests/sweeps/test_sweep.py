@@ -34,6 +34,21 @@ def test_groups_are_architectures_split_to_fit():
     assert [len(g) for g in _groups(SPECS, False, DS, 128, None, None)] == [1] * 6
 
 
+def test_several_workers_get_near_equal_groups_largest_first():
+    """With two workers no architecture's whole batch is left to run alone at the end: the 12 VAEs (one
+    architecture) come in parts of at most 14 / 8 -> 2 runs, the larger network's parts first."""
+    wide = [dict(kind="vae", latent_dim=3, hidden=(64,), beta=b, seed=s) for s in (0, 1) for b in (0.5, 2.0)]
+    specs = [dict(kind="vae", latent_dim=3, hidden=(16,), beta=b, seed=s) for s in (0, 1, 2) for b in (0.5, 1, 2, 4)]
+    groups = _groups(specs + wide[:2], True, DS, 128, ibkit.train.resolve_device("cpu"), None, workers=2)
+    assert [len(g) for g in groups] == [2] + [2] * 6
+    assert groups[0] == wide[:2]
+    assert sorted(run["beta"] * 10 + run["seed"] for g in groups[1:] for run in g) == sorted(
+        run["beta"] * 10 + run["seed"] for run in specs)
+    aggressive = [dict(kind="vae", latent_dim=3, hidden=(16,), beta=1.0, aggressive=True, seed=s) for s in (0, 1)]
+    groups = _groups(wide + aggressive, True, DS, 128, ibkit.train.resolve_device("cpu"), None, workers=2)
+    assert groups[:2] == [[aggressive[0]], [aggressive[1]]]  # one at a time, so the longest: first
+
+
 def test_a_diverging_run_in_a_batch_is_its_own_row(tmp_path):
     def build(spec):
         m = ibkit.build_model(input_dim=DS.input_dim, likelihood=DS.likelihood, **spec)
