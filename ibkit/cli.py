@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
-from ibkit.executors import EXECUTORS, make_executor
+from ibkit.executors import EXECUTORS, check_executor, make_executor
 from ibkit.tables import FORMATS, format_table, left_out
 from ibkit.train import resolve_device
 
@@ -111,15 +111,40 @@ def cmd_list(args) -> int:
     return 0
 
 
+def load_data(exp: types.ModuleType, config):
+    """The experiment's dataset: ``exp.load_data(config)`` where it defines one, else ``ibkit.data.load(config.
+    dataset)``; None for an experiment with neither."""
+    import ibkit
+
+    if hasattr(exp, "load_data"):
+        return exp.load_data(config)
+    return ibkit.data.load(config.dataset) if hasattr(config, "dataset") else None
+
+
 def cmd_run(args) -> int:
     from ibkit import results
 
     exp = experiment(args.experiment)
     overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
     config = exp.Config(**overrides)
+    check_executor(args.executor, args.jobs, args.address)
+    load_data(exp, config)  # missing or bad data files are refused here, before anything is made
     default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
     folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
     executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
+    folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
+    try:
+        with results.folder_lock(folder):
+            return _run_in(folder, exp, config, args, executor)
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
+
+
+def _run_in(folder: Path, exp: types.ModuleType, config, args, executor) -> int:
+    """``ibkit run``'s work in its locked folder: the manifest, the sweep, the tables and figures."""
+    from ibkit import results
+
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
         results.clear(folder)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),

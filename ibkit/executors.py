@@ -135,13 +135,18 @@ class Dask:
 def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None):
     """The executor the command line names: "local" (this process, or ``jobs`` worker processes) or "dask"
     (the scheduler at ``address``, or a local cluster of ``jobs`` workers)."""
-    check_choice("executor", kind, EXECUTORS)
-    check_number("jobs", jobs, low=1, integer=True)
+    check_executor(kind, jobs, address)
     if kind == "local":
-        if address:
-            raise ValueError(f"address={address!r} needs executor='dask'; the local executor has no scheduler")
         return InProcess() if jobs == 1 else Processes(jobs)
     return Dask(address, jobs)
 
 
-__all__ = ["EXECUTORS", "InProcess", "Processes", "Dask", "make_executor"]
+def check_executor(kind: str = "local", jobs: int = 1, address: str | None = None) -> None:
+    """Refuse executor options that cannot work (a ValueError naming them), before anything is started or made."""
+    check_choice("executor", kind, EXECUTORS)
+    check_number("jobs", jobs, low=1, integer=True)
+    if kind == "local" and address:
+        raise ValueError(f"address={address!r} needs executor='dask'; the local executor has no scheduler")
+
+
+__all__ = ["EXECUTORS", "InProcess", "Processes", "Dask", "make_executor", "check_executor"]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -269,7 +270,8 @@ def write_manifest(folder: str | os.PathLike, **fields) -> Path:
 def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool) -> Path:
     """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results
     of a different experiment or config unless ``overwrite``. The same experiment and config resume: the
-    sweep skips the runs that finished. Returns the folder as a Path."""
+    sweep skips the runs that finished. Creates nothing (a refused command leaves no trace). Returns the folder
+    as a Path."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
@@ -283,10 +285,44 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
                 f"{folder} holds results of another run ({manifest.get('experiment')}, different config); "
                 "choose another --out or pass --overwrite to replace them"
             )
+    existing = folder.absolute()
+    while not existing.exists():  # the folder is made later: its nearest existing ancestor must take it
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"--out {folder}: {existing} is a file, not a folder; pick a folder path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
+        if existing == folder.absolute():
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                pass
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
     except OSError as e:
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     return folder
+
+
+LOCK = ".lock"  # the advisory lock of a run folder (its content: who holds it)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold the folder's advisory lock (``flock`` on ``FOLDER/.lock``) for the block, so that two ``ibkit run``s
+    never train into one folder: the second is refused with a ValueError naming the holder. The kernel releases
+    the lock when its process ends in any way (SIGKILL included), so a stale lock never blocks; the file stays."""
+    import fcntl  # POSIX; imported here so that reading results works where it is missing
+
+    folder = Path(folder)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            raise ValueError(f"{folder} is in use by another ibkit run ({holder}); wait for it to finish or "
+                             "choose another --out") from None
+        os.ftruncate(fd, 0)
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+        os.write(fd, f"pid {os.getpid()} on {platform.node()}, since {since}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock

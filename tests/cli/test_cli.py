@@ -210,3 +210,43 @@ def test_list_from_elsewhere_uses_the_installed_package(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert [line.split()[0] for line in proc.stdout.splitlines()] == sorted(BUILT_IN)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--jobs", "0"], {}, "jobs=0 must be >= 1"),
+    (["--set", "dataset=mnist"], {"IBKIT_DATA": "/nonexistent/mnist"}, "IBKIT_DATA"),
+    (["--address", "tcp://127.0.0.1:1"], {}, "needs executor='dask'"),
+])
+def test_a_refused_command_leaves_nothing_behind(tmp_path, monkeypatch, capsys, args, env, message):
+    """Everything is checked before anything is made: no folder, no manifest, so that the corrected command is
+    not then refused as 'another run'."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "deep" / "run"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, *args]) == 2
+    assert message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_nothing(tmp_path, capsys):
+    """The advisory lock: a second ``ibkit run`` into a folder a first one is training in exits 2 naming the
+    holder; once the holder is gone (SIGKILL: no clean-up ran) the folder is free again."""
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from ibkit.results import folder_lock\n"
+        f"with folder_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 2
+        err = capsys.readouterr().err
+        assert f"is in use by another ibkit run (pid {holder.pid} on" in err and err.count("\n") == 1
+        assert not (out / "manifest.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    from ibkit.results import folder_lock
+
+    with folder_lock(out):  # the killed holder's lock went with its process
+        assert f"pid {os.getpid()} on" in (out / ".lock").read_text()
