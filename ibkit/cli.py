@@ -128,27 +128,29 @@ def cmd_run(args) -> int:
     overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
     config = exp.Config(**overrides)
     check_executor(args.executor, args.jobs, args.address)
-    load_data(exp, config)  # missing or bad data files are refused here, before anything is made
+    ds = load_data(exp, config)  # missing or bad data files are refused here, before anything is made
     default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
     folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
     executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
     folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
     try:
         with results.folder_lock(folder):
-            return _run_in(folder, exp, config, args, executor)
+            return _run_in(folder, exp, config, args, executor, ds)
     finally:
         if hasattr(executor, "close"):
             executor.close()
 
 
-def _run_in(folder: Path, exp: types.ModuleType, config, args, executor) -> int:
+def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> int:
     """``ibkit run``'s work in its locked folder: the manifest, the sweep, the tables and figures."""
     from ibkit import results
 
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
         results.clear(folder)
+    data = None if ds is None else {"name": ds.name, **ds.provenance, "split": ds.split}
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
-                executor=args.executor, jobs=args.jobs, device=str(resolve_device(config.device)), started=_now(),
+                data=data, executor=args.executor, jobs=args.jobs, device=str(resolve_device(config.device)),
+                started=_now(),
                 git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
     results.write_manifest(folder, **meta, finished=None)
     try:
@@ -201,7 +203,7 @@ def cmd_table(args) -> int:
     from ibkit import results
 
     runs = results.load(args.dir)
-    print(format_table(runs, args.format))
+    print(format_table(runs, args.format, source=results.data_text(args.dir)))
     skipped = left_out(runs)
     if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
         print(f"ibkit: {skipped}", file=sys.stderr)

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ibkit.results import atomic_write_text, read_manifest
+from ibkit.results import atomic_write_text, data_text, read_manifest
 
 
 def reproduce_command(folder: Path, manifest: dict) -> str:
@@ -42,7 +42,8 @@ def write_gallery(root: str | os.PathLike = "results") -> Path:
         if manifest is None:
             continue
         git = manifest.get("git", {})
-        lines = [f"## {folder.name}", "",
+        data = data_text(folder)
+        lines = [f"## {folder.name}", "", *([f"Data: {data}.", ""] if data else []),
                  f"`{reproduce_command(folder, manifest)}` (seeds {manifest.get('seeds')}; commit "
                  f"{str(git.get('commit'))[:7]}{', dirty tree' if git.get('dirty') else ''}; finished "
                  f"{manifest.get('finished')}). Redraw with `ibkit plot {folder.as_posix()}`; the table a paper cites: "

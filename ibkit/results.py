@@ -194,6 +194,15 @@ def clear(folder: str | os.PathLike) -> None:
         path.unlink(missing_ok=True)
 
 
+def data_text(folder: str | os.PathLike) -> str | None:
+    """The data a run folder's manifest names, with its split: "mnist, t10k split 8,000/2,000 (test_fraction 0.2,
+    seed 0)"; the config's dataset alone for a folder written before manifests recorded the split; else None."""
+    manifest = read_manifest(folder) or {}
+    data = manifest.get("data") or {}
+    name = data.get("name") or manifest.get("config", {}).get("dataset")
+    return f"{name}, {data['split']}" if name and data.get("split") else name
+
+
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     """The manifest of a run folder, or None when there is none. Read as JSON data, nothing executed."""
     path = Path(folder) / MANIFEST
@@ -254,7 +263,13 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "variables": {k: v for k, v in sorted(os.environ.items()) if k.startswith(RUN_VARIABLES)},
     }
+
+
+# environment variables that change what a run reads or how it computes: the data folder, thread counts, devices
+RUN_VARIABLES = ("IBKIT_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUDA_VISIBLE_DEVICES",
+                 "CUBLAS_WORKSPACE_CONFIG", "PYTORCH_")
 
 
 def write_manifest(folder: str | os.PathLike, **fields) -> Path:

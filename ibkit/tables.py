@@ -142,9 +142,10 @@ def left_out(df: pd.DataFrame, split: str = "test") -> str:
     return f"left out: {'; '.join(parts)}; see the status and error columns of runs.csv"
 
 
-def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -> str:
+def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", source: str | None = None) -> str:
     """The summary of a results table as markdown, booktabs LaTeX (a tabular to ``\\input``) or CSV. Runs that did
-    not finish ok are named in the table's note (``left_out``); CSV has no note (the CLI prints it on stderr)."""
+    not finish ok are named in the table's note (``left_out``), after the data's ``source`` ("mnist, t10k split
+    8,000/2,000 ...") where given; CSV has no note (the CLI prints it on stderr)."""
     summary = summarise(df, split)
     if not len(summary):
         return "no run finished ok: see the status and error columns of runs.csv"
@@ -153,7 +154,8 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test") -
     metrics = [m for m in METRICS if m in summary]
     keys = [c for c in summary.columns
             if c not in metrics and not c.endswith(("_lo", "_hi")) and c not in ("seeds", "interval")]
-    note = f"mean ± half-width of the 95% bootstrap interval {_interval_source(summary, split)}; nats per example"
+    note = f"Data: {source}. " if source else ""
+    note += f"mean ± half-width of the 95% bootstrap interval {_interval_source(summary, split)}; nats per example"
     skipped = left_out(df, split)
     note += f". {skipped[0].upper()}{skipped[1:]}" if skipped else ""
     header = keys + ["seeds"] + [f"{m} (nats)" if m != "active_units" else m for m in metrics]

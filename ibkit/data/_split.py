@@ -62,9 +62,12 @@ def binarize_pixels(x: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, st
     return x.astype(np.float32), "gaussian"
 
 
-def split_dataset(name: str, x: np.ndarray, y: np.ndarray, likelihood: str, test_fraction, seed) -> Dataset:
-    """A ``Dataset`` of rows x [N, D] float32 and labels y [N], split by ``split_indices(N, test_fraction, seed)``."""
+def split_dataset(name: str, x: np.ndarray, y: np.ndarray, likelihood: str, test_fraction, seed,
+                  source: str, provenance: dict | None = None) -> Dataset:
+    """A ``Dataset`` of rows x [N, D] float32 and labels y [N], split by ``split_indices(N, test_fraction, seed)``;
+    its provenance's ``split`` names the ``source`` (e.g. "t10k") and the sizes."""
     train_idx, test_idx = split_indices(len(x), test_fraction, seed)
+    split = f"{source} split {len(train_idx):,}/{len(test_idx):,} (test_fraction {test_fraction:g}, seed {seed})"
     return Dataset(
         name=name,
         train=torch.from_numpy(np.ascontiguousarray(x[train_idx])),
@@ -72,4 +75,5 @@ def split_dataset(name: str, x: np.ndarray, y: np.ndarray, likelihood: str, test
         likelihood=likelihood,
         train_labels=torch.from_numpy(y[train_idx].astype(np.int64)),
         test_labels=torch.from_numpy(y[test_idx].astype(np.int64)),
+        provenance={**(provenance or {}), "split": split},
     )

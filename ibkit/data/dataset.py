@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -22,6 +22,9 @@ class Dataset:
     likelihood:   "bernoulli" (binary pixels) or "gaussian" (real values); the decoder to use.
     train_labels: [N_train] int64, or None.
     test_labels:  [N_test] int64, or None.
+    provenance:   where the rows came from, for a run's manifest: ``split`` (e.g. "t10k split 8,000/2,000
+                  (test_fraction 0.2, seed 0)"), and for files read from disk the ``folder``, its ``origin``
+                  (path, IBKIT_DATA or cache) and the ``files`` with their SHA-256.
 
     Equality is identity (``eq=False``): comparing tensors element-wise has no single truth value.
     """
@@ -32,6 +35,7 @@ class Dataset:
     likelihood: str
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
+    provenance: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check_choice("likelihood", self.likelihood, LIKELIHOODS)
@@ -51,6 +55,11 @@ class Dataset:
                 f"Dataset.train has width {self.train.shape[1]} but Dataset.test has width {self.test.shape[1]}; "
                 "both splits must have the same input_dim"
             )
+
+    @property
+    def split(self) -> str:
+        """How the rows were split into train and test, in words (the sizes when the loader says no more)."""
+        return str(self.provenance.get("split", f"{len(self.train):,}/{len(self.test):,}"))
 
     @property
     def input_dim(self) -> int:

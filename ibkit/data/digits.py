@@ -21,4 +21,5 @@ def load_digits(*, binarize: str = "threshold", test_fraction: float = 0.2, seed
 
     bunch = _sklearn_digits()
     x, likelihood = binarize_pixels(np.asarray(bunch.data, dtype=np.float64) / 16.0, binarize, seed)
-    return split_dataset("digits", x, np.asarray(bunch.target), likelihood, test_fraction, seed)
+    return split_dataset("digits", x, np.asarray(bunch.target), likelihood, test_fraction, seed,
+                         source="scikit-learn's 1,797 digits", provenance={"binarize": binarize})

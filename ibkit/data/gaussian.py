@@ -725,7 +725,7 @@ def _two_layer_source(
     test = sample(n_test)
     return TwoLayerGaussianDataset(
         name="gaussian", train=train, test=test, likelihood="gaussian", W=W32, b=b32, noise=sigma, A=A32,
-        layer_noise=sigma1,
+        layer_noise=sigma1, provenance={"split": f"sampled {n_train:,}/{n_test:,}"},
     )
 
 
@@ -801,5 +801,6 @@ def load_gaussian(
     train = sample(int(n_train))
     test = sample(int(n_test))
     return LinearGaussianDataset(
-        name="gaussian", train=train, test=test, likelihood="gaussian", W=W32, b=b32, noise=sigma
+        name="gaussian", train=train, test=test, likelihood="gaussian", W=W32, b=b32, noise=sigma,
+        provenance={"split": f"sampled {int(n_train):,}/{int(n_test):,} (seed {seed})"},
     )

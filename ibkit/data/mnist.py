@@ -7,6 +7,7 @@ folder ever downloaded into, each file checked against ``MNIST_MD5``. The settin
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -240,8 +241,22 @@ def load_mnist(
     pairs = _read_pairs(folder, found)
     if not pairs:
         raise _no_files_error(folder, origin)
+    provenance = dict(folder=str(folder), origin=origin, binarize=binarize,
+                      files={p.name: _sha256(p) for p in found.values() if p is not None})
     if len(pairs) == 1:  # one pair only: split it
-        ((images, labels),) = pairs.values()
+        ((which, (images, labels)),) = pairs.items()
         x, likelihood = binarize_pixels(images / 255.0, binarize, seed)
-        return split_dataset("mnist", x, labels, likelihood, test_fraction, seed)
-    return _train_test_dataset(pairs["train"], pairs["test"], found, binarize, seed)
+        return split_dataset("mnist", x, labels, likelihood, test_fraction, seed,
+                             source="t10k" if which == "test" else "train", provenance=provenance)
+    ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize, seed)
+    split = f"train {len(ds.train):,} / t10k {len(ds.test):,} (the canonical split)"
+    return dataclasses.replace(ds, provenance={**provenance, "split": split})
+
+
+def _sha256(path: Path) -> str:
+    """The file's SHA-256, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -44,6 +44,10 @@ def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
     assert set(manifest["git"]) == {"commit", "dirty"} and manifest["device"] == "cpu"
     for field in ("ibkit", "python", "torch", "numpy", "machine", "cuda"):
         assert field in manifest["environment"], field
+    assert manifest["data"] == {"name": "digits", "binarize": "threshold",
+                                "split": "scikit-learn's 1,797 digits split 1,438/359 (test_fraction 0.2, seed 0)"}
+    assert all(k.startswith(("IBKIT_", "OMP_", "MKL_", "OPENBLAS_", "CUDA_", "CUBLAS_", "PYTORCH_"))
+               for k in manifest["environment"]["variables"])
     for ext in ("pdf", "png"):
         assert (quick_run / "figures" / f"rate_distortion.{ext}").stat().st_size > 1000
     assert len(list((quick_run / "checkpoints").glob("*.pt"))) == 5
@@ -57,6 +61,8 @@ def test_plot_and_table_read_stored_results(quick_run, capsys):
     assert main(["table", str(quick_run), "--format", "latex"]) == 0
     out = capsys.readouterr().out
     assert r"\toprule" in out and "sparse\\_ae" in out
+    assert main(["table", str(quick_run)]) == 0
+    assert "Data: digits, scikit-learn's 1,797 digits split 1,438/359" in capsys.readouterr().out
 
 
 def test_rerun_with_another_config_is_refused(quick_run, capsys):

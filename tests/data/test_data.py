@@ -248,6 +248,23 @@ def test_shared_mnist_bytes_match_readme_md5(shared_mnist):
     assert hashlib.md5(idx_bytes(labels)).hexdigest() == README_MD5["t10k-labels-idx1-ubyte"]
 
 
+def test_shared_mnist_provenance_names_the_folder_files_and_split(shared_mnist):
+    """What a run's manifest records about its data: the folder and how it was found, each file read with its
+    SHA-256, and the split actually used."""
+    p = shared_mnist.provenance
+    assert p["folder"] == str(SHARED_MNIST) and p["origin"] == "path" and p["binarize"] == "none"
+    assert set(p["files"]) == {"t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}
+    for name, digest in p["files"].items():
+        assert digest == hashlib.sha256((SHARED_MNIST / name).read_bytes()).hexdigest()
+    assert shared_mnist.split == "t10k split 8,000/2,000 (test_fraction 0.2, seed 0)"
+
+
+def test_a_canonical_mnist_split_says_so(tmp_path):
+    tiny_mnist(tmp_path)
+    ds = data.load("mnist", path=tmp_path)
+    assert ds.split == "train 5 / t10k 4 (the canonical split)" and len(ds.provenance["files"]) == 4
+
+
 def test_shared_mnist_threshold_binarisation(shared_mnist):
     ds = data.load("mnist", path=SHARED_MNIST)
     assert ds.likelihood == "bernoulli"
