@@ -74,6 +74,78 @@ def interval_text(values) -> str:
     return round_to_uncertainty(values.mean(), (hi - lo) / 2)
 
 
+def _mean_half_width(values, se=None) -> tuple[float, float]:
+    """The mean of ``values`` (one per seed) and the half-width of its 95% interval: the bootstrap over seeds, or
+    for one value 1.96 times its standard error ``se`` where given (NaN otherwise)."""
+    values = pd.Series(values, dtype=float).dropna()
+    if not len(values):
+        return math.nan, math.nan
+    if np.isinf(values).any():
+        return float(values.mean()), math.nan
+    if len(values) == 1:
+        se_value = pd.Series(se, dtype=float).dropna() if se is not None else pd.Series(dtype=float)
+        return float(values.iloc[0]), 1.96 * float(se_value.iloc[0]) if len(se_value) else math.nan
+    lo, hi = bootstrap_interval(values)
+    return float(values.mean()), (hi - lo) / 2
+
+
+def within_error(lower: float, lower_hw: float, upper: float, upper_hw: float) -> bool:
+    """Whether an inverted pair (lower estimate above the upper one) is within the two estimates' 95% errors."""
+    return lower - upper <= math.hypot(np.nan_to_num(lower_hw), np.nan_to_num(upper_hw))
+
+
+MARK_SYMBOLS = {"clipped": "†", "equal": "‡", "above": "§"}
+BRACKET_MARKS = {"clipped": "a negative estimate of I(X;Z) >= 0, shown as 0 (its value and error in runs.csv)",
+                 "equal": "the lower estimate exceeded the upper one within their errors: equal within error, both "
+                          "shown as the upper",
+                 "above": "the lower estimate exceeded the upper one beyond their 95% errors (an estimator's bias at "
+                          "this sample size: I(X;Z) <= the upper bound holds exactly): both shown as the upper"}
+
+
+def bracket_cells(lower: float, lower_hw: float, upper: float, upper_hw: float) -> tuple[str, str, set[str]]:
+    """The table cells of a bracket lower <= I(X;Z) <= upper ('m ± h' each) and the marks they need (keys of
+    ``BRACKET_MARKS``): "∞" where no upper bound exists; a negative end clipped at 0 ("clipped"); an inverted pair
+    printed as one value, the upper, marked as equal within error ("equal") or as the lower estimate's excess
+    beyond error ("above"); never an inverted or negative interval."""
+    marks = set()
+    if lower > upper:  # I(X;Z) <= upper holds exactly; InfoNCE is below I only in expectation
+        marks.add("equal" if within_error(lower, lower_hw, upper, upper_hw) else "above")
+        lower, lower_hw = upper, upper_hw
+    cells = []
+    for value, hw in ((lower, lower_hw), (upper, upper_hw)):
+        if math.isinf(value) and value > 0:
+            cells.append("∞")
+        elif value < 0:
+            cells.append("0")
+            marks.add("clipped")
+        else:
+            cells.append(round_to_uncertainty(value, hw))
+    return cells[0], cells[1], marks
+
+
+def bracket_text(lower, upper, lower_se=None, upper_se=None, unbounded: str = "no upper bound exists") -> str:
+    """I(X;Z)'s bracket in words for a findings sentence, from the values of several seeds (or one, with its
+    standard errors): 'between A and B'; 'at least A (unbounded above: ...)' where the upper bound is +inf; a
+    negative end clipped at 0 and said so; 'equal within error: about B' where the lower estimate exceeds the
+    upper within error. Never an inverted or negative interval."""
+    lo, lo_hw = _mean_half_width(lower, lower_se)
+    up, up_hw = _mean_half_width(upper, upper_se)
+    if math.isnan(lo) and math.isnan(up):
+        return "not measured"
+    low_text, up_text, marks = bracket_cells(lo, lo_hw, up, up_hw)
+    pair = f"the lower estimate {round_to_uncertainty(lo, lo_hw)} and the upper {round_to_uncertainty(up, up_hw)}"
+    notes = [f"{pair} are equal within error"] if "equal" in marks else []
+    notes += [f"{pair}: the lower exceeds the upper beyond their errors, an estimator's bias at this sample size"
+              ] if "above" in marks else []
+    notes += ["a negative estimate, clipped at 0: I(X;Z) >= 0"] if "clipped" in marks else []
+    if math.isinf(up):
+        return f"at least {low_text} (unbounded above: {'; '.join([unbounded, *notes])})"
+    said = f" ({'; '.join(notes)})" if notes else ""
+    if marks & {"equal", "above"}:
+        return f"about {up_text}{said}"
+    return f"between {low_text} and {up_text}{said}"
+
+
 def direction(diff) -> str:
     """'higher', 'lower' or 'no different' by the 95% bootstrap interval of the mean of paired differences (over
     seeds); for one seed the sign of the mean, said so."""
@@ -124,9 +196,14 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
         for m in metrics:
             values = g[m].dropna()
             row[m] = values.mean() if len(values) else math.nan
-            row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_interval(values)
+            row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_interval(values) if np.isfinite(values).all() else (
+                math.nan, math.nan)  # an unbounded bound (+inf) has no interval
             if len(values) == 1 and f"{m}_ex_lo" in g and g[f"{m}_ex_lo"].notna().any():
                 row[f"{m}_lo"], row[f"{m}_hi"] = g[f"{m}_ex_lo"].iloc[0], g[f"{m}_ex_hi"].iloc[0]
+                row["interval"] = "examples"
+            elif len(values) == 1 and f"{m}_se" in g and g[f"{m}_se"].notna().any():  # 95%: 1.96 standard errors
+                se = float(g[f"{m}_se"].dropna().iloc[0])
+                row[f"{m}_lo"], row[f"{m}_hi"] = row[m] - 1.96 * se, row[m] + 1.96 * se
                 row["interval"] = "examples"
         rows.append(row)
     return pd.DataFrame(rows)
@@ -159,14 +236,25 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", s
     skipped = left_out(df, split)
     note += f". {skipped[0].upper()}{skipped[1:]}" if skipped else ""
     header = keys + ["seeds"] + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
-    body = []
+    body, used = [], set()
     for _, r in summary.iterrows():
         cells = [_cell(r[k]) for k in keys] + [str(r["seeds"])]
-        cells += [round_to_uncertainty(r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2) for m in metrics]
+        values = {m: round_to_uncertainty(r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2) for m in metrics}
+        if {"mi_lower", "mi_upper"} <= set(metrics):  # never an inverted, negative or huge-number bracket
+            lower, upper, marks = bracket_cells(*(v for m in ("mi_lower", "mi_upper")
+                                                  for v in (r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2)))
+            mark = "".join(MARK_SYMBOLS[k] for k in sorted(marks))
+            values.update(mi_lower=lower + mark, mi_upper=upper + mark)
+            used |= marks
+        cells += [values[m] for m in metrics]
         body.append(cells)
+    note += "".join(f". {MARK_SYMBOLS[k]} {BRACKET_MARKS[k]}" for k in sorted(used))
+    if any("∞" in c for cells in body for c in cells):
+        note += ". ∞: no upper bound exists (a deterministic code can carry any amount of information)"
     if fmt == "latex":
         def tex(cell: str) -> str:
-            return cell.replace("_", r"\_").replace(" ± ", r" $\pm$ ").replace("–", "--")
+            return (cell.replace("_", r"\_").replace(" ± ", r" $\pm$ ").replace("–", "--").replace("∞", r"$\infty$")
+                    .replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$"))
 
         lines = ["% " + tex(note),
                  r"\begin{tabular}{" + "l" * len(keys) + "r" * (1 + len(metrics)) + "}", r"\toprule",

@@ -104,16 +104,11 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
         m = dict(**over_examples(distortion=distortion), active_units=E.active_units(model, x),
                  code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
         if is_stochastic(model):  # its own channel
-            b = E.mi_bounds(model, x, seed=seed, entropy=entropy)
-            lower = max(b["infonce"], b.get("entropy_minus_distortion", -math.inf))
             rate = E.rate(model, x, seed=seed, per_example=True)
             m.update(over_examples(rate=rate, elbo=-(distortion + rate)))
-            m.update(mi_lower=lower, mi_upper=min(b["loo"], m["rate"]), probe_sigma=0.0)
-        else:  # a deterministic code: what it carries through the smallest probe (its rate is unbounded)
-            b = E.mi_bounds(E.probe(model, smallest), x, seed=seed)
-            m.update(mi_lower=b["infonce"], mi_upper=b["loo"], probe_sigma=smallest)
-        m.update(infonce=b["infonce"], infonce_se=b["infonce_se"], loo=b["loo"], log_n=b["log_n"],
-                 entropy_minus_distortion=b.get("entropy_minus_distortion", math.nan))
+        # a deterministic code: what it carries through the smallest probe below, unbounded above
+        m.update(E.information_bracket(model, x, seed=seed, entropy=entropy, probe_sigma=smallest),
+                 entropy_minus_distortion=math.nan if entropy is None else entropy - m["distortion"])
         if y is not None:
             info = E.label_information(model, x, y, seed=seed)
             m.update(label_accuracy=info["accuracy"], label_chance=info["chance"],

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import collapse_text, interval_text
+from ibkit.tables import bracket_text, collapse_text, interval_text
 
 
 def model_label(row) -> str:
@@ -78,7 +78,7 @@ def _noisy_lines(ok: pd.DataFrame) -> list[str]:
     for label, g in ok[ok["kind"] == "noisy_ae"].groupby("label", sort=False):
         cap = g["capacity"].mean()
         bound = f"capacity bound {cap:.2f}" if math.isfinite(cap) else "no capacity bound (unbounded code)"
-        lines.append(f"- {label}: I(X;Z) between {interval_text(g['mi_lower'])} and {interval_text(g['mi_upper'])} "
+        lines.append(f"- {label}: I(X;Z) {_bracket(g)} "
                      f"(min of LOO and rate {interval_text(g['rate'])}); {bound}; "
                      f"distortion {interval_text(g['distortion'])}{collapse_text(g['active_units'])}.")
     return lines
@@ -89,7 +89,7 @@ def _vae_lines(ok: pd.DataFrame) -> list[str]:
     lines = []
     for label, g in ok[ok["kind"] == "vae"].groupby("label", sort=False):
         tighter = "the rate" if (g["rate"] <= g["loo"]).all() else "LOO" if (g["loo"] < g["rate"]).all() else "mixed"
-        lines.append(f"- {label}: I(X;Z) between {interval_text(g['mi_lower'])} and {interval_text(g['mi_upper'])}; "
+        lines.append(f"- {label}: I(X;Z) {_bracket(g)}; "
                      f"rate R = {interval_text(g['rate'])}, LOO {interval_text(g['loo'])} "
                      f"(the tighter upper bound: {tighter}); "
                      f"distortion {interval_text(g['distortion'])}, {interval_text(g['active_units'])} active units.")
@@ -109,3 +109,8 @@ def _label_lines(ok: pd.DataFrame) -> list[str]:
     for label, g in sorted(acc, key=lambda kv: -kv[1].mean()):
         lines.append(f"- {label}: accuracy {interval_text(g)}")
     return lines
+
+
+def _bracket(g: pd.DataFrame) -> str:
+    """The runs' bracket on I(X;Z) in words (``ibkit.tables.bracket_text``; standard errors where stored)."""
+    return bracket_text(g["mi_lower"], g["mi_upper"], g.get("mi_lower_se"), g.get("mi_upper_se"))

@@ -121,26 +121,23 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
              iwae_rows: int | None = None) -> dict:
     """The schema's metrics of one model on one split, nats per example; NaN where the kind has none.
 
-    mi_lower / mi_upper bracket I(X;Z): for a stochastic code through its own channel (InfoNCE, or h(X) - D where
-    the data ``entropy`` is known; leave-one-out and the rate above), for a deterministic code through a probe
-    channel of std ``probe_sigma`` (its own rate is unbounded; InfoNCE cannot exceed log N). Also ``mse`` (squared
-    error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` = R(mse) (Shannon's
-    rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above it. Distortion,
-    rate, ELBO and IWAE carry their 95% interval over the split's examples (``over_examples``)."""
+    mi_lower / mi_upper bracket I(X;Z) (``E.information_bracket`` on the first ``eval_rows`` rows, with standard
+    errors): for a stochastic code through its own channel (InfoNCE, or h(X) - D where the data ``entropy`` is
+    known; the smaller of leave-one-out and the rate above), for a deterministic code through a probe channel of
+    std ``probe_sigma`` below (InfoNCE cannot exceed log N) and +inf above, with ``mi_upper_note`` saying why.
+    Also ``mse`` (squared error per example) and, where the source's ``spectrum`` is known, ``shannon_rate`` =
+    R(mse) (Shannon's rate-distortion function) and ``rate_above_shannon`` = rate - R(mse), the distance above
+    it. Distortion, rate, ELBO and IWAE carry their 95% interval over the split's examples (``over_examples``)."""
     distortion = E.distortion(model, x, seed=seed, per_example=True)
     metrics: dict[str, Any] = dict(**over_examples(distortion=distortion), mse=E.mse(model, x, seed=seed),
                    active_units=E.active_units(model, x))
-    stochastic = is_stochastic(model)
     few = x[:eval_rows]  # the N^2 pair matrix of the bounds: the first eval_rows rows
-    b = E.mi_bounds(model if stochastic else E.probe(model, probe_sigma), few, seed=seed, entropy=entropy)
-    metrics.update(mi_lower=max(b["infonce"], b.get("entropy_minus_distortion", -math.inf)), mi_upper=b["loo"],
-                   probe_sigma=0.0 if stochastic else probe_sigma, log_n=b["log_n"],
+    metrics.update(E.information_bracket(model, few, seed=seed, entropy=entropy, probe_sigma=probe_sigma),
                    entropy=math.nan if entropy is None else entropy)
-    if stochastic:
+    if is_stochastic(model):
         rate = E.rate(model, x, seed=seed, per_example=True)
         metrics.update(over_examples(rate=rate, elbo=-(distortion + rate),  # IWAE: k passes per row
                                      iwae=E.iwae(model, x[:iwae_rows], iwae_k, seed=seed, per_example=True)))
-        metrics["mi_upper"] = min(b["loo"], metrics["rate"])
     if spectrum is not None:
         metrics["shannon_rate"] = gaussian_rate_at(spectrum, metrics["mse"])
         metrics["rate_above_shannon"] = metrics.get("rate", math.nan) - metrics["shannon_rate"]

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import collapse_text, interval_text
+from ibkit.tables import bracket_text, collapse_text, direction, interval_text
 
 
 def _known(g: pd.DataFrame, column: str) -> bool:
@@ -46,9 +46,15 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
 def _vae_line(beta: float, g: pd.DataFrame) -> str:
     """One VAE's rate, information bracket, distortion and bounds on log p(x)."""
     gap = g["rate"] - g["mi_lower"]
-    return (f"- VAE β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) between {interval_text(g['mi_lower'])}"
-            f" and {interval_text(g['mi_upper'])} (rate minus the lower bound: {interval_text(gap)}); "
+    slack = f"rate minus the lower bound: {interval_text(gap)}" if direction(gap).startswith("higher") else \
+        "the lower bound reaches the rate within error: the rate is tight"
+    return (f"- VAE β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
             f"distortion {interval_text(g['distortion'])}, ELBO {interval_text(g['elbo'])}, IWAE "
             f"{interval_text(g['iwae'])}, {interval_text(g['active_units'])} active units"
             + (f"; {interval_text(g['rate_above_shannon'])} nats above Shannon's R(D) at its MSE "
                f"{interval_text(g['mse'])}" if _known(g, "rate_above_shannon") else "") + ".")
+
+
+def _bracket(g: pd.DataFrame) -> str:
+    """The runs' bracket on I(X;Z) in words (``ibkit.tables.bracket_text``; standard errors where stored)."""
+    return bracket_text(g["mi_lower"], g["mi_upper"], g.get("mi_lower_se"), g.get("mi_upper_se"))

@@ -26,6 +26,7 @@ from ibkit.estimators._common import (
 from ibkit.estimators.likelihood import distortion, rate
 from ibkit.estimators.probe import probe
 from ibkit.estimators.usage import code_means
+from ibkit.interface import is_stochastic
 from ibkit.models.posteriors import diagonal_normal
 
 PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB in float64
@@ -117,6 +118,39 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
                             "infonce and loo need only q(z|x)")
     if entropy is not None:
         out["entropy_minus_distortion"] = float(entropy) - float(distortion(model, x, seed=seed))
+    return out
+
+
+def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None, probe_sigma: float = 1e-4,
+                        memory_budget: int | None = None) -> dict:
+    """The results schema's bracket on I(X;Z) over the N rows of x, each end with its standard error:
+
+    mi_lower    the larger of InfoNCE and, where the data's ``entropy`` h(X) is given, h(X) - D (``mi_bounds``).
+    mi_upper    for a stochastic code the smaller of the leave-one-out bound and, where the model has a prior,
+                the rate; for a deterministic code (no posterior) +inf: a code of real numbers can carry any
+                amount, so no upper bound exists (``mi_upper_note`` says so), and the lower bound is what it
+                carries through a probe channel z + N(0, probe_sigma^2) (``probe``; at most log N).
+
+    Also the estimators' own values (``infonce``, ``loo``, each with ``_se``; ``loo`` through the probe for a
+    deterministic code), ``log_n`` and ``probe_sigma`` (0 for a stochastic code). Nats.
+    """
+    stochastic = is_stochastic(model)
+    b = mi_bounds(model if stochastic else probe(model, probe_sigma), x, seed=seed, entropy=entropy,
+                  memory_budget=memory_budget)
+    out = dict(infonce=b["infonce"], infonce_se=b["infonce_se"], loo=b["loo"], loo_se=b["loo_se"],
+               log_n=b["log_n"], probe_sigma=0.0 if stochastic else float(probe_sigma),
+               mi_lower=b["infonce"], mi_lower_se=b["infonce_se"])
+    if entropy is not None and b["entropy_minus_distortion"] > out["mi_lower"]:
+        d = distortion(model, x, seed=seed, per_example=True)
+        out.update(mi_lower=b["entropy_minus_distortion"], mi_lower_se=float(d.std() / math.sqrt(len(d))))
+    if not stochastic:
+        return {**out, "mi_upper": math.inf, "mi_upper_se": math.nan,
+                "mi_upper_note": "unbounded: a deterministic code can carry any amount of information"}
+    out.update(mi_upper=b["loo"], mi_upper_se=b["loo_se"], mi_upper_note="")
+    if has_prior(model):
+        r = rate(model, x, seed=seed, per_example=True)
+        if float(r.mean()) < out["mi_upper"]:
+            out.update(mi_upper=float(r.mean()), mi_upper_se=float(r.std() / math.sqrt(len(r))))
     return out
 
 

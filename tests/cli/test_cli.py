@@ -34,6 +34,9 @@ def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
     assert (vae["elbo"] - (-(vae["distortion"] + vae["rate"]))).abs().max() < 1e-6
     ae = df[df["kind"].isin(["ae", "sparse_ae"])]
     assert ae["rate"].isna().all() and ae["distortion"].notna().all()
+    # no upper bound exists for a deterministic code: +inf with its reason, never the probe's huge LOO number
+    assert (ae["mi_upper"] == float("inf")).all() and ae["mi_upper_note"].str.startswith("unbounded").all()
+    assert (ae["loo"] > ae["mi_lower"]).all() and (df["mi_lower_se"] > 0).all()
     assert df[df["kind"] == "noisy_ae"]["rate"].gt(0).all()
     manifest = json.loads((quick_run / "manifest.json").read_text())
     assert manifest["experiment"] == "rate-distortion" and manifest["config"]["epochs"] == 2

@@ -182,3 +182,20 @@ def test_bad_input():
         E.label_information(Code(lambda x: x, 4), x, torch.zeros(9, dtype=torch.long))
     with pytest.raises(ValueError, match="diagonal Gaussian"):
         E.kl_per_dim(LinearGaussianEncoder(A, torch.zeros(3), C[:3, :3]), x)
+
+
+def test_information_bracket_takes_the_tighter_bounds_and_has_no_upper_bound_for_a_deterministic_code():
+    """Linear-Gaussian channel (closed form inside the bracket): the lower end is InfoNCE, the upper the smaller of
+    LOO and the rate, each with its standard error; a deterministic code gets +inf above, with the reason."""
+    x = gaussian_data(1000, C, seed=3)
+    S = torch.diag(torch.tensor([0.3, 0.2, 0.5]))
+    enc = LinearGaussianEncoder(A, torch.zeros(3), S)
+    out = E.information_bracket(enc, x, seed=0)
+    b = E.mi_bounds(enc, x, seed=0)
+    assert out["mi_lower"] == b["infonce"] and out["mi_lower_se"] == b["infonce_se"] > 0
+    assert out["mi_upper"] == min(b["loo"], b["rate"]) and out["mi_upper_se"] > 0 and out["mi_upper_note"] == ""
+    assert out["mi_lower"] - 3 * out["mi_lower_se"] < enc.true_information(C) < out["mi_upper"] + 3 * out["mi_upper_se"]
+    det = E.information_bracket(Code(lambda x: x[:, :2], 2), x, probe_sigma=1e-4)
+    assert det["mi_upper"] == math.inf and det["mi_upper_note"].startswith("unbounded")
+    assert det["mi_lower"] == pytest.approx(math.log(1000), abs=0.05) and det["probe_sigma"] == 1e-4
+    assert det["loo"] > 100  # the probe channel's LOO: kept, but not as the code's upper bound

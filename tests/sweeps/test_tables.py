@@ -112,3 +112,53 @@ def test_runs_of_one_config_on_other_decoders_are_other_rows():
     assert len(summary) == 4 and list(summary.index.names) == ["decoder", "beta"]
     diff = summary.loc["frozen", "rate"] - summary.loc["learned", "rate"]
     assert np.allclose(diff, 1.0)
+
+
+def _bracket_runs(lower, upper, lower_se=0.0004, upper_se=0.0004, kind="vae") -> pd.DataFrame:
+    """One run's test row with the given bounds on I(X;Z) and their standard errors."""
+    return pd.DataFrame([dict(run_id="r", kind=kind, latent_dim=4, beta=5.28, seed=0, split="test", status="ok",
+                              rate=0.0138, mi_lower=lower, mi_lower_se=lower_se, mi_upper=upper,
+                              mi_upper_se=upper_se)])
+
+
+def _cells(table: str) -> list[str]:
+    return [c.strip() for c in table.splitlines()[2].strip("|").split("|")]
+
+
+def test_a_bracket_is_never_negative_or_inverted_in_a_table():
+    """The issue's numbers: mi_lower -0.002052 above mi_upper -0.002055 (a collapsed VAE) is printed as one value
+    clipped at 0 and marked, with the marks explained; one seed's interval comes from the standard errors."""
+    table = format_table(_bracket_runs(-0.002052, -0.002055))
+    cells = _cells(table)
+    assert cells[-2:] == ["0†‡", "0†‡"]
+    assert "† a negative estimate of I(X;Z) >= 0, shown as 0" in table and "‡ the lower estimate exceeded" in table
+    table = format_table(_bracket_runs(0.0178, 0.0138, 0.003, 0.0001))  # infonce above the rate, within error
+    assert _cells(table)[-2:] == ["0.01380 ± 0.00020‡", "0.01380 ± 0.00020‡"]
+    table = format_table(_bracket_runs(0.0178, 0.0138, 0.0001, 0.0001))  # beyond error: marked so, not hidden
+    assert _cells(table)[-2:] == ["0.01380 ± 0.00020§", "0.01380 ± 0.00020§"] and "§ the lower estimate" in table
+    assert _cells(format_table(_bracket_runs(1.0, 2.0, 0.01, 0.02)))[-2:] == ["1.000 ± 0.020", "2.000 ± 0.039"]
+
+
+def test_an_upper_bound_that_does_not_exist_is_infinity_never_a_huge_number(tmp_path):
+    runs = _bracket_runs(5.29, math.inf, 0.005, math.nan, kind="ae")
+    table = format_table(runs)
+    assert _cells(table)[-2:] == ["5.2900 ± 0.0098", "∞"]
+    assert "∞: no upper bound exists" in table
+    latex = format_table(runs, "latex")
+    assert r"$\infty$" in latex and "e+" not in latex
+    runs.to_csv(tmp_path / "runs.csv", index=False)  # stored as inf, read back as inf
+    assert math.isinf(pd.read_csv(tmp_path / "runs.csv")["mi_upper"].iloc[0])
+
+
+@pytest.mark.parametrize("lower, upper, lower_se, upper_se, text", [
+    ([1.0, 1.2, 1.1], [2.0, 2.1, 2.2], None, None, "between 1.10 ± 0.10 and 2.10 ± 0.10"),
+    ([-0.002052], [-0.002055], [0.0004], [0.0004], "about 0 (the lower estimate -0.00205 ± 0.00078 and the upper "
+     "-0.00205 ± 0.00078 are equal within error; a negative estimate, clipped at 0: I(X;Z) >= 0)"),
+    ([0.0178], [0.0138], [0.003], [0.0001], "about 0.01380 ± 0.00020 (the lower estimate 0.0178 ± 0.0059 and the "
+     "upper 0.01380 ± 0.00020 are equal within error)"),
+    ([5.29], [math.inf], [0.005], [math.nan], "at least 5.2900 ± 0.0098 (unbounded above: no upper bound exists)"),
+])
+def test_a_findings_bracket_agrees_with_its_numbers(lower, upper, lower_se, upper_se, text):
+    from ibkit.tables import bracket_text
+
+    assert bracket_text(lower, upper, lower_se, upper_se) == text
