@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ibkit import results
+
+    results.COMMAND[:] = ["ibkit", *(sys.argv[1:] if argv is None else argv)]  # what generated files name
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -192,6 +193,31 @@ def clear(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     for path in (*folder.glob("*.csv"), *folder.glob("*.md"), folder / MANIFEST, *(folder / RECORDS).glob("*")):
         path.unlink(missing_ok=True)
+
+
+COMMAND: list[str] = []  # the ibkit command line being run (set by ``ibkit.cli.main``); else sys.argv
+
+
+def writer_command() -> str:
+    """The command writing results now, for a generated file: ``ibkit run rate-distortion --quick``,
+    ``ibkit plot DIR``, or the script that called ibkit from Python."""
+    argv = COMMAND or [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
+    return shlex.join(argv)
+
+
+def write_findings(folder: str | os.PathLike, text: str) -> Path:
+    """Write ``folder/findings.md``: the experiment's generated ``text`` ("# title" first) with, under the title,
+    the command that wrote it and, for a quick run (the manifest's ``quick``), that its numbers are not for
+    citing."""
+    manifest = read_manifest(folder) or {}
+    title, _, body = text.partition("\n")
+    lines = [title, "", f"Written by `{writer_command()}` from the stored tables."]
+    if manifest.get("quick"):
+        lines[-1] += (" **A quick run (`--quick`): few epochs and seeds, a check that the pipeline works, not "
+                      "numbers to cite.**")
+    path = Path(folder) / "findings.md"
+    atomic_write_text(path, "\n".join(lines) + "\n" + body)
+    return path
 
 
 def data_text(folder: str | os.PathLike) -> str | None:

@@ -25,7 +25,6 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
-from ibkit.results import atomic_write_text
 from ibkit.sweep import TABLES, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_channel_capacity
@@ -157,6 +156,4 @@ def plot(run_dir: str | Path) -> list[Path]:
     paths += plots.save_figure(information_vs_distortion(runs), figures, "information_vs_distortion")
     if len(kl):
         paths += plots.save_figure(kl_per_dim(kl), figures, "kl_per_dim")
-    findings = run_dir / "findings.md"
-    atomic_write_text(findings, write_findings(runs, curves))
-    return paths + [findings]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, curves))]

@@ -28,7 +28,6 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.models.hvae import INFERENCE
-from ibkit.results import atomic_write_text
 from ibkit.sweep import HISTORY, TABLES, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.train import resolve_device
@@ -166,6 +165,5 @@ def plot(run_dir: str | Path) -> list[Path]:
     paths += plots.save_figure(active_units_per_layer(layers), figures, "active_units_per_layer")
     paths += plots.save_figure(information_per_layer(layers), figures, "information_per_layer")
     paths += plots.save_figure(rate_distortion_by_depth(runs), figures, "rate_distortion")
-    findings = run_dir / "findings.md"
-    atomic_write_text(findings, write_findings(runs, layers, ibkit.results.side_table(run_dir, HISTORY)))
-    return paths + [findings]
+    history = ibkit.results.side_table(run_dir, HISTORY)
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, layers, history))]

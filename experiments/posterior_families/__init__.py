@@ -42,7 +42,7 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.models import build_model, load_checkpoint
-from ibkit.results import CHECKPOINTS, atomic_write_text
+from ibkit.results import CHECKPOINTS
 from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.train import resolve_device
@@ -216,6 +216,4 @@ def plot(run_dir: str | Path) -> list[Path]:
     history = ibkit.results.side_table(run_dir, HISTORY)
     if len(history):
         paths += plots.save_figure(learning_curves(runs, history), figures, "learning_curves")
-    findings = run_dir / "findings.md"
-    atomic_write_text(findings, write_findings(runs))
-    return paths + [findings]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs))]

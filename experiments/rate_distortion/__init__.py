@@ -25,7 +25,6 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
-from ibkit.results import atomic_write_text
 from ibkit.sweep import run_grid
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_rate_at
@@ -181,6 +180,4 @@ def plot(run_dir: str | Path) -> list[Path]:
         if spectrum is not None:
             fig = rd_shannon(df, spectrum, config.latent_dim, config.scale)
             paths += plots.save_figure(fig, figures, "rd_shannon")
-    findings = Path(run_dir) / "findings.md"
-    atomic_write_text(findings, write_findings(df))
-    return paths + [findings]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(df))]

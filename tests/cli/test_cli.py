@@ -57,8 +57,13 @@ def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
 
 
 def test_plot_and_table_read_stored_results(quick_run, capsys):
+    findings = (quick_run / "findings.md").read_text()
+    assert f"Written by `ibkit run rate-distortion --quick --out {quick_run}" in findings
+    assert "**A quick run (`--quick`): few epochs and seeds, a check that the pipeline works, not numbers to " \
+        "cite.**" in findings
     (quick_run / "figures" / "rate_distortion.png").unlink()
     assert main(["plot", str(quick_run)]) == 0
+    assert f"Written by `ibkit plot {quick_run}` from the stored tables." in (quick_run / "findings.md").read_text()
     assert (quick_run / "figures" / "rate_distortion.png").exists()
     capsys.readouterr()
     assert main(["table", str(quick_run), "--format", "latex"]) == 0
