@@ -219,8 +219,8 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
             workers: int = 1) -> list[list[dict]]:
     """The specs in training groups: one per spec, or (batched) one per architecture, split to fit memory. With
     several workers the batches are also cut into near-equal parts of at most 1/(4 workers) of the runs, and the
-    groups go largest first (weights times runs; one-at-a-time aggressive trainings before all), so that no worker
-    is left running a whole architecture's batch alone at the end."""
+    groups go largest first (weights times runs; aggressive trainings, one model each, before all), so that no
+    worker is left running a whole architecture's batch alone at the end."""
     if not batched:
         return sorted(([spec] for spec in specs), key=lambda group: not group[0].get("aggressive"))
     by_architecture: dict[str, list[dict]] = {}
@@ -237,7 +237,8 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
             size, weights = models_per_batch(probe, batch_size, device), sum(p.numel() for p in probe.parameters())
         except Exception:  # building fails again, run by run, with its error in the table
             size, weights = 1, 0
-        parts = math.ceil(len(group) / max(1, min(size, share)))
+        alone = bool(group[0].get("aggressive"))  # fit_many trains these one by one: one per group, in parallel
+        parts = len(group) if alone else math.ceil(len(group) / max(1, min(size, share)))
         sized += [(group[i::parts], weights) for i in range(parts)]  # near-equal parts, seeds spread over them
     sized.sort(key=lambda g: (bool(g[0][0].get("aggressive")), g[1] * len(g[0])), reverse=True)
     return [group for group, _ in sized]

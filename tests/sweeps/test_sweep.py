@@ -45,8 +45,8 @@ def test_several_workers_get_near_equal_groups_largest_first():
     assert sorted(run["beta"] * 10 + run["seed"] for g in groups[1:] for run in g) == sorted(
         run["beta"] * 10 + run["seed"] for run in specs)
     aggressive = [dict(kind="vae", latent_dim=3, hidden=(16,), beta=1.0, aggressive=True, seed=s) for s in (0, 1)]
-    groups = _groups(wide + aggressive, True, DS, 128, ibkit.train.resolve_device("cpu"), None, workers=2)
-    assert groups[:2] == [[aggressive[0]], [aggressive[1]]]  # one at a time, so the longest: first
+    groups = _groups(specs + aggressive, True, DS, 128, ibkit.train.resolve_device("cpu"), None, workers=2)
+    assert groups[:2] == [[aggressive[0]], [aggressive[1]]]  # trained one at a time, so the longest: first, apart
 
 
 def test_a_diverging_run_in_a_batch_is_its_own_row(tmp_path):
