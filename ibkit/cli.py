@@ -8,12 +8,17 @@ importing from the working folder. Commands that draw select a non-interactive m
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
+import io
 import math
 import os
 import sys
+import textwrap
+import tokenize
 import types
 import typing
-from dataclasses import asdict, fields
+from dataclasses import MISSING, asdict, fields
 from datetime import datetime, timezone
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -80,6 +85,50 @@ def parse_overrides(config_cls, items: list[str]) -> dict:
     return out
 
 
+def field_comments(config_cls) -> dict[str, str]:
+    """{field: the comment beside it in the class's source} for a dataclass written one field per line."""
+    try:
+        source = textwrap.dedent(inspect.getsource(config_cls))
+    except (OSError, TypeError):  # no source (built dynamically, or a frozen install): no comments
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    body = ast.parse(source).body[0]
+    return {node.target.id: comments[node.end_lineno] for node in getattr(body, "body", [])
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments}
+
+
+def _type_text(annotation) -> str:
+    """'int', 'float', 'ints (a,b,c)', 'float or none' ..."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _type_text(a) for a in typing.get_args(annotation))
+    if origin is tuple:
+        return f"{_type_text(typing.get_args(annotation)[0])}s (a,b,...)"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def config_help(config_cls) -> str:
+    """The ``--set`` keys of an experiment's Config: each with its type, default and meaning (its source comment)."""
+    hints, comments = typing.get_type_hints(config_cls), field_comments(config_cls)
+    lines = ["config keys (--set KEY=VALUE, repeatable):"]
+    for f in fields(config_cls):
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        shown = (",".join(map(str, default)) or "none given") if isinstance(default, tuple) else \
+            str(default).lower() if isinstance(default, bool) or default is None else repr(default) \
+            if default == "" else default
+        lines.append(f"  {f.name} ({_type_text(hints[f.name])}; default {shown})"
+                     + (f": {comments[f.name]}" if f.name in comments else ""))
+    return "\n".join(lines)
+
+
+def default_out(name: str, config, quick: bool) -> str:
+    """``ibkit run``'s default folder: results/NAME-DATASET, with -quick for a quick run (e.g.
+    results/rate_distortion-mnist-quick), so that no default ever lands on a committed reference folder."""
+    dataset = getattr(config, "dataset", None)
+    return f"results/{name.replace('-', '_')}{f'-{dataset}' if dataset else ''}{'-quick' if quick else ''}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -127,11 +176,11 @@ def cmd_run(args) -> int:
     exp = experiment(args.experiment)
     overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
     config = exp.Config(**overrides)
-    check_executor(args.executor, args.jobs, args.address)
+    check_executor(args.executor, args.jobs, args.address, args.threads)
     ds = load_data(exp, config)  # missing or bad data files are refused here, before anything is made
-    default = f"results/{args.experiment.replace('-', '_')}{'-quick' if args.quick else ''}"
-    folder = results.check_folder(args.out or default, args.experiment, asdict(config), args.overwrite)
-    executor = make_executor(args.executor, args.jobs, args.address)  # an unreachable scheduler fails here
+    out = args.out or default_out(args.experiment, config, args.quick)
+    folder = results.check_folder(out, args.experiment, asdict(config), args.overwrite)
+    executor = make_executor(args.executor, args.jobs, args.address, args.threads)  # a dead scheduler fails here
     folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
     try:
         with results.folder_lock(folder):
@@ -149,8 +198,8 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> 
         results.clear(folder)
     data = None if ds is None else {"name": ds.name, **ds.provenance, "split": ds.split}
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
-                data=data, executor=args.executor, jobs=args.jobs, device=str(resolve_device(config.device)),
-                started=_now(),
+                data=data, executor=args.executor, jobs=args.jobs, threads=getattr(executor, "threads", None),
+                device=str(resolve_device(config.device)), started=_now(),
                 git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
     results.write_manifest(folder, **meta, finished=None)
     try:
@@ -173,6 +222,19 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> 
     return 0
 
 
+def results_dir(text: str) -> Path:
+    """The folder a plot, table or gallery command names; a missing one is refused, naming the folder that exists
+    where the name differs only in - and _ (``results/rate-distortion-quick`` for ``results/rate_distortion-quick``)."""
+    folder = Path(text)
+    if folder.is_dir():
+        return folder
+    same = lambda name: name.replace("-", "_")  # noqa: E731
+    near = sorted(p for p in folder.parent.glob("*") if p.is_dir() and same(p.name) == same(folder.name)) \
+        if folder.parent.is_dir() else []
+    hint = f"; did you mean {near[0]}?" if near else ""
+    raise FileNotFoundError(f"no results folder {folder}{hint}")
+
+
 def _experiment_of(folder: Path) -> types.ModuleType:
     from ibkit import results
 
@@ -183,7 +245,7 @@ def _experiment_of(folder: Path) -> types.ModuleType:
 
 
 def cmd_plot(args) -> int:
-    folder = Path(args.dir)
+    folder = results_dir(args.dir)
     exp = _experiment_of(folder)
     _file_backend()
     for path in exp.plot(folder):
@@ -195,45 +257,64 @@ def cmd_gallery(args) -> int:
     from ibkit.gallery import write_gallery
 
     _file_backend()
-    print(write_gallery(args.dir))
+    print(write_gallery(results_dir(args.dir)))
     return 0
 
 
 def cmd_table(args) -> int:
     from ibkit import results
 
-    runs = results.load(args.dir)
-    print(format_table(runs, args.format, source=results.data_text(args.dir)))
+    folder = results_dir(args.dir)
+    runs = results.load(folder)
+    print(format_table(runs, args.format, source=results.data_text(folder)))
     skipped = left_out(runs)
     if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
         print(f"ibkit: {skipped}", file=sys.stderr)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _run_help(argv: list[str]) -> tuple[str, str]:
+    """For ``ibkit run NAME --help``: the --out default of NAME and its --set keys (``config_help``); generic text
+    for any other command line."""
+    names = [a for a in argv[1:] if not a.startswith("-")]
+    if argv[:1] != ["run"] or not {"-h", "--help"} & set(argv) or not names or \
+            names[0] not in registered_experiments():
+        return "results/NAME-DATASET (e.g. results/rate_distortion-digits); --quick adds -quick", ""
+    exp = experiment(names[0])
+    return (f"{default_out(names[0], exp.Config(), False)}; with --quick "
+            f"{default_out(names[0], exp.Config(**exp.QUICK), True)}"), config_help(exp.Config)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    out_default, keys = _run_help(argv or [])
     parser = _Parser(prog="ibkit", description="Information-theoretic bottleneck analysis of autoencoders.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="experiments and what each shows").set_defaults(func=cmd_list)
-    run = sub.add_parser("run", help="run an experiment, store its table, manifest and figures")
+    run = sub.add_parser("run", help="run an experiment, store its table, manifest and figures",
+                         epilog=keys or "ibkit run NAME --help lists NAME's config keys",
+                         formatter_class=argparse.RawTextHelpFormatter)
     run.add_argument("experiment", help="an experiment name (ibkit list)")
-    run.add_argument("--quick", action="store_true", help="the about-a-minute version (writes to results/NAME-quick)")
-    run.add_argument("--out", help="results folder (default results/NAME)")
+    run.add_argument("--quick", action="store_true", help="the about-a-minute version (fewer epochs, one seed)")
+    run.add_argument("--out", help=f"results folder (default {out_default})")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field; repeatable")
     run.add_argument("--overwrite", action="store_true", help="replace results of a different config in --out")
     run.add_argument("--executor", choices=EXECUTORS, default="local",
                      help="local: this process, or --jobs worker processes; dask: a Dask cluster (the [dask] extra)")
     run.add_argument("--jobs", type=int, default=1, help="worker processes (local) or local Dask workers")
     run.add_argument("--address", help="tcp://host:port of a running Dask scheduler (with --executor dask)")
+    run.add_argument("--threads", type=int, help="torch threads per process (default: the machine's cores divided "
+                     "among the --jobs processes)")
     run.set_defaults(func=cmd_run)
     plot = sub.add_parser("plot", help="redraw the figures of a stored results folder")
-    plot.add_argument("dir")
+    plot.add_argument("dir", help="a folder written by ibkit run (with manifest.json and runs.csv)")
     plot.set_defaults(func=cmd_plot)
     table = sub.add_parser("table", help="the table a paper cites, from a stored results folder")
-    table.add_argument("dir")
+    table.add_argument("dir", help="a folder written by ibkit run (with runs.csv)")
     table.add_argument("--format", choices=FORMATS, default="markdown")
     table.set_defaults(func=cmd_table)
     gallery = sub.add_parser("gallery", help="write DIR/README.md from the stored run folders' figures and findings")
-    gallery.add_argument("dir", nargs="?", default="results")
+    gallery.add_argument("dir", nargs="?", default="results",
+                         help="the folder holding run folders (default results); writes DIR/README.md")
     gallery.set_defaults(func=cmd_gallery)
     return parser
 
@@ -243,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results.COMMAND[:] = ["ibkit", *(sys.argv[1:] if argv is None else argv)]  # what generated files name
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
         return args.func(args)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else USAGE_ERROR

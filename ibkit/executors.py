@@ -17,15 +17,28 @@ from ibkit.checks import check_choice, check_number
 EXECUTORS = ("local", "dask")
 
 
+def share_of_cores(jobs: int, threads: int | None = None) -> int:
+    """torch's intra-op threads for each of ``jobs`` processes: ``threads`` where given, else the machine's cores
+    divided among them (more would oversubscribe the cores: on a busy 2-core machine a fit ran 30 times slower)."""
+    if threads is not None:
+        check_number("threads", threads, low=1, integer=True)
+        return threads
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 class InProcess:
-    """The groups one after another in this process."""
+    """The groups one after another in this process, on ``threads`` torch threads (default: every core)."""
 
     workers = 1  # groups that run at once
 
-    def __init__(self):
+    def __init__(self, threads: int | None = None):
         self._current = 0
+        self.threads = share_of_cores(1, threads)
 
     def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
+        import torch
+
+        torch.set_num_threads(self.threads)
         for group in groups:
             self._current = len(group)
             try:
@@ -58,19 +71,28 @@ def _identity(value):
     return value
 
 
+def _threaded(fn: Callable, threads: int | None, context, group: list):
+    """``fn(context, group)`` on ``threads`` torch threads (None: as the process is set)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return fn(context, group)
+
+
 class Processes:
     """The groups across ``jobs`` worker processes (spawned, so no thread pool is inherited mid-use), the
-    machine's cores divided among them for torch's threads."""
+    machine's cores divided among them for torch's threads (or ``threads`` each)."""
 
-    def __init__(self, jobs: int):
+    def __init__(self, jobs: int, threads: int | None = None):
         check_number("jobs", jobs, low=1, integer=True)
         self.jobs = self.workers = jobs
+        self.threads = share_of_cores(jobs, threads)
         self._pending: dict = {}
 
     def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
         with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                                 initargs=(context, threads)) as pool:
+                                 initargs=(context, self.threads)) as pool:
             self._pending = {pool.submit(_in_worker, fn, group): group for group in groups}
             while self._pending:
                 finished, _ = wait(self._pending, return_when=FIRST_COMPLETED)
@@ -86,15 +108,18 @@ class Processes:
 class Dask:
     """The groups as tasks on a Dask distributed cluster: the scheduler at ``address`` (e.g. one that
     dask-jobqueue or dask-kubernetes started), or a ``LocalCluster`` of ``jobs`` single-threaded worker processes
-    started for the run. A task whose worker dies is retried elsewhere (twice)."""
+    started for the run. A task whose worker dies is retried elsewhere (twice). Each task runs on ``threads``
+    torch threads: given, or for the local cluster the cores divided among its workers (a remote cluster's
+    workers keep their own setting unless ``threads`` is given)."""
 
-    def __init__(self, address: str | None = None, jobs: int = 1, timeout: float = 5.0):
+    def __init__(self, address: str | None = None, jobs: int = 1, timeout: float = 5.0, threads: int | None = None):
         try:
             from distributed import Client, LocalCluster
         except ImportError:
             raise ValueError("executor='dask' needs Dask distributed: pip install -e \".[dask]\"") from None
         check_number("jobs", jobs, low=1, integer=True)
         self._cluster = None
+        self.threads = share_of_cores(jobs, threads) if threads is not None or not address else None
         if address:
             try:
                 self.client = Client(address, timeout=timeout)
@@ -113,7 +138,8 @@ class Dask:
 
         # a task holding the context (not scattered data): should its worker die, the scheduler can recompute it
         shared = self.client.submit(_identity, context, pure=False)
-        self._pending = {self.client.submit(fn, shared, group, retries=2, pure=False): group for group in groups}
+        self._pending = {self.client.submit(_threaded, fn, self.threads, shared, group, retries=2, pure=False): group
+                         for group in groups}
         try:
             for future in as_completed(list(self._pending)):
                 group = self._pending.pop(future)
@@ -132,19 +158,23 @@ class Dask:
             self._cluster.close()
 
 
-def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None):
+def make_executor(kind: str = "local", jobs: int = 1, address: str | None = None, threads: int | None = None):
     """The executor the command line names: "local" (this process, or ``jobs`` worker processes) or "dask"
-    (the scheduler at ``address``, or a local cluster of ``jobs`` workers)."""
-    check_executor(kind, jobs, address)
+    (the scheduler at ``address``, or a local cluster of ``jobs`` workers); ``threads``: torch threads per
+    process (default: the cores divided among the processes)."""
+    check_executor(kind, jobs, address, threads)
     if kind == "local":
-        return InProcess() if jobs == 1 else Processes(jobs)
-    return Dask(address, jobs)
+        return InProcess(threads) if jobs == 1 else Processes(jobs, threads)
+    return Dask(address, jobs, threads=threads)
 
 
-def check_executor(kind: str = "local", jobs: int = 1, address: str | None = None) -> None:
+def check_executor(kind: str = "local", jobs: int = 1, address: str | None = None,
+                   threads: int | None = None) -> None:
     """Refuse executor options that cannot work (a ValueError naming them), before anything is started or made."""
     check_choice("executor", kind, EXECUTORS)
     check_number("jobs", jobs, low=1, integer=True)
+    if threads is not None:
+        check_number("threads", threads, low=1, integer=True)
     if kind == "local" and address:
         raise ValueError(f"address={address!r} needs executor='dask'; the local executor has no scheduler")
 

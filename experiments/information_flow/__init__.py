@@ -49,7 +49,7 @@ class Config:
     betas: tuple[float, ...] = (0.1, 1.0, 4.0)  # KL weights of the VAEs
     probe_sigmas: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1, 1e-4, 9))  # probe noise stds
     epochs: int = 150  # passes over the training split, every model
-    batch_size: int = 128
+    batch_size: int = 128  # minibatch size
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     device: str = "auto"  # auto (GPU when present) | cpu | cuda

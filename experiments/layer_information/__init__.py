@@ -56,7 +56,7 @@ class Config:
     aggressive_depths: tuple[int, ...] = (2,)  # and at these depths
     aggressive_inference: tuple[str, ...] = INFERENCE  # and with these inference styles
     epochs: int = 100  # passes over the training split
-    batch_size: int = 128
+    batch_size: int = 128  # minibatch size
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     iwae_k: int = 1000  # importance samples of the bound on log p(x)

@@ -65,7 +65,7 @@ class Config:
     families: tuple[str, ...] = FAMILIES  # posterior families compared
     betas: tuple[float, ...] = (0.5, 1.0)  # KL weights
     epochs: int = 150  # passes over the training split, every model
-    batch_size: int = 128
+    batch_size: int = 128  # minibatch size
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     iwae_k: int = 5000  # importance samples of the bound on log p(x)

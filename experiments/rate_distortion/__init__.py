@@ -47,7 +47,7 @@ class Config:
     noise: float = 0.1  # std of the noisy AE's channel noise (its code is tanh-bounded)
     sparsity: float = 0.01  # L1 weight on the sparse AE's code
     epochs: int = 150  # passes over the training split; on digits (1,437 images) AEs overfit past ~150
-    batch_size: int = 128
+    batch_size: int = 128  # minibatch size
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
     iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)

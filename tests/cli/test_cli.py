@@ -140,7 +140,7 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
         (["run", "rate-distortion", "--set", "betas=-1,2"], "betas=-1.0 must be >= 0"),
         (["run", "rate-distortion", "--set", "dataset=cifar"], "dataset='cifar' is not known"),
         (["run", "rate-distortion", "--set", "latent_dim=0"], "latent_dim=0 must be >= 1"),
-        (["table", "/nonexistent/folder"], "no results table"),
+        (["table", "/nonexistent/folder"], "no results folder /nonexistent/folder"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -230,6 +230,7 @@ def test_list_from_elsewhere_uses_the_installed_package(tmp_path):
     (["--jobs", "0"], {}, "jobs=0 must be >= 1"),
     (["--set", "dataset=mnist"], {"IBKIT_DATA": "/nonexistent/mnist"}, "IBKIT_DATA"),
     (["--address", "tcp://127.0.0.1:1"], {}, "needs executor='dask'"),
+    (["--threads", "0"], {}, "threads=0 must be >= 1"),
 ])
 def test_a_refused_command_leaves_nothing_behind(tmp_path, monkeypatch, capsys, args, env, message):
     """Everything is checked before anything is made: no folder, no manifest, so that the corrected command is
@@ -264,3 +265,28 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
 
     with folder_lock(out):  # the killed holder's lock went with its process
         assert f"pid {os.getpid()} on" in (out / ".lock").read_text()
+
+
+def test_run_help_lists_the_experiments_keys_with_types_defaults_and_meanings(capsys):
+    assert main(["run", "layer-information", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "config keys (--set KEY=VALUE, repeatable):" in out
+    assert "  epochs (int; default 100): passes over the training split" in out
+    assert "  betas (floats (a,b,...); default 0.5,1.0,2.0,4.0): KL weights" in out
+    assert "  curves (bool; default true): per-epoch histories (history.csv)" in out
+    assert "default results/layer_information-digits; with --quick results/layer_information-digits-quick" in out
+    assert main(["plot", "--help"]) == 0
+    assert "a folder written by ibkit run" in capsys.readouterr().out
+
+
+def test_the_default_folder_names_the_dataset_and_a_near_miss_names_the_folder_that_exists(tmp_path, capsys):
+    from ibkit.cli import default_out
+
+    from experiments import rate_distortion
+
+    config = rate_distortion.Config(dataset="mnist")
+    assert default_out("rate-distortion", config, False) == "results/rate_distortion-mnist"
+    assert default_out("rate-distortion", config, True) == "results/rate_distortion-mnist-quick"
+    (tmp_path / "rate_distortion-quick").mkdir()
+    assert main(["plot", str(tmp_path / "rate-distortion-quick")]) == 2
+    assert f"did you mean {tmp_path / 'rate_distortion-quick'}?" in capsys.readouterr().err

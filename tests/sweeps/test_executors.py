@@ -94,3 +94,24 @@ def test_a_run_whose_dask_worker_dies_is_retried_elsewhere(tmp_path):
     rows = run_grid("t", ds, specs, partial(_dies_once, marker=str(marker)), epochs=1, out_dir=tmp_path / "out",
                     executor=Dask(jobs=2))
     assert marker.exists() and (rows["status"] == "ok").all() and len(rows) == 1
+
+
+def _threads(context, group):
+    import torch
+
+    return torch.get_num_threads()
+
+
+def test_each_process_gets_its_share_of_the_cores_or_the_threads_asked_for():
+    """torch's intra-op threads: the cores divided among the --jobs processes (oversubscribing them made a fit on
+    a busy 2-core machine 30 times slower), or --threads each."""
+    import os
+
+    from ibkit.executors import InProcess, Processes, make_executor
+
+    cores = os.cpu_count() or 1
+    assert make_executor("local", 1).threads == cores and make_executor("local", 2).threads == max(1, cores // 2)
+    assert [r for _, r in InProcess(threads=1).run(_threads, None, [[0]])] == [1]
+    assert sorted(r for _, r in Processes(2, threads=1).run(_threads, None, [[0], [1]])) == [1, 1]
+    with pytest.raises(ValueError, match="threads=0 must be >= 1"):
+        make_executor("local", 1, threads=0)
