@@ -8,6 +8,7 @@ that diverges or raises becomes rows with its status and error, never a stopped 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,6 +130,9 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         done = finished_run_ids(out_dir) & ids  # rows of other grids are dropped
         rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if run_id(spec) not in done]
+    if done:
+        print(f"{len(done)} of {len(ids)} runs already finished in {out_dir}; "
+              f"{'nothing to train' if not todo else f'training the other {len(todo)}'}", file=sys.stderr)
     context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable, curves)
     executor = executor or InProcess()
     groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build, executor.workers)
@@ -140,6 +144,7 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
             result = [(spec, *_failed(experiment, ds, spec, "failed", error), None) for spec in group]
         for spec, run_rows, tables, model in result:
             rows += run_rows
+            tqdm.write(run_summary(run_rows), file=sys.stderr)
             counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
             if out_dir is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
                 with interrupts_deferred():
@@ -151,6 +156,16 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
         bar.set_postfix(**counts, running=executor.running())
     bar.close()
     return pd.DataFrame(rows)
+
+
+def run_summary(run_rows: list[dict]) -> str:
+    """One line for a finished run: its id, status, training seconds and headline numbers (test split, nats)."""
+    row = next((r for r in run_rows if r.get("split") == "test"), run_rows[0])
+    if row["status"] != "ok":
+        return f"{row['run_id']}: {row['status']} ({str(row.get('error', ''))[:100]})"
+    numbers = ", ".join(f"{k} {row[k]:.4g}" for k in ("rate", "distortion", "elbo")
+                        if isinstance(row.get(k), float) and math.isfinite(row[k]))
+    return f"{row['run_id']}: {row.get('train_seconds', math.nan):.1f} s; {row['split']}: {numbers or 'done'}"
 
 
 GroupResult = list[tuple[dict, list[dict], dict, nn.Module | None]]  # per spec: rows, side tables, model or None

@@ -78,12 +78,16 @@ def test_rerun_with_another_config_is_refused(quick_run, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path):
+def test_rerun_resumes_keeps_finished_runs_and_redoes_failed_ones(tmp_path, capsys):
     out = tmp_path / "resume"
     assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
     first = pd.read_csv(out / "runs.csv")
-    # a rerun of the same command trains nothing again and loses nothing
+    err = capsys.readouterr().err  # one line per finished run: id, seconds, headline numbers
+    vae = first[(first["kind"] == "vae") & (first["split"] == "test")].iloc[0]
+    assert f"{vae['run_id']}: {vae['train_seconds']:.1f} s; test: rate {vae['rate']:.4g}, distortion " in err
+    # a rerun of the same command trains nothing again, loses nothing, and says so
     assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY]) == 0
+    assert f"5 of 5 runs already finished in {out}; nothing to train" in capsys.readouterr().err
     again = pd.read_csv(out / "runs.csv")
     key = ["run_id", "split"]
     pd.testing.assert_frame_equal(first.sort_values(key).reset_index(drop=True),
