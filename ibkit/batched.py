@@ -23,6 +23,7 @@ from ibkit.checks import check_model_data, check_number
 from ibkit.models.config import knob_fields
 from ibkit.train import (
     DivergenceError,
+    check_trainable,
     check_training,
     fit,
     resolve_device,
@@ -79,6 +80,8 @@ def fit_many(
     if len(seeds) != len(models):
         raise ValueError(f"seed has {len(seeds)} values for {len(models)} models; give one seed or one per model")
     check_training(epochs, batch_size, lr, seeds, trainable)
+    for m in models:
+        check_trainable(m)
     first = architecture(models[0])
     for i, m in enumerate(models[1:], start=1):
         if architecture(m) != first:

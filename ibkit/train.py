@@ -59,6 +59,20 @@ def trainable_parameters(model: nn.Module, trainable: str) -> list[tuple[str, nn
             if p.requires_grad and (trainable == "all" or name.startswith(inference))]
 
 
+def check_trainable(model) -> None:
+    """Refuse a model ``fit`` cannot train, saying what it needs: a torch module whose ``forward(x, eps)`` returns
+    the per-example loss, rate and distortion (``ForwardOutput``), as every registered kind's does. A model with
+    only the measuring protocol (posterior, prior, log_likelihood) can be measured by every estimator, not trained
+    here."""
+    own_forward = isinstance(model, nn.Module) and type(model).forward is not nn.Module.forward
+    if not own_forward:
+        raise ValueError(
+            f"model {type(model).__name__} cannot be trained by fit: fit needs a torch.nn.Module whose forward(x, eps)"
+            " returns per-example loss, rate and distortion (ibkit.interface.ForwardOutput), as ibkit.build_model's "
+            "kinds do (subclass ibkit.models.StochasticAutoencoder, or register a kind); a model with only "
+            "posterior, prior and log_likelihood is measured by ibkit.estimators but trained elsewhere")
+
+
 def check_training(epochs, batch_size, lr, seeds, trainable: str) -> None:
     """Refuse bad training arguments, each named (shared by ``fit`` and ``fit_many``)."""
     check_choice("trainable", trainable, ("all", "encoder"))
@@ -99,6 +113,7 @@ def fit(
     generator of its own, so monitoring leaves the training trajectory as it was.
     """
     check_training(epochs, batch_size, lr, [seed], trainable)
+    check_trainable(model)
     device = resolve_device(device)
     x = check_model_data(model, x_train, "x_train")
     monitor = None if x_monitor is None else check_model_data(model, x_monitor, "x_monitor").to(device)

@@ -328,3 +328,33 @@ def test_the_interface_imports_nothing_else_from_ibkit():
     imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     assert not [m for m in imported if m and m.split(".")[0] == "ibkit"]
+
+
+class ModuleVAE(nn.Module):
+    """OutsideVAE's protocol on an nn.Module (so it has parameters), still without a forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = _linear(D, 2 * d, 1, gain=1.5), _linear(d, D, 2)
+
+    def posterior(self, x):
+        mu, log_s = self.enc(x).chunk(2, dim=-1)
+        return Independent(Normal(mu, log_s.exp()), 1)
+
+    def prior(self):
+        return Independent(Normal(torch.zeros(d), torch.ones(d)), 1)
+
+    def log_likelihood(self, x, z):
+        return torch.distributions.Bernoulli(logits=self.dec(z), validate_args=False).log_prob(x).sum(-1)
+
+
+@pytest.mark.parametrize("model", [OutsideVAE(), ModuleVAE()], ids=["plain object", "module without forward"])
+def test_fit_says_what_it_needs_of_a_protocol_only_model(model):
+    """Measured by every estimator, but fit needs a forward that returns the loss: a ValueError that says so,
+    not PyTorch's 'missing the required forward function'."""
+    x = (torch.rand(16, D, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    assert math.isfinite(E.rate(model, x))
+    for train in (lambda: ibkit.fit(model, x, epochs=1), lambda: ibkit.fit_many([model], x, epochs=1)):
+        with pytest.raises(ValueError, match=r"cannot be trained by fit: fit needs a torch.nn.Module whose "
+                                             r"forward\(x, eps\) returns per-example loss"):
+            train()

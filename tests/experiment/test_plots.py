@@ -147,3 +147,10 @@ def test_the_plane_draws_under_any_backend(tmp_path):
                           env={**os.environ, "MPLBACKEND": "pdf"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "pdf" and (tmp_path / "rd.pdf").stat().st_size > 5000
+
+
+def test_ibkit_plots_is_reachable_after_import_ibkit_and_costs_nothing_until_used():
+    code = ("import sys, ibkit; assert 'matplotlib' not in sys.modules; "
+            "assert callable(ibkit.plots.rate_distortion); assert 'matplotlib' in sys.modules; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr
