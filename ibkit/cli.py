@@ -266,7 +266,9 @@ def cmd_table(args) -> int:
 
     folder = results_dir(args.dir)
     runs = results.load(folder)
-    print(format_table(runs, args.format, source=results.data_text(folder)))
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    print(format_table(runs, args.format, source=results.data_text(folder), columns=columns,
+                       booktabs=not args.no_booktabs, siunitx=args.siunitx))
     skipped = left_out(runs)
     if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
         print(f"ibkit: {skipped}", file=sys.stderr)
@@ -311,6 +313,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="the table a paper cites, from a stored results folder")
     table.add_argument("dir", help="a folder written by ibkit run (with runs.csv)")
     table.add_argument("--format", choices=FORMATS, default="markdown")
+    table.add_argument("--columns", help="comma-separated columns to print, in order (default: all; LaTeX: the "
+                       "config columns that vary, rate, distortion and the I(X;Z) bracket)")
+    table.add_argument("--no-booktabs", action="store_true", help="LaTeX rules with \\hline (the default, "
+                       "\\toprule..., needs \\usepackage{booktabs})")
+    table.add_argument("--siunitx", action="store_true", help="LaTeX numbers aligned on the decimal point "
+                       "(S columns; needs \\usepackage{siunitx})")
     table.set_defaults(func=cmd_table)
     gallery = sub.add_parser("gallery", help="write DIR/README.md from the stored run folders' figures and findings")
     gallery.add_argument("dir", nargs="?", default="results",

@@ -11,11 +11,12 @@ precision, with the interval's ends in ``METRIC_lo`` / ``METRIC_hi`` columns.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from ibkit.models.registry import all_knobs, config_fields
+from ibkit.models.registry import all_knobs, config_fields, knob_symbol
 
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
 FORMATS = ("markdown", "latex", "csv")
@@ -219,10 +220,24 @@ def left_out(df: pd.DataFrame, split: str = "test") -> str:
     return f"left out: {'; '.join(parts)}; see the status and error columns of runs.csv"
 
 
-def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", source: str | None = None) -> str:
-    """The summary of a results table as markdown, booktabs LaTeX (a tabular to ``\\input``) or CSV. Runs that did
-    not finish ok are named in the table's note (``left_out``), after the data's ``source`` ("mnist, t10k split
-    8,000/2,000 ...") where given; CSV has no note (the CLI prints it on stderr)."""
+LATEX_METRICS = ("rate", "distortion", "mi_lower", "mi_upper")  # the default metric columns of a paper's table
+HEADERS = {"latent_dim": "$d$", "seeds": "seeds", "rate": "$R$ (nats)", "distortion": "$D$ (nats)",
+           "elbo": "ELBO (nats)", "iwae": r"$\log p(x) \geq$ (IWAE, nats)", "mi_lower": r"$I(X;Z) \geq$ (nats)",
+           "mi_upper": r"$I(X;Z) \leq$ (nats)", "active_units": "active units"}
+GREEK = {"α": r"\alpha", "β": r"\beta", "γ": r"\gamma", "λ": r"\lambda", "σ": r"\sigma", "τ": r"\tau"}
+
+
+def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", source: str | None = None,
+                 columns: Sequence[str] | None = None, booktabs: bool = True, siunitx: bool = False) -> str:
+    """The summary of a results table as markdown, LaTeX (a tabular to ``\\input``) or CSV. Runs that did not
+    finish ok are named in the table's note (``left_out``), after the data's ``source`` ("mnist, t10k split
+    8,000/2,000 ...") where given; CSV has no note (the CLI prints it on stderr).
+
+    ``columns`` picks and orders the columns (the summary's config columns, ``seeds`` and the metrics); the
+    default is all of them, for LaTeX the config columns that vary and R, D and the I(X;Z) bracket (about 8). LaTeX
+    headers are a paper's ($\\beta$, $d$, $R$ (nats), ...); ``booktabs`` rules need ``\\usepackage{booktabs}``
+    (False: ``\\hline``), and ``siunitx`` aligns the numbers on the decimal point (``S`` columns, needs
+    ``\\usepackage{siunitx}``)."""
     summary = summarise(df, split)
     if not len(summary):
         return "no run finished ok: see the status and error columns of runs.csv"
@@ -231,39 +246,66 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", s
     metrics = [m for m in METRICS if m in summary]
     keys = [c for c in summary.columns
             if c not in metrics and not c.endswith(("_lo", "_hi")) and c not in ("seeds", "interval")]
+    available = [*keys, "seeds", *metrics]
+    constant = [k for k in keys if summary[k].map(_cell).nunique() == 1]  # the same in every row: said once
+    if columns is None:
+        columns = [*(k for k in keys if k not in constant), *(m for m in LATEX_METRICS if m in metrics)] \
+            if fmt == "latex" else available
+    for c in columns:
+        if c not in available:
+            raise ValueError(f"columns: {c!r} is not a column of this table; its columns: {', '.join(available)}")
     note = f"Data: {source}. " if source else ""
+    note += "".join(f"{k} = {_cell(summary[k].iloc[0])} in every row. " for k in constant if k not in columns)
     note += f"mean ± half-width of the 95% bootstrap interval {_interval_source(summary, split)}; nats per example"
     skipped = left_out(df, split)
     note += f". {skipped[0].upper()}{skipped[1:]}" if skipped else ""
-    header = keys + ["seeds"] + [f"{m} (nats)" if m != "active_units" else m for m in metrics]
     body, used = [], set()
     for _, r in summary.iterrows():
-        cells = [_cell(r[k]) for k in keys] + [str(r["seeds"])]
-        values = {m: round_to_uncertainty(r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2) for m in metrics}
+        cells = {k: _cell(r[k]) for k in keys} | {"seeds": str(r["seeds"])}
+        cells |= {m: round_to_uncertainty(r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2) for m in metrics}
         if {"mi_lower", "mi_upper"} <= set(metrics):  # never an inverted, negative or huge-number bracket
             lower, upper, marks = bracket_cells(*(v for m in ("mi_lower", "mi_upper")
                                                   for v in (r[m], (r[f"{m}_hi"] - r[f"{m}_lo"]) / 2)))
             mark = "".join(MARK_SYMBOLS[k] for k in sorted(marks))
-            values.update(mi_lower=lower + mark, mi_upper=upper + mark)
-            used |= marks
-        cells += [values[m] for m in metrics]
-        body.append(cells)
+            cells.update(mi_lower=lower + mark, mi_upper=upper + mark)
+            used |= marks if {"mi_lower", "mi_upper"} & set(columns) else set()
+        body.append([cells[c] for c in columns])
     note += "".join(f". {MARK_SYMBOLS[k]} {BRACKET_MARKS[k]}" for k in sorted(used))
     if any("∞" in c for cells in body for c in cells):
         note += ". ∞: no upper bound exists (a deterministic code can carry any amount of information)"
     if fmt == "latex":
-        def tex(cell: str) -> str:
-            return (cell.replace("_", r"\_").replace(" ± ", r" $\pm$ ").replace("–", "--").replace("∞", r"$\infty$")
-                    .replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$"))
-
-        lines = ["% " + tex(note),
-                 r"\begin{tabular}{" + "l" * len(keys) + "r" * (1 + len(metrics)) + "}", r"\toprule",
-                 " & ".join(tex(h) for h in header) + r" \\", r"\midrule"]
-        lines += [" & ".join(tex(c) for c in cells) + r" \\" for cells in body]
-        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return _latex(columns, body, note, set(metrics), booktabs, siunitx)
+    lines = ["| " + " | ".join(f"{c} (nats)" if c in metrics and c != "active_units" else c for c in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines + ["", note])
+
+
+def _latex(columns: Sequence[str], body: list[list[str]], note: str, metrics: set[str], booktabs: bool,
+           siunitx: bool) -> str:
+    """A LaTeX tabular: a paper's headers, the note as a comment above it (with the packages it needs)."""
+    def tex(cell: str) -> str:
+        return (cell.replace("_", r"\_").replace(" ± ", r" $\pm$ ").replace("–", "--").replace("∞", r"$\infty$")
+                .replace("†", r"$^\dagger$").replace("‡", r"$^\ddagger$").replace("§", r"$^\S$"))
+
+    def number(cell: str) -> str:  # an S column's cell: "4.90 +- 0.05"; anything else braced, so siunitx skips it
+        parts = cell.split(" ± ")
+        plain = all(p.replace(".", "", 1).lstrip("-").isdigit() for p in parts)
+        return " +- ".join(parts) if plain else "{" + tex(cell) + "}"
+
+    numeric = [c in metrics or c == "seeds" for c in columns]
+    header = [HEADERS.get(c) or (f"${GREEK[knob_symbol(c)]}$" if knob_symbol(c) in GREEK else c.replace("_", " "))
+              for c in columns]
+    spec = "".join(("S[separate-uncertainty]" if siunitx and n else "r" if n else "l") for n in numeric)
+    packages = ", ".join(p for p, on in (("booktabs", booktabs), ("siunitx", siunitx)) if on)
+    top, mid, bottom = (r"\toprule", r"\midrule", r"\bottomrule") if booktabs else (r"\hline",) * 3
+    lines = ["% " + tex(note), *([f"% needs \\usepackage{{{packages}}}"] if packages else []),
+             r"\begin{tabular}{" + spec + "}", top,
+             " & ".join("{" + h + "}" if siunitx and n else h for h, n in zip(header, numeric, strict=True))
+             + r" \\", mid]
+    lines += [" & ".join(number(c) if siunitx and n else tex(c) for c, n in zip(cells, numeric, strict=True))
+              + r" \\" for cells in body]
+    return "\n".join(lines + [bottom, r"\end{tabular}"])
 
 
 def _interval_source(summary: pd.DataFrame, split: str) -> str:

@@ -84,6 +84,21 @@ def test_latex_is_a_booktabs_tabular_with_one_cell_per_column():
     assert all(line.count("&") == columns - 1 for line in rows)
     assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule") and tex[-1] == r"\end{tabular}"
     assert r"$\pm$" in "\n".join(tex) and "_" not in "\n".join(rows).replace(r"\_", "")
+    # a paper's headers with units; the constant columns said once in the note; the package it needs named
+    assert rows[0] == r"kind & posterior & $\beta$ & $R$ (nats) & $D$ (nats) \\"
+    assert "latent\\_dim = 4 in every row" in tex[0] and tex[1] == r"% needs \usepackage{booktabs}"
+
+
+def test_latex_columns_can_be_picked_and_the_rules_and_alignment_chosen():
+    tex = format_table(_runs(), "latex", columns=["beta", "seeds", "rate"], booktabs=False, siunitx=True)
+    lines = tex.splitlines()
+    assert lines[1] == r"% needs \usepackage{siunitx}" and r"\toprule" not in tex and tex.count(r"\hline") == 3
+    assert lines[2] == r"\begin{tabular}{lS[separate-uncertainty]S[separate-uncertainty]}"
+    assert lines[4] == r"$\beta$ & {seeds} & {$R$ (nats)} \\"
+    assert lines[6].startswith(r"-- & 1 & {--}")  # a cell that is no number is braced: S columns skip it
+    assert lines[-3].startswith("2 & 3 & 1.") and " +- " in lines[-3]  # siunitx's uncertainty syntax
+    with pytest.raises(ValueError, match=r"columns: 'gamma' is not a column of this table; its columns: kind,"):
+        format_table(_runs(), "latex", columns=["gamma"])
 
 
 def test_gallery_is_assembled_from_the_stored_folders(tmp_path):
