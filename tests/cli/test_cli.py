@@ -284,9 +284,8 @@ def test_run_help_lists_the_experiments_keys_with_types_defaults_and_meanings(ca
 
 
 def test_the_default_folder_names_the_dataset_and_a_near_miss_names_the_folder_that_exists(tmp_path, capsys):
-    from ibkit.cli import default_out
-
     from experiments import rate_distortion
+    from ibkit.cli import default_out
 
     config = rate_distortion.Config(dataset="mnist")
     assert default_out("rate-distortion", config, False) == "results/rate_distortion-mnist"
