@@ -113,7 +113,7 @@ def config_help(config_cls) -> str:
     hints, comments = typing.get_type_hints(config_cls), field_comments(config_cls)
     lines = ["config keys (--set KEY=VALUE, repeatable):"]
     for f in fields(config_cls):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
         shown = (",".join(map(str, default)) or "none given") if isinstance(default, tuple) else \
             str(default).lower() if isinstance(default, bool) or default is None else repr(default) \
             if default == "" else default

@@ -141,15 +141,48 @@ class LinearGaussianModel:
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class LinearGaussianDataset(Dataset):
-    """Samples of x = W z + b + sigma eps, z ~ N(0, I_k), eps ~ N(0, I_D), with the closed forms.
+class GaussianSourceDataset(Dataset):
+    """Samples of a linear-Gaussian source whose last step is x = W z_1 + b + sigma eps, with the closed forms of
+    its generating model, ``true_model()`` (each subclass's): the methods here ask it.
 
-    W: [D, k] float32; b: [D] float32; noise: sigma. The methods are those of ``true_model()``.
+    W: [D, d_1] float32; b: [D] float32; noise: sigma.
     """
 
     W: Tensor
     b: Tensor
     noise: float
+
+    def true_model(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def covariance(self) -> Tensor:
+        """The covariance of x: [D, D] float32."""
+        return self.true_model().covariance()
+
+    def log_px(self, x: Tensor) -> Tensor:
+        """log N(x; b, Cov x) per row: x [N, D] -> [N] float32 (computed in float64)."""
+        return self.true_model().log_px(x)
+
+    def entropy(self) -> float:
+        """h(X) = 1/2 log det(2 pi e Cov x) in nats."""
+        return self.true_model().entropy()
+
+    def mutual_information(self) -> float:
+        """I(X;Z) between x and the whole latent code, in nats (= I(X;Z1) for two layers: z2 acts through z1)."""
+        return self.true_model().mutual_information()
+
+    def exact_posterior(self, x: Tensor) -> MultivariateNormal:
+        """p(z|x) over the whole latent code: batch_shape [N], event_shape [sum of the latent widths]."""
+        return self.true_model().posterior(x)
+
+
+@dataclass(frozen=True, eq=False, repr=False, kw_only=True)
+class LinearGaussianDataset(GaussianSourceDataset):
+    """Samples of x = W z + b + sigma eps, z ~ N(0, I_k), eps ~ N(0, I_D), with the closed forms.
+
+    W: [D, k] float32; b: [D] float32; noise: sigma. The methods are those of ``true_model()``
+    (``LinearGaussianModel``: C = W W^T + sigma^2 I, I(X;Z) = 1/2 log det(I + W^T W / sigma^2)).
+    """
 
     def true_model(self, posterior: str | None = None, hidden: tuple[int, ...] = (64,), seed: int = 0,
                    beta: float = 1.0):
@@ -172,26 +205,6 @@ class LinearGaussianDataset(Dataset):
                             posterior=posterior, seed=seed, beta=beta)
         _set_generating_model(model, self.W, self.b, self.noise)
         return model
-
-    def covariance(self) -> Tensor:
-        """C = W W^T + sigma^2 I: [D, D] float32."""
-        return self.true_model().covariance()
-
-    def log_px(self, x: Tensor) -> Tensor:
-        """log N(x; b, C) per row: x [N, D] -> [N] float32 (computed in float64)."""
-        return self.true_model().log_px(x)
-
-    def entropy(self) -> float:
-        """h(X) = 1/2 log det(2 pi e C) in nats."""
-        return self.true_model().entropy()
-
-    def mutual_information(self) -> float:
-        """I(X;Z) = 1/2 log det(I + W^T W / sigma^2) in nats."""
-        return self.true_model().mutual_information()
-
-    def exact_posterior(self, x: Tensor) -> MultivariateNormal:
-        """p(z|x): batch_shape [N], event_shape [k]; see ``LinearGaussianModel.posterior``."""
-        return self.true_model().posterior(x)
 
 
 def _set_generating_model(model: nn.Module, W: Tensor, b: Tensor, noise: float) -> None:
@@ -511,17 +524,14 @@ def _check_width(name: str, z, width: int) -> Tensor:
 
 
 @dataclass(frozen=True, eq=False, repr=False, kw_only=True)
-class TwoLayerGaussianDataset(Dataset):
+class TwoLayerGaussianDataset(GaussianSourceDataset):
     """Samples of z2 ~ N(0, I_{d2}), z1 = A z2 + s1 eps1, x = W z1 + b + s eps (eps1, eps standard normal), with
     the closed forms.
 
     W: [D, d1] float32; b: [D] float32; noise: s; A: [d1, d2] float32; layer_noise: s1. The methods are those of
-    ``true_model()``.
+    ``true_model()`` (``TwoLayerGaussianModel``: Cov x = W (A A^T + s1^2 I) W^T + s^2 I).
     """
 
-    W: Tensor
-    b: Tensor
-    noise: float
     A: Tensor
     layer_noise: float
 
@@ -562,22 +572,6 @@ class TwoLayerGaussianDataset(Dataset):
             _set_exact_encoder(model, self.layer_posteriors(self.b[None]), self.b, inference)
         return model
 
-    def covariance(self) -> Tensor:
-        """Cx = W (A A^T + s1^2 I) W^T + s^2 I: [D, D] float32."""
-        return self.true_model().covariance()
-
-    def log_px(self, x: Tensor) -> Tensor:
-        """log N(x; b, Cx) per row: x [N, D] -> [N] float32 (computed in float64)."""
-        return self.true_model().log_px(x)
-
-    def entropy(self) -> float:
-        """h(X) = 1/2 log det(2 pi e Cx) in nats."""
-        return self.true_model().entropy()
-
-    def mutual_information(self) -> float:
-        """I(X;Z1) = I(X;(Z1, Z2)) = 1/2 log det Cx - D/2 log s^2 in nats."""
-        return self.true_model().mutual_information()
-
     def layer_information(self) -> tuple[float, float]:
         """(I(X;Z1), I(X;Z2)) in nats; see ``TwoLayerGaussianModel.layer_information``."""
         return self.true_model().layer_information()
@@ -589,10 +583,6 @@ class TwoLayerGaussianDataset(Dataset):
     def latent_information(self) -> float:
         """I(Z1;Z2) = 1/2 log det(A A^T + s1^2 I) - d1/2 log s1^2 in nats."""
         return self.true_model().latent_information()
-
-    def exact_posterior(self, x: Tensor) -> MultivariateNormal:
-        """p(z1, z2 | x): batch_shape [N], event_shape [d1 + d2]; see ``TwoLayerGaussianModel.posterior``."""
-        return self.true_model().posterior(x)
 
     def layer_posteriors(self, x: Tensor) -> TwoLayerPosteriors:
         """p(z2|x), p(z1|z2, x), p(z1|x), p(z2|z1) as diagonal Gaussians; see ``TwoLayerPosteriors``."""

@@ -141,14 +141,14 @@ def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None
                log_n=b["log_n"], probe_sigma=0.0 if stochastic else float(probe_sigma),
                mi_lower=b["infonce"], mi_lower_se=b["infonce_se"])
     if entropy is not None and b["entropy_minus_distortion"] > out["mi_lower"]:
-        d = distortion(model, x, seed=seed, per_example=True)
+        d = torch.as_tensor(distortion(model, x, seed=seed, per_example=True))
         out.update(mi_lower=b["entropy_minus_distortion"], mi_lower_se=float(d.std() / math.sqrt(len(d))))
     if not stochastic:
         return {**out, "mi_upper": math.inf, "mi_upper_se": math.nan,
                 "mi_upper_note": "unbounded: a deterministic code can carry any amount of information"}
     out.update(mi_upper=b["loo"], mi_upper_se=b["loo_se"], mi_upper_note="")
     if has_prior(model):
-        r = rate(model, x, seed=seed, per_example=True)
+        r = torch.as_tensor(rate(model, x, seed=seed, per_example=True))
         if float(r.mean()) < out["mi_upper"]:
             out.update(mi_upper=float(r.mean()), mi_upper_se=float(r.std() / math.sqrt(len(r))))
     return out
