@@ -233,12 +233,13 @@ def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: st
         r = np.linspace(0, ax.get_xlim()[1], 50)
         ax.plot(r, h - r, color="0.1", ls=":", lw=1.2, label=f"D = H − R (H = {h:.2f}): no model below")
     ax.set_ylim(min(0, ax.get_ylim()[0]), ax.get_ylim()[1] * 1.05)
+    placed = _marker_boxes(ax)  # labels keep clear of every marker and of the labels drawn before them
     for pending in labels:
-        _annotate_groups(ax, *pending)
+        _annotate_groups(ax, *pending, placed)
     _constant_elbo_lines(ax)
     ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z)); AEs: I(X;Z) through the probe  [nats]")
     ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
-    ax.set_title(f"Rate–distortion plane ({split} split)")
+    ax.set_title(f"Rate–distortion plane: {data_title(runs, split)}")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
 
 
@@ -248,10 +249,31 @@ def knob_text(first: pd.Series, last: pd.Series, columns: Sequence[str]) -> str:
                      for c in columns)
 
 
-def _annotate_groups(ax: Axes, pts: pd.DataFrame, columns: Sequence[str], colour, offset_for: Offset) -> None:
+def data_title(runs: pd.DataFrame, split: str = "test") -> str:
+    """'mnist, test split' for a figure's title: the dataset(s) the rows come from and the split drawn."""
+    names = ", ".join(sorted(set(runs["dataset"].dropna().astype(str)))) if "dataset" in runs else ""
+    return f"{names}, {split} split" if names else f"{split} split"
+
+
+def _marker_boxes(ax: Axes, pad: float = 3.0) -> list[Bbox]:
+    """Display-space boxes around every marker drawn on ``ax`` (``pad`` points beyond its size)."""
+    boxes = []
+    for line in ax.lines:
+        if line.get_marker() in (None, "", "None", " ") or not line.get_visible():
+            continue
+        half = (line.get_markersize() / 2 + pad) * ax.figure.dpi / 72
+        for x, y in ax.transData.transform(np.column_stack(line.get_data())):
+            if np.isfinite(x) and np.isfinite(y):
+                boxes.append(Bbox.from_extents(x - half, y - half, x + half, y + half))
+    return boxes
+
+
+def _annotate_groups(ax: Axes, pts: pd.DataFrame, columns: Sequence[str], colour, offset_for: Offset,
+                     placed: list[Bbox] | None = None) -> None:
     """Label each point with its knob values (``columns``); points closer than 3% of the axes share one label
-    ("β=5.28–20"), so collapsed models do not print on top of each other, and a label that would touch one drawn
-    before moves to the other side of its point."""
+    ("β=5.28–20"), so collapsed models do not print on top of each other. A label goes where it was asked, else
+    mirrored about its point, right above or below it, or to its left: the first that touches nothing in ``placed``
+    (the markers and the labels drawn so far, to which it is added)."""
     x_span = max(pts["rate"].max(), 1e-9)
     y_span = max(pts["distortion"].max(), 1e-9)
     groups: list[list[pd.Series]] = []
@@ -263,15 +285,19 @@ def _annotate_groups(ax: Axes, pts: pd.DataFrame, columns: Sequence[str], colour
             groups[-1].append(p)
         else:
             groups.append([p])
-    placed: list[Bbox] = []  # the boxes of the labels drawn so far
+    placed = [] if placed is None else placed
     for g in groups:
         text = knob_text(g[0], g[-1], columns)
-        offset = offset_for(g[0])
-        for candidate in (offset, (offset[0], -offset[1] - 7)):  # as asked, then mirrored about the point
-            label = ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=candidate,
+        dx, dy = offset_for(g[0])
+        own = [ax.transData.transform((p["rate"], p["distortion"])) for p in g]  # its own markers it may touch
+        others = [b for b in placed if not any(b.contains(*xy) for xy in own)]
+        candidates = [(dx, dy, "left"), (dx, -dy - 7, "left"), (0, 6, "center"), (0, -12, "center"),
+                      (-dx, dy, "right"), (-dx, -dy - 7, "right")]
+        for x_off, y_off, align in candidates:  # as asked, mirrored, right above or below, then to its left
+            label = ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=(x_off, y_off), ha=align,
                                 textcoords="offset points", fontsize=6, color=colour)
             box = label.get_window_extent()  # the figure's own renderer, whatever the backend
-            if not any(box.overlaps(other) for other in placed) or candidate != offset:
+            if not any(box.overlaps(other) for other in others) or (x_off, y_off, align) == candidates[-1]:
                 break
             label.remove()
         placed.append(box)

@@ -1,0 +1,69 @@
+"""The README's `ibkit run` commands, run as a new user would: in a fresh clone, where `results/` holds the
+committed reference folders. Each must be accepted and write where the README says (a default folder must never
+be a committed reference). Made cheap with --set overrides of the training size; MNIST needs the shared test set."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_MNIST = ROOT.parent / "shared" / "data"
+CHEAP = {"epochs": "1", "seeds": "0", "betas": "1", "iwae_k": "5", "eval_rows": "50", "iwae_rows": "50"}
+
+
+def readme_commands() -> list[str]:
+    """Every concrete `ibkit run` command of the README (code lines and inline code), placeholders and remote
+    schedulers left out."""
+    text = (ROOT / "README.md").read_text()
+    found = re.findall(r"^(?:pip install [^&]*&& )?((?:IBKIT_DATA=\S+ )?ibkit run [^#\n`]*?)\s*(?:#.*)?$", text,
+                       flags=re.M)
+    found += re.findall(r"`((?:IBKIT_DATA=\S+ )?ibkit run [^`]+)`", text)
+    keep = []
+    for command in dict.fromkeys(c.strip() for c in found):
+        words = shlex.split(command)
+        if "--address" in words or any(w.isupper() or w.startswith("[") for w in words) or "--out" in words:
+            continue  # a placeholder (NAME, DIR), a remote scheduler, or a reference's own folder
+        keep.append(command)
+    return keep
+
+
+def test_the_readme_has_the_commands_this_test_runs():
+    assert readme_commands() == [
+        "ibkit run rate-distortion --quick", "ibkit run rate-distortion --jobs 4",
+        "ibkit run rate-distortion --executor dask --jobs 4",
+        "IBKIT_DATA=/path/to/mnist ibkit run rate-distortion --set dataset=mnist"]
+
+
+@pytest.fixture
+def clone(tmp_path):
+    """A fresh clone of this repository (its committed results included), one per command."""
+    if not (ROOT / ".git").exists():
+        pytest.skip(f"{ROOT} is not a git checkout: no fresh clone to make")
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(tmp_path / "ibkit")], check=True)
+    return tmp_path / "ibkit"
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_a_readme_command_runs_in_a_fresh_clone(clone, command):
+    words = shlex.split(command)
+    env = {k: v for k, v in os.environ.items() if k != "IBKIT_DATA"}
+    if words[0].startswith("IBKIT_DATA="):
+        if not (SHARED_MNIST / "mnist").is_dir():
+            pytest.skip(f"the MNIST test set is not at {SHARED_MNIST / 'mnist'} (only in the project workspace)")
+        env["IBKIT_DATA"], words = str(SHARED_MNIST), words[1:]
+    if "dask" in words and subprocess.run([sys.executable, "-c", "import distributed"]).returncode:
+        pytest.skip("Dask distributed is not installed (pip install -e '.[dask]')")
+    overrides = [x for key, value in CHEAP.items() for x in ("--set", f"{key}={value}")]
+    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", *words[2:], *overrides], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dataset = "mnist" if "dataset=mnist" in command else "digits"
+    folder = clone / "results" / f"rate_distortion-{dataset}{'-quick' if '--quick' in words else ''}"
+    assert (folder / "runs.csv").is_file() and (folder / "findings.md").is_file()
+    assert not subprocess.run(["git", "status", "--porcelain", "--", *(str(p.relative_to(clone)) for p in (
+        clone / "results").iterdir() if p != folder)], cwd=clone, capture_output=True, text=True).stdout
