@@ -21,9 +21,25 @@ KIND_TITLES = {"ae": "deterministic AE", "sparse_ae": "sparse AE", "noisy_ae": "
 KNOB_OF = {"ae": "latent_dim", "sparse_ae": "sparsity", "noisy_ae": "noise", "vae": "beta"}  # what shades a panel
 
 
-def _shades(kind: str, n: int) -> list:
-    """n shades of the kind's colour, light to dark, for variants of one kind."""
-    return sns.dark_palette(plots.kind_colour(kind), n + 2, reverse=True)[:n][::-1] if n else []
+def _shades(kind: str, n: int, muted: bool = False) -> list:
+    """n clearly different shades of the kind's colour, dark to light, for variants of one kind (``muted``: the
+    colour desaturated, for a second family of variants drawn beside the first, e.g. unbounded noisy AEs)."""
+    base = sns.desaturate(plots.kind_colour(kind), 0.3) if muted else plots.kind_colour(kind)
+    dark, light = tuple(0.45 * c for c in base), tuple(c + 0.45 * (1 - c) for c in base)
+    return [base] if n == 1 else sns.blend_palette([dark, base, light], n) if n else []
+
+
+def _frame(ax: Axes, log_n: float) -> None:
+    """The information axis from a little below 0 (a line at 0 stays visible) to above the log N ceiling."""
+    ax.set_ylim(-0.04 * log_n, log_n * 1.15)
+
+
+def _ceiling(ax: Axes, log_n: float, at: float = 1.0) -> None:
+    """The log N line under everything else, in a style no model's curve has, labelled ending at ``at`` (a
+    fraction of the axes' width)."""
+    ax.axhline(log_n, color="0.55", ls="-.", lw=0.7, zorder=1)
+    ax.text(at, log_n, f"log N = {log_n:.2f} ", va="bottom", ha="right", fontsize=6, color="0.35",
+            transform=ax.get_yaxis_transform())
 
 
 def information_vs_probe_noise(curves: pd.DataFrame, axes: Sequence[Axes] | np.ndarray | None = None) -> Figure:
@@ -42,15 +58,12 @@ def information_vs_probe_noise(curves: pd.DataFrame, axes: Sequence[Axes] | np.n
         for ax in panels:
             if not ax.xaxis_inverted():  # noise shrinks to the right (shared axes: inverting one inverts all)
                 ax.invert_xaxis()
-            ax.set_ylim(0, log_n * 1.15)
+            _frame(ax, log_n)
             ax.xaxis.set_tick_params(labelbottom=True)  # each panel's own axis labels: its legend sits below it
             ax.set_xlabel("probe noise std σ  [code units, log scale]", fontsize=7)
             spec = ax.get_subplotspec()
             if spec is None or spec.is_first_col():
                 ax.set_ylabel("InfoNCE bound on I(X;Z)  [nats]")
-        if "noisy_ae" in kinds:
-            fig.text(0.5, -0.01, "noisy AE: solid = tanh-bounded code, dashed = unbounded; "
-                     "dotted = capacity bound through the probe", ha="center", fontsize=6)
         if own:
             fig.tight_layout(h_pad=1.0)
     return fig
@@ -74,20 +87,23 @@ def _draw_probe_panel(ax: Axes, sub: pd.DataFrame, kind: str, log_n: float) -> N
     sub["label"] = sub.apply(model_label, axis=1)
     key = KNOB_OF[kind]
     levels = sorted(sub[key].unique())
-    colours = dict(zip(levels, _shades(kind, len(levels)), strict=True))
+    bounded = dict(zip(levels, _shades(kind, len(levels)), strict=True))
+    unbounded = dict(zip(levels, _shades(kind, len(levels), muted=True), strict=True))
+    top = log_n * 1.15
     for label, g in sub.groupby("label", sort=False):
         mean = g.groupby("sigma")["infonce"].mean()
         first = g.iloc[0]
-        dashed = kind == "noisy_ae" and not first["code_bound"]
-        ax.plot(mean.index, mean.values, marker=kind_style(kind).marker, ms=3, lw=1.2,
-                ls="--" if dashed else "-", color=colours[first[key]], label=label)
-        if kind == "noisy_ae" and first["code_bound"] == "tanh":
-            s = np.geomspace(mean.index.min(), mean.index.max(), 50)
+        free = kind == "noisy_ae" and not first["code_bound"]  # an unbounded code: dashed, hollow, muted
+        colour = (unbounded if free else bounded)[first[key]]
+        ax.plot(mean.index, mean.values, marker=kind_style(kind).marker, ms=3.5, lw=1.2, ls="--" if free else "-",
+                color=colour, mfc="white" if free else colour, label=label, zorder=3)
+        if kind == "noisy_ae" and first["code_bound"] == "tanh":  # its capacity through the probe, in the frame
+            s = np.geomspace(mean.index.min(), mean.index.max(), 200)
             cap = 0.5 * first["latent_dim"] * np.log1p(1 / (first["noise"] ** 2 + s**2))
-            ax.plot(s, np.minimum(cap, log_n * 1.3), ls=":", lw=1, color=colours[first[key]])
-    ax.axhline(log_n, color="0.3", ls="--", lw=0.8)
-    ax.text(1.0, log_n, f" log N = {log_n:.2f}", va="bottom", ha="right", fontsize=6,
-            transform=ax.get_yaxis_transform())
+            inside = cap <= top
+            ax.plot(s[inside], cap[inside], ls=":", lw=1, color=colour, zorder=2,
+                    label=f"capacity bound, σ={first['noise']:g} tanh")
+    _ceiling(ax, log_n)
     ax.set_title(KIND_TITLES[kind])
     ax.set_xscale("log")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False, fontsize=6)
@@ -104,13 +120,12 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test", ax: Axes 
         for kind in KIND_TITLES:
             if (ok["kind"] == kind).any():
                 _draw_information_points(ax, ok[ok["kind"] == kind], kind, log_n)
-        ax.axhline(log_n, color="0.3", ls="--", lw=0.8)
-        ax.text(0.99, log_n, f"log N = {log_n:.2f}", va="bottom", ha="right", fontsize=6,
-                transform=ax.get_yaxis_transform())
-        ax.set_ylim(0, log_n * 1.15)
+        _ceiling(ax, log_n, at=0.8)  # clear of the codes at the frame's ends
+        _frame(ax, log_n)
+        _zoom_on_the_crowd(ax, ok, log_n)
         ax.set_xlabel("distortion D = −E log p(x|z)  [nats]")
         ax.set_ylabel("I(X;Z): InfoNCE (point) to upper bound (bar)  [nats]")
-        ax.set_title(f"Information against distortion ({split} split)")
+        ax.set_title(f"Information against distortion: {plots.data_title(ok, split)}")
         ax.text(0.0, -0.2, "▲: the upper bound lies above the frame (the table has its value)", fontsize=6,
                 transform=ax.transAxes)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=6)
@@ -118,20 +133,48 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test", ax: Axes 
     return fig
 
 
-def _draw_information_points(ax: Axes, sub: pd.DataFrame, kind: str, log_n: float) -> None:
-    """One kind's models: InfoNCE as the point, a bar up to the upper bound (cut at the frame: an arrowhead)."""
+def _zoom_on_the_crowd(ax: Axes, ok: pd.DataFrame, log_n: float) -> None:
+    """An inset magnifying the crowd of codes at the log N ceiling (deterministic, sparse and low-noise ones sit
+    within a few nats of distortion of each other), in the empty lower left of the frame."""
+    means = ok[ok["mi_lower"] > 0.9 * log_n].groupby("label")["distortion"].mean()
+    span = ok["distortion"].max() - ok["distortion"].min()
+    crowd = means[means <= means.min() + 0.2 * span]  # the ones within a fifth of the frame of the best
+    if len(crowd) < 3:
+        return
+    lo, hi = crowd.min(), crowd.max()
+    pad = 0.08 * max(hi - lo, 0.5)
+    inset = ax.inset_axes((0.06, 0.1, 0.42, 0.42))
+    for kind in KIND_TITLES:
+        if (ok["kind"] == kind).any():
+            _draw_information_points(inset, ok[ok["kind"] == kind], kind, log_n, legend=False)
+    inset.set_xlim(lo - pad, hi + pad)
+    inset.set_ylim(0.9 * log_n, log_n * 1.12)
+    inset.axhline(log_n, color="0.55", ls="-.", lw=0.7, zorder=1)
+    inset.tick_params(labelsize=5)
+    inset.set_title("zoom: the codes at log N", fontsize=6)
+    ax.indicate_inset_zoom(inset, edgecolor="0.5")
+
+
+def _draw_information_points(ax: Axes, sub: pd.DataFrame, kind: str, log_n: float, legend: bool = True) -> None:
+    """One kind's models: InfoNCE as the point, a bar up to the upper bound (cut at the frame: an arrowhead; an
+    unbounded one, +inf, always is). Unbounded noisy AEs are hollow in a muted shade, beside the bounded ones."""
     marker = kind_style(kind).marker
     pts = sub.groupby("label", sort=False)[["distortion", "mi_lower", "mi_upper", "probe_sigma"]].mean()
+    free = sub.groupby("label", sort=False)["code_bound"].first().eq("") if kind == "noisy_ae" else \
+        pd.Series(False, index=pts.index)
     upper = np.minimum(pts["mi_upper"], log_n * 1.1)  # unbounded upper bounds are cut at the frame
     bar = (upper - pts["mi_lower"]).clip(lower=0)  # sampling noise can put LOO a hair below InfoNCE
     probed = kind in ("ae", "sparse_ae")  # hollow: measured through the smallest probe
-    for (label, p), b, cut, colour in zip(pts.iterrows(), bar, pts["mi_upper"] > upper, _shades(kind, len(pts)),
-                                          strict=True):
+    colours = iter(_shades(kind, int((~free).sum())))
+    muted = iter(_shades(kind, int(free.sum()), muted=True))
+    for (label, p), b, cut in zip(pts.iterrows(), bar, pts["mi_upper"] > upper, strict=True):
+        colour = next(muted if free[label] else colours)
         suffix = f" (probe σ={p['probe_sigma']:g})" if probed else ""
         ax.errorbar([p["distortion"]], [p["mi_lower"]], yerr=[[0], [b]], fmt=marker, ms=5, color=colour,
-                    mfc="white" if probed else colour, capsize=0 if cut else 2, lw=0.8, label=label + suffix)
+                    mfc="white" if probed or free[label] else colour, capsize=0 if cut else 2, lw=0.8,
+                    label=label + suffix if legend else None, zorder=3)
         if cut:  # the upper bound lies above the frame: an arrowhead where its bar leaves
-            ax.plot([p["distortion"]], [log_n * 1.1], marker="^", ms=4, color=colour, clip_on=False)
+            ax.plot([p["distortion"]], [log_n * 1.1], marker="^", ms=4, color=colour, zorder=3)
 
 
 def kl_per_dim(kl: pd.DataFrame, ax: Axes | None = None) -> Figure:
