@@ -148,12 +148,15 @@ def bracket_text(lower, upper, lower_se=None, upper_se=None, unbounded: str = "n
 
 
 def direction(diff) -> str:
-    """'higher', 'lower' or 'no different' by the 95% bootstrap interval of the mean of paired differences (over
-    seeds); for one seed the sign of the mean, said so."""
-    lo, hi = bootstrap_interval(pd.Series(diff).dropna())
+    """'higher', 'lower' or 'no different' by the interval printed beside it (``interval_text``: the mean of the
+    paired differences over seeds ± the half-width of its 95% bootstrap interval), so that a sentence never calls
+    "higher" a difference shown as 1.0 ± 1.3; for one seed the sign of the mean, said so."""
+    values = pd.Series(diff).dropna()
+    lo, hi = bootstrap_interval(values)
     if math.isnan(lo):
-        return ("higher" if pd.Series(diff).mean() > 0 else "lower") + " (one seed: no interval)"
-    return "higher" if lo > 0 else "lower" if hi < 0 else "no different (the interval contains 0)"
+        return ("higher" if values.mean() > 0 else "lower") + " (one seed: no interval)"
+    mean, half = values.mean(), (hi - lo) / 2
+    return "higher" if mean - half > 0 else "lower" if mean + half < 0 else "no different (the interval contains 0)"
 
 
 def collapse_text(active_units) -> str:

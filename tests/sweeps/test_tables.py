@@ -177,3 +177,14 @@ def test_a_findings_bracket_agrees_with_its_numbers(lower, upper, lower_se, uppe
     from ibkit.tables import bracket_text
 
     assert bracket_text(lower, upper, lower_se, upper_se) == text
+
+
+def test_a_findings_verdict_agrees_with_the_interval_printed_beside_it():
+    """Three seeds whose percentile bootstrap interval excludes 0 while the printed mean ± half-width does not
+    (1.0 ± 1.3 read as 'higher'): the verdict follows what the reader sees."""
+    from ibkit.tables import direction, interval_text
+
+    diff = [0.1, 0.2, 2.7]
+    assert interval_text(diff).startswith("1.0 ± 1.") and direction(diff).startswith("no different")
+    assert direction([1.0, 1.1, 1.2]) == "higher" and direction([-1.0, -1.1, -1.2]) == "lower"
+    assert direction([0.5]) == "higher (one seed: no interval)"
