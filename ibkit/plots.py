@@ -75,9 +75,14 @@ def figure_for(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, A
     return figure_of(ax), ax
 
 
-def save_figure(fig: Figure, folder: str | os.PathLike, name: str) -> list[Path]:
-    """Save ``fig`` as folder/name.pdf and folder/name.png (200 dpi); returns the paths. The PDF carries no
-    creation date, so redrawing an unchanged table leaves the file byte for byte as it was."""
+def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | None = None) -> list[Path]:
+    """Save ``fig`` as folder/name.pdf and folder/name.png (200 dpi); returns the paths. ``data`` (e.g.
+    ``ibkit.results.data_text(run_dir)``: "mnist, t10k split 8,000/2,000 ...") is written above the figure, so that
+    a figure seen alone says what it was measured on. The PDF carries no creation date, so redrawing an unchanged
+    table leaves the file byte for byte as it was."""
+    if data:
+        fig.text(0.0, 1.0, f"Data: {data}", ha="left", va="bottom", fontsize=6, color="0.35",
+                 transform=fig.transFigure)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{name}.pdf", folder / f"{name}.png"]

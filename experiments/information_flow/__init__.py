@@ -152,8 +152,9 @@ def plot(run_dir: str | Path) -> list[Path]:
     curves = ibkit.results.side_table(run_dir, PROBE_CURVES)
     kl = ibkit.results.side_table(run_dir, KL_PER_DIM)
     figures = run_dir / "figures"
-    paths = plots.save_figure(information_vs_probe_noise(curves), figures, "information_vs_probe_noise")
-    paths += plots.save_figure(information_vs_distortion(runs), figures, "information_vs_distortion")
+    data = ibkit.results.data_text(run_dir)
+    paths = plots.save_figure(information_vs_probe_noise(curves), figures, "information_vs_probe_noise", data=data)
+    paths += plots.save_figure(information_vs_distortion(runs), figures, "information_vs_distortion", data=data)
     if len(kl):
-        paths += plots.save_figure(kl_per_dim(kl), figures, "kl_per_dim")
+        paths += plots.save_figure(kl_per_dim(kl), figures, "kl_per_dim", data=data)
     return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, curves))]

@@ -161,9 +161,10 @@ def plot(run_dir: str | Path) -> list[Path]:
     runs = ibkit.results.load(run_dir)
     layers = ibkit.results.side_table(run_dir, LAYERS)
     figures = run_dir / "figures"
-    paths = plots.save_figure(rate_per_layer(layers), figures, "rate_per_layer")  # every schedule
-    paths += plots.save_figure(active_units_per_layer(layers), figures, "active_units_per_layer")
-    paths += plots.save_figure(information_per_layer(layers), figures, "information_per_layer")
-    paths += plots.save_figure(rate_distortion_by_depth(runs), figures, "rate_distortion")
+    data = ibkit.results.data_text(run_dir)
+    paths = plots.save_figure(rate_per_layer(layers), figures, "rate_per_layer", data=data)  # every schedule
+    paths += plots.save_figure(active_units_per_layer(layers), figures, "active_units_per_layer", data=data)
+    paths += plots.save_figure(information_per_layer(layers), figures, "information_per_layer", data=data)
+    paths += plots.save_figure(rate_distortion_by_depth(runs), figures, "rate_distortion", data=data)
     history = ibkit.results.side_table(run_dir, HISTORY)
     return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, layers, history))]

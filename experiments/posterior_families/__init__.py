@@ -210,10 +210,11 @@ def plot(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)
     figures = run_dir / "figures"
-    paths = plots.save_figure(gap_by_family(runs), figures, "elbo_gap_by_family")
-    paths += plots.save_figure(correlation_by_family(runs), figures, "posterior_correlation")
-    paths += plots.save_figure(amortization_by_family(runs), figures, "amortization_gap")
+    data = ibkit.results.data_text(run_dir)
+    paths = plots.save_figure(gap_by_family(runs), figures, "elbo_gap_by_family", data=data)
+    paths += plots.save_figure(correlation_by_family(runs), figures, "posterior_correlation", data=data)
+    paths += plots.save_figure(amortization_by_family(runs), figures, "amortization_gap", data=data)
     history = ibkit.results.side_table(run_dir, HISTORY)
     if len(history):
-        paths += plots.save_figure(learning_curves(runs, history), figures, "learning_curves")
+        paths += plots.save_figure(learning_curves(runs, history), figures, "learning_curves", data=data)
     return paths + [ibkit.results.write_findings(run_dir, write_findings(runs))]

@@ -170,7 +170,8 @@ def plot(run_dir: str | Path) -> list[Path]:
 
     df = ibkit.results.load(run_dir)
     figures = Path(run_dir) / "figures"
-    paths = plots.save_figure(plots.rate_distortion(df), figures, "rate_distortion")
+    data = ibkit.results.data_text(run_dir)
+    paths = plots.save_figure(plots.rate_distortion(df), figures, "rate_distortion", data=data)
     manifest = ibkit.results.read_manifest(run_dir) or {}
     stored: dict[str, Any] = manifest.get("config", {})
     if stored.get("dataset") == "gaussian" and "mse" in df:  # the source's R(D) is known: draw it
@@ -179,5 +180,5 @@ def plot(run_dir: str | Path) -> list[Path]:
         spectrum = source_spectrum(load_data(config))
         if spectrum is not None:
             fig = rd_shannon(df, spectrum, config.latent_dim, config.scale)
-            paths += plots.save_figure(fig, figures, "rd_shannon")
+            paths += plots.save_figure(fig, figures, "rd_shannon", data=data)
     return paths + [ibkit.results.write_findings(run_dir, write_findings(df))]
