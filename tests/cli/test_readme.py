@@ -48,7 +48,8 @@ def clone(tmp_path):
     return tmp_path / "ibkit"
 
 
-@pytest.mark.parametrize("command", readme_commands())
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if "--jobs" in c else c
+                                     for c in readme_commands()])  # the executors: tested in tests/sweeps too
 def test_a_readme_command_runs_in_a_fresh_clone(clone, command):
     words = shlex.split(command)
     env = {k: v for k, v in os.environ.items() if k != "IBKIT_DATA"}
@@ -59,7 +60,7 @@ def test_a_readme_command_runs_in_a_fresh_clone(clone, command):
     if "dask" in words and subprocess.run([sys.executable, "-c", "import distributed"]).returncode:
         pytest.skip("Dask distributed is not installed (pip install -e '.[dask]')")
     overrides = [x for key, value in CHEAP.items() for x in ("--set", f"{key}={value}")]
-    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", *words[2:], *overrides], cwd=clone, env=env,
+    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", *words[1:], *overrides], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     dataset = "mnist" if "dataset=mnist" in command else "digits"
