@@ -181,7 +181,10 @@ def cmd_run(args) -> int:
     out = args.out or default_out(args.experiment, config, args.quick)
     folder = results.check_folder(out, args.experiment, asdict(config), args.overwrite)
     executor = make_executor(args.executor, args.jobs, args.address, args.threads)  # a dead scheduler fails here
-    folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
+    except OSError as e:  # where access() said yes but the file system says no (/proc, a read-only mount)
+        raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     try:
         with results.folder_lock(folder):
             return _run_in(folder, exp, config, args, executor, ds)
@@ -313,8 +316,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="the table a paper cites, from a stored results folder")
     table.add_argument("dir", help="a folder written by ibkit run (with runs.csv)")
     table.add_argument("--format", choices=FORMATS, default="markdown")
-    table.add_argument("--columns", help="comma-separated columns to print, in order (default: all; LaTeX: the "
-                       "config columns that vary, rate, distortion and the I(X;Z) bracket)")
+    table.add_argument("--columns", help="comma-separated columns to print, in order (default: the config "
+                       "columns that vary, seeds and every metric; LaTeX: those columns with rate, distortion and the "
+                       "I(X;Z) bracket)")
     table.add_argument("--no-booktabs", action="store_true", help="LaTeX rules with \\hline (the default, "
                        "\\toprule..., needs \\usepackage{booktabs})")
     table.add_argument("--siunitx", action="store_true", help="LaTeX numbers aligned on the decimal point "

@@ -236,8 +236,9 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", s
     finish ok are named in the table's note (``left_out``), after the data's ``source`` ("mnist, t10k split
     8,000/2,000 ...") where given; CSV has no note (the CLI prints it on stderr).
 
-    ``columns`` picks and orders the columns (the summary's config columns, ``seeds`` and the metrics); the
-    default is all of them, for LaTeX the config columns that vary and R, D and the I(X;Z) bracket (about 8). LaTeX
+    ``columns`` picks and orders the columns (the summary's config columns, ``seeds`` and the metrics); by default
+    the config columns that vary (the constant ones are said once in the note) with ``seeds`` and every metric,
+    for LaTeX with R, D and the I(X;Z) bracket (about 8 columns). LaTeX
     headers are a paper's ($\\beta$, $d$, $R$ (nats), ...); ``booktabs`` rules need ``\\usepackage{booktabs}``
     (False: ``\\hline``), and ``siunitx`` aligns the numbers on the decimal point (``S`` columns, needs
     ``\\usepackage{siunitx}``)."""
@@ -252,8 +253,9 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", s
     available = [*keys, "seeds", *metrics]
     constant = [k for k in keys if summary[k].map(_cell).nunique() == 1]  # the same in every row: said once
     if columns is None:
-        columns = [*(k for k in keys if k not in constant), *(m for m in LATEX_METRICS if m in metrics)] \
-            if fmt == "latex" else available
+        varying = [k for k in keys if k not in constant]
+        columns = [*varying, *(m for m in LATEX_METRICS if m in metrics)] if fmt == "latex" else \
+            [*varying, "seeds", *metrics]
     for c in columns:
         if c not in available:
             raise ValueError(f"columns: {c!r} is not a column of this table; its columns: {', '.join(available)}")
