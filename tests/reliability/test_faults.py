@@ -105,7 +105,8 @@ def test_a_run_that_diverges_later_keeps_its_last_finite_metrics():
 # interruption
 
 
-@pytest.mark.parametrize("landed", [0, 1, 4])
+@pytest.mark.parametrize("landed", [pytest.param(0, marks=pytest.mark.slow), 1,
+                                    pytest.param(4, marks=pytest.mark.slow)])  # each point: 30 s of sweeping
 def test_sigkill_at_any_point_loses_only_runs_in_flight(tmp_path, landed):
     """Killed (SIGKILL) before any record, after the first and after four: the rerun of the same command keeps
     every finished record untouched, runs the rest once, and leaves no temp file."""
