@@ -10,7 +10,8 @@ from ibkit.cli import main
 
 TINY = ["--set", "epochs=3", "--set", "hidden=16", "--set", "layer_hidden=8", "--set", "layer_dims=4,2",
         "--set", "betas=1", "--set", "schedules=none,warmup,free_bits,aggressive", "--set", "iwae_k=5",
-        "--set", "eval_rows=60", "--set", "warmup_epochs=2"]
+        "--set", "eval_rows=60", "--set", "warmup_epochs=2",
+        "--set", "aggressive_inference=top_down"]  # aggressive training (11 s a run here) on one structure
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,11 @@ def test_the_grid_has_every_structure_schedule_and_beta():
 def test_runs_and_the_per_layer_table(run_dir):
     runs = pd.read_csv(run_dir / "runs.csv")
     assert (runs["status"] == "ok").all() and set(runs["split"]) == {"test"}
-    # 1 layer (3 schedules, no aggressive at depth 1) + 2 layers x 2 orders x 4 schedules
-    assert len(runs) == 3 + 2 * 4
+    # 1 layer (3 schedules, no aggressive at depth 1) + 2 layers x 2 orders x 3 schedules + aggressive top-down
+    assert len(runs) == 3 + 2 * 3 + 1
     assert set(runs["schedule"]) == {"none", "warmup", "free_bits", "aggressive"}
     layers = pd.read_csv(run_dir / "layers.csv")
-    assert len(layers) == 3 + 2 * 4 * 2  # one row per run and layer
+    assert len(layers) == 3 + (2 * 3 + 1) * 2  # one row per run and layer
     per_run = layers.groupby("run_id")["rate"].sum()
     rates = runs.set_index("run_id")["rate"]
     assert (per_run - rates.loc[per_run.index]).abs().max() < 0.05  # the layers' rates sum to the rate
