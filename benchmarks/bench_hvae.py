@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
-from bench_train import bare_epoch, load_images
+from bench_train import load_images, print_ratio, side_by_side
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 
@@ -120,38 +119,11 @@ def main():
     x, source = load_images(args.n)
     assert sum(p.numel() for p in BareHVAE(args.inference).parameters()) == \
         sum(p.numel() for p in build(args.inference, 0).parameters())
-    times: dict[str, list[float]] = {"ibkit": [], "bare": []}
-
-    def time_ibkit(rep):  # a fresh model and optimiser, args.epochs epochs: what a user's fit call does
-        model = build(args.inference, rep)
-        start = time.perf_counter()
-        ibkit.fit(model, x, epochs=args.epochs, seed=rep, progress=False, device="cpu")
-        times["ibkit"].append((time.perf_counter() - start) / args.epochs)
-
-    def time_bare(rep):
-        torch.manual_seed(rep)
-        bare = BareHVAE(args.inference)
-        opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
-        gen = torch.Generator().manual_seed(rep)
-        start = time.perf_counter()
-        for _ in range(args.epochs):
-            bare_epoch(bare, opt, x, 128, gen)
-        times["bare"].append((time.perf_counter() - start) / args.epochs)
-
-    time_bare(999)  # warm-up, not counted
-    time_ibkit(999)
-    times = {"ibkit": [], "bare": []}
-    for rep in range(args.repeats):  # alternate which goes first, so neither always follows the other
-        first, second = (time_ibkit, time_bare) if rep % 2 == 0 else (time_bare, time_ibkit)
-        first(rep)
-        second(rep)
-    ib, br = statistics.median(times["ibkit"]), statistics.median(times["bare"])
+    times = side_by_side(lambda rep: build(args.inference, rep), lambda: BareHVAE(args.inference), x, args.epochs,
+                         args.repeats)
     print(f"data: {source}, {len(x)} images; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"two-layer hvae, {args.inference}, latent_dims {DIMS}, hidden ({H}, {H}), layer_hidden ({BETWEEN},)")
-    print(f"{args.repeats} runs of {args.epochs} epochs each, from fresh weights and optimiser state, alternating")
-    print(f"ibkit.fit  {ib:.3f} s/epoch  (runs: {', '.join(f'{t:.3f}' for t in times['ibkit'])})")
-    print(f"bare loop  {br:.3f} s/epoch  (runs: {', '.join(f'{t:.3f}' for t in times['bare'])})")
-    print(f"ratio ibkit / bare = {ib / br:.3f}  (target <= 1.10)")
+    print_ratio(times, args.epochs)
     child = subprocess.run([sys.executable, __file__, "--iwae-only", "--inference", args.inference,
                             "--iwae-k", str(args.iwae_k), "--iwae-n", str(args.iwae_n)],
                            capture_output=True, text=True, check=True)

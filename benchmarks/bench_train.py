@@ -66,40 +66,51 @@ def main():
     parser.add_argument("--n", type=int, default=8000)
     args = parser.parse_args()
     x, source = load_images(args.n)
-    times = {"ibkit": [], "bare": []}
+    reference = ibkit.build_model("vae", 784, 16, hidden=(512, 512))
+    assert sum(p.numel() for p in BareVAE().parameters()) == sum(p.numel() for p in reference.parameters())
+    times = side_by_side(lambda rep: ibkit.build_model("vae", 784, 16, hidden=(512, 512), seed=rep), BareVAE, x,
+                         args.epochs, args.repeats)
+    print(f"data: {source}, {len(x)} images; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print_ratio(times, args.epochs)
 
-    def time_ibkit(rep):  # a fresh model and optimiser, args.epochs epochs: what a user's fit call does
-        model = ibkit.build_model("vae", 784, 16, hidden=(512, 512), seed=rep)
+
+def side_by_side(make_model, make_bare, x, epochs: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per epoch of ``ibkit.fit`` on ``make_model(rep)`` and of the bare loop (``bare_epoch``) on
+    ``make_bare()``, each run from fresh weights and optimiser state (what a user's fit call does): one warm-up of
+    each, not counted, then ``repeats`` runs of each, alternating which goes first so neither always follows."""
+    def ibkit_run(rep):
+        model = make_model(rep)
         start = time.perf_counter()
-        ibkit.fit(model, x, epochs=args.epochs, seed=rep, progress=False, device="cpu")
-        times["ibkit"].append((time.perf_counter() - start) / args.epochs)
+        ibkit.fit(model, x, epochs=epochs, seed=rep, progress=False, device="cpu")
+        return (time.perf_counter() - start) / epochs
 
-    def time_bare(rep):
+    def bare_run(rep):
         torch.manual_seed(rep)
-        bare = BareVAE()
+        bare = make_bare()
         opt = torch.optim.Adam(bare.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(rep)
         start = time.perf_counter()
-        for _ in range(args.epochs):
+        for _ in range(epochs):
             bare_epoch(bare, opt, x, 128, gen)
-        times["bare"].append((time.perf_counter() - start) / args.epochs)
+        return (time.perf_counter() - start) / epochs
 
-    reference = ibkit.build_model("vae", 784, 16, hidden=(512, 512))
-    assert sum(p.numel() for p in BareVAE().parameters()) == sum(p.numel() for p in reference.parameters())
-    time_bare(999)  # warm-up, not counted
-    time_ibkit(999)
-    times = {"ibkit": [], "bare": []}
-    for rep in range(args.repeats):  # alternate which goes first, so neither always follows the other
-        first, second = (time_ibkit, time_bare) if rep % 2 == 0 else (time_bare, time_ibkit)
-        first(rep)
-        second(rep)
+    bare_run(999)
+    ibkit_run(999)
+    times: dict[str, list[float]] = {"ibkit": [], "bare": []}
+    for rep in range(repeats):
+        order = [("ibkit", ibkit_run), ("bare", bare_run)]
+        for name, run in order if rep % 2 == 0 else order[::-1]:
+            times[name].append(run(rep))
+    return times
+
+
+def print_ratio(times: dict[str, list[float]], epochs: int, target: float = 1.10) -> None:
+    """The medians of ``side_by_side``'s runs and their ratio, against ``target``."""
     ib, br = statistics.median(times["ibkit"]), statistics.median(times["bare"])
-    print(f"data: {source}, {len(x)} images; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{args.repeats} runs of {args.epochs} epochs each, from fresh weights and optimiser state, alternating")
+    print(f"{len(times['ibkit'])} runs of {epochs} epochs each, from fresh weights and optimiser state, alternating")
     print(f"ibkit.fit  {ib:.3f} s/epoch  (runs: {', '.join(f'{t:.3f}' for t in times['ibkit'])})")
     print(f"bare loop  {br:.3f} s/epoch  (runs: {', '.join(f'{t:.3f}' for t in times['bare'])})")
-    print(f"ratio ibkit / bare = {ib / br:.3f}  (target <= 1.10)")
-
+    print(f"ratio ibkit / bare = {ib / br:.3f}  (target <= {target:.2f})")
 
 if __name__ == "__main__":
     main()
