@@ -21,8 +21,8 @@ from ibkit.results import RECORDS, load
 from ibkit.sweep import _last_finite
 from ibkit.train import DivergenceError
 
-SWEEP = ["run", "rate-distortion", "--quick", "--set", "betas=0.1,0.2,0.5,1,2,4", "--set", "epochs=40",
-         "--set", "hidden=32", "--set", "iwae_k=5", "--set", "batched=false"]  # 9 runs, a second or two each
+SWEEP = ["run", "rate-distortion", "--quick", "--set", "betas=0.1,0.2,0.5,1,2,4", "--set", "epochs=15",
+         "--set", "hidden=32", "--set", "iwae_k=5", "--set", "batched=false"]  # 9 runs, about a second each
 TINY = ["--set", "epochs=2", "--set", "betas=1", "--set", "hidden=16", "--set", "iwae_k=5"]
 
 
