@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ibkit.models.registry import all_knobs, config_fields, knob_symbol
+from ibkit.models.registry import all_knobs, config_fields, knob_symbol, quiet_knobs
 
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
 FORMATS = ("markdown", "latex", "csv")
@@ -190,7 +190,9 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     examples where the run stored that interval; ``interval`` says which ("seeds", "examples" or "none")."""
     ok = df[(df["split"] == split) & (df["status"] == "ok")]
     metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
-    keys = [c for c in config_columns() if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()]
+    quiet = quiet_knobs()  # a schedule no run sets (every value its default, off) is no column
+    keys = [c for c in config_columns() if c in ok and ok[c].notna().any() and (ok[c].astype(str) != "").any()
+            and not (c in quiet and (ok[c].dropna() == quiet[c]).all())]
     keys = keys or ["run_id"]
     rows = []
     for key, g in ok.groupby(keys, dropna=False, sort=True):

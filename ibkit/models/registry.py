@@ -94,6 +94,13 @@ def all_knobs() -> tuple[str, ...]:
     return tuple(sorted({k for kind in _MODELS for k in knob_names(kind)}))
 
 
+def quiet_knobs() -> dict[str, object]:
+    """{knob: its default} for the knobs marked ``quiet`` (metadata): settings, like the KL schedules, that a
+    summary shows only where some run sets them."""
+    return {f.name: f.default for cls in _MODELS.values() for f in dataclasses.fields(cls.Config)
+            if f.metadata.get("knob") and f.metadata.get("quiet")}
+
+
 def config_fields() -> tuple[str, ...]:
     """Every field of every registered kind's config, each once, in registration order."""
     return tuple(dict.fromkeys(f.name for cls in _MODELS.values() for f in dataclasses.fields(cls.Config)))
@@ -117,4 +124,4 @@ def knob_symbol(name: str) -> str:
 
 
 __all__ = ["KindStyle", "register_model", "registered_kinds", "model_class", "kind_style", "knob_names",
-           "all_knobs", "config_fields", "text_fields", "knob_symbol"]
+           "all_knobs", "config_fields", "text_fields", "knob_symbol", "quiet_knobs"]

@@ -66,18 +66,21 @@ def used_values(beta: Tensor, progress: Tensor, warmup_epochs: Tensor, capacity:
 @dataclass(frozen=True)
 class ScheduledConfig(ModelConfig):
     """The fields of every kind whose loss weighs a KL rate: beta and the KL schedules. The schedules are knobs
-    (they sweep, are results columns, and enter a run id when a spec sets them); ``aggressive`` changes the
-    training loop itself, so models with it train one at a time."""
+    (they sweep, are results columns, and enter a run id when a spec sets them); ``quiet`` ones are left out of a
+    summary table where every run has them at their default (off); ``aggressive`` changes the training loop
+    itself, so models with it train one at a time."""
 
     beta: float = field(default=1.0, metadata={"knob": True, "symbol": "β", "low": 0})  # weight of the rate
     # beta rises linearly from 0 over this many epochs (0: no warm-up)
-    warmup_epochs: float = field(default=0.0, metadata={"knob": True, "id": "warmup", "low": 0})
+    warmup_epochs: float = field(default=0.0, metadata={"knob": True, "id": "warmup", "low": 0, "quiet": True})
     # None: off; else the loss is D + gamma |R - C_t|, C_t rising linearly to it over capacity_epochs (nats)
-    capacity: float | None = field(default=None, metadata={"knob": True, "symbol": "C", "low": 0})
-    gamma: float = field(default=1000.0, metadata={"knob": True, "symbol": "γ", "low": 0, "low_open": True})
-    capacity_epochs: float = field(default=0.0, metadata={"knob": True, "id": "cepochs", "low": 0})
+    capacity: float | None = field(default=None, metadata={"knob": True, "symbol": "C", "low": 0, "quiet": True})
+    gamma: float = field(default=1000.0, metadata={"knob": True, "symbol": "γ", "low": 0, "low_open": True,
+                                                   "quiet": True})
+    capacity_epochs: float = field(default=0.0, metadata={"knob": True, "id": "cepochs", "low": 0, "quiet": True})
     # lambda, nats per latent unit: each group's minibatch-mean KL counts as at least lambda times its size
-    free_bits: float = field(default=0.0, metadata={"knob": True, "id": "freebits", "symbol": "λ", "low": 0})
+    free_bits: float = field(default=0.0, metadata={"knob": True, "id": "freebits", "symbol": "λ", "low": 0,
+                                                    "quiet": True})
     # He et al. 2019: encoder-only steps until its loss stops improving, then one decoder step, while MI rises
     aggressive: bool = field(default=False, metadata={"id": "aggressive"})
 

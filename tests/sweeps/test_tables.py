@@ -188,3 +188,14 @@ def test_a_findings_verdict_agrees_with_the_interval_printed_beside_it():
     assert interval_text(diff).startswith("1.0 ± 1.") and direction(diff).startswith("no different")
     assert direction([1.0, 1.1, 1.2]) == "higher" and direction([-1.0, -1.1, -1.2]) == "lower"
     assert direction([0.5]) == "higher (one seed: no interval)"
+
+
+def test_schedule_columns_appear_only_where_a_run_sets_a_schedule():
+    """gamma = 1000 and warmup_epochs = 0 in every VAE row are defaults (no schedule): no columns, not even in the
+    note; one run with a warm-up brings its column back."""
+    runs = _runs().assign(gamma=1000.0, warmup_epochs=0.0, capacity=math.nan)
+    header = format_table(runs).splitlines()[0]
+    assert "gamma" not in format_table(runs) and "warmup_epochs" not in format_table(runs)
+    assert header.startswith("| kind | posterior | beta | seeds |")
+    runs.loc[runs.index[0], "warmup_epochs"] = 20.0
+    assert "| warmup_epochs |" in format_table(runs).splitlines()[0]
