@@ -68,11 +68,7 @@ def round_to_uncertainty(mean: float, half_width: float) -> str:
 def interval_text(values) -> str:
     """'m ± h' for the values of several seeds (h: half-width of the 95% bootstrap interval, rounded as in the
     tables), the value alone for one, '–' for none."""
-    values = pd.Series(values).dropna()
-    if not len(values):
-        return "–"
-    lo, hi = bootstrap_interval(values)
-    return round_to_uncertainty(values.mean(), (hi - lo) / 2)
+    return round_to_uncertainty(*_mean_half_width(values))
 
 
 def _mean_half_width(values, se=None) -> tuple[float, float]:
