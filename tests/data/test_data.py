@@ -96,6 +96,17 @@ def test_digits_shapes_values_labels_alignment():
     np.testing.assert_array_equal(ds.test_labels.numpy(), y[test_idx])
 
 
+def test_digits_read_from_the_shipped_file_or_through_sklearn_are_the_same(monkeypatch):
+    from ibkit.data import digits
+
+    pixels, labels = digits.read_digits()  # straight from scikit-learn's digits.csv.gz
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)
+    fallback = digits.read_digits()  # through sklearn.datasets.load_digits
+    np.testing.assert_array_equal(pixels, fallback[0])
+    np.testing.assert_array_equal(labels, fallback[1])
+    assert pixels.shape == (1797, 64) and pixels.max() == 16 and np.bincount(labels).min() == 174
+
+
 def test_digits_split_is_deterministic_and_seeded():
     a, b, c = data.load("digits"), data.load("digits"), data.load("digits", seed=1)
     assert torch.equal(a.train, b.train) and torch.equal(a.test_labels, b.test_labels)

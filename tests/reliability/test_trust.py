@@ -70,16 +70,12 @@ def test_reading_a_results_folder_from_elsewhere_never_executes_anything_in_it(t
     (folder / "manifest.json").write_text(json.dumps({"experiment": "evil", "config": {}}))
     (folder / "runs.csv").write_text("experiment,run_id,dataset,kind,seed,split,status,rate\n"
                                      "x,=SYSTEM(\"rm -rf /\"),digits,vae,0,test,ok,1.0\n")
-    for command in (["plot", str(folder)], ["gallery", str(folder)]):
-        proc = subprocess.run([sys.executable, "-m", "ibkit.cli", *command], cwd=folder, capture_output=True,
-                              text=True)
+    for command in ("plot", "gallery", "table"):
+        proc = subprocess.run([sys.executable, "-m", "ibkit.cli", command, str(folder)], cwd=folder,
+                              capture_output=True, text=True)
         assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", "plot", str(folder)], cwd=folder,
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "unknown experiment 'evil'" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "ibkit.cli", "table", str(folder)], cwd=folder,
-                          capture_output=True, text=True)
-    assert proc.returncode in (0, 2) and "Traceback" not in proc.stderr
+        if command == "plot":
+            assert proc.returncode == 2 and "unknown experiment 'evil'" in proc.stderr
     assert not marker.exists()
 
 
