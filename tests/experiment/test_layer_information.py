@@ -8,10 +8,10 @@ import pytest
 from experiments.layer_information import Config, model_grid
 from ibkit.cli import main
 
-TINY = ["--set", "epochs=3", "--set", "hidden=16", "--set", "layer_hidden=8", "--set", "layer_dims=4,2",
+TINY = ["--set", "epochs=2", "--set", "hidden=16", "--set", "layer_hidden=8", "--set", "layer_dims=4,2",
         "--set", "betas=1", "--set", "schedules=none,warmup,free_bits,aggressive", "--set", "iwae_k=5",
         "--set", "eval_rows=60", "--set", "warmup_epochs=2",
-        "--set", "aggressive_inference=top_down"]  # aggressive training (11 s a run here) on one structure
+        "--set", "aggressive_inference=top_down"]  # aggressive training (7 s a run here) on one structure
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,11 @@ def test_runs_and_the_per_layer_table(run_dir):
     per_run = layers.groupby("run_id")["rate"].sum()
     rates = runs.set_index("run_id")["rate"]
     assert (per_run - rates.loc[per_run.index]).abs().max() < 0.05  # the layers' rates sum to the rate
+    # the whole code's bracket (E.information_bracket): InfoNCE below, min(leave-one-out, rate) above, each with
+    # its standard error
+    assert (runs["mi_lower"] == runs["infonce"]).all() and (runs["mi_lower"] <= runs["log_n"] + 1e-9).all()
+    assert (runs["mi_upper"] - runs[["loo", "rate"]].min(axis=1)).abs().max() < 1e-5
+    assert (runs[["mi_lower_se", "mi_upper_se"]] > 0).all().all()
     assert (layers["mi_upper"] >= layers["rate"] - 1e-9).all()
     top = layers[layers["layer"] == layers.groupby("run_id")["layer"].transform("max")]
     assert (top["mi_upper"] == top["rate"]).all()  # the top layer's cumulative rate is its own

@@ -211,7 +211,7 @@ def test_iwae_stays_within_a_small_budget_that_its_default_chunk_would_exceed():
     peak resident memory growth near it (measured in a fresh process). glibc's mmap threshold is fixed at 128 KiB
     there: left dynamic, it rises after the first large free, and about one run in six then keeps 100-300 MB of freed
     chunks on its heap, which the peak counts though nothing holds them."""
-    fixed_threshold = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # see below
+    fixed_threshold = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}  # see the docstring
     grown = json.loads(subprocess.run([sys.executable, "-c", PEAK, str(32 * 2**20)], capture_output=True,
                                       text=True, check=True, env=fixed_threshold).stdout.strip().splitlines()[-1])
     assert grown < 80, f"peak memory grew by {grown:.0f} MB under a 32 MiB budget"
