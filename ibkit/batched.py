@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import typing
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ibkit.checks import check_model_data, check_number
 from ibkit.models.config import knob_fields
+from ibkit.models.networks import ImageConvs, unit_count
 from ibkit.train import (
     DivergenceError,
     check_trainable,
@@ -121,8 +122,7 @@ def models_per_batch(model: nn.Module, batch_size: int, device: torch.device, bu
     if budget is None:
         budget = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else 2 * 2**30
     weights = sum(p.numel() for p in model.parameters())
-    widths = sum(m.out_features for m in model.modules() if isinstance(m, nn.Linear))
-    per_model = 4 * (4 * weights + 4 * batch_size * widths)
+    per_model = 4 * (4 * weights + 4 * batch_size * unit_count(model))
     return max(1, budget // per_model)
 
 
@@ -163,6 +163,53 @@ class StackedLinear(nn.Module):
                 layer.bias.copy_(self.bias[k, 0])
 
 
+class StackedImageConvs(nn.Module):
+    """K ``ImageConvs`` of one shape as one module: each convolution a grouped one (groups = K) whose K groups are
+    the K models' layers, so one call convolves every model's images. Input [..., K, B, in] (a model axis third
+    from last, as ``StackedLinear`` gives it), or [B, in] shared by the K models; output [..., K, B, out]."""
+
+    def __init__(self, stacks: Sequence[ImageConvs]):
+        super().__init__()
+        first, self.k = stacks[0], len(stacks)
+        self.in_shape, self.out_shape = first.in_shape, first.out_shape
+        self.convs = nn.Sequential(*(_grouped([s.convs[i] for s in stacks]) for i in range(len(first.convs))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # [B, in], the same for every model
+            x = x.expand(self.k, *x.shape)
+        lead, b = x.shape[:-3], x.shape[-2]
+        per_model = x.movedim(-3, 0).reshape(self.k, -1, *self.in_shape)  # [K, M, C, H, W]
+        images = per_model.transpose(0, 1).reshape(per_model.shape[1], -1, *self.in_shape[1:])  # [M, K*C, H, W]
+        out = self.convs(images).reshape(images.shape[0], self.k, -1).transpose(0, 1)  # [K, M, F]
+        return out.reshape(self.k, *lead, b, -1).movedim(0, -3)
+
+    def unstack_into(self, stacks: Sequence[ImageConvs]) -> None:
+        with torch.no_grad():
+            for i, grouped in enumerate(self.convs):
+                for name, p in grouped.named_parameters():
+                    for k, part in enumerate(p.chunk(self.k)):
+                        stacks[k].convs[i].get_parameter(name).copy_(part)
+
+
+def _grouped(layers: Sequence[Any]) -> nn.Module:
+    """K copies of one layer as one: a convolution (or transposed one) with groups = K whose weight and bias are
+    the K layers' concatenated; any other layer (a ReLU) as it is."""
+    first, k = layers[0], len(layers)
+    if not isinstance(first, (nn.Conv2d, nn.ConvTranspose2d)):
+        return copy.deepcopy(first)
+    grouped = copy.deepcopy(first)  # weight [out, in, kh, kw], or [in, out, kh, kw] transposed: K-fold on dim 0
+    grouped.in_channels, grouped.out_channels, grouped.groups = k * first.in_channels, k * first.out_channels, k
+    grouped.weight = nn.Parameter(torch.cat([layer.weight.detach() for layer in layers]),
+                                  requires_grad=first.weight.requires_grad)
+    if first.bias is not None:
+        grouped.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]),
+                                    requires_grad=first.bias.requires_grad)
+    return grouped
+
+
+STACKED = (StackedLinear, StackedImageConvs)  # the modules that stack their K models' parameters their own way
+
+
 def stack_models(models: Sequence[nn.Module]) -> nn.Module:
     """One model whose forward computes all K ``models`` at once: a copy of the first with every ``nn.Linear``
     replaced by a ``StackedLinear`` of the K layers, and every other parameter, and every buffer whose value
@@ -171,15 +218,16 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
     for name, module in list(stacked.named_modules()):
         if isinstance(module, nn.ReLU):  # on a fresh matmul output that backward does not need: in place
             module.inplace = True
-        if isinstance(module, nn.Linear):
+        if isinstance(module, (nn.Linear, ImageConvs)):
             parent, _, leaf = name.rpartition(".")
-            setattr(stacked.get_submodule(parent), leaf, StackedLinear(_layers(models, name)))
+            kind = StackedLinear if isinstance(module, nn.Linear) else StackedImageConvs
+            setattr(stacked.get_submodule(parent), leaf, kind(_layers(models, name)))
     for name, p in list(stacked.named_parameters()):
-        if not _in_stacked_linear(stacked, name):
+        if not _in_stacked(stacked, name):
             value = torch.stack([m.get_parameter(name).detach() for m in models]).unsqueeze(1)
             _set(stacked, name, nn.Parameter(value, requires_grad=p.requires_grad))
     for name, _ in list(stacked.named_buffers()):
-        if not _in_stacked_linear(stacked, name):
+        if not _in_stacked(stacked, name):
             values = [m.get_buffer(name) for m in models]
             if any(not torch.equal(v, values[0]) for v in values[1:]):
                 _set(stacked, name, torch.stack(values).unsqueeze(1))
@@ -190,22 +238,24 @@ def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
     """Copy the trained weights of ``stack_models(models)`` back into each of ``models``."""
     with torch.no_grad():
         for name, module in stacked.named_modules():
-            if isinstance(module, StackedLinear):
+            if isinstance(module, STACKED):
                 module.unstack_into(_layers(models, name))
         for name, p in stacked.named_parameters():
-            if not _in_stacked_linear(stacked, name):
+            if not _in_stacked(stacked, name):
                 for k, m in enumerate(models):
                     m.get_parameter(name).copy_(p[k, 0])
 
 
-def _layers(models: Sequence[nn.Module], name: str) -> list[nn.Linear]:
-    """The linear layer ``name`` of each model."""
-    return [typing.cast(nn.Linear, m.get_submodule(name)) for m in models]
+def _layers(models: Sequence[nn.Module], name: str) -> list:
+    """The layer ``name`` (an ``nn.Linear`` or ``ImageConvs``) of each model."""
+    return [m.get_submodule(name) for m in models]
 
 
-def _in_stacked_linear(stacked: nn.Module, name: str) -> bool:
-    """Whether the parameter or buffer ``name`` belongs to a ``StackedLinear`` (stacked already, its own way)."""
-    return isinstance(stacked.get_submodule(name.rpartition(".")[0]), StackedLinear)
+def _in_stacked(stacked: nn.Module, name: str) -> bool:
+    """Whether the parameter or buffer ``name`` lies inside a ``StackedLinear`` or ``StackedImageConvs`` (stacked
+    already, its own way)."""
+    parts = name.split(".")[:-1]
+    return any(isinstance(stacked.get_submodule(".".join(parts[:i])), STACKED) for i in range(1, len(parts) + 1))
 
 
 def _set(module: nn.Module, name: str, value) -> None:

@@ -29,6 +29,7 @@ from ibkit.estimators._common import (
     seeded_no_grad,
     too_large,
 )
+from ibkit.models.networks import unit_count
 
 
 def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -175,9 +176,9 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
 
 def _pair_bytes(model, x: Tensor) -> int:
     """Bytes one (sample, row) pair takes in a decoder pass: float32 x, its log-likelihood terms and every layer's
-    activations (the widths of the model's linear layers; 4 D where they are unknown), and the code's terms."""
-    widths = sum(m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)) \
-        if isinstance(model, torch.nn.Module) else 0
+    activations (the widths of the model's linear layers and its convolutional feature maps, ``unit_count``; 4 D
+    where they are unknown), and the code's terms."""
+    widths = unit_count(model) if isinstance(model, torch.nn.Module) else 0
     d = model.posterior(x[:1]).event_shape.numel()
     return 4 * (2 * x.shape[-1] + (widths or 4 * x.shape[-1]) + 8 * d)
 

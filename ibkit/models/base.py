@@ -18,7 +18,7 @@ from ibkit.divergence import kl_or_monte_carlo
 from ibkit.interface import ForwardOutput
 from ibkit.models.config import ModelConfig, knob_fields
 from ibkit.models.likelihoods import LIKELIHOODS
-from ibkit.models.networks import mlp
+from ibkit.models.networks import decoder_network, encoder_network
 from ibkit.models.posteriors import rsample_from
 
 
@@ -42,8 +42,8 @@ class Autoencoder(nn.Module):
             value = getattr(config, name)
             self.register_buffer(name, torch.tensor(math.nan if value is None else float(value)), persistent=False)
         self.likelihood = LIKELIHOODS[config.likelihood](**({} if config.scale is None else {"scale": config.scale}))
-        self.encoder = mlp(config.input_dim, config.hidden, self.encoder_width())
-        self.decoder = mlp(config.latent_dim, tuple(config.decoder_hidden or ()), config.input_dim)
+        self.encoder = encoder_network(config, self.encoder_width())
+        self.decoder = decoder_network(config, config.latent_dim)
 
     @property
     def input_dim(self) -> int:
@@ -101,7 +101,7 @@ class Autoencoder(nn.Module):
         the average image instead of chasing it, which otherwise pushes every code the same way: a tanh-bounded
         noisy AE's code saturated and stayed dead (MNIST, digits). ``run_grid`` calls it where ``STARTS_AT_MARGINAL``
         (not for a VAE)."""
-        bias = typing.cast(nn.Linear, self.decoder[-1]).bias
+        bias = typing.cast(Tensor, self.decoder[-1].bias)  # an nn.Linear's, or a conv decoder's PixelBias
         with torch.no_grad():
             bias.copy_(self.likelihood.marginal_params(x.to(bias.device)))
 

@@ -14,6 +14,7 @@ Field metadata (all optional):
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,12 @@ class ModelConfig:
     latent_dim: int = field(metadata={"low": 1, "id": "d"})  # d, width of the code
     hidden: tuple[int, ...] = field(default=(256, 256), metadata={"widths": True})  # encoder widths; () = linear
     decoder_hidden: tuple[int, ...] | None = field(default=None, metadata={"widths": True})  # None mirrors hidden
+    # encoder and decoder: "mlp" (perceptrons of the widths above) or "conv" (stride-2 convolutions of ``channels``
+    # on images of ``image_shape`` before the encoder's perceptron, transposed ones after the decoder's)
+    network: str = field(default="mlp", metadata={"choices": ("mlp", "conv")})
+    # conv: (C, H, W) of one example; None: (1, s, s) when input_dim = s^2 (784 -> (1, 28, 28))
+    image_shape: tuple[int, ...] | None = field(default=None, metadata={"widths": True})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"widths": True})  # conv: channels per convolution
     likelihood: str = field(default="bernoulli", metadata={"choices": ("bernoulli", "gaussian")})  # p(x|z) family
     scale: float | None = field(default=None, metadata={"low": 0, "low_open": True})  # gaussian: fixed decoder std
     seed: int = field(default=0, metadata={"low": 0})  # seed of the weight initialisation
@@ -37,9 +44,35 @@ class ModelConfig:
         validate_fields(self)
         if self.decoder_hidden is None:
             object.__setattr__(self, "decoder_hidden", tuple(reversed(self.hidden)))
+        if self.network == "conv":
+            object.__setattr__(self, "image_shape", check_image_shape(self.image_shape, self.input_dim, self.channels))
+        elif self.image_shape is not None:
+            raise ValueError(f"image_shape={self.image_shape!r} applies only to network='conv' (an MLP sees the "
+                             "flat data); set network='conv' or drop image_shape")
         if self.scale is not None and self.likelihood != "gaussian":
             raise ValueError(f"scale={self.scale!r} applies only to likelihood='gaussian' (a fixed decoder std), not "
                              f"likelihood={self.likelihood!r}")
+
+
+def check_image_shape(image_shape, input_dim: int, channels: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (C, H, W) a conv network sees: ``image_shape``, or (1, s, s) where ``input_dim`` = s^2; refused where it
+    does not hold ``input_dim`` numbers or where ``channels``' stride-2 convolutions would halve it below 1x1."""
+    if image_shape is None:
+        side = math.isqrt(input_dim)
+        if side * side != input_dim:
+            raise ValueError(f"network='conv' needs image_shape=(C, H, W): input_dim={input_dim} is not a square "
+                             "single-channel image")
+        image_shape = (1, side, side)
+    if len(image_shape) != 3 or math.prod(image_shape) != input_dim:
+        raise ValueError(f"image_shape={tuple(image_shape)!r} must be (C, H, W) with C * H * W = input_dim = "
+                         f"{input_dim}")
+    if not channels:
+        raise ValueError("channels=() gives network='conv' no convolution; give at least one, e.g. (32, 64)")
+    smallest = min(image_shape[1:]) >> len(channels)
+    if smallest < 1:
+        raise ValueError(f"channels={channels!r}: {len(channels)} stride-2 convolutions halve image_shape="
+                         f"{tuple(image_shape)!r} below 1x1; use at most {int(math.log2(min(image_shape[1:])))}")
+    return typing.cast(tuple[int, int, int], tuple(image_shape))
 
 
 def validate_fields(config) -> None:
@@ -124,4 +157,5 @@ def required_fields(config_cls) -> tuple[str, ...]:
                  if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
-__all__ = ["ModelConfig", "validate_fields", "knob_fields", "id_fields", "field_defaults", "required_fields"]
+__all__ = ["ModelConfig", "check_image_shape", "validate_fields", "knob_fields", "id_fields", "field_defaults",
+           "required_fields"]

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, constraints
 
-from ibkit.models.networks import mlp
+from ibkit.models.networks import decoder_network, encoder_network, image_features, mlp
 from ibkit.models.posteriors import rsample_from
 from ibkit.models.registry import register_model
 from ibkit.models.schedules import RateScheduled, ScheduledConfig
@@ -88,11 +88,12 @@ class HierarchicalVAE(RateScheduled):
         self.encoder = nn.ModuleDict()
         if config.inference == "bottom_up":  # q(z_1 | x), then q(z_{l+1} | z_l)
             self.encoder["heads"] = nn.ModuleList(
-                [mlp(config.input_dim, hidden, 2 * dims[0])] +
+                [encoder_network(config, 2 * dims[0])] +
                 [mlp(dims[k], between, 2 * dims[k + 1]) for k in range(len(dims) - 1)])
         else:  # h_1 = f(x), h_{l+1} = g_l(h_l); q(z_L | h_L), q(z_l | h_l, z_{l+1})
-            widths = [hidden[-1] if hidden else config.input_dim]
-            trunks = [trunk(config.input_dim, hidden)]
+            features, width = image_features(config)  # convolutions for network="conv"; nothing for an MLP
+            widths = [hidden[-1] if hidden else width]
+            trunks = [nn.Sequential(*features, *trunk(width, hidden))]
             for _ in dims[1:]:
                 trunks.append(trunk(widths[-1], between))
                 widths.append(between[-1] if between else widths[-1])
@@ -101,7 +102,7 @@ class HierarchicalVAE(RateScheduled):
                 [nn.Linear(widths[k] + dims[k + 1], 2 * dims[k]) for k in range(len(dims) - 1)] +
                 [nn.Linear(widths[-1], 2 * dims[-1])])
         self.priors = nn.ModuleList(mlp(dims[k + 1], between, 2 * dims[k]) for k in range(len(dims) - 1))
-        self.decoder = mlp(dims[0], tuple(config.decoder_hidden or ()), config.input_dim)
+        self.decoder = decoder_network(config, dims[0])
 
     @property
     def latent_dims(self) -> tuple[int, ...]:
