@@ -88,7 +88,7 @@ def test_rate_distortion_experiment_on_a_gaussian_source_draws_shannons_curve(ru
     spectrum = ",".join(str(v) for v in SPECTRUM)
     out = run_experiment("rate-distortion", ["--set", "dataset=gaussian", "--set", f"eigenvalues={spectrum}",
                                              "--set", "latent_dim=4", "--set", "hidden=", "--set", "scale=0.5",
-                                             "--set", "betas=1,6", "--set", "epochs=20", "--set", "iwae_k=5"])
+                                             "--set", "betas=1,6", "--set", "epochs=10", "--set", "iwae_k=5"])
     runs = pd.read_csv(out / "runs.csv")
     vae = runs[(runs["kind"] == "vae") & (runs["split"] == "test")]
     assert vae["mse"].between(1.5, 8.5).all() and (vae["rate_above_shannon"] > -0.05).all()

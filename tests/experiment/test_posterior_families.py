@@ -94,10 +94,10 @@ def test_generating_decoder_setting_measures_against_the_exact_log_px(run_experi
     ds = ibkit.data.load("gaussian")
     out = run_experiment("posterior-families", ["--set", "dataset=gaussian", "--set", "decoder=generating",
                                                 "--set", "betas=0.5,1",
-                                                "--set", "epochs=3", "--set", "hidden=16", "--set", "iwae_k=100",
+                                                "--set", "epochs=2", "--set", "hidden=16", "--set", "iwae_k=50",
                                                 "--set", "eval_rows=100", "--set", "decomposition_rows=300",
                                                 "--set", "correlation_k=50", "--set", "frozen_control=false",
-                                                "--set", "amortization_max_steps=150"])
+                                                "--set", "amortization_max_steps=100"])
     both = pd.read_csv(out / "runs.csv").query("split == 'test'")
     assert len(both) == 6 and both["run_id"].is_unique and (both["decoder"] == "generating").all()
     half = both[both["beta"] == 0.5].set_index("posterior")
