@@ -13,6 +13,7 @@ figures, imports matplotlib when first used).
 
 from ibkit import data, estimators, results, theory
 from ibkit.adapters import wrap
+from ibkit.analysis import analyse
 from ibkit.batched import fit_many
 from ibkit.models import build_model, load_checkpoint, register_model, save_checkpoint
 from ibkit.train import DivergenceError, fit
@@ -20,7 +21,7 @@ from ibkit.train import DivergenceError, fit
 __version__ = "0.1.0"
 
 __all__ = ["data", "estimators", "results", "theory", "plots", "build_model", "register_model", "fit", "fit_many",
-           "save_checkpoint", "load_checkpoint", "DivergenceError", "wrap", "__version__"]
+           "save_checkpoint", "load_checkpoint", "DivergenceError", "wrap", "analyse", "__version__"]
 
 
 def __getattr__(name: str):

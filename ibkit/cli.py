@@ -1,4 +1,5 @@
-"""The ``ibkit`` command: list, run, plot, table and gallery. Bad input is one line on stderr and exit status 2.
+"""The ``ibkit`` command: list, run, plot, table, gallery and analyse. Bad input is one line on stderr and exit
+status 2.
 
 Experiments are found through the ``ibkit.experiments`` entry-point group of the installed packages (ibkit's own
 and any other's: ``[project.entry-points."ibkit.experiments"] my-study = "my_package.my_study"``), never by
@@ -278,6 +279,81 @@ def cmd_table(args) -> int:
     return 0
 
 
+def load_model_argument(text: str):
+    """MODEL of ``ibkit analyse``: an ibkit checkpoint, or ``module.py:factory``, a function of that file that returns
+    a protocol model (the user's own code, run as asked)."""
+    path, _, factory = text.rpartition(":") if text.count(":") and text.rpartition(":")[0].endswith(".py") \
+        else (text, "", "")
+    if not Path(path).is_file():
+        raise ValueError(f"MODEL={text!r}: no such file; give an ibkit checkpoint (.pt) or module.py:factory")
+    if not factory:
+        from ibkit.models import load_checkpoint
+
+        return load_checkpoint(path), Path(path).stem
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    try:
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        model = getattr(module, factory)()
+    except AttributeError as e:
+        raise ValueError(f"MODEL={text!r}: {path} has no function {factory!r} ({e})") from None
+    except Exception as e:  # the user's code: its own error, on one line
+        raise ValueError(f"MODEL={text!r}: {factory}() failed: {type(e).__name__}: {e}") from None
+    from ibkit.interface import is_stochastic
+
+    if not (is_stochastic(model) or callable(getattr(model, "encode", None))):
+        raise ValueError(f"MODEL={text!r}: {factory}() returned a {type(model).__name__}, not a model (it needs "
+                         "posterior, prior and log_likelihood, or encode; ibkit.wrap makes one from torch modules)")
+    return model, factory
+
+
+def load_rows(data: str, labels: str | None):
+    """``--data`` (a dataset name: its test split and labels; or FILE.npy [N, ...], flattened to [N, D]) and
+    ``--labels`` (FILE.npy [N]) as (x, labels, dataset name)."""
+    import numpy as np
+    import torch
+
+    import ibkit
+
+    if data in ibkit.data.DATASETS:
+        ds = ibkit.data.load(data)
+        x, y, name = ds.test, ds.test_labels, f"{data} test split"
+    else:
+        if not data.endswith(".npy") or not Path(data).is_file():
+            raise ValueError(f"--data {data!r} is neither a dataset ({', '.join(ibkit.data.DATASETS)}) nor an "
+                             "existing FILE.npy")
+        array = np.load(data, allow_pickle=False)
+        if array.ndim < 2 or not np.issubdtype(array.dtype, np.number):
+            raise ValueError(f"--data {data}: a {array.dtype} array of shape {list(array.shape)}; it needs numbers "
+                             "[N, D] (or [N, H, W], flattened)")
+        x, y, name = torch.as_tensor(array.reshape(len(array), -1), dtype=torch.float32), None, Path(data).name
+    if labels is not None:
+        if not Path(labels).is_file():
+            raise ValueError(f"--labels {labels!r}: no such file")
+        y = np.load(labels, allow_pickle=False)
+        if y.shape != (len(x),):
+            raise ValueError(f"--labels {labels}: shape {list(y.shape)}; it needs one label per row, [{len(x)}]")
+    return x, (None if y is None else np.asarray(y)), name
+
+
+def cmd_analyse(args) -> int:
+    from ibkit.analysis import analyse
+
+    if args.k < 1:
+        raise ValueError(f"--k {args.k}: the IWAE bound needs k >= 1 importance samples")
+    model, name = load_model_argument(args.model)
+    x, labels, dataset = load_rows(args.data, args.labels)
+    _file_backend()
+    result = analyse(model, x, labels, k=args.k, name=name, dataset=dataset.split(" ")[0])
+    out = Path(args.out or f"results/analyse-{name}")
+    paths = result.write(out)
+    print(result.report().split("\n## ")[0].rstrip())
+    print(f"\nreport, table and figures: {out / 'report.md'} ({len(paths)} files)")
+    return 0
+
+
 def _run_help(argv: list[str]) -> tuple[str, str]:
     """For ``ibkit run NAME --help``: the --out default of NAME and its --set keys (``config_help``); generic text
     for any other command line."""
@@ -328,6 +404,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     gallery.add_argument("dir", nargs="?", default="results",
                          help="the folder holding run folders (default results); writes DIR/README.md")
     gallery.set_defaults(func=cmd_gallery)
+    analyse = sub.add_parser("analyse", help="measure one trained model: report.md, a one-row table and figures")
+    analyse.add_argument("model", help="an ibkit checkpoint (.pt), or module.py:factory (a function returning a "
+                         "protocol model, e.g. ibkit.wrap(...) or ibkit.adapters.pythae.wrap(...))")
+    analyse.add_argument("--data", required=True, help="a dataset name (its test split and labels) or FILE.npy "
+                         "[N, D] (or [N, H, W], flattened)")
+    analyse.add_argument("--labels", help="FILE.npy of one class label per row (default: the dataset's)")
+    analyse.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound (default 1000)")
+    analyse.add_argument("--out", help="the report folder (default results/analyse-MODEL)")
+    analyse.set_defaults(func=cmd_analyse)
     return parser
 
 

@@ -1,0 +1,137 @@
+"""ibkit.analyse and `ibkit analyse`: one trained model to a report, a one-row table and figures, from an ibkit
+checkpoint, a module.py:factory model or a pythae model; bad input is one line and exit status 2."""
+
+import importlib.util
+import math
+import re
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import ibkit
+from ibkit import estimators as E
+from ibkit.cli import main
+from ibkit.results import schema_columns
+
+
+@pytest.fixture(scope="module")
+def trained_vae(digits):
+    m = ibkit.build_model("vae", 64, 4, hidden=(32,), seed=0)
+    ibkit.fit(m, digits.train, epochs=10, progress=False)
+    return m
+
+
+def test_the_numbers_are_the_estimators_with_their_standard_errors(trained_vae, digits):
+    x = digits.test
+    a = ibkit.analyse(trained_vae, x, digits.test_labels, k=50, name="v", dataset="digits")
+    r = a.row
+    rate = E.rate(trained_vae, x, per_example=True)
+    assert r["rate"] == pytest.approx(rate.mean().item()) and r["rate_se"] == pytest.approx(
+        (rate.double().std() / math.sqrt(len(x))).item())
+    assert r["iwae"] == pytest.approx(E.iwae(trained_vae, x, 50))
+    assert r["elbo"] == pytest.approx(-(r["rate"] + r["distortion"]), abs=1e-4)
+    bracket = E.information_bracket(trained_vae, x)
+    assert (r["mi_lower"], r["mi_upper"], r["mi_lower_se"]) == (bracket["mi_lower"], bracket["mi_upper"],
+                                                                 bracket["mi_lower_se"])
+    assert r["active_units"] == E.active_units(trained_vae, x) and r["latent_dim"] == 4
+    assert a.tables["kl_per_dim"]["kl"].sum() == pytest.approx(r["rate"], rel=1e-4)  # closed form, the same rows
+    assert 0.1 <= r["label_accuracy"] <= 1 and len(a.tables["label_information"]) == 4
+    text = a.report()
+    assert f"| rate R | {a.value('rate')} |" in text and "log p(x) >=" in text and "(95% intervals" in text
+
+
+def test_a_deterministic_code_reports_no_upper_bound_and_its_probe_curve(digits):
+    ae = ibkit.build_model("ae", 64, 2, hidden=(32,), seed=0)
+    ibkit.fit(ae, digits.train, epochs=5, progress=False)
+    a = ibkit.analyse(ae, digits.test, k=10)
+    assert a.row["mi_upper"] == math.inf and math.isnan(a.row["rate"]) and a.value("mi_upper") == "∞"
+    curve = a.tables["probe_curve"]
+    assert curve["infonce"].is_monotonic_increasing and curve["infonce"].iloc[-1] <= a.row["log_n"] + 1e-9
+    assert "no upper bound on I(X;Z) exists" in a.report()
+
+
+def test_an_ibkit_checkpoint_at_the_command_line(trained_vae, tmp_path, capsys):
+    ibkit.save_checkpoint(trained_vae, tmp_path / "vae.pt")
+    out = tmp_path / "report"
+    assert main(["analyse", str(tmp_path / "vae.pt"), "--data", "digits", "--k", "20", "--out", str(out)]) == 0
+    assert "| rate R |" in capsys.readouterr().out
+    row = pd.read_csv(out / "runs.csv")
+    assert len(row) == 1 and set(schema_columns()) - {"error", "train_seconds"} <= set(row.columns)
+    assert row["k"].item() == 20 and row["dataset"].item() == "digits"
+    for figure in ("rate_distortion", "information", "kl_per_dim", "label_information"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 5000
+    assert "![rate_distortion](figures/rate_distortion.png)" in (out / "report.md").read_text()
+
+
+FACTORY = textwrap.dedent("""
+    import torch
+    from torch import nn
+    import ibkit
+
+    def model():
+        torch.manual_seed(0)
+        enc = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 6))
+        dec = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Linear(32, 64))
+        return ibkit.wrap(enc, dec, likelihood="bernoulli")
+
+    def broken():
+        raise RuntimeError("no weights here")
+""")
+
+
+def test_a_factory_of_plain_torch_modules_on_rows_from_a_file(tmp_path, digits, capsys):
+    (tmp_path / "mine.py").write_text(FACTORY)
+    np.save(tmp_path / "x.npy", digits.test.numpy().reshape(-1, 8, 8))  # images: flattened on reading
+    np.save(tmp_path / "y.npy", digits.test_labels.numpy())
+    out = tmp_path / "report"
+    assert main(["analyse", f"{tmp_path / 'mine.py'}:model", "--data", str(tmp_path / "x.npy"), "--labels",
+                 str(tmp_path / "y.npy"), "--k", "10", "--out", str(out)]) == 0
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    spec = importlib.util.spec_from_file_location("mine", tmp_path / "mine.py")
+    mine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mine)
+    assert row["rate"] == pytest.approx(E.rate(mine.model(), digits.test), rel=1e-5)
+    assert row["latent_dim"] == 3 and (out / "label_information.csv").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["nope.pt", "--data", "digits"], "MODEL='nope.pt': no such file"),
+    (["{dir}/mine.py:missing", "--data", "digits"], "has no function 'missing'"),
+    (["{dir}/mine.py:broken", "--data", "digits"], r"broken\(\) failed: RuntimeError: no weights here"),
+    (["{dir}/mine.py:model", "--data", "digitz"], "--data 'digitz' is neither a dataset"),
+    (["{dir}/mine.py:model", "--data", "mnist", "--k", "0"], "--k 0: the IWAE bound needs k >= 1"),
+    (["{dir}/mine.py:model", "--data", "digits", "--labels", "{dir}/short.npy"], r"shape \[5\]; it needs one label"),
+    (["{dir}/mine.py:model", "--data", "{dir}/wide.npy"], "x has width 10 but the model expects input_dim=64"),
+])
+def test_bad_input_is_one_line_and_creates_nothing(tmp_path, capsys, args, message):
+    (tmp_path / "mine.py").write_text(FACTORY)
+    np.save(tmp_path / "short.npy", np.zeros(5))
+    np.save(tmp_path / "wide.npy", np.zeros((20, 10), dtype=np.float32))
+    out = tmp_path / "report"
+    code = main(["analyse", *(a.format(dir=tmp_path) for a in args), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_a_pythae_model_through_its_factory(tmp_path, digits):
+    pytest.importorskip("pythae", reason="pythae is not installed (pip install -e '.[pythae]')")
+    (tmp_path / "theirs.py").write_text(textwrap.dedent("""
+        import torch
+        from pythae.models import VAE, VAEConfig
+        from ibkit.adapters import pythae
+
+        def model():
+            torch.manual_seed(0)
+            return pythae.wrap(VAE(VAEConfig(input_dim=(1, 8, 8), latent_dim=2, reconstruction_loss="bce")))
+    """))
+    out = tmp_path / "report"
+    assert main(["analyse", f"{tmp_path / 'theirs.py'}:model", "--data", "digits", "--k", "10", "--out",
+                 str(out)]) == 0
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row["latent_dim"] == 2 and math.isfinite(row["iwae"]) and row["rate"] > 0
+    assert torch.isfinite(torch.tensor(row["mi_upper"]))
