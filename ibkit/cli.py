@@ -222,7 +222,7 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> 
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
     print("figures and notes: " + ", ".join(str(p) for p in figures))
-    print(format_table(df, "markdown"))
+    print(format_table(results.load(folder), "markdown"))  # the table as stored, as `ibkit table` prints it
     return 0
 
 

@@ -163,10 +163,14 @@ def _in_house_order(kinds: pd.Series) -> list[str]:
 
 
 def _families(rows: pd.DataFrame) -> pd.Series:
-    """Each row's posterior family; "diagonal" where the table names none."""
-    if "posterior" not in rows:
-        return pd.Series("diagonal", index=rows.index)
-    return rows["posterior"].fillna("").replace("", "diagonal")
+    """Each row's posterior family ("diagonal" where the table names none), with its network where that is not an
+    MLP ("diagonal, conv"): runs that differ in either are separate sweeps."""
+    family = (rows["posterior"].fillna("").replace("", "diagonal") if "posterior" in rows
+              else pd.Series("diagonal", index=rows.index))
+    if "network" not in rows:
+        return family
+    network = rows["network"].fillna("").replace("", "mlp")
+    return family.where(network == "mlp", family + ", " + network)
 
 
 def _draw_stochastic(ax: Axes, rows: pd.DataFrame) -> list[_Labels]:
@@ -178,31 +182,39 @@ def _draw_stochastic(ax: Axes, rows: pd.DataFrame) -> list[_Labels]:
         families = _families(of_kind)
         present = set(families)
         order = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
+        tell_apart = ({"family"} if len({v.partition(", ")[0] for v in present}) > 1 else set()) | \
+            ({"network"} if any(", " in v for v in present) else set())  # what the legend must tell apart
         for family in order:
-            label = _draw_sweep(ax, kind, family, of_kind[families == family], several=len(present) > 1)
+            label = _draw_sweep(ax, kind, family, of_kind[families == family], tell_apart)
             if label is not None:
                 labels.append(label)
     return labels
 
 
-def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, several: bool) -> _Labels | None:
-    """The mean points of one kind and family, one per combination of its knobs, with seed intervals; a curve when
-    the kind's style joins its sweeps. The legend names the family when there are several (or it is not diagonal),
-    the swept knob of a curve, or the single setting of a lone point."""
+def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart: set[str]) -> _Labels | None:
+    """The mean points of one kind and family (and network), one per combination of its knobs, with seed
+    intervals; a curve when the kind's style joins its sweeps. The legend names the family where ``tell_apart``
+    has "family" (or it is not diagonal) and the network where it has "network", the swept knob of a curve, or the
+    single setting of a lone point. A network other than an MLP is drawn dashed, with hollow markers."""
     look = kind_style(kind)
     colour, label = kind_colour(kind), look.label
+    family, _, network = family.partition(", ")
     if family != "diagonal":
         colour = FAMILY_COLOURS.get(family, colour)
-    if family != "diagonal" or several:
+    if family != "diagonal" or "family" in tell_apart:
         label = f"{label}, {family} q"
+    if "network" in tell_apart:
+        label = f"{label}, {network or 'MLP'}"
     knobs = [k for k in knob_names(kind) if k in rows]
     pts = mean_interval(rows, knobs)
     pts = pts.sort_values(knobs) if knobs else pts
     named = [k for k in knobs if rows[k].nunique(dropna=False) > 1] or [k for k in knobs if rows[k].notna().any()]
     if look.line:
-        swept = f" ({', '.join(named)} sweep)" if named else ""
+        varied = [k for k in knobs if rows[k].nunique(dropna=False) > 1]  # a lone point is no sweep
+        swept = f" ({', '.join(varied)} sweep)" if varied else ""
         ax.errorbar(pts["rate"], pts["distortion"], xerr=pts["rate_err"], yerr=pts["distortion_err"],
-                    color=colour, marker=look.marker, ms=4, lw=1.2, capsize=2, label=f"{label}{swept}")
+                    color=colour, marker=look.marker, ms=4, lw=1.2, capsize=2, label=f"{label}{swept}",
+                    ls="--" if network else "-", mfc="white" if network else colour)
         low = pts["distortion"].quantile(0.35)  # labels below the flat low-distortion end, above the steep end
         return _Labels(pts, named, colour, lambda p: (4, -10) if p["distortion"] < low else (4, 3)) if named else None
     single = "".join(f", {knob_symbol(k)} = {pts[k].iloc[0]:.3g}" for k in named) if len(pts) == 1 else ""

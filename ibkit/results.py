@@ -6,6 +6,7 @@ each file whole: at most the runs in flight are lost."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import pandas as pd
 
 from ibkit.atomic import atomic_open
 from ibkit.interface import RESULT_COLUMNS
+from ibkit.models.config import ModelConfig
 from ibkit.models.registry import all_knobs, text_fields
 
 RUNS = "runs.csv"
@@ -150,6 +152,8 @@ def load(folder: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if isinstance(f.default, str)}
+    df = df.fillna({c: v for c, v in defaults.items() if c in df})  # a run that left its network unset: "mlp"
     return df.fillna({c: "" for c in text_columns() if c in df})
 
 

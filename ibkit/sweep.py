@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ibkit.batched import fit_many, models_per_batch
+from ibkit.checks import check_choice
 from ibkit.data import Dataset
 from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
@@ -57,6 +58,29 @@ def run_id(spec: dict) -> str:
 def _id_text(value) -> str:
     """A field's value as a run id writes it: a tuple as its entries joined by "x" ((8, 4) -> "8x4")."""
     return "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+
+
+IMAGE_DATASETS = ("digits", "mnist")  # the datasets a convolutional network can read (square single-channel images)
+
+
+def network_fields(network: str, channels: tuple[int, ...], dataset: str) -> dict:
+    """The model fields an experiment's ``network`` setting adds to each spec: none for "mlp" (MLP run ids stay as
+    they were), ``network="conv"`` and ``channels`` for convolutional networks, which need image data."""
+    check_choice("network", network, ("mlp", "conv"))
+    if network == "mlp":
+        return {}
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"network='conv' needs image data (dataset {' or '.join(IMAGE_DATASETS)}); got "
+                         f"dataset={dataset!r}")
+    if not channels or not all(isinstance(c, int) and c >= 1 for c in channels):
+        raise ValueError(f"channels={channels!r} must be one or more positive channel counts, e.g. 32,64")
+    return {"network": "conv", "channels": tuple(channels)}
+
+
+def setting_columns(spec: dict) -> dict:
+    """Columns of a run's row that its spec sets beside the schema's: the network, where the spec names one (a run
+    id has it, so the table does too; ``results.load`` reads a missing one as the default, "mlp")."""
+    return {"network": spec["network"]} if "network" in spec else {}
 
 
 def schema_fields(experiment: str, dataset: str, spec: dict) -> dict:
@@ -262,7 +286,8 @@ def _groups(specs: list[dict], batched: bool, ds: Dataset, batch_size: int, devi
 def _failed(experiment: str, ds: Dataset, spec: dict, status: str, error: str,
             extra: dict | None = None) -> tuple[list[dict], dict]:
     base = schema_fields(experiment, ds.name, spec)
-    return [RunRecord(**base, split=s, status=status, error=error, extra=extra or {}).to_row()
+    return [RunRecord(**base, split=s, status=status, error=error,
+                      extra={**setting_columns(spec), **(extra or {})}).to_row()
             for s in ("train", "test")], {}
 
 
@@ -282,7 +307,7 @@ def _evaluated(experiment, ds, spec, model, evaluate, seconds) -> tuple[list[dic
         tables = result.pop(TABLES, {})
         for split, metrics in result.items():
             known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
-            extra = {k: v for k, v in metrics.items() if k not in known}
+            extra = {**setting_columns(spec), **{k: v for k, v in metrics.items() if k not in known}}
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
         return rows, tables
     except Exception as e:  # a failed cell is a row, never a stopped sweep

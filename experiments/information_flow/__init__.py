@@ -25,7 +25,7 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
-from ibkit.sweep import TABLES, run_grid, run_id
+from ibkit.sweep import TABLES, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_channel_capacity
 from ibkit.train import resolve_device
@@ -42,6 +42,8 @@ KL_PER_DIM = "kl_per_dim"
 class Config:
     dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
     hidden: tuple[int, ...] = (128, 128)  # encoder widths of every model, mirrored by the decoder
+    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
+    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
     latent_dim: int = 8  # d of the sparse, noisy and variational models
     ae_latent_dims: tuple[int, ...] = (1, 8)  # deterministic AEs: one real number, and d numbers
     sparsities: tuple[float, ...] = (0.01, 0.1, 1.0)  # L1 weights of the sparse AEs
@@ -57,6 +59,7 @@ class Config:
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        network_fields(self.network, self.channels, self.dataset)
         check_number("latent_dim", self.latent_dim, low=1, integer=True)
         for name, low, open_, integer in (("ae_latent_dims", 1, False, True), ("sparsities", 0, False, False),
                                           ("noises", 0, True, False), ("betas", 0, False, False),
@@ -83,7 +86,8 @@ def model_grid(config: Config) -> list[dict]:
     specs += [dict(kind="sparse_ae", latent_dim=d, sparsity=s) for s in config.sparsities]
     specs += [dict(kind="noisy_ae", latent_dim=d, noise=n, code_bound=b) for b in ("tanh", None) for n in config.noises]
     specs += [dict(kind="vae", latent_dim=d, beta=b) for b in config.betas]
-    return [{**spec, "hidden": hidden, "seed": seed} for seed in config.seeds for spec in specs]
+    network = network_fields(config.network, config.channels, config.dataset)
+    return [{**spec, "hidden": hidden, **network, "seed": seed} for seed in config.seeds for spec in specs]
 
 
 def capacity(spec: dict) -> float:

@@ -28,7 +28,7 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.models.hvae import INFERENCE
-from ibkit.sweep import HISTORY, TABLES, run_grid, run_id
+from ibkit.sweep import HISTORY, TABLES, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.train import resolve_device
 
@@ -48,6 +48,8 @@ class Config:
     inference: tuple[str, ...] = INFERENCE  # top_down | bottom_up (one-layer models have one: top_down)
     hidden: tuple[int, ...] = (64, 64)  # x-side network widths (encoder, mirrored by the decoder)
     layer_hidden: tuple[int, ...] = (32,)  # widths of the networks between latent layers
+    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
+    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
     betas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)  # KL weights
     schedules: tuple[str, ...] = SCHEDULES  # none | warmup | free_bits | aggressive
     warmup_epochs: float = 50.0  # warm-up: beta rises linearly from 0 over this many epochs
@@ -67,6 +69,7 @@ class Config:
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ("digits", "mnist"))
+        network_fields(self.network, self.channels, self.dataset)
         for name in ("layer_dims", "depths", "inference", "betas", "schedules", "seeds"):
             if not getattr(self, name):
                 raise ValueError(f"{name}=() is empty; give at least one value")
@@ -114,7 +117,8 @@ def model_grid(config: Config) -> list[dict]:
         dims = tuple(config.layer_dims[:depth])
         for inference in config.inference if depth > 1 else ("top_down",):
             structure = dict(kind="hvae", latent_dim=sum(dims), latent_dims=dims, inference=inference,
-                             hidden=config.hidden, layer_hidden=config.layer_hidden)
+                             hidden=config.hidden, layer_hidden=config.layer_hidden,
+                             **network_fields(config.network, config.channels, config.dataset))
             for schedule in config.schedules:
                 if schedule == "aggressive" and (depth not in config.aggressive_depths or (
                         depth > 1 and inference not in config.aggressive_inference)):

@@ -43,7 +43,7 @@ from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.models import build_model, load_checkpoint
 from ibkit.results import CHECKPOINTS
-from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, run_grid, run_id
+from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.train import resolve_device
 
@@ -61,6 +61,8 @@ class Config:
     frozen_control: bool = False  # also: every family's encoder on each learned diagonal VAE's frozen decoder
     frozen_epochs: int = 30  # epochs of the frozen-decoder control's encoders (started from the trained ones)
     hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by a learned decoder
+    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
+    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
     latent_dim: int = 8  # d (with the generating decoder: the data's)
     families: tuple[str, ...] = FAMILIES  # posterior families compared
     betas: tuple[float, ...] = (0.5, 1.0)  # KL weights
@@ -82,6 +84,7 @@ class Config:
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        network_fields(self.network, self.channels, self.dataset)
         check_choice("decoder", self.decoder, ("learned", "generating"))
         if self.decoder == "generating" and self.dataset != "gaussian":
             raise ValueError(f"decoder='generating' needs dataset='gaussian' (the one with a known generative "
@@ -114,8 +117,9 @@ CORRELATIONS = "correlations"  # the side table of per-row correlations and ESS
 
 
 def model_grid(config: Config, latent_dim: int | None = None) -> list[dict]:
-    specs = [dict(kind="vae", latent_dim=latent_dim or config.latent_dim, hidden=config.hidden, posterior=f, beta=b)
-             for b in config.betas for f in config.families]
+    network = network_fields(config.network, config.channels, config.dataset)
+    specs = [dict(kind="vae", latent_dim=latent_dim or config.latent_dim, hidden=config.hidden, posterior=f, beta=b,
+                  **network) for b in config.betas for f in config.families]
     return [{**spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 

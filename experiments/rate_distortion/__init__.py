@@ -25,7 +25,7 @@ import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_choice, check_number
 from ibkit.interface import is_stochastic
-from ibkit.sweep import run_grid
+from ibkit.sweep import network_fields, run_grid
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_rate_at
 from ibkit.train import resolve_device
@@ -43,6 +43,9 @@ class Config:
     scale: float | None = None  # gaussian: every model's fixed decoder std s (None: learned); theta = beta s^2
     latent_dim: int = 8  # d, width of every model's code
     hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by the decoder
+    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
+    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
+    conv_betas: tuple[float, ...] = ()  # a conv VAE beta sweep (channels) beside the models above; digits, mnist
     betas: tuple[float, ...] = tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4))  # VAE KL weights
     noise: float = 0.1  # std of the noisy AE's channel noise (its code is tanh-bounded)
     sparsity: float = 0.01  # L1 weight on the sparse AE's code
@@ -59,6 +62,11 @@ class Config:
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
+        network_fields(self.network, self.channels, self.dataset)
+        if self.conv_betas:
+            network_fields("conv", self.channels, self.dataset)
+            for b in self.conv_betas:
+                check_number("conv_betas", b, low=0)
         if (self.eigenvalues or self.scale is not None) and self.dataset != "gaussian":
             raise ValueError(f"eigenvalues and scale apply to dataset='gaussian' (a source with a known spectrum); "
                              f"got dataset={self.dataset!r}")
@@ -106,12 +114,15 @@ def source_spectrum(ds) -> list[float] | None:
 
 def model_grid(config: Config) -> list[dict]:
     """The models of the sweep: build_model options and the schema fields of each, for every seed."""
-    common = dict(latent_dim=config.latent_dim, hidden=config.hidden)
+    common = dict(latent_dim=config.latent_dim, hidden=config.hidden,
+                  **network_fields(config.network, config.channels, config.dataset))
     if config.scale is not None:
         common["scale"] = config.scale
     specs = [dict(kind="vae", beta=b) for b in config.betas]
     specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity),
               dict(kind="noisy_ae", noise=config.noise)]
+    conv = network_fields("conv", config.channels, config.dataset) if config.conv_betas else {}
+    specs += [dict(kind="vae", beta=b, **conv) for b in config.conv_betas]
     return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
 
 

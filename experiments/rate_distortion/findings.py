@@ -27,7 +27,10 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
              " Nats per example. I(X;Z) is bracketed by InfoNCE (or h(X) - D where the entropy is known) below and by"
              " the smaller of the leave-one-out bound and the rate above.", "", "## The KL penalty: the rate bounds the"
              " information"]
-    lines += [_vae_line(beta, g) for beta, g in ok[ok["kind"] == "vae"].groupby("beta")]
+    vaes = ok[ok["kind"] == "vae"]
+    network = vaes["network"].replace("", "mlp") if "network" in vaes else pd.Series("mlp", index=vaes.index)
+    groups = sorted(vaes.groupby([network.rename("net"), "beta"]), key=lambda item: (item[0][0] != "mlp", item[0]))
+    lines += [_vae_line(beta, g, "VAE" if net == "mlp" else f"{net} VAE") for (net, beta), g in groups]  # MLP first
     lines += ["", "## Codes without a KL term"]
     for kind, label in (("ae", "AE"), ("sparse_ae", "sparse AE")):
         g = ok[ok["kind"] == kind]
@@ -43,12 +46,12 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _vae_line(beta: float, g: pd.DataFrame) -> str:
+def _vae_line(beta: float, g: pd.DataFrame, label: str = "VAE") -> str:
     """One VAE's rate, information bracket, distortion and bounds on log p(x)."""
     gap = g["rate"] - g["mi_lower"]
     slack = f"rate minus the lower bound: {interval_text(gap)}" if direction(gap).startswith("higher") else \
         "the lower bound reaches the rate within error: the rate is tight"
-    return (f"- VAE β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
+    return (f"- {label} β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
             f"distortion {interval_text(g['distortion'])}, ELBO {interval_text(g['elbo'])}, IWAE "
             f"{interval_text(g['iwae'])}, {interval_text(g['active_units'])} active units"
             + (f"; {interval_text(g['rate_above_shannon'])} nats above Shannon's R(D) at its MSE "

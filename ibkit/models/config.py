@@ -32,7 +32,7 @@ class ModelConfig:
     decoder_hidden: tuple[int, ...] | None = field(default=None, metadata={"widths": True})  # None mirrors hidden
     # encoder and decoder: "mlp" (perceptrons of the widths above) or "conv" (stride-2 convolutions of ``channels``
     # on images of ``image_shape`` before the encoder's perceptron, transposed ones after the decoder's)
-    network: str = field(default="mlp", metadata={"choices": ("mlp", "conv")})
+    network: str = field(default="mlp", metadata={"choices": ("mlp", "conv"), "id": "net"})
     # conv: (C, H, W) of one example; None: (1, s, s) when input_dim = s^2 (784 -> (1, 28, 28))
     image_shape: tuple[int, ...] | None = field(default=None, metadata={"widths": True})
     channels: tuple[int, ...] = field(default=(32, 64), metadata={"widths": True})  # conv: channels per convolution

@@ -1,0 +1,52 @@
+"""`--set network=conv` in every experiment, and the rate-distortion experiment's conv VAE sweep beside its MLP
+models: run ids, the network column, one curve per network on the plane, findings per network."""
+
+import pandas as pd
+import pytest
+
+from ibkit import plots
+from ibkit.cli import main
+from ibkit.results import load
+from ibkit.sweep import run_id
+
+TINY = ["--set", "epochs=2", "--set", "betas=1", "--set", "hidden=16", "--set", "iwae_k=5", "--set", "channels=4,8"]
+
+
+def test_a_conv_sweep_beside_the_mlp_models(run_experiment):
+    out = run_experiment("rate-distortion", [*TINY, "--set", "betas=0.5,1", "--set", "conv_betas=0.5,2"])
+    runs = load(out)
+    conv = runs[runs["network"] == "conv"]
+    assert set(conv["run_id"]) == {"vae-d8-netconv-beta0.5-seed0", "vae-d8-netconv-beta2.0-seed0"}
+    assert set(runs.loc[runs["network"] == "mlp", "run_id"]) >= {"vae-d8-beta1.0-seed0", "ae-d8-seed0"}
+    labels = [t.get_text() for t in plots.rate_distortion(runs).axes[0].get_legend().get_texts()]
+    assert "VAE, MLP (beta sweep)" in labels and "VAE, conv (beta sweep)" in labels
+    findings = (out / "findings.md").read_text()
+    assert "- VAE β=1: " in findings and "- conv VAE β=0.5: " in findings and "- conv VAE β=2: " in findings
+
+
+def test_network_conv_makes_every_model_convolutional(run_experiment):
+    out = run_experiment("rate-distortion", [*TINY, "--set", "network=conv"])
+    runs = pd.read_csv(out / "runs.csv")
+    assert (runs["network"] == "conv").all() and (runs["status"] == "ok").all()
+    assert set(runs["kind"]) == {"ae", "sparse_ae", "noisy_ae", "vae"}
+
+
+@pytest.mark.parametrize("name", ["information-flow", "layer-information", "posterior-families"])
+def test_every_experiment_puts_the_network_into_its_models(name):
+    from ibkit.cli import experiment
+
+    exp = experiment(name)
+    specs = exp.model_grid(exp.Config(network="conv", channels=(4, 8)))
+    assert specs and all(s["network"] == "conv" and s["channels"] == (4, 8) for s in specs)
+    assert all("-netconv-" in run_id(s) for s in specs)
+    assert not any("network" in s for s in exp.model_grid(exp.Config()))  # MLP run ids are as they were
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "dataset=gaussian", "--set", "network=conv"], "network='conv' needs image data"),
+    (["--set", "network=cnn"], "network='cnn' is not known; choose one of: mlp, conv"),
+    (["--set", "conv_betas=1", "--set", "dataset=gaussian"], "network='conv' needs image data"),
+])
+def test_conv_options_are_checked_before_anything_runs(tmp_path, capsys, args, message):
+    assert main(["run", "rate-distortion", "--quick", "--out", str(tmp_path / "x"), *args]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
