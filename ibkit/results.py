@@ -312,11 +312,13 @@ def write_manifest(folder: str | os.PathLike, **fields) -> Path:
     return path
 
 
-def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool) -> Path:
+def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool,
+                 defaults: dict | None = None) -> Path:
     """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results
     of a different experiment or config unless ``overwrite``. The same experiment and config resume: the
-    sweep skips the runs that finished. Creates nothing (a refused command leaves no trace). Returns the folder
-    as a Path."""
+    sweep skips the runs that finished. A field the stored config lacks (one the experiment gained since) counts
+    as its value in ``defaults`` (the experiment's default config), and one it has that the config no longer has
+    is ignored. Creates nothing (a refused command leaves no trace). Returns the folder as a Path."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
@@ -325,7 +327,8 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
         raise ValueError(f"{folder} holds a {RUNS} without a {MANIFEST}; choose another --out or pass --overwrite")
     if manifest is not None and not overwrite:
         as_stored = json.loads(json.dumps(config, default=str))
-        if manifest.get("experiment") != experiment or manifest.get("config") != as_stored:
+        stored = {**json.loads(json.dumps(defaults or {}, default=str)), **(manifest.get("config") or {})}
+        if manifest.get("experiment") != experiment or any(stored.get(k, k) != v for k, v in as_stored.items()):
             raise ValueError(
                 f"{folder} holds results of another run ({manifest.get('experiment')}, different config); "
                 "choose another --out or pass --overwrite to replace them"

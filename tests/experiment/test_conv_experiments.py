@@ -50,3 +50,21 @@ def test_every_experiment_puts_the_network_into_its_models(name):
 def test_conv_options_are_checked_before_anything_runs(tmp_path, capsys, args, message):
     assert main(["run", "rate-distortion", "--quick", "--out", str(tmp_path / "x"), *args]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_a_folder_stored_before_the_network_fields_existed_still_resumes(tmp_path, capsys):
+    """A reference folder's manifest from before an experiment gained a field (network, channels, conv_betas)
+    resumes under the same command: a missing field counts as its default; a changed one is still refused."""
+    import json
+
+    out, args = tmp_path / "old", ["run", "rate-distortion", "--quick", *TINY[:-2]]  # channels at the default
+    assert main([*args, "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    for key in ("network", "channels", "conv_betas"):
+        del manifest["config"][key]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == 0
+    assert "4 of 4 runs already finished" in capsys.readouterr().err
+    assert main([*args, "--set", "network=conv", "--out", str(out)]) == 2
+    assert "holds results of another run" in capsys.readouterr().err
