@@ -49,11 +49,6 @@ def test_runs_and_the_per_layer_table(run_dir):
     per_run = layers.groupby("run_id")["rate"].sum()
     rates = runs.set_index("run_id")["rate"]
     assert (per_run - rates.loc[per_run.index]).abs().max() < 0.05  # the layers' rates sum to the rate
-    # the whole code's bracket (E.information_bracket): InfoNCE below, min(leave-one-out, rate) above, each with
-    # its standard error
-    assert (runs["mi_lower"] == runs["infonce"]).all() and (runs["mi_lower"] <= runs["log_n"] + 1e-9).all()
-    assert (runs["mi_upper"] - runs[["loo", "rate"]].min(axis=1)).abs().max() < 1e-5
-    assert (runs[["mi_lower_se", "mi_upper_se"]] > 0).all().all()
     assert (layers["mi_upper"] >= layers["rate"] - 1e-9).all()
     top = layers[layers["layer"] == layers.groupby("run_id")["layer"].transform("max")]
     assert (top["mi_upper"] == top["rate"]).all()  # the top layer's cumulative rate is its own
