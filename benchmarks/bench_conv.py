@@ -19,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from bench_train import load_images, print_ratio, side_by_side
+from bench_train import alternate, load_images, print_ratio, side_by_side
 from torch import nn
 
 import ibkit
@@ -69,12 +69,7 @@ def sweep_times(x, k: int, epochs: int, repeats: int) -> dict[str, list[float]]:
             ibkit.fit(m, x, epochs=epochs, seed=i, progress=False, device="cpu")
         return time.perf_counter() - start
 
-    times: dict[str, list[float]] = {"batched": [], "alone": []}
-    for rep in range(repeats):
-        order = [("batched", batched), ("alone", alone)]
-        for name, run in order if rep % 2 == 0 else order[::-1]:
-            times[name].append(run(rep))
-    return times
+    return alternate({"batched": batched, "alone": alone}, repeats)
 
 
 def main():

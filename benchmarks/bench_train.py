@@ -96,9 +96,15 @@ def side_by_side(make_model, make_bare, x, epochs: int, repeats: int) -> dict[st
 
     bare_run(999)
     ibkit_run(999)
-    times: dict[str, list[float]] = {"ibkit": [], "bare": []}
+    return alternate({"ibkit": ibkit_run, "bare": bare_run}, repeats)
+
+
+def alternate(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """``repeats`` timed runs of each of ``runs`` (name -> fn(rep) returning seconds), alternating which goes first,
+    so that drifts of a noisy machine hit each alike."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for rep in range(repeats):
-        order = [("ibkit", ibkit_run), ("bare", bare_run)]
+        order = list(runs.items())
         for name, run in order if rep % 2 == 0 else order[::-1]:
             times[name].append(run(rep))
     return times
