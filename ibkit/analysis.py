@@ -20,6 +20,7 @@ figures: the model's point on the rate-distortion plane beside the committed ref
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,14 +138,16 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     row.update({knob: math.nan if getattr(config, knob, None) is None else float(getattr(config, knob))
                 for knob in all_knobs()})
     tables: dict[str, pd.DataFrame] = {}
+    distortion = None  # [N]: a deterministic code without a decoder has none
     if callable(getattr(model, "log_likelihood", None)):
-        row.update(_mean_se("distortion", E.distortion(model, x, seed=seed, per_example=True)))
+        distortion = torch.as_tensor(E.distortion(model, x, seed=seed, per_example=True))
+        row.update(_mean_se("distortion", distortion))
     if callable(getattr(model, "decode", None)):
         row.update(_mean_se("mse", E.mse(model, x, seed=seed, per_example=True)))
     if stochastic:
         rate = E.rate(model, x, seed=seed, per_example=True)
         row.update(_mean_se("rate", rate))
-        row.update(_mean_se("elbo", -(torch.as_tensor(E.distortion(model, x, seed=seed, per_example=True)) + rate)))
+        row.update(_mean_se("elbo", -(typing.cast(Tensor, distortion) + rate)))  # the protocol has log p(x|z)
         row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True)))
         try:
             kl = E.kl_per_dim(model, x).tolist()

@@ -34,19 +34,21 @@ POSTERIOR_NAMES = (*POSTERIORS, "none")
 
 
 class CallableLikelihood(Likelihood):
-    """A likelihood given as ``fn(decoder_output) -> Distribution`` over one example's data (any event shape):
-    log p(x|z) sums its log_prob over everything but the batch."""
+    """A likelihood given as ``fn(decoder_output) -> Distribution`` over one example's data of ``shape`` (the
+    decoder's own shape, e.g. (1, 28, 28)): log p(x|z) sums its log_prob over everything but the batch. Takes and
+    gives flat tensors as every likelihood does: x [N, D], params [..., N, D] -> [..., N]."""
 
-    def __init__(self, fn: Callable[[Tensor], Distribution]):
+    def __init__(self, fn: Callable[[Tensor], Distribution], shape: tuple[int, ...]):
         super().__init__()
-        self.fn = fn
+        self.fn, self.shape = fn, shape
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        lp = self.fn(params).log_prob(x.reshape(params.shape))
-        return lp.reshape(len(params), -1).sum(-1)
+        shaped = params.reshape(-1, *self.shape)
+        lp = self.fn(shaped).log_prob(x.expand_as(params).reshape(shaped.shape))
+        return lp.reshape(*params.shape[:-1], -1).sum(-1)
 
     def mean(self, params: Tensor) -> Tensor:
-        return self.fn(params).mean
+        return self.fn(params.reshape(-1, *self.shape)).mean.reshape(params.shape)
 
 
 class WrappedModel(nn.Module):
@@ -128,19 +130,11 @@ class WrappedModel(nn.Module):
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) for x [N, D] and z [..., N, d]: [..., N]."""
-        params = self.decoder_params(z)
-        if isinstance(self.likelihood, CallableLikelihood):  # its distribution sees the decoder's own shapes
-            shaped = params.reshape(-1, *self.input_shape)
-            lp = self.likelihood.log_prob(x.expand_as(params).reshape(shaped.shape), shaped)
-            return lp.reshape(params.shape[:-1])
-        return self.likelihood.log_prob(x, params)
+        return self.likelihood.log_prob(x, self.decoder_params(z))
 
     def decode(self, z: Tensor) -> Tensor:
         """E[x|z] [..., N, D] for z [..., N, d]."""
-        params = self.decoder_params(z)
-        if isinstance(self.likelihood, CallableLikelihood):
-            return self.likelihood.mean(params.reshape(-1, *self.input_shape)).reshape(params.shape)
-        return self.likelihood.mean(params)
+        return self.likelihood.mean(self.decoder_params(z))
 
     def forward(self, x: Tensor, eps: Tensor | None = None) -> ForwardOutput:
         """Per-example distortion -log p(x|z), rate KL(q(z|x) || p(z)) and loss (their sum: the negative ELBO) of
@@ -194,7 +188,7 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
         if not isinstance(module, nn.Module):
             raise ValueError(f"{name} is a {type(module).__name__}; wrap needs a torch.nn.Module")
     shape = _input_shape(encoder, input_shape)
-    fn = _likelihood(likelihood)
+    fn = _likelihood(likelihood, shape)
     if isinstance(posterior, str):
         check_choice("posterior", posterior, POSTERIOR_NAMES)
     elif not callable(posterior):
@@ -234,14 +228,14 @@ def _input_shape(encoder: nn.Module, input_shape) -> tuple[int, ...]:
     return (first.in_features,)
 
 
-def _likelihood(likelihood) -> Likelihood:
+def _likelihood(likelihood, shape: tuple[int, ...]) -> Likelihood:
     if isinstance(likelihood, str):
         check_choice("likelihood", likelihood, LIKELIHOOD_NAMES)
         return LIKELIHOODS[likelihood](**({"scale": 1.0} if likelihood == "gaussian" else {}))
     if isinstance(likelihood, Likelihood):
         return likelihood
     if callable(likelihood):
-        return CallableLikelihood(likelihood)
+        return CallableLikelihood(likelihood, shape)
     raise ValueError(f"likelihood={likelihood!r} is neither one of {', '.join(LIKELIHOOD_NAMES)} nor a callable "
                      "from the decoder's output to a distribution over the data")
 
