@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass, field
 
 from ibkit.checks import check_choice, check_number
+from ibkit.models.networks import conv_sizes
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,7 @@ def check_image_shape(image_shape, input_dim: int, channels: tuple[int, ...]) ->
                          f"{input_dim}")
     if not channels:
         raise ValueError("channels=() gives network='conv' no convolution; give at least one, e.g. (32, 64)")
-    smallest = min(image_shape[1:]) >> len(channels)
-    if smallest < 1:
+    if min(conv_sizes(tuple(image_shape), tuple(channels))[-1][1:]) < 1:
         raise ValueError(f"channels={channels!r}: {len(channels)} stride-2 convolutions halve image_shape="
                          f"{tuple(image_shape)!r} below 1x1; use at most {int(math.log2(min(image_shape[1:])))}")
     return typing.cast(tuple[int, int, int], tuple(image_shape))

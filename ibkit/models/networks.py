@@ -36,8 +36,14 @@ class ImageConvs(nn.Module):
         super().__init__()
         self.in_shape = tuple(in_shape)
         self.convs = convs
+        sizes = []  # one zero image through the layers, once: every convolution's output size and the last shape
         with torch.no_grad():
-            self.out_shape = tuple(convs(torch.zeros(1, *self.in_shape)).shape[1:])
+            h = torch.zeros(1, *self.in_shape)
+            for layer in convs:
+                h = layer(h)
+                if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                    sizes.append(h[0].numel())
+        self.out_shape, self._activations = tuple(h.shape[1:]), sum(sizes)
 
     @property
     def in_features(self) -> int:
@@ -50,9 +56,8 @@ class ImageConvs(nn.Module):
         return math.prod(self.out_shape)
 
     def activations(self) -> int:
-        """Floats of activations per example, every layer's output summed (for the memory estimates)."""
-        return sum(math.prod(_out_shape(self.convs[: i + 1], self.in_shape)) for i in range(len(self.convs))
-                   if isinstance(self.convs[i], (nn.Conv2d, nn.ConvTranspose2d)))
+        """Floats of activations per example, every convolution's output summed (for the memory estimates)."""
+        return self._activations
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
@@ -69,11 +74,6 @@ class PixelBias(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.bias
-
-
-def _out_shape(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-    with torch.no_grad():
-        return tuple(module(torch.zeros(1, *in_shape)).shape[1:])
 
 
 def conv_sizes(image_shape: tuple[int, int, int], channels: tuple[int, ...]) -> list[tuple[int, int, int]]:
