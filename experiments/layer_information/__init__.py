@@ -129,16 +129,16 @@ def model_grid(config: Config) -> list[dict]:
 
 
 def evaluate(model, spec: dict, *, config: Config, x) -> dict:
-    """The test rows' bounds (rate, distortion, ELBO, IWAE, InfoNCE on the whole code, active units) and the
-    per-layer table (``E.per_layer``), as the side table ``layers``."""
+    """The test rows' bounds (rate, distortion, ELBO, IWAE, the whole code's bracket on I(X;Z) with standard
+    errors from ``E.information_bracket``: InfoNCE below, the smaller of leave-one-out and the rate above; active
+    units) and the per-layer table (``E.per_layer``), as the side table ``layers``."""
     seed = spec["seed"]
     distortion = E.distortion(model, x, seed=seed, per_example=True)
     rate = E.rate(model, x, seed=seed, per_example=True)
     m = over_examples(distortion=distortion, rate=rate, elbo=-(distortion + rate),
                       iwae=E.iwae(model, x, config.iwae_k, seed=seed, per_example=True))
-    bounds = E.mi_bounds(model, x, seed=seed)
     layers = E.per_layer(model, x, seed=seed)
-    m.update(mi_lower=bounds["infonce"], mi_upper=bounds["rate"], active_units=int(layers["active_units"].sum()),
+    m.update(E.information_bracket(model, x, seed=seed), active_units=int(layers["active_units"].sum()),
              depth=len(model.latent_dims), inference=spec["inference"], schedule=schedule_of(spec),
              layers="x".join(map(str, model.latent_dims)))
     table = layers.assign(run_id=run_id(spec), depth=m["depth"], inference=spec["inference"],

@@ -52,6 +52,10 @@ def test_runs_and_the_per_layer_table(run_dir):
     assert (layers["mi_upper"] >= layers["rate"] - 1e-9).all()
     top = layers[layers["layer"] == layers.groupby("run_id")["layer"].transform("max")]
     assert (top["mi_upper"] == top["rate"]).all()  # the top layer's cumulative rate is its own
+    # the whole code's bracket: InfoNCE below, the smaller of leave-one-out and the rate above, with errors
+    assert (runs["mi_lower"] == runs["infonce"]).all()
+    assert (runs["mi_upper"] == runs[["loo", "rate"]].min(axis=1)).all()
+    assert (runs[["mi_lower_se", "mi_upper_se"]] > 0).all().all()
     free = runs[runs["schedule"] == "free_bits"]
     assert (free["free_bits"] == 0.5).all() and runs.loc[runs["schedule"] == "none", "free_bits"].eq(0).all()
     history = pd.read_csv(run_dir / "history.csv")
