@@ -61,11 +61,14 @@ def test_per_layer_rates_and_bounds_match_the_closed_forms(source, inference):
 @pytest.mark.parametrize("inference", INFERENCE)
 def test_a_trained_encoder_on_the_frozen_generator_approaches_log_p_x(source, inference):
     """Encoder-only training on the frozen generating model: the ELBO comes within 0.15 nats of log p(x) (the
-    family holds the exact posterior; 40 epochs of Adam leave top-down about 0.1 short, bottom-up 0.01), IWAE
-    closes the rest, and each layer's rate nears its closed form."""
+    family holds the exact posterior; 195 Adam steps, the step size decaying from 3e-2 to 3e-3 as the batch grows
+    from 500 rows to all 4,000, leave top-down about 0.09 short, bottom-up 0.02), IWAE closes the rest, and each
+    layer's rate nears its closed form (within 0.05 here)."""
     m = source.true_model(inference, seed=1)
     before = {k: v.clone() for k, v in m.state_dict().items() if not k.startswith("encoder")}
-    ibkit.fit(m, source.train, epochs=40, lr=1e-2, seed=0, trainable="encoder", progress=False)
+    for seed, (epochs, lr, batch_size) in enumerate([(15, 3e-2, 500), (15, 1e-2, 1000), (15, 3e-3, 4000)]):
+        ibkit.fit(m, source.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, trainable="encoder",
+                  progress=False)
     assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # the generator stayed frozen
     x = source.test[:500]
     log_px = source.log_px(x).mean().item()

@@ -210,16 +210,17 @@ def _best_diagonal_kl(source) -> float:
 
 @pytest.fixture(scope="module")
 def trained_encoders(source):
-    """One linear encoder per family on the frozen generating model, trained to convergence in minibatches of 512:
-    40 epochs at lr 3e-2, then 120 at 3e-3 (the x-dependence of the log-scales decays slowly; too few epochs at
-    the lower rate leave the diagonal family ~0.06 nats above its optimum). About 20 s for the three, a third of
-    the time minibatches of 128 took to the same gaps."""
+    """One linear encoder per family on the frozen generating model, trained to convergence in large batches
+    with a decaying step size: 40 epochs at lr 0.1 and 40 at 3e-2 in halves of the 5,000 rows, then full-batch
+    steps, 60 at 1e-2 and 40 at 3e-3 (180 steps; all three families land within 0.003 nats of their optimum).
+    Minibatches of 512 at a constant rate needed 1,600 steps, five times the time, for gaps three times wider."""
     models = {}
     for family in ("diagonal", "full", "iaf"):
         m = source.true_model(posterior=family, hidden=())
-        ibkit.fit(m, source.train, epochs=40, lr=3e-2, batch_size=512, progress=False, trainable="encoder")
-        ibkit.fit(m, source.train, epochs=120, lr=3e-3, batch_size=512, seed=1, progress=False,
-                  trainable="encoder")
+        for seed, (epochs, lr, batch_size) in enumerate([(40, 0.1, 2500), (40, 3e-2, 2500), (60, 1e-2, 5000),
+                                                          (40, 3e-3, 5000)]):
+            ibkit.fit(m, source.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
+                      trainable="encoder")
         models[family] = m
     return models
 
@@ -322,7 +323,9 @@ def test_amortization_gap_on_the_fixed_linear_gaussian_model(source, trained_enc
         # per-datapoint Adam with 8 samples stops a little short of the best diagonal q (noise floor ~0.06)
         assert best_diagonal - 0.02 < r["approximation_gap"] < best_diagonal + 0.08
     assert poor["amortization_gap"] > 10
-    assert abs(good["amortization_gap"]) < 0.05
+    # the converged encoder's ELBO is at the best diagonal q's, so what is left is the per-datapoint optimiser's
+    # own shortfall (checked above, under 0.08), which makes the measured gap slightly negative
+    assert -0.08 < good["amortization_gap"] < 0.02
 
 
 def test_rate_decomposition(source):
