@@ -28,27 +28,40 @@ EXAMPLE_RESAMPLES = 2_000  # of a split's examples (N up to tens of thousands): 
 def bootstrap_interval(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """(low, high): the percentile bootstrap interval of the mean of ``values`` at ``level``; NaNs for fewer
     than two values. Resampled in blocks of about 4M indices, so memory does not grow with N."""
-    values = np.asarray(values, dtype=float)
-    n = len(values)
+    return bootstrap_intervals(np.asarray(values, dtype=float)[:, None], level, resamples, seed)[0]
+
+
+def bootstrap_intervals(columns: np.ndarray, level: float = 0.95, resamples: int = 10_000,
+                        seed: int = 0) -> list[tuple[float, float]]:
+    """``bootstrap_interval`` of each column of ``columns`` [N, M], every column resampled with the same rows (the
+    same draws as ``bootstrap_interval`` of that column alone, drawn once for all M)."""
+    n, width = columns.shape
     if n < 2:
-        return math.nan, math.nan
+        return [(math.nan, math.nan)] * width
     rng = np.random.default_rng(seed)
     block = max(1, 2**22 // n)
-    means = np.concatenate([values[rng.integers(0, n, size=(min(block, resamples - i), n))].mean(axis=1)
-                            for i in range(0, resamples, block)])
+    means = np.empty((resamples, width))
+    for i in range(0, resamples, block):
+        rows = rng.integers(0, n, size=(min(block, resamples - i), n))
+        for j in range(width):
+            means[i: i + len(rows), j] = np.take(columns[:, j], rows).mean(axis=1)
     tail = 100 * (1 - level) / 2
-    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    low, high = np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+    return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
 
 
 def over_examples(**per_example) -> dict[str, float]:
     """Each metric's mean over a split's examples and the 95% percentile-bootstrap interval of that mean over the
     examples (``METRIC_ex_lo``, ``METRIC_ex_hi``): the interval a table reports for a configuration run with one
-    seed. Keywords: metric name -> per-example values [N] (e.g. ``E.rate(model, x, per_example=True)``)."""
-    out = {}
-    for name, values in per_example.items():
-        values = np.asarray(values, dtype=float)
-        out[name] = float(values.mean())
-        out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = bootstrap_interval(values, resamples=EXAMPLE_RESAMPLES)
+    seed. Keywords: metric name -> per-example values [N] (e.g. ``E.rate(model, x, per_example=True)``); metrics of
+    one length are resampled together."""
+    values = {name: np.asarray(v, dtype=float) for name, v in per_example.items()}
+    out: dict[str, float] = {name: float(v.mean()) for name, v in values.items()}
+    for n in dict.fromkeys(len(v) for v in values.values()):
+        names = [name for name, v in values.items() if len(v) == n]
+        columns = np.stack([values[name] for name in names], axis=1)  # [N, metrics]
+        for name, (lo, hi) in zip(names, bootstrap_intervals(columns, resamples=EXAMPLE_RESAMPLES), strict=True):
+            out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = lo, hi
     return out
 
 

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from ibkit.cli import main
 from ibkit.interface import RESULT_COLUMNS
 
-TINY = ["--set", "epochs=2", "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5"]
+TINY = ["--set", "epochs=2", "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5",
+        "--set", "eval_rows=200", "--set", "iwae_rows=200"]
 
 
 @pytest.fixture(scope="module")

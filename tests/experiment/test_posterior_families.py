@@ -94,8 +94,9 @@ def test_generating_decoder_setting_measures_against_the_exact_log_px(run_experi
     ds = ibkit.data.load("gaussian")
     out = run_experiment("posterior-families", ["--set", "dataset=gaussian", "--set", "decoder=generating",
                                                 "--set", "betas=0.5,1",
-                                                "--set", "epochs=2", "--set", "hidden=16", "--set", "iwae_k=50",
-                                                "--set", "eval_rows=100", "--set", "decomposition_rows=300",
+                                                "--set", "epochs=2", "--set", "hidden=16", "--set", "iwae_k=20",
+                                                "--set", "eval_rows=100", "--set", "train_rows=100",
+                                                "--set", "decomposition_rows=300",
                                                 "--set", "correlation_k=50", "--set", "frozen_control=false",
                                                 "--set", "amortization_max_steps=100"])
     both = pd.read_csv(out / "runs.csv").query("split == 'test'")

@@ -22,8 +22,10 @@ from ibkit.sweep import _last_finite
 from ibkit.train import DivergenceError
 
 SWEEP = ["run", "rate-distortion", "--quick", "--set", "betas=0.1,0.2,0.5,1,2,4", "--set", "epochs=5",
-         "--set", "hidden=32", "--set", "iwae_k=5", "--set", "batched=false"]  # 9 runs, half a second each
-TINY = ["--set", "epochs=2", "--set", "betas=1", "--set", "hidden=16", "--set", "iwae_k=5"]
+         "--set", "hidden=32", "--set", "iwae_k=5", "--set", "batched=false",
+         "--set", "eval_rows=200"]  # 9 runs, half a second each
+TINY = ["--set", "epochs=2", "--set", "betas=1", "--set", "hidden=16", "--set", "iwae_k=5", "--set", "eval_rows=200",
+        "--set", "iwae_rows=200"]
 
 
 def _sweep(out) -> list[str]:

@@ -8,7 +8,8 @@ import pytest
 
 from ibkit.cli import main
 
-TINY = ["--set", "epochs=3", "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5"]
+TINY = ["--set", "epochs=3", "--set", "betas=0.5,4", "--set", "hidden=16", "--set", "iwae_k=5",
+        "--set", "eval_rows=200", "--set", "iwae_rows=200"]
 KEY = ["run_id", "split"]
 METRICS = ["rate", "distortion", "elbo", "iwae", "active_units"]
 
