@@ -105,6 +105,23 @@ class Processes:
         return sum(len(group) for future, group in self._pending.items() if future.running())
 
 
+def _probe(address: str, timeout: float) -> None:
+    """Connect to a tcp:// ``address`` once and wait for its greeting: a refused or unreachable address fails at
+    once (ConnectionRefusedError, another OSError) rather than after the Dask client's retries, and a server that
+    accepts but never speaks times out (TimeoutError), where the client would wait for its handshake forever. A Dask
+    scheduler speaks first: its handshake. Other protocols are left to Dask."""
+    import socket
+
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    protocol, location = parse_address(address)
+    if protocol == "tcp":
+        with socket.create_connection(parse_host_port(location), timeout=timeout) as probe:
+            if not probe.recv(1):
+                raise ConnectionError("it closed the connection without a word")
+
+
 class Dask:
     """The groups as tasks on a Dask distributed cluster: the scheduler at ``address`` (e.g. one that
     dask-jobqueue or dask-kubernetes started), or a ``LocalCluster`` of ``jobs`` single-threaded worker processes
@@ -122,10 +139,14 @@ class Dask:
         self.threads = share_of_cores(jobs, threads) if threads is not None or not address else None
         if address:
             try:
+                _probe(address, timeout)
                 self.client = Client(address, timeout=timeout)
-            except (OSError, TimeoutError) as e:
-                raise ValueError(f"address={address!r}: no Dask scheduler answered within {timeout:g} s "
-                                 f"({type(e).__name__})") from None
+            except Exception as e:  # whatever answers there (or nothing), the user gets one line
+                why = ("the connection was refused" if isinstance(e, ConnectionRefusedError)
+                       else f"none within {timeout:g} s" if isinstance(e, TimeoutError)
+                       else f"{type(e).__name__}: {e}" if isinstance(e, OSError)
+                       else f"what answers there does not speak Dask's protocol: {type(e).__name__}")
+                raise ValueError(f"address={address!r}: no Dask scheduler answered ({why})") from None
         else:
             self._cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                                          dashboard_address=None)  # loopback only: nothing listens publicly

@@ -44,7 +44,7 @@ def _mean_and_se(v: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), v.std().item() / math.sqrt(len(v))
 
 
-@pytest.mark.parametrize("k", [1, 100])
+@pytest.mark.parametrize("k", [1, 30])
 def test_iwae_with_exact_posterior_is_log_px(source, k):
     ds, model, x = source
     # chunk_size 7 splits the k samples into many chunks: the running log-sum-exp must still be exact.

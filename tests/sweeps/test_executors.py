@@ -59,6 +59,43 @@ def test_unreachable_scheduler_fails_fast_with_the_address(tmp_path, capsys):
     assert "tcp://127.0.0.1:9" in err and "no Dask scheduler answered" in err and len(err.strip().splitlines()) == 1
 
 
+@needs_dask
+def test_an_address_where_something_else_answers_is_one_line(tmp_path, capsys):
+    """A server that is not a Dask scheduler is named in one line, not a traceback or a hang: one that answers
+    with junk bytes, and one that accepts and never speaks (Dask's client would wait for its handshake forever)."""
+    import contextlib
+    import socket
+    import threading
+
+    from ibkit.executors import Dask
+
+    def listening(answer: bytes | None):
+        """A server on a free loopback port that answers every connection with ``answer``, or never speaks."""
+        server = socket.create_server(("127.0.0.1", 0))
+
+        def serve():
+            with contextlib.suppress(OSError):  # the server closed: the test is over
+                while True:
+                    connection, _ = server.accept()
+                    if answer is not None:
+                        with connection:
+                            connection.sendall(answer)
+
+        threading.Thread(target=serve, daemon=True).start()
+        return server, f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+    server, address = listening(b"\xff" * 64)
+    with server:
+        code = main(["run", "rate-distortion", "--quick", "--out", str(tmp_path / "x"), *TINY, "--executor", "dask",
+                     "--address", address])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert f"address={address!r}: no Dask scheduler answered (what answers there does not speak Dask's" in err
+    server, address = listening(None)
+    with server, pytest.raises(ValueError, match=r"no Dask scheduler answered \(none within 0.5 s\)"):
+        Dask(address=address, timeout=0.5)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--executor", "slurm"], "invalid choice: 'slurm'"),
     (["--jobs", "0"], "jobs=0 must be >= 1"),
