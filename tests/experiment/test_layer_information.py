@@ -11,7 +11,7 @@ from ibkit.cli import main
 TINY = ["--set", "epochs=2", "--set", "hidden=16", "--set", "layer_hidden=8", "--set", "layer_dims=4,2",
         "--set", "betas=1", "--set", "schedules=none,warmup,free_bits,aggressive", "--set", "iwae_k=5",
         "--set", "eval_rows=60", "--set", "warmup_epochs=2",
-        "--set", "aggressive_inference=top_down"]  # aggressive training (7 s a run here) on one structure
+        "--set", "aggressive_inference=top_down", "--set", "batch_size=512"]  # aggressive: one structure
 
 
 @pytest.fixture(scope="module")
