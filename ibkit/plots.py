@@ -90,7 +90,7 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     # box differs by a fraction of a point (savefig measured it with the PDF renderer's text metrics)
     fig.set_dpi(200)
     fig.draw_without_rendering()
-    tight = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    tight = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
     paths = [folder / f"{name}.pdf", folder / f"{name}.png"]
     for path in paths:
         tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
