@@ -105,21 +105,31 @@ class Processes:
         return sum(len(group) for future, group in self._pending.items() if future.running())
 
 
-def _probe(address: str, timeout: float) -> None:
-    """Connect to a tcp:// ``address`` once and wait for its greeting: a refused or unreachable address fails at
-    once (ConnectionRefusedError, another OSError) rather than after the Dask client's retries, and a server that
-    accepts but never speaks times out (TimeoutError), where the client would wait for its handshake forever. A Dask
-    scheduler speaks first: its handshake. Other protocols are left to Dask."""
-    import socket
-
+def _tcp_host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of a tcp:// scheduler ``address`` (a bare host:port is tcp), None for Dask's other protocols;
+    a ValueError names an address Dask cannot parse."""
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
+    from distributed.comm.registry import get_backend
 
-    protocol, location = parse_address(address)
-    if protocol == "tcp":
-        with socket.create_connection(parse_host_port(location), timeout=timeout) as probe:
-            if not probe.recv(1):
-                raise ConnectionError("it closed the connection without a word")
+    try:
+        protocol, location = parse_address(address)
+        get_backend(protocol)  # a scheme Dask knows
+        return parse_host_port(location) if protocol == "tcp" else None
+    except ValueError as e:
+        raise ValueError(f"address={address!r} is not a Dask scheduler address, e.g. tcp://host:8786 ({e})") from None
+
+
+def _probe(host_port: tuple[str, int], timeout: float) -> None:
+    """Connect once and wait for the greeting: a refused or unreachable address fails at once
+    (ConnectionRefusedError, another OSError) rather than after the Dask client's retries, and a server that
+    accepts but never speaks times out (TimeoutError), where the client would wait for its handshake forever. A Dask
+    scheduler speaks first: its handshake."""
+    import socket
+
+    with socket.create_connection(host_port, timeout=timeout) as probe:
+        if not probe.recv(1):
+            raise ConnectionError("it closed the connection without a word")
 
 
 class Dask:
@@ -138,8 +148,10 @@ class Dask:
         self._cluster = None
         self.threads = share_of_cores(jobs, threads) if threads is not None or not address else None
         if address:
+            host_port = _tcp_host_port(address)
             try:
-                _probe(address, timeout)
+                if host_port is not None:
+                    _probe(host_port, timeout)
                 self.client = Client(address, timeout=timeout)
             except Exception as e:  # whatever answers there (or nothing), the user gets one line
                 why = ("the connection was refused" if isinstance(e, ConnectionRefusedError)

@@ -56,12 +56,15 @@ def over_examples(**per_example) -> dict[str, float]:
     seed. Keywords: metric name -> per-example values [N] (e.g. ``E.rate(model, x, per_example=True)``); metrics of
     one length are resampled together."""
     values = {name: np.asarray(v, dtype=float) for name, v in per_example.items()}
-    out: dict[str, float] = {name: float(v.mean()) for name, v in values.items()}
+    intervals: dict[str, tuple[float, float]] = {}
     for n in dict.fromkeys(len(v) for v in values.values()):
         names = [name for name, v in values.items() if len(v) == n]
         columns = np.stack([values[name] for name in names], axis=1)  # [N, metrics]
-        for name, (lo, hi) in zip(names, bootstrap_intervals(columns, resamples=EXAMPLE_RESAMPLES), strict=True):
-            out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = lo, hi
+        intervals.update(zip(names, bootstrap_intervals(columns, resamples=EXAMPLE_RESAMPLES), strict=True))
+    out = {}
+    for name, v in values.items():
+        out[name] = float(v.mean())
+        out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = intervals[name]
     return out
 
 

@@ -94,6 +94,9 @@ def test_an_address_where_something_else_answers_is_one_line(tmp_path, capsys):
     server, address = listening(None)
     with server, pytest.raises(ValueError, match=r"no Dask scheduler answered \(none within 0.5 s\)"):
         Dask(address=address, timeout=0.5)
+    for malformed, why in (("tcp://127.0.0.1", "missing port number"), ("foo://127.0.0.1:9", "unknown address scheme")):
+        with pytest.raises(ValueError, match=rf"address='{malformed}' is not a Dask scheduler address.*{why}"):
+            Dask(address=malformed)
 
 
 @pytest.mark.parametrize("args,message", [
