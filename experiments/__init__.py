@@ -1,6 +1,8 @@
 """The experiments ibkit ships. Each is a module or package with NAME, SUMMARY, a frozen ``Config``, ``QUICK``
 (the overrides of ``--quick``), ``run(config, out_dir=None) -> DataFrame`` and ``plot(run_dir) -> paths``, which
-draws its figures (and any generated text) from the tables stored in ``run_dir``, never retraining.
+draws its figures (and any generated text) from the tables stored in ``run_dir``, never retraining. An optional
+``GROWS`` names the Config's grid lists (betas, seeds) that a finished folder may gain values in: the rerun trains
+only the new runs.
 
 They are registered in pyproject.toml under the ``ibkit.experiments`` entry-point group, and the command line finds
 them there, with those of any other installed package (``ibkit.cli.experiment``). ``get`` and ``EXPERIMENTS``

@@ -180,7 +180,8 @@ def cmd_run(args) -> int:
     check_executor(args.executor, args.jobs, args.address, args.threads)
     ds = load_data(exp, config)  # missing or bad data files are refused here, before anything is made
     out = args.out or default_out(args.experiment, config, args.quick)
-    folder = results.check_folder(out, args.experiment, asdict(config), args.overwrite, asdict(exp.Config()))
+    folder = results.check_folder(out, args.experiment, asdict(config), args.overwrite, asdict(exp.Config()),
+                                  grows=getattr(exp, "GROWS", ()))
     executor = make_executor(args.executor, args.jobs, args.address, args.threads)  # a dead scheduler fails here
     try:
         folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on

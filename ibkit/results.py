@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -313,12 +313,14 @@ def write_manifest(folder: str | os.PathLike, **fields) -> Path:
 
 
 def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool,
-                 defaults: dict | None = None) -> Path:
+                 defaults: dict | None = None, grows: Sequence[str] = ()) -> Path:
     """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results
     of a different experiment or config unless ``overwrite``. The same experiment and config resume: the
-    sweep skips the runs that finished. A field the stored config lacks (one the experiment gained since) counts
-    as its value in ``defaults`` (the experiment's default config), and one it has that the config no longer has
-    is ignored. Creates nothing (a refused command leaves no trace). Returns the folder as a Path."""
+    sweep skips the runs that finished. The fields named in ``grows`` (the grid's lists: betas, seeds) may gain
+    values, so that a finished sweep grows without retraining what it holds; they may not lose any. A field the
+    stored config lacks (one the experiment gained since) counts as its value in ``defaults`` (the experiment's
+    default config), and one it has that the config no longer has is ignored. Creates nothing (a refused command
+    leaves no trace). Returns the folder as a Path."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"--out {folder} is a file, not a folder; pick a folder path")
@@ -328,9 +330,15 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
     if manifest is not None and not overwrite:
         as_stored = json.loads(json.dumps(config, default=str))
         stored = {**json.loads(json.dumps(defaults or {}, default=str)), **(manifest.get("config") or {})}
-        if manifest.get("experiment") != experiment or any(stored.get(k, k) != v for k, v in as_stored.items()):
+        def kept(key: str, value) -> bool:  # the stored value, or a list that holds every stored value
+            old = stored.get(key, key)
+            return old == value or (key in grows and isinstance(old, list) and isinstance(value, list)
+                                    and all(v in value for v in old))
+
+        if manifest.get("experiment") != experiment or not all(kept(k, v) for k, v in as_stored.items()):
+            growing = f" (only {', '.join(grows)} may gain values)" if grows else ""
             raise ValueError(
-                f"{folder} holds results of another run ({manifest.get('experiment')}, different config); "
+                f"{folder} holds results of another run ({manifest.get('experiment')}, different config{growing}); "
                 "choose another --out or pass --overwrite to replace them"
             )
     existing = folder.absolute()

@@ -75,6 +75,7 @@ class Config:
         resolve_device(self.device)
 
 
+GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=100, seeds=(0,), sparsities=(0.1,), noises=(0.2,), betas=(0.1, 4.0),
              probe_sigmas=(1.0, 0.1, 0.01, 1e-3, 1e-4))  # about a minute on two CPU cores
 

@@ -97,6 +97,7 @@ class Config:
 
 
 # under two minutes on two CPU cores: aggressive training (about 15 times the plain cost) is left out
+GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(layer_dims=(8, 4), depths=(1, 2), betas=(1.0, 4.0), schedules=("none", "warmup", "free_bits"),
              epochs=60, seeds=(0,), iwae_k=200, eval_rows=360, warmup_epochs=20.0)
 

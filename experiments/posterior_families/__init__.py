@@ -111,6 +111,7 @@ class Config:
         resolve_device(self.device)
 
 
+GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=60, seeds=(0,), betas=(1.0,), iwae_k=1000, eval_rows=100, correlation_k=2000,
              amortization_max_steps=1000, frozen_control=True, frozen_epochs=20)
 CORRELATIONS = "correlations"  # the side table of per-row correlations and ESS

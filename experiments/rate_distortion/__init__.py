@@ -93,6 +93,7 @@ class Config:
         check_number("iwae_rows", self.iwae_rows, low=1, integer=True)
 
 
+GROWS = ("betas", "conv_betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about half a minute on two CPU cores
 
 

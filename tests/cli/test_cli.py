@@ -120,6 +120,25 @@ def test_overwrite_starts_afresh(tmp_path):
     assert sorted(df[df["kind"] == "vae"]["beta"].unique()) == [2.0]
 
 
+def test_a_finished_sweep_grows_by_new_betas_without_retraining_what_it_holds(tmp_path, capsys):
+    """betas, conv_betas and seeds may gain values in a finished folder: the rerun trains only the new runs and the
+    manifest records the grown config. Dropping a value, or changing anything else, is refused as before."""
+    out = tmp_path / "grow"
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, "--set", "betas=0.5"]) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, "--set", "betas=0.5,4"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "records").glob("*.json")}
+    assert set(after) - set(stamps) == {"vae-d8-beta4.0-seed0.json"}
+    assert all(after[name] == stamp for name, stamp in stamps.items())  # nothing it held was trained again
+    assert json.loads((out / "manifest.json").read_text())["config"]["betas"] == [0.5, 4.0]
+    assert sorted(pd.read_csv(out / "runs.csv").query("kind == 'vae'")["beta"].unique()) == [0.5, 4.0]
+    capsys.readouterr()
+    for change in (["--set", "betas=4"], ["--set", "betas=0.5,4", "--set", "epochs=3"]):
+        assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, *change]) == 2
+        err = capsys.readouterr().err
+        assert "holds results of another run" in err and "(only betas, conv_betas, seeds may gain values)" in err
+
+
 def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad"
     bad.mkdir()
