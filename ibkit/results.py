@@ -336,9 +336,9 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
                                     and all(v in value for v in old))
 
         if manifest.get("experiment") != experiment or not all(kept(k, v) for k, v in as_stored.items()):
-            growing = f" (only {', '.join(grows)} may gain values)" if grows else ""
+            growing = f"; only {', '.join(grows)} may gain values" if grows else ""
             raise ValueError(
-                f"{folder} holds results of another run ({manifest.get('experiment')}, different config{growing}); "
+                f"{folder} holds results of another run ({manifest.get('experiment')}, a different config{growing}); "
                 "choose another --out or pass --overwrite to replace them"
             )
     existing = folder.absolute()

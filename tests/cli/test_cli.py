@@ -136,7 +136,8 @@ def test_a_finished_sweep_grows_by_new_betas_without_retraining_what_it_holds(tm
     for change in (["--set", "betas=4"], ["--set", "betas=0.5,4", "--set", "epochs=3"]):
         assert main(["run", "rate-distortion", "--quick", "--out", str(out), *TINY, *change]) == 2
         err = capsys.readouterr().err
-        assert "holds results of another run" in err and "(only betas, conv_betas, seeds may gain values)" in err
+        assert "holds results of another run (rate-distortion, a different config; only betas, conv_betas, seeds " \
+               "may gain values)" in err
 
 
 def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
