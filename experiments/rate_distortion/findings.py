@@ -31,6 +31,7 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
     network = vaes["network"].replace("", "mlp") if "network" in vaes else pd.Series("mlp", index=vaes.index)
     groups = sorted(vaes.groupby([network.rename("net"), "beta"]), key=lambda item: (item[0][0] != "mlp", item[0]))
     lines += [_vae_line(beta, g, "VAE" if net == "mlp" else f"{net} VAE") for (net, beta), g in groups]  # MLP first
+    lines += _network_lines(runs[(runs["status"] == "ok") & (runs["kind"] == "vae")], split)
     lines += ["", "## Codes without a KL term"]
     for kind, label in (("ae", "AE"), ("sparse_ae", "sparse AE")):
         g = ok[ok["kind"] == kind]
@@ -44,6 +45,29 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
                      f"I(X;Z) at least {interval_text(g['mi_lower'])}, distortion {interval_text(g['distortion'])}"
                      f"{collapse_text(g['active_units'])}.")
     return "\n".join(lines) + "\n"
+
+
+def _network_lines(vaes: pd.DataFrame, split: str) -> list[str]:
+    """Conv against MLP VAEs at each β both swept: the difference in ELBO, seed by seed, and how far each network's
+    distortion rises from the training rows to ``split``'s (a network that fits its training rows better but
+    generalises worse sits off the frontier of the other only on held-out rows)."""
+    if "network" not in vaes:
+        return []
+    net = vaes["network"].fillna("").replace("", "mlp")
+    per_seed = vaes.assign(net=net).pivot_table(index=["beta", "seed"], columns=["net", "split"],
+                                                values=["elbo", "distortion"])
+    if "conv" not in set(net) or "mlp" not in set(net) or ("elbo", "mlp", "train") not in per_seed:
+        return []
+    lines = ["", f"## Convolutional against MLP networks (the same β and seed; {split} rows unless said)"]
+    for beta, g in per_seed.groupby(level="beta"):
+        elbo_diff = (g["elbo", "conv", split] - g["elbo", "mlp", split]).dropna()
+        if not len(elbo_diff):
+            continue
+        rise = {n: g["distortion", n, split] - g["distortion", n, "train"] for n in ("conv", "mlp")}
+        lines.append(f"- β={beta:g}: ELBO, conv minus MLP, {interval_text(elbo_diff)} (the conv VAE's is "
+                     f"{direction(elbo_diff)}); distortion rises from training to {split} rows by "
+                     f"{interval_text(rise['conv'])} (conv) and {interval_text(rise['mlp'])} (MLP).")
+    return lines
 
 
 def _vae_line(beta: float, g: pd.DataFrame, label: str = "VAE") -> str:
