@@ -78,6 +78,7 @@ def _vae_line(beta: float, g: pd.DataFrame, label: str = "VAE") -> str:
     return (f"- {label} β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
             f"distortion {interval_text(g['distortion'])}, ELBO {interval_text(g['elbo'])}, IWAE "
             f"{interval_text(g['iwae'])}, {interval_text(g['active_units'])} active units"
+            f"{collapse_text(g['active_units'])}"
             + (f"; {interval_text(g['rate_above_shannon'])} nats above Shannon's R(D) at its MSE "
                f"{interval_text(g['mse'])}" if _known(g, "rate_above_shannon") else "") + ".")
 
