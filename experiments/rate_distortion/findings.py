@@ -28,8 +28,8 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
              " the smaller of the leave-one-out bound and the rate above.", "", "## The KL penalty: the rate bounds the"
              " information"]
     vaes = ok[ok["kind"] == "vae"]
-    network = vaes["network"].replace("", "mlp") if "network" in vaes else pd.Series("mlp", index=vaes.index)
-    groups = sorted(vaes.groupby([network.rename("net"), "beta"]), key=lambda item: (item[0][0] != "mlp", item[0]))
+    groups = sorted(vaes.groupby([_network(vaes).rename("net"), "beta"]),
+                    key=lambda item: (item[0][0] != "mlp", item[0]))
     lines += [_vae_line(beta, g, "VAE" if net == "mlp" else f"{net} VAE") for (net, beta), g in groups]  # MLP first
     lines += _network_lines(runs[(runs["status"] == "ok") & (runs["kind"] == "vae")], split)
     lines += ["", "## Codes without a KL term"]
@@ -47,13 +47,18 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _network(runs: pd.DataFrame) -> pd.Series:
+    """Each run's network, "mlp" where the table names none (tables written before conv networks existed)."""
+    if "network" not in runs:
+        return pd.Series("mlp", index=runs.index)
+    return runs["network"].fillna("").replace("", "mlp")
+
+
 def _network_lines(vaes: pd.DataFrame, split: str) -> list[str]:
     """Conv against MLP VAEs at each β both swept: the difference in ELBO, seed by seed, and how far each network's
     distortion rises from the training rows to ``split``'s (a network that fits its training rows better but
     generalises worse sits off the frontier of the other only on held-out rows)."""
-    if "network" not in vaes:
-        return []
-    net = vaes["network"].fillna("").replace("", "mlp")
+    net = _network(vaes)
     per_seed = vaes.assign(net=net).pivot_table(index=["beta", "seed"], columns=["net", "split"],
                                                 values=["elbo", "distortion"])
     if "conv" not in set(net) or "mlp" not in set(net) or ("elbo", "mlp", "train") not in per_seed:
