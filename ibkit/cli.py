@@ -201,7 +201,7 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> 
 
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
         results.clear(folder)
-    data = None if ds is None else {"name": ds.name, **ds.provenance, "split": ds.split}
+    data = None if ds is None else results.data_record(ds)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 data=data, executor=args.executor, jobs=args.jobs, threads=getattr(executor, "threads", None),
                 device=str(resolve_device(config.device)), started=_now(),
@@ -282,7 +282,11 @@ def cmd_table(args) -> int:
 
 def load_model_argument(text: str):
     """MODEL of ``ibkit analyse``: an ibkit checkpoint, or ``module.py:factory``, a function of that file that returns
-    a protocol model (the user's own code, run as asked)."""
+    a protocol model (the user's own code, run as asked).
+
+    The file runs as ``python module.py`` would run it: its folder is first on ``sys.path`` while it loads and the
+    factory runs, so it imports the modules beside it, and relative paths inside it (weights, data) resolve from
+    the working folder, not from the file's."""
     path, _, factory = text.rpartition(":") if text.count(":") and text.rpartition(":")[0].endswith(".py") \
         else (text, "", "")
     if not Path(path).is_file():
@@ -294,6 +298,8 @@ def load_model_argument(text: str):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    folder = str(Path(path).resolve().parent)
+    sys.path.insert(0, folder)  # its sibling modules import, as under `python module.py`
     try:
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
@@ -302,6 +308,9 @@ def load_model_argument(text: str):
         raise ValueError(f"MODEL={text!r}: {path} has no function {factory!r} ({e})") from None
     except Exception as e:  # the user's code: its own error, on one line
         raise ValueError(f"MODEL={text!r}: {factory}() failed: {type(e).__name__}: {e}") from None
+    finally:
+        if folder in sys.path:  # unless the user's code took it off itself
+            sys.path.remove(folder)
     from ibkit.interface import is_stochastic
 
     if not (is_stochastic(model) or callable(getattr(model, "encode", None))):

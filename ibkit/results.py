@@ -224,6 +224,13 @@ def write_findings(folder: str | os.PathLike, text: str) -> Path:
     return path
 
 
+def data_record(ds) -> dict:
+    """The manifest's ``data`` record of a loaded ``ibkit.data.Dataset``: its name, its provenance (for IDX data the
+    folder, where it was found and each file's SHA-256) and its split ("t10k split 8,000/2,000 (test_fraction 0.2,
+    seed 0)")."""
+    return {"name": ds.name, **ds.provenance, "split": ds.split}
+
+
 def data_text(folder: str | os.PathLike) -> str | None:
     """The data a run folder's manifest names, with its split: "mnist, t10k split 8,000/2,000 (test_fraction 0.2,
     seed 0)"; the config's dataset alone for a folder written before manifests recorded the split; else None."""
@@ -363,22 +370,39 @@ LOCK = ".lock"  # the advisory lock of a run folder (its content: who holds it)
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold the folder's advisory lock (``flock`` on ``FOLDER/.lock``) for the block, so that two ``ibkit run``s
-    never train into one folder: the second is refused with a ValueError naming the holder. The kernel releases
-    the lock when its process ends in any way (SIGKILL included), so a stale lock never blocks; the file stays."""
+    never train into one folder: the second is refused with a ValueError naming the holder. The file is removed as
+    the block ends (a clean exit, an exception, Ctrl-C), so a finished folder holds none; the kernel releases the lock
+    when its process ends in any other way (SIGKILL included), so the file a killed run leaves never blocks.
+
+    The holder removes the file while it still holds the lock, and a process that locked a file which is then no
+    longer the one at ``FOLDER/.lock`` (removed as it waited to check) tries again on the new one: two processes never
+    both hold the lock of one folder."""
     import fcntl  # POSIX; imported here so that reading results works where it is missing
 
     folder = Path(folder)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    path = folder / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise ValueError(f"{folder} is in use by another ibkit run ({holder}); wait for it to finish or "
                              "choose another --out") from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        locked = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (locked.st_dev, locked.st_ino):
+            break
+        os.close(fd)  # the previous holder removed this file as it left: lock the one at the path now
+    try:
         os.ftruncate(fd, 0)
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
         os.write(fd, f"pid {os.getpid()} on {platform.node()}, since {since}\n".encode())
         yield
     finally:
+        path.unlink(missing_ok=True)  # while the lock is held: no other process holds the file at this path
         os.close(fd)  # releases the lock

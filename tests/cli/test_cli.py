@@ -55,6 +55,7 @@ def test_rate_distortion_quick_writes_table_manifest_figure(quick_run):
     for ext in ("pdf", "png"):
         assert (quick_run / "figures" / f"rate_distortion.{ext}").stat().st_size > 1000
     assert len(list((quick_run / "checkpoints").glob("*.pt"))) == 5
+    assert not (quick_run / ".lock").exists()  # the lock went as the run finished: none in a finished folder
 
 
 def test_plot_and_table_read_stored_results(quick_run, capsys):
@@ -290,6 +291,34 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
 
     with folder_lock(out):  # the killed holder's lock went with its process
         assert f"pid {os.getpid()} on" in (out / ".lock").read_text()
+    assert not (out / ".lock").exists()  # removed as the block ended (the killed holder's file, now ours, too)
+
+
+def test_the_lock_file_goes_when_its_block_ends_by_ctrl_c_and_a_removed_file_is_locked_anew(tmp_path, monkeypatch):
+    """A KeyboardInterrupt inside the block removes .lock as a clean exit does. A process that locked a file its
+    previous holder removed meanwhile (so that a third process could lock a new one at the path) locks again: the
+    file it holds is the one at the path."""
+    import fcntl
+
+    from ibkit.results import folder_lock
+
+    with pytest.raises(KeyboardInterrupt), folder_lock(tmp_path):
+        assert (tmp_path / ".lock").is_file()
+        raise KeyboardInterrupt
+    assert not (tmp_path / ".lock").exists()
+    calls, flock = [], fcntl.flock
+
+    def holder_leaves_first(fd, op):  # the first time: the previous holder removes its file as this one locks it
+        calls.append(os.fstat(fd).st_ino)
+        if len(calls) == 1:
+            (tmp_path / ".lock").unlink()
+        return flock(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", holder_leaves_first)
+    with folder_lock(tmp_path):
+        assert len(calls) == 2 and os.stat(tmp_path / ".lock").st_ino == calls[1]
+        assert f"pid {os.getpid()} on" in (tmp_path / ".lock").read_text()
+    assert not (tmp_path / ".lock").exists()
 
 
 def test_run_help_lists_the_experiments_keys_with_types_defaults_and_meanings(capsys):

@@ -140,12 +140,13 @@ def test_ctrl_c_finishes_the_write_says_how_to_resume_and_the_rerun_completes(tm
     kept = _stamps(out)
     assert f"finished runs are kept in {out}; to resume, run the same command again" in err
     assert "Traceback" not in err and str(len(kept)) in err.splitlines()[-1]
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob("*.tmp")) and not (out / ".lock").exists()  # Ctrl-C took the lock file too
     for name in kept:  # every finished run has its checkpoint (written first, inside the deferred block)
         assert (out / "checkpoints" / name.replace(".json", ".pt")).is_file()
     assert main([*SWEEP, "--out", str(out)]) == 0
     assert all(_stamps(out)[name] == stamp for name, stamp in kept.items())
     _assert_complete_once(out)
+    assert not (out / ".lock").exists()  # and the finished rerun left none
 
 
 def test_a_half_written_record_is_never_read_as_complete(tmp_path, capsys):

@@ -98,3 +98,33 @@ def test_written_files_take_the_umasks_mode_not_the_temp_files(tmp_path, umask):
     assert {p.name for p in written} >= {"findings.md", "runs.csv", "vae-d2-seed0.json",
                                          "vae-d2-seed0.pt"}
     assert {oct(p.stat().st_mode & 0o777) for p in written} == {oct(0o666 & ~umask)}
+
+
+def test_every_committed_manifest_names_its_data_and_split():
+    """Each committed results/*/manifest.json has a ``data`` record (``ibkit.results.data_record``) with the split;
+    MNIST (IDX files) names each file with its SHA-256, checked against the file where that folder is at hand. A
+    record added after its run says so (``added_afterwards``: date, commit, how)."""
+    import hashlib
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(["git", "ls-files", "--", "results/*/manifest.json"], cwd=root, capture_output=True,
+                            text=True)
+    paths = [root / p for p in listed.stdout.split()] if listed.returncode == 0 else []
+    if not paths:
+        pytest.skip("not a git checkout holding results/")
+    for path in paths:
+        data = json.loads(path.read_text()).get("data")
+        assert isinstance(data, dict) and data.get("name") and data.get("split"), f"{path}: no data record"
+        if data["name"] == "mnist":
+            assert data["files"] and all(re.fullmatch("[0-9a-f]{64}", h) for h in data["files"].values()), path
+            folder = Path(data["folder"])
+            for name, sha in data["files"].items():
+                if (folder / name).is_file():
+                    assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha, f"{path}: {name}"
+        if "added_afterwards" in data:
+            note = data["added_afterwards"]
+            assert re.fullmatch("[0-9a-f]{40}", note["commit"]) and note["date"] and "not recorded at run time" in \
+                note["how"], path
