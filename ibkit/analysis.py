@@ -12,6 +12,10 @@ with its standard error over the rows (the spread of the per-example values / sq
     active units, KL per dimension (diagonal posteriors), the probe curve (deterministic codes), the per-layer
     table (hierarchical models) and the label information (with ``labels``).
 
+A model with q(z|x) and p(z) but no ``log_likelihood`` gets every number that needs only those (rate, the bracket,
+KL per dimension, active units, label information); distortion, ELBO and IWAE are NaN and ``likelihood_note``, in
+the row and the report, says why (the estimators themselves refuse such a model with a ValueError).
+
 ``Analysis.write(out)`` stores ``runs.csv`` (one row in the results schema), ``report.md``, the side tables and the
 figures: the model's point on the rate-distortion plane beside the committed reference frontier of its dataset
 (``results/rate_distortion`` for digits, ``results/rate_distortion_mnist`` for MNIST) where one is at hand.
@@ -20,7 +24,6 @@ figures: the model's point on the rate-distortion plane beside the committed ref
 from __future__ import annotations
 
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from torch import Tensor
 
 from ibkit import estimators as E
 from ibkit.checks import check_number
+from ibkit.estimators._common import has_likelihood, missing_likelihood
 from ibkit.interface import is_stochastic
 from ibkit.models.registry import all_knobs
 from ibkit.tables import bracket_text, round_to_uncertainty
@@ -59,8 +63,9 @@ class Analysis:
     def report(self) -> str:
         """report.md: the headline numbers, what they say, and the side tables."""
         r, stochastic = self.row, not math.isnan(self.row.get("rate", math.nan))
+        iwae_rows = "" if _missing(r.get("iwae")) else f"IWAE on {r['iwae_rows']}, "
         lines = [f"# Analysis of {self.name}", "",
-                 f"Data: {self.dataset or 'the given rows'}, {r['rows']} rows (IWAE on {r['iwae_rows']}, the "
+                 f"Data: {self.dataset or 'the given rows'}, {r['rows']} rows ({iwae_rows}the "
                  f"I(X;Z) bracket on {r['eval_rows']}). Nats per example; ± one standard error over the rows.", "",
                  "| quantity | value |", "|---|---|"]
         names = [("rate R", "rate"), ("distortion D", "distortion"), ("ELBO", "elbo"),
@@ -69,6 +74,8 @@ class Analysis:
         lines += [f"| {label} | {self.value(key)} |" for label, key in names if not _missing(r.get(key))]
         lines += [f"| active units | {r['active_units']} of {r['latent_dim']} |", ""]
         lines += self._sentences(stochastic)
+        if r.get("likelihood_note"):  # a model without log p(x|z): what was left out, and why
+            lines += ["", f"{r['likelihood_note'][0].upper()}{r['likelihood_note'][1:]}."]
         for title, name in (("KL per dimension", "kl_per_dim"), ("Per layer", "per_layer"),
                             ("Probe curve", "probe_curve"), ("Label information", "label_information")):
             if name in self.tables:
@@ -81,14 +88,26 @@ class Analysis:
         if stochastic:
             bracket = bracket_text([r["mi_lower"]], [r["mi_upper"]], [r["mi_lower_se"]], [r["mi_upper_se"]])
             text = (f"I(X;Z), the information the code carries about x, is {bracket} nats (95% intervals; InfoNCE "
-                    f"cannot exceed {log_n}); the rate {self.value('rate')} bounds it from above, and log p(x) >= "
-                    f"{self.value('iwae')} (IWAE).")
+                    f"cannot exceed {log_n}); the rate {self.value('rate')} bounds it from above" +
+                    ("." if _missing(r.get("iwae")) else f", and log p(x) >= {self.value('iwae')} (IWAE)."))
+            if r.get("mi_upper_note"):
+                text += f" The upper bound is the {r['mi_upper_note']}."
             if r["mi_lower"] > r["log_n"] - 0.1:
                 text += f" The lower bound sits at its ceiling {log_n}: more rows would be needed to see above it."
         else:
             text = (f"A deterministic code: no upper bound on I(X;Z) exists ({r['mi_upper_note']}). Through a probe "
                     f"channel of std {r['probe_sigma']:g} it carries at least {self.value('mi_lower')} nats "
-                    f"({log_n} at most); the probe curve shows it growing as the probe noise shrinks.")
+                    f"({log_n} at most)")
+            if not _missing(r.get("probe_upper")):
+                how = r.get("probe_upper_note") or "the smallest of the probe channel's leave-one-out bound, rate " \
+                    "and capacity"
+                text += f" and at most {self.value('probe_upper')} ({how})"
+            text += "; the probe curve shows it growing as the probe noise shrinks."
+        if not _missing(r.get("label_accuracy")):
+            text += (f" The label: a logistic-regression probe on the code that crosses the channel (z ~ q(z|x)) "
+                     f"scores {r['label_accuracy']:.3f} (chance {r['label_chance']:.3f}); per-dimension I(z_k; label) "
+                     f"below the noise floor {r['label_mi_noise']:.2f} nats is not told apart from 0, and none can "
+                     "exceed I(X;Z).")
         return [text]
 
     def write(self, out: str | Path) -> list[Path]:
@@ -104,7 +123,8 @@ class Analysis:
             atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
             paths.append(out / f"{name}.csv")
         figures, data = out / "figures", f"{self.dataset or 'the given rows'}, {self.row['rows']} rows"
-        paths += plots.save_figure(plane_figure(self), figures, "rate_distortion", data=data)
+        if not _missing(self.row.get("distortion")):  # without log p(x|z) the model has no point on the plane
+            paths += plots.save_figure(plane_figure(self), figures, "rate_distortion", data=data)
         paths += plots.save_figure(bracket_figure(self), figures, "information", data=data)
         if "kl_per_dim" in self.tables:
             paths += plots.save_figure(kl_figure(self.tables["kl_per_dim"]), figures, "kl_per_dim", data=data)
@@ -138,17 +158,22 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     row.update({knob: math.nan if getattr(config, knob, None) is None else float(getattr(config, knob))
                 for knob in all_knobs()})
     tables: dict[str, pd.DataFrame] = {}
-    distortion = None  # [N]: a deterministic code without a decoder has none
-    if callable(getattr(model, "log_likelihood", None)):
+    distortion = None  # [N]: a model without log p(x|z) has none, nor an ELBO or IWAE (the note says so)
+    row.update(distortion=math.nan, elbo=math.nan, iwae=math.nan, likelihood_note="")
+    if has_likelihood(model):
         distortion = torch.as_tensor(E.distortion(model, x, seed=seed, per_example=True))
         row.update(_mean_se("distortion", distortion))
+    else:
+        row["likelihood_note"] = (f"{'distortion, ELBO and IWAE are' if stochastic else 'the distortion is'} not "
+                                  f"measured, as {missing_likelihood(model, 'each' if stochastic else 'it')}")
     if callable(getattr(model, "decode", None)):
         row.update(_mean_se("mse", E.mse(model, x, seed=seed, per_example=True)))
     if stochastic:
         rate = E.rate(model, x, seed=seed, per_example=True)
         row.update(_mean_se("rate", rate))
-        row.update(_mean_se("elbo", -(typing.cast(Tensor, distortion) + rate)))  # the protocol has log p(x|z)
-        row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True)))
+        if distortion is not None:
+            row.update(_mean_se("elbo", -(distortion + rate)))
+            row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True)))
         try:
             kl = E.kl_per_dim(model, x).tolist()
             tables["kl_per_dim"] = pd.DataFrame(dict(dimension=range(len(kl)), kl=kl))
@@ -157,7 +182,7 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
         if len(getattr(model, "latent_dims", ())) > 1:
             tables["per_layer"] = E.per_layer(model, x[:eval_rows], seed=seed)
     else:
-        row.update(rate=math.nan, elbo=math.nan, iwae=math.nan)
+        row["rate"] = math.nan
         tables["probe_curve"] = E.probe_curve(model, x[:eval_rows], PROBE_SIGMAS, seed=seed)
     row.update(E.information_bracket(model, x[:eval_rows], seed=seed))
     row["latent_dim"] = _latent_dim(model, x)
@@ -166,7 +191,7 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
         info = E.label_information(model, x, labels, seed=seed)
         tables["label_information"] = pd.DataFrame(dict(dimension=range(len(info["mi_per_dim"])),
                                                          mi_with_label=list(info["mi_per_dim"])))
-        row.update(label_accuracy=info["accuracy"], label_chance=info["chance"])
+        row.update(label_accuracy=info["accuracy"], label_chance=info["chance"], label_mi_noise=info["mi_noise"])
     return Analysis(row, tables, name, dataset)
 
 
@@ -285,7 +310,10 @@ def label_figure(a: Analysis):
     fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.2, plots.SINGLE_COLUMN * 0.8))
     ax.bar(info["dimension"], info["mi_with_label"], color="C4")
     ax.set_xlabel("latent dimension")
-    ax.set_ylabel("I(z_k; label)  [nats]")
+    ax.axhline(a.row["label_mi_noise"], ls="--", color="grey", lw=1,
+               label=f"noise floor {a.row['label_mi_noise']:.2f} (labels shuffled)")
+    ax.legend(fontsize="small")
+    ax.set_ylabel("I(z_k; label), z ~ q(z|x)  [nats]")
     ax.set_title(f"Label information: probe accuracy {a.row['label_accuracy']:.3f} "
                  f"(chance {a.row['label_chance']:.3f})")
     return fig

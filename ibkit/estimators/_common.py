@@ -1,4 +1,5 @@
-"""Shared plumbing of the estimators: the one input check (``prepare``), devices, seeding and chunking."""
+"""Shared plumbing of the estimators: the one input check (``prepare``), devices, seeding, chunking and the progress
+of long work (``decoder_progress``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ibkit.checks import (
     check_posterior,
     check_prior,
 )
+from ibkit.progress import Progress, Refusal
 from ibkit.seeding import seeded
 
 DEFAULT_CHUNK = 16384  # (sample, row) pairs per decoder pass: ~0.3 GB for a 784-512-512 decoder
@@ -55,6 +57,18 @@ def has_prior(model) -> bool:
     return callable(getattr(model, "prior", None))
 
 
+def has_likelihood(model) -> bool:
+    """Whether ``model`` has the decoder's log p(x|z) (``log_likelihood``), which distortion, ELBO and IWAE need."""
+    return callable(getattr(model, "log_likelihood", None))
+
+
+def missing_likelihood(model, call: str) -> str:
+    """The message for ``call`` (an estimator's name, or "each" for several) on a ``model`` without
+    ``log_likelihood``: what it needs, what the model lacks, and the method's shapes."""
+    return (f"{call} needs the decoder's log p(x|z): {type(model).__name__} has no log_likelihood(x, z) "
+            "(x [N, D], z [S, N, d] -> [S, N])")
+
+
 def _check_methods(model, call: str, posterior: bool, prior: bool, likelihood: bool) -> None:
     """Refuse a model without the methods ``call`` uses, saying which one is missing and what to do."""
     name, has_code = type(model).__name__, callable(getattr(model, "encode", None))
@@ -72,9 +86,8 @@ def _check_methods(model, call: str, posterior: bool, prior: bool, likelihood: b
     if prior and not has_prior(model):
         raise ValueError(f"{call} needs the prior p(z): {name} has no prior() (a Distribution with event_shape [d], "
                          "e.g. Independent(Normal(torch.zeros(d), torch.ones(d)), 1))")
-    if likelihood and not callable(getattr(model, "log_likelihood", None)):
-        raise ValueError(f"{call} needs the decoder's log p(x|z): {name} has no log_likelihood(x, z) "
-                         "(x [N, D], z [S, N, d] -> [S, N])")
+    if likelihood and not has_likelihood(model):
+        raise ValueError(missing_likelihood(model, call))
 
 
 def _check_outputs(model, rows: Tensor, prior: bool, likelihood: bool) -> None:
@@ -113,6 +126,28 @@ def plan_chunks(n_samples: int, chunk_size: int) -> tuple[int, int]:
     check_number("chunk_size", chunk_size, low=1, integer=True)
     samples = min(n_samples, chunk_size)
     return samples, max(1, chunk_size // samples)
+
+
+def decoder_progress(call: str, passes: int, device: torch.device, *, work: str, knobs: str, allow_long: bool,
+                     at_most: bool = False) -> Progress:
+    """The progress of an estimator's ``passes`` decoder passes ((sample, row) pairs through log p(x|z)): the one
+    idiom of every estimator whose cost grows with a k or n_samples the caller picks (``ibkit.progress.Progress``: a
+    bar on a terminal, a log line every 30 s). Unless ``allow_long``, the first chunks are a pilot, timed on this
+    machine, and work estimated to take more than ``ibkit.progress.LONG_WORK`` (an hour) is refused there:
+
+        ValueError: iwae with k=1000000000 on 359 rows needs 3.6e11 decoder passes, about 41 days at the measured
+        1.2e5 passes/s on this machine; use a smaller k or fewer rows, or pass allow_long=True
+
+    ``work`` names the call and its size ("iwae with k=1000000000 on 359 rows"), ``knobs`` what to make smaller
+    ("k"), ``at_most`` that ``passes`` is an upper bound (work that may stop early). Update it with the pairs of
+    each chunk; use it as a context manager.
+    """
+    if not isinstance(allow_long, bool):
+        raise ValueError(f"allow_long={allow_long!r} must be True or False (True: run work estimated to take more "
+                         "than an hour)")
+    refusal = None if allow_long else Refusal(work, f"use a smaller {knobs} or fewer rows", at_most)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    return Progress(call, passes, "decoder passes", refusal=refusal, sync=sync)
 
 
 def reduce(values: Tensor, per_example: bool) -> float | Tensor:

@@ -4,12 +4,15 @@ checkpoint, a module.py:factory model or a pythae model; bad input is one line a
 import importlib.util
 import math
 import re
+import sys
 import textwrap
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+from torch.distributions import Independent, Normal
 
 import ibkit
 from ibkit import estimators as E
@@ -135,3 +138,89 @@ def test_a_pythae_model_through_its_factory(tmp_path, digits):
     row = pd.read_csv(out / "runs.csv").iloc[0]
     assert row["latent_dim"] == 2 and math.isfinite(row["iwae"]) and row["rate"] > 0
     assert torch.isfinite(torch.tensor(row["mi_upper"]))
+
+
+class _PosteriorAndPrior(nn.Module):
+    """q(z|x) = N(mu, diag exp(logvar)) from one linear layer, p(z) = N(0, I): no decoder, no log_likelihood."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(64, 6)
+        with torch.no_grad():
+            self.encoder.weight.copy_(torch.linspace(-0.1, 0.1, 6 * 64).reshape(6, 64))
+            self.encoder.bias.copy_(torch.tensor([0.5, -0.3, 0.1, -1.0, -0.5, 0.2]))
+
+    def posterior(self, x):
+        mu, logvar = self.encoder(x).chunk(2, -1)
+        return Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+
+    def prior(self):
+        return Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
+
+
+def test_a_model_without_log_likelihood_is_measured_as_far_as_q_and_p_go(digits, tmp_path):
+    m, x = _PosteriorAndPrior(), digits.test
+    for estimate in (E.distortion, E.elbo, lambda m, x: E.iwae(m, x, 5)):  # the estimators themselves refuse it
+        with pytest.raises(ValueError, match=r"needs the decoder's log p\(x\|z\): _PosteriorAndPrior has no "
+                                             r"log_likelihood\(x, z\)"):
+            estimate(m, x)
+    a = ibkit.analyse(m, x, digits.test_labels, k=5)
+    r = a.row
+    with torch.no_grad():
+        mu, logvar = m.encoder(x).double().chunk(2, -1)
+    kl = 0.5 * (logvar.exp() + mu**2 - 1 - logvar)  # [N, 3]: KL(N(mu, s^2) || N(0, 1)) per dimension, closed form
+    assert r["rate"] == pytest.approx(kl.sum(-1).mean().item(), rel=1e-5)
+    assert a.tables["kl_per_dim"]["kl"].tolist() == pytest.approx(kl.mean(0).tolist(), rel=1e-5)
+    bracket = E.information_bracket(m, x)
+    assert (r["mi_lower"], r["mi_upper"]) == (bracket["mi_lower"], bracket["mi_upper"]) and r["mi_upper"] <= r["rate"]
+    assert r["active_units"] == E.active_units(m, x) and r["latent_dim"] == 3
+    assert len(a.tables["label_information"]) == 3 and 0 <= r["label_accuracy"] <= 1
+    assert all(math.isnan(r[key]) for key in ("distortion", "elbo", "iwae"))
+    text = a.report()
+    assert "Distortion, ELBO and IWAE are not measured, as each needs the decoder's log p(x|z): _PosteriorAndPrior " \
+           "has no log_likelihood(x, z)" in text
+    assert "| rate R |" in text and "| ELBO |" not in text and "IWAE on" not in text and "log p(x) >=" not in text
+    paths = a.write(tmp_path / "report")
+    row = pd.read_csv(tmp_path / "report" / "runs.csv").iloc[0]
+    assert row["rate"] == pytest.approx(r["rate"]) and math.isnan(row["distortion"])
+    assert row["likelihood_note"].startswith("distortion, ELBO and IWAE are not measured")
+    figures = {p.stem for p in paths if p.suffix == ".png"}
+    assert figures == {"information", "kl_per_dim", "label_information"}  # no point on the rate-distortion plane
+
+
+MINE = textwrap.dedent("""
+    from pathlib import Path
+
+    import mynet  # beside this file, not on sys.path
+
+    def model():
+        return mynet.build(int(Path("latent.txt").read_text()))  # a relative path: the working folder's
+""")
+MYNET = textwrap.dedent("""
+    import torch
+    from torch import nn
+    import ibkit
+
+    def build(d):
+        torch.manual_seed(0)
+        return ibkit.wrap(nn.Linear(64, 2 * d), nn.Linear(d, 64), likelihood="bernoulli")
+""")
+
+
+def test_a_factory_imports_the_modules_beside_it_and_reads_relative_paths_from_the_working_folder(
+        tmp_path, monkeypatch):
+    code, work = tmp_path / "code", tmp_path / "work"
+    code.mkdir(), work.mkdir()
+    (code / "mine.py").write_text(MINE)
+    (code / "mynet.py").write_text(MYNET)
+    (code / "latent.txt").write_text("5")  # beside the file: not the one read
+    (work / "latent.txt").write_text("2")
+    monkeypatch.chdir(work)
+    path = list(sys.path)
+    try:
+        assert main(["analyse", f"{code / 'mine.py'}:model", "--data", "digits", "--k", "5", "--out", "report"]) == 0
+    finally:
+        sys.modules.pop("mynet", None)  # imported for this test only
+    assert sys.path == path  # the file's folder was first on it while it loaded, and only then
+    row = pd.read_csv(work / "report" / "runs.csv").iloc[0]  # --out is relative to the working folder too
+    assert row["latent_dim"] == 2 and math.isfinite(row["iwae"])
