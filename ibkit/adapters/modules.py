@@ -8,6 +8,10 @@ p(x|z), and a prior. ``wrap`` adds what the estimators and ``fit`` need around t
     posterior_params(x), posterior_from_params(h) the encoder's output, for ``amortization_gap``
     forward(x, eps)                               per-example loss (the negative ELBO), rate and distortion: ``fit``
 
+The named posterior families read the encoder's output as one tensor h [N, P]; a two-head encoder's (mu, logvar)
+tuple and pythae's ``ModelOutput`` (embedding, log_covariance) are read as their concatenation [N, 2d]
+(``encoder_params``), so everything after the encoder sees that one form.
+
 Images are flattened at the boundary: the estimators see x [N, D]; the encoder sees x.view(N, *input_shape) and a
 decoder's output [B, *shape] is read as [B, D]. A decoder takes codes [B, d] only, so the [S, N, d] samples of the
 estimators reach it flattened, ``DECODER_ROWS`` rows at a time.
@@ -16,7 +20,7 @@ estimators reach it flattened, ``DECODER_ROWS`` rows at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -92,8 +96,9 @@ class WrappedModel(nn.Module):
     # the code
 
     def posterior_params(self, x: Tensor) -> Tensor:
-        """The encoder's output h [N, P] for x [N, D] (seen by the encoder as [N, *input_shape])."""
-        return self.encoder(x.reshape(len(x), *self.input_shape))
+        """The encoder's output h [N, P] for x [N, D] (seen by the encoder as [N, *input_shape]); for a named family,
+        a two-head output as one tensor (``encoder_params``)."""
+        return _params_for(self.family, self.encoder(x.reshape(len(x), *self.input_shape)))
 
     def posterior_from_params(self, h: Tensor) -> Distribution:
         """q(z|x) from the encoder's output: batch_shape [N], event_shape [d]."""
@@ -167,7 +172,9 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
          input_shape: tuple[int, ...] | None = None) -> WrappedModel:
     """Turn plain torch modules into a model every estimator measures and ``ibkit.fit`` trains (the negative ELBO).
 
-    encoder:     a module from x [N, *input_shape] to the posterior's parameters [N, P].
+    encoder:     a module from x [N, *input_shape] to the posterior's parameters [N, P]; for a named family also
+                 two heads [N, d] each, (mu, logvar) as a tuple or pythae's ModelOutput(embedding, log_covariance),
+                 read as the tensor [N, 2d] of their concatenation (``encoder_params``).
     decoder:     a module from codes [B, d] to the likelihood's parameters [B, *shape], prod(shape) = D.
     likelihood:  "bernoulli" (the decoder gives logits), "gaussian" (the decoder gives the mean; unit variance), or
                  a callable from the decoder's output [B, *shape] to a ``torch.distributions`` object over the data
@@ -200,8 +207,8 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
             raise ValueError(f"posterior='none' needs an encoder whose output is a code [N, d]; got "
                              f"{_describe(h)}")
         return DeterministicWrappedModel(encoder, decoder, fn, None, None, shape, h.shape[-1])
-    family = _family(posterior, h) if isinstance(posterior, str) else posterior
-    q = family(h)
+    family = _family(posterior, encoder_params(h)) if isinstance(posterior, str) else posterior
+    q = family(_params_for(family, h))
     if not isinstance(q, Distribution) or tuple(q.batch_shape) != (1,) or len(q.event_shape) != 1:
         raise ValueError(f"posterior gives {_describe(q)} for one example; it must give a torch distribution "
                          "with batch_shape [N] and event_shape [d] (a diagonal Gaussian is "
@@ -256,6 +263,32 @@ def _probe_encoder(encoder: nn.Module, shape: tuple[int, ...]):
         encoder.train(was_training)
 
 
+def encoder_params(out) -> Tensor:
+    """The encoder's output as the one form the posterior families read, h [N, P]: a tensor as it is; two heads
+    (loc, log variance) [N, d] each, as a tuple (or list) of two or pythae's ``ModelOutput`` (a mapping with
+    ``embedding`` and ``log_covariance``), as their concatenation [N, 2d], the diagonal family's loc | log variance.
+    Anything else is refused with a ValueError naming what came."""
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, Mapping) and {"embedding", "log_covariance"} <= set(out):
+        heads = (out["embedding"], out["log_covariance"])
+    elif isinstance(out, (tuple, list)) and len(out) == 2:
+        heads = tuple(out)
+    else:
+        raise ValueError(f"the encoder gives {_describe(out)}; it must give a tensor [N, P], or two heads (mu, logvar) "
+                         "[N, d] each, as a tuple or a ModelOutput with embedding and log_covariance")
+    if not all(isinstance(h, Tensor) and h.dim() == 2 for h in heads) or heads[0].shape != heads[1].shape:
+        raise ValueError(f"the encoder gives {_describe(out)}; its two heads (mu, logvar) must be tensors of one shape "
+                         "[N, d]")
+    return torch.cat(heads, -1)
+
+
+def _params_for(family, out):
+    """What ``family`` reads of the encoder's output ``out``: a posterior family (named or given as one) the tensor
+    h [N, P] of ``encoder_params``; a callable posterior the encoder's own output, whatever its form."""
+    return encoder_params(out) if isinstance(family, PosteriorFamily) else out
+
+
 def _family(name: str, h) -> PosteriorFamily:
     """The named family for the encoder's output width P: the d with n_params(d) = P."""
     cls = POSTERIORS[name]
@@ -274,10 +307,14 @@ def _family(name: str, h) -> PosteriorFamily:
 def _describe(value) -> str:
     if isinstance(value, Tensor):
         return f"a tensor of shape {list(value.shape)}"
+    if isinstance(value, Mapping):
+        return f"a {type(value).__name__} with " + ", ".join(f"{k}: {_describe(v)}" for k, v in value.items())
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} (" + ", ".join(_describe(v) for v in value) + ")"
     if isinstance(value, Distribution):
         return (f"{type(value).__name__} with batch_shape {list(value.batch_shape)} and event_shape "
                 f"{list(value.event_shape)}")
     return f"a {type(value).__name__}"
 
 
-__all__ = ["wrap", "WrappedModel", "DeterministicWrappedModel", "CallableLikelihood", "DECODER_ROWS"]
+__all__ = ["wrap", "WrappedModel", "DeterministicWrappedModel", "CallableLikelihood", "encoder_params", "DECODER_ROWS"]

@@ -180,3 +180,48 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_an_encoder_output_no_family_takes_is_refused():
     with pytest.raises(ValueError, match="the encoder gives 7 outputs per example, which is no diagonal posterior's"):
         ibkit.wrap(nn.Linear(64, 7), nn.Linear(3, 64), likelihood="bernoulli")
+
+
+class _TwoHeads(nn.Module):
+    """The same network as ``body`` (x -> [N, 2d]) with two heads: (mu, logvar) as a tuple, pythae's ModelOutput, or
+    a bad form for the refusals."""
+
+    def __init__(self, body: nn.Module, form: str):
+        super().__init__()
+        self.body, self.form = body, form
+
+    def forward(self, x):
+        mu, logvar = self.body(x).chunk(2, -1)  # [N, d] each
+        if self.form == "model_output":
+            from pythae.models.base.base_utils import ModelOutput
+
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+        return {"tuple": (mu, logvar), "three": (mu, logvar, mu), "widths": (mu, logvar[:, 1:]),
+                "embedding only": {"embedding": mu}}[self.form]
+
+
+@pytest.mark.parametrize("form", ["tuple", "model_output"])
+def test_a_two_head_encoder_measures_as_the_one_tensor_form_of_the_same_weights(form, digits, vae_and_its_wrapping):
+    if form == "model_output":
+        pytest.importorskip("pythae", reason="pythae is not installed (pip install -e '.[pythae]')")
+    own, flat = vae_and_its_wrapping  # flat: the encoder gives [N, 2d] = [N, 8]
+    heads = ibkit.wrap(_TwoHeads(flat.encoder, form), flat.decoder, likelihood="bernoulli")
+    x = digits.test
+    assert heads.latent_dim == flat.latent_dim == 4
+    torch.testing.assert_close(heads.posterior_params(x), flat.posterior_params(x), rtol=0, atol=0)
+    for estimate in (E.rate, E.elbo):  # the ELBO's Monte Carlo draws are seeded: the same z
+        assert abs(estimate(heads, x) - estimate(flat, x)) <= 1e-6
+    assert abs(E.rate(heads, x) - E.rate(own, x)) <= 1e-6
+
+
+@pytest.mark.parametrize("form,message", [
+    ("three", r"the encoder gives a tuple of 3 \(a tensor of shape \[1, 4\], a tensor of shape \[1, 4\], a tensor "
+              r"of shape \[1, 4\]\); it must give a tensor \[N, P\], or two heads"),
+    ("widths", r"the encoder gives a tuple of 2 \(a tensor of shape \[1, 4\], a tensor of shape \[1, 3\]\); its two "
+               r"heads \(mu, logvar\) must be tensors of one shape \[N, d\]"),
+    ("embedding only", r"the encoder gives a dict with embedding: a tensor of shape \[1, 4\]; it must give"),
+])
+def test_a_two_head_encoder_of_a_bad_shape_is_refused_naming_what_came(form, message, vae_and_its_wrapping):
+    _, flat = vae_and_its_wrapping
+    with pytest.raises(ValueError, match=message):
+        ibkit.wrap(_TwoHeads(flat.encoder, form), flat.decoder, likelihood="bernoulli")
