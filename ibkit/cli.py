@@ -1,4 +1,4 @@
-"""The ``ibkit`` command: list, run, plot, table, gallery and analyse. Bad input is one line on stderr and exit
+"""The ``ibkit`` command: list, run, plot, table, gallery, analyse and compare. Bad input is one line on stderr and exit
 status 2.
 
 Experiments are found through the ``ibkit.experiments`` entry-point group of the installed packages (ibkit's own
@@ -25,6 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from ibkit.executors import EXECUTORS, check_executor, make_executor
+from ibkit.progress import log_to_stderr
 from ibkit.tables import FORMATS, format_table, left_out
 from ibkit.train import resolve_device
 
@@ -246,14 +247,20 @@ def _experiment_of(folder: Path) -> types.ModuleType:
     manifest = results.read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError(f"no manifest.json in {folder}; is it a folder written by ibkit run?")
+    if manifest.get("experiment") == "analyse":
+        raise ValueError(f"{folder} is a report of ibkit analyse, which drew its figures; run it again to redraw them, "
+                         "or put reports on one plane with ibkit compare DIR... --out OUT")
     return experiment(manifest.get("experiment"))
 
 
 def cmd_plot(args) -> int:
+    from ibkit import results
+
     folder = results_dir(args.dir)
-    exp = _experiment_of(folder)
+    combined = (results.read_manifest(folder) or {}).get("experiment") == results.COMBINED
+    plot = results.plot_combined if combined else _experiment_of(folder).plot
     _file_backend()
-    for path in exp.plot(folder):
+    for path in plot(folder):
         print(path)
     return 0
 
@@ -364,6 +371,18 @@ def cmd_analyse(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from ibkit import results
+
+    _file_backend()
+    runs = results.combine(args.dirs, args.out, overwrite=args.overwrite)
+    out = Path(args.out)
+    print(format_table(runs, "markdown", source=results.data_text(out)))
+    print(f"\n{runs['source'].nunique()} sources, {len(runs)} rows -> {out / results.RUNS}; the plane: "
+          f"{out / 'figures' / 'rate_distortion.png'}")
+    return 0
+
+
 def _run_help(argv: list[str]) -> tuple[str, str]:
     """For ``ibkit run NAME --help``: the --out default of NAME and its --set keys (``config_help``); generic text
     for any other command line."""
@@ -403,8 +422,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     table.add_argument("dir", help="a folder written by ibkit run (with runs.csv)")
     table.add_argument("--format", choices=FORMATS, default="markdown")
     table.add_argument("--columns", help="comma-separated columns to print, in order (default: the config "
-                       "columns that vary, seeds and every metric; LaTeX: those columns with rate, distortion and the "
-                       "I(X;Z) bracket)")
+                       "columns that vary, seeds and every metric; LaTeX: those columns with rate, distortion, ELBO, "
+                       "IWAE and the I(X;Z) bracket)")
     table.add_argument("--no-booktabs", action="store_true", help="LaTeX rules with \\hline (the default, "
                        "\\toprule..., needs \\usepackage{booktabs})")
     table.add_argument("--siunitx", action="store_true", help="LaTeX numbers aligned on the decimal point "
@@ -423,6 +442,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     analyse.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound (default 1000)")
     analyse.add_argument("--out", help="the report folder (default results/analyse-MODEL)")
     analyse.set_defaults(func=cmd_analyse)
+    compare = sub.add_parser("compare", help="several analyse reports or run folders on one plane and one table")
+    compare.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by ibkit analyse or ibkit run (each "
+                         "with runs.csv and manifest.json); each is named by its folder name, so no two may share one")
+    compare.add_argument("--out", required=True, help="the folder to write: runs.csv (with a source column), "
+                         "manifest.json (each source's, whole) and figures/rate_distortion.pdf|png")
+    compare.add_argument("--overwrite", action="store_true", help="replace the tables and manifest --out holds")
+    compare.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -432,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     results.COMMAND[:] = ["ibkit", *(sys.argv[1:] if argv is None else argv)]  # what generated files name
     try:
         args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
-        return args.func(args)
+        with log_to_stderr():  # long work's progress lines (ibkit.progress), on stderr for this command only
+            return args.func(args)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else USAGE_ERROR
     except BrokenPipeError:  # the reader went away (`ibkit table DIR | head`): not an error of ours

@@ -6,6 +6,7 @@ Field metadata (all optional):
               model holds it as a buffer of that name, it is a results column and part of the run id.
     id:       the short name it takes in a run id ("d" for latent_dim); knobs use their own name by default.
     symbol:   how figures write it ("β").
+    help:     what it is, in a few words, for a table's caption ("weight of the rate in the loss").
     low, high, low_open: the allowed range of a number (low_open: strictly above ``low``).
     choices:  the allowed values.
     widths:   a tuple of positive layer widths.

@@ -14,7 +14,8 @@ from ibkit.models.registry import register_model
 @dataclass(frozen=True)
 class NoisyAEConfig(ModelConfig):
     # std of the fixed Gaussian channel noise (required, > 0)
-    noise: float = field(kw_only=True, metadata={"knob": True, "symbol": "σ", "low": 0, "low_open": True})
+    noise: float = field(kw_only=True, metadata={"knob": True, "symbol": "σ", "low": 0, "low_open": True,
+                                                 "help": "std of the Gaussian channel noise"})
     # "tanh": the code is bounded (power <= 1 per dimension); None: unbounded, it can out-shout the noise
     code_bound: str | None = field(default="tanh", metadata={"choices": ("tanh", None), "id": "bound"})
 

@@ -114,14 +114,25 @@ def text_fields() -> tuple[str, ...]:
                                typing.get_type_hints(cls.Config).items() if str in (hint, *typing.get_args(hint))))
 
 
-def knob_symbol(name: str) -> str:
-    """How figures write knob ``name``: the ``symbol`` in its field's metadata ("β"), else the name."""
+def _field_metadata(name: str, key: str):
+    """The ``key`` entry of the metadata of field ``name`` in the first registered config that has it, else None."""
     for cls in _MODELS.values():
         for f in dataclasses.fields(cls.Config):
-            if f.name == name and "symbol" in f.metadata:
-                return f.metadata["symbol"]
-    return name
+            if f.name == name and key in f.metadata:
+                return f.metadata[key]
+    return None
+
+
+def knob_symbol(name: str) -> str:
+    """How figures write knob ``name``: the ``symbol`` in its field's metadata ("β"), else the name."""
+    return _field_metadata(name, "symbol") or name
+
+
+def knob_help(name: str) -> str:
+    """What knob ``name`` is, in a few words for a table's caption: the ``help`` in its field's metadata ("weight of
+    the rate in the loss"), else ""."""
+    return _field_metadata(name, "help") or ""
 
 
 __all__ = ["KindStyle", "register_model", "registered_kinds", "model_class", "kind_style", "knob_names",
-           "all_knobs", "config_fields", "text_fields", "knob_symbol", "quiet_knobs"]
+           "all_knobs", "config_fields", "text_fields", "knob_symbol", "knob_help", "quiet_knobs"]

@@ -70,17 +70,19 @@ class ScheduledConfig(ModelConfig):
     summary table where every run has them at their default (off); ``aggressive`` changes the training loop
     itself, so models with it train one at a time."""
 
-    beta: float = field(default=1.0, metadata={"knob": True, "symbol": "β", "low": 0})  # weight of the rate
+    beta: float = field(default=1.0, metadata={"knob": True, "symbol": "β", "low": 0,
+                                               "help": "weight of the rate in the loss"})  # weight of the rate
     # beta rises linearly from 0 over this many epochs (0: no warm-up)
     warmup_epochs: float = field(default=0.0, metadata={"knob": True, "id": "warmup", "low": 0, "quiet": True})
     # None: off; else the loss is D + gamma |R - C_t|, C_t rising linearly to it over capacity_epochs (nats)
     capacity: float | None = field(default=None, metadata={"knob": True, "symbol": "C", "low": 0, "quiet": True})
     gamma: float = field(default=1000.0, metadata={"knob": True, "symbol": "γ", "low": 0, "low_open": True,
-                                                   "quiet": True})
+                                                   "quiet": True, "help": "weight of the rate's distance from "
+                                                   "its capacity target"})
     capacity_epochs: float = field(default=0.0, metadata={"knob": True, "id": "cepochs", "low": 0, "quiet": True})
     # lambda, nats per latent unit: each group's minibatch-mean KL counts as at least lambda times its size
     free_bits: float = field(default=0.0, metadata={"knob": True, "id": "freebits", "symbol": "λ", "low": 0,
-                                                    "quiet": True})
+                                                    "quiet": True, "help": "free bits, nats per latent unit"})
     # He et al. 2019: encoder-only steps until its loss stops improving, then one decoder step, while MI rises
     aggressive: bool = field(default=False, metadata={"id": "aggressive"})
 

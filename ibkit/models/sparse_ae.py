@@ -11,7 +11,8 @@ from ibkit.models.registry import register_model
 
 @dataclass(frozen=True)
 class SparseAEConfig(ModelConfig):
-    sparsity: float = field(default=0.0, metadata={"knob": True, "id": "l1", "symbol": "λ", "low": 0})  # L1 weight
+    sparsity: float = field(default=0.0, metadata={"knob": True, "id": "l1", "symbol": "λ", "low": 0,
+                                                   "help": "weight of the L1 penalty on the code"})  # L1 weight
 
 
 @register_model("sparse_ae", label="sparse AE", marker="^", colour=3)

@@ -27,13 +27,18 @@ def test_tables(run_dir):
     assert (det["mi_lower"] <= det["log_n"] + 1e-9).all()
     noisy = test[test["kind"] == "noisy_ae"]
     tanh = noisy[noisy["code_bound"] == "tanh"]
-    assert tanh["capacity"].iloc[0] == pytest.approx(1.5 * math.log(1 + 1 / 0.2**2))
-    assert noisy[noisy["code_bound"] != "tanh"]["capacity"].isna().all()
+    # the noisy AE's channel capacity has its own column; ``capacity`` is the VAEs' KL-capacity knob (NaN here)
+    assert tanh["channel_capacity"].iloc[0] == pytest.approx(1.5 * math.log(1 + 1 / 0.2**2))
+    assert noisy[noisy["code_bound"] != "tanh"]["channel_capacity"].isna().all() and test["capacity"].isna().all()
     vae = test[test["kind"] == "vae"].iloc[0]
-    assert vae["mi_upper"] <= vae["rate"] + 1e-9 and vae["mi_lower"] <= vae["log_n"]
+    assert 0 <= vae["mi_upper"] <= vae["rate"] + 1e-9 and vae["mi_lower"] <= vae["log_n"]
     assert test["label_accuracy"].min() >= 0 and test["label_accuracy"].max() <= 1
+    assert (test["label_mi_noise"] > 0).all()
+    # a deterministic code: no upper bound on I(X;Z), a finite one through its probe, at most the probe's capacity
+    assert (det["mi_upper"] == math.inf).all() and (det["probe_upper"] >= det["mi_lower"] - 0.1).all()
     curves = pd.read_csv(run_dir / "probe_curve.csv")
     assert len(curves) == 6 * 3 and set(curves["sigma"]) == {1.0, 0.01, 0.0001}
+    assert (curves["upper"] <= curves["capacity"]).all() and (curves["upper"] >= 0).all()
     kl = pd.read_csv(run_dir / "kl_per_dim.csv")
     assert len(kl) == 3 and kl["kl"].sum() == pytest.approx(vae["rate"], rel=1e-4)
 
@@ -61,7 +66,7 @@ def test_table_keeps_bounded_and_unbounded_noisy_aes_apart(run_dir):
     from ibkit.results import load
     from ibkit.tables import format_table
 
-    rows = [line for line in format_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy_ae")]
+    rows = [line for line in format_table(load(run_dir), "markdown").splitlines() if line.startswith("| noisy AE")]
     assert len(rows) == 2 and any("tanh" in r for r in rows)
 
 

@@ -82,23 +82,95 @@ def test_latex_is_a_booktabs_tabular_with_one_cell_per_column():
     rows = [line for line in tex if line.endswith(r"\\")]
     assert len(rows) == 1 + 3  # header and three configurations
     assert all(line.count("&") == columns - 1 for line in rows)
-    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule") and tex[-1] == r"\end{tabular}"
+    assert tex.index(r"\toprule") < tex.index(r"\midrule") < tex.index(r"\bottomrule")
+    assert tex[-2:] == [r"\end{tabular}", r"\end{table}"]
     assert r"$\pm$" in "\n".join(tex) and "_" not in "\n".join(rows).replace(r"\_", "")
-    # a paper's headers with units; the constant columns said once in the note; the package it needs named
+    # a paper's headers with units; the constant columns said once in the caption; the package it needs named
     assert rows[0] == r"kind & posterior & $\beta$ & $R$ (nats) & $D$ (nats) \\"
-    assert "latent\\_dim = 4 in every row" in tex[0] and tex[1] == r"% needs \usepackage{booktabs}"
+    assert "$d$ = 4 in every row" in tex[3] and tex[:2] == [r"% needs \usepackage{booktabs}", r"\begin{table}"]
 
 
 def test_latex_columns_can_be_picked_and_the_rules_and_alignment_chosen():
     tex = format_table(_runs(), "latex", columns=["beta", "seeds", "rate"], booktabs=False, siunitx=True)
     lines = tex.splitlines()
-    assert lines[1] == r"% needs \usepackage{siunitx}" and r"\toprule" not in tex and tex.count(r"\hline") == 3
-    assert lines[2] == r"\begin{tabular}{lS[separate-uncertainty]S[separate-uncertainty]}"
-    assert lines[4] == r"$\beta$ & {seeds} & {$R$ (nats)} \\"
-    assert lines[6].startswith(r"-- & 1 & {--}")  # a cell that is no number is braced: S columns skip it
-    assert lines[-3].startswith("2 & 3 & 1.") and " +- " in lines[-3]  # siunitx's uncertainty syntax
+    assert lines[0] == r"% needs \usepackage{siunitx}" and r"\toprule" not in tex and tex.count(r"\hline") == 3
+    assert lines[4] == r"\begin{tabular}{lS[separate-uncertainty]S[separate-uncertainty]}"
+    assert lines[6] == r"$\beta$ & {seeds} & {$R$ (nats)} \\"
+    assert lines[8].startswith(r"-- & 1 & {--}")  # a cell that is no number is braced: S columns skip it
+    assert lines[-4].startswith("2 & 3 & 1.") and " +- " in lines[-4]  # siunitx's uncertainty syntax
     with pytest.raises(ValueError, match=r"columns: 'gamma' is not a column of this table; its columns: kind,"):
         format_table(_runs(), "latex", columns=["gamma"])
+
+
+BETA_GRID = (0.05, 0.0973, 0.1893, 0.3684, 0.7169, 1.395, 2.7144, 5.282, 10.2781, 20.0)  # geomspace(0.05, 20, 10)
+
+
+def _paper_runs() -> pd.DataFrame:
+    """Two seeds of a VAE at each beta of BETA_GRID, of two noisy AEs and of a sparse AE, with ELBO and IWAE."""
+    rows = []
+    configs = [dict(kind="vae", posterior="diagonal", beta=b) for b in BETA_GRID]
+    configs += [dict(kind="noisy_ae", noise=s) for s in (0.05, 0.2)] + [dict(kind="sparse_ae", sparsity=0.01)]
+    for i, config in enumerate(configs):
+        for seed in range(2):
+            rate = 1.0 + i + 0.01 * seed
+            rows.append(dict(run_id=f"r{i}-seed{seed}", latent_dim=8, seed=seed, split="test", status="ok", rate=rate,
+                             distortion=100.0 - i, elbo=i - 101.0 - 0.01 * seed, iwae=i - 99.0) | config)
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("grid, digits", [(BETA_GRID, 3), ((0.05, 0.2, 0.5), 2), ((0.01, 0.1, 1.0), 2),
+                                          ((10.2781, 20.0), 3), ((1.2341, 1.2348), 4), ((1.0, 1.01), 3),
+                                          ((6.43775, 13.0324, 23.9758), 2)])
+def test_a_knob_gets_the_fewest_digits_that_keep_its_grid_apart_and_within_one_percent(grid, digits):
+    """Two digits would keep BETA_GRID apart, but print 10.2781 as 10 (2.7% off): three print 10.3."""
+    from ibkit.tables import knob_digits
+
+    assert knob_digits([*grid, math.nan, grid[0]]) == digits
+
+
+def test_latex_is_a_captioned_table_of_labels_knob_digits_and_both_likelihood_bounds():
+    tex = format_table(_paper_runs(), "latex", source="digits, 1,438/359")
+    lines = tex.splitlines()
+    assert lines[:3] == [r"% needs \usepackage{booktabs}", r"\begin{table}", r"\centering"]
+    assert [line[0] for line in lines if line.startswith("%")] == ["%"]  # the note is the caption, no comment
+    caption = lines[3]
+    assert caption.startswith(r"\caption{Data: digits, 1,438/359. $\beta$: weight of the rate in the loss (VAE); "
+                              r"$\sigma$: std of the Gaussian channel noise (noisy AE); $\lambda$: weight of the L1 "
+                              r"penalty on the code (sparse AE); $R$: the rate") and caption.endswith(".}")
+    assert r"$d$ = 8 in every row. Mean $\pm$ half-width of the 95\% bootstrap interval" in caption
+    header, *rows = [line for line in lines if line.endswith(r"\\")]
+    assert header == (r"kind & posterior & $\beta$ & $\sigma$ & $\lambda$ & $R$ (nats) & $D$ (nats) & ELBO (nats) & "
+                      r"$\log p(x) \geq$ (IWAE, nats) \\")
+    cells = [[c.strip() for c in row.removesuffix(r"\\").split("&")] for row in rows]
+    assert [c[0] for c in cells] == ["noisy AE"] * 2 + ["sparse AE"] + ["VAE"] * 10  # labels, not identifiers
+    assert [c[2] for c in cells[3:]] == ["0.05", "0.0973", "0.189", "0.368", "0.717", "1.4", "2.71", "5.28", "10.3",
+                                         "20"]
+    assert [c[3] for c in cells[:2]] == ["0.05", "0.2"] and cells[2][4] == "0.01"
+    assert cells[3][7] == r"$-$101.005 $\pm$ 0.005" and cells[3][8] == r"$-$99 $\pm$ 0"  # a minus, not a hyphen
+    body = tex.replace(r"\{", "").replace(r"\}", "")
+    assert body.count("{") == body.count("}") and all(line.count("$") % 2 == 0 for line in lines)
+    assert "noisy_ae" not in tex and "_" not in tex.replace(r"\_", "")
+
+
+def test_markdown_has_the_same_labels_and_knob_digits():
+    table = format_table(_paper_runs())
+    assert "| VAE | diagonal | 10.3 |" in table and "| noisy AE | – | – | 0.05 |" in table
+    assert "noisy_ae" not in table and "10.2781" not in table
+
+
+def test_two_knobs_of_one_symbol_are_headed_by_their_names():
+    """sparsity and free_bits are both λ: a table with both says which is which by name."""
+    runs = _paper_runs().assign(free_bits=0.0)
+    runs.loc[runs["beta"] == 20.0, "free_bits"] = 0.5
+    header = next(line for line in format_table(runs, "latex").splitlines() if line.startswith("kind &"))
+    assert r"$\lambda$" not in header and " & free bits & " in header and " & sparsity & " in header
+
+
+def test_tex_escapes_the_specials_and_writes_symbols_as_math():
+    from ibkit.tables import tex
+
+    assert tex("test_fraction 95% I(X;Z) >= 0, -1.5 ± 0.2 (σ = 1e-05), a low-rank & ∞") == (
+        r"test\_fraction 95\% I(X;Z) $\geq$ 0, $-$1.5 $\pm$ 0.2 ($\sigma$ = 1e-05), a low-rank \& $\infty$")
 
 
 def test_gallery_is_assembled_from_the_stored_folders(tmp_path):
