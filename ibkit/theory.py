@@ -22,6 +22,23 @@ def gaussian_channel_capacity(latent_dim: int, sigma: float, power: float = 1.0)
     return 0.5 * latent_dim * math.log1p(power / sigma**2)
 
 
+def covariance_capacity(covariance, sigma: float) -> float:
+    """The most information any input of covariance Sigma [d, d] can send through z + N(0, sigma^2 I):
+    C = 1/2 log det(I + Sigma / sigma^2) = 1/2 sum_k log(1 + lambda_k / sigma^2) nats, lambda_k the eigenvalues of
+    Sigma (Cover & Thomas 2006, eq. 9.163: the Gaussian maximises h(z + noise) at a given covariance).
+
+    For any X and code Z = f(X) of covariance Sigma, I(X; Z + sigma eps) = h(Z + sigma eps) - h(sigma eps) <= C; it
+    is at most d/2 log(1 + P / sigma^2) with P = tr(Sigma) / d, the code's mean power per dimension (Hadamard's
+    inequality and Jensen's), so it is ``gaussian_channel_capacity`` at the measured power, or tighter.
+    """
+    check_number("sigma", sigma, low=0, low_open=True)
+    cov = torch.as_tensor(covariance, dtype=torch.float64)
+    if cov.dim() != 2 or cov.shape[0] != cov.shape[1] or not bool(torch.isfinite(cov).all()):
+        raise ValueError(f"covariance must be a finite square matrix [d, d]; got shape {list(cov.shape)}")
+    lam = torch.linalg.eigvalsh(0.5 * (cov + cov.T)).clamp_min(0)  # rounding can make a zero eigenvalue negative
+    return float(0.5 * torch.log1p(lam / sigma**2).sum())
+
+
 def ppca_max_log_likelihood(x, latent_dim: int) -> float:
     """The maximum mean log-likelihood of probabilistic PCA with ``latent_dim`` factors on the rows of x [N, D]
     (Tipping & Bishop 1999, eq. 8 and 15): L_max / N = -1/2 [D ln 2 pi + sum_{j<=k} ln lambda_j

@@ -28,7 +28,7 @@ from ibkit.interface import is_stochastic
 from ibkit.sweep import TABLES, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_channel_capacity
-from ibkit.train import resolve_device
+from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -56,6 +56,7 @@ class Config:
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
+    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -73,6 +74,7 @@ class Config:
         check_number("batch_size", self.batch_size, low=1, integer=True)
         check_number("lr", self.lr, low=0, low_open=True)
         resolve_device(self.device)
+        check_choice("log", self.log, LOGS)
 
 
 GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
@@ -91,8 +93,9 @@ def model_grid(config: Config) -> list[dict]:
     return [{**spec, "hidden": hidden, **network, "seed": seed} for seed in config.seeds for spec in specs]
 
 
-def capacity(spec: dict) -> float:
-    """The channel capacity bound of a tanh-bounded noisy AE; NaN for every other model."""
+def channel_capacity(spec: dict) -> float:
+    """The channel capacity bound of a tanh-bounded noisy AE, d/2 log(1 + 1/sigma^2); NaN for every other model.
+    Its own column: ``capacity`` is the KL-capacity knob C of the VAEs (``ibkit.models.schedules``)."""
     if spec["kind"] == "noisy_ae" and spec.get("code_bound") == "tanh":
         return gaussian_channel_capacity(spec["latent_dim"], spec["noise"])
     return math.nan
@@ -106,7 +109,7 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
         seed = spec["seed"]
         distortion = E.distortion(model, x, seed=seed, per_example=True)
         m = dict(**over_examples(distortion=distortion), active_units=E.active_units(model, x),
-                 code_bound=spec.get("code_bound") or "", capacity=capacity(spec))
+                 code_bound=spec.get("code_bound") or "", channel_capacity=channel_capacity(spec))
         if is_stochastic(model):  # its own channel
             rate = E.rate(model, x, seed=seed, per_example=True)
             m.update(over_examples(rate=rate, elbo=-(distortion + rate)))
@@ -116,14 +119,15 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
         if y is not None:
             info = E.label_information(model, x, y, seed=seed)
             m.update(label_accuracy=info["accuracy"], label_chance=info["chance"],
-                     label_mi_max=float(info["mi_per_dim"].max()))
+                     label_mi_max=float(info["mi_per_dim"].max()), label_mi_noise=info["mi_noise"])
         out[split] = m
         if split == "test":
             curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
             tables[PROBE_CURVES] = curve.assign(
                 run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan),
                 noise=spec.get("noise", math.nan), sparsity=spec.get("sparsity", math.nan),
-                code_bound=spec.get("code_bound") or "", seed=seed, capacity=capacity(spec))
+                code_bound=spec.get("code_bound") or "", seed=seed,
+                channel_capacity=channel_capacity(spec))
             if spec["kind"] == "vae":
                 kl = E.kl_per_dim(model, x).tolist()
                 tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
@@ -143,7 +147,7 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     measure = partial(evaluate, config=config, splits=splits, entropy=entropy)
     return run_grid(NAME, ds, model_grid(config), measure, epochs=config.epochs, batch_size=config.batch_size,
                     lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, executor=executor)
+                    batched=config.batched, executor=executor, log=config.log)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

@@ -126,8 +126,8 @@ def information_vs_distortion(runs: pd.DataFrame, split: str = "test", ax: Axes 
         ax.set_xlabel("distortion D = −E log p(x|z)  [nats]")
         ax.set_ylabel("I(X;Z): InfoNCE (point) to upper bound (bar)  [nats]")
         ax.set_title(f"Information against distortion: {plots.data_title(ok, split)}")
-        ax.text(0.0, -0.2, "▲: the upper bound lies above the frame (∞ for a deterministic code; runs.csv has the "
-                "others)", fontsize=6,
+        ax.text(0.0, -0.2, "▲: the upper bound lies above the frame (runs.csv has it). Hollow: a code measured "
+                "through a probe channel, bracketed on I(X; Z + σε)", fontsize=6,
                 transform=ax.transAxes)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=6)
     plots.note_left_out(fig, runs, split)
@@ -167,15 +167,19 @@ def _zoom_on_the_crowd(ax: Axes, ok: pd.DataFrame, log_n: float) -> None:
 
 def _draw_information_points(ax: Axes, sub: pd.DataFrame, kind: str, log_n: float, legend: bool = True) -> None:
     """One kind's models: InfoNCE as the point, a bar up to the upper bound (cut at the frame: an arrowhead; an
-    unbounded one, +inf, always is). Unbounded noisy AEs are hollow in a muted shade, beside the bounded ones."""
+    unbounded one, +inf, always is). A probed code's bar goes up to the probe channel's bound (``probe_upper``:
+    the smallest of its LOO, rate and capacity), the information through the same probe its point measures.
+    Unbounded noisy AEs are hollow in a muted shade, beside the bounded ones."""
     marker, key = kind_style(kind).marker, KNOB_OF[kind]
+    probed = kind in ("ae", "sparse_ae")  # hollow: measured through the smallest probe, bracketed up to its bound
+    if probed and "probe_upper" in sub:
+        sub = sub.assign(mi_upper=sub["probe_upper"])
     pts = sub.groupby("label", sort=False)[["distortion", "mi_lower", "mi_upper", "probe_sigma", key]].mean()
     pts = pts.sort_values(key)  # shades dark to light with the knob, as in the probe panels
     free = sub.groupby("label")["code_bound"].first().eq("").reindex(pts.index) if kind == "noisy_ae" else \
         pd.Series(False, index=pts.index)
     upper = np.minimum(pts["mi_upper"], log_n * 1.1)  # unbounded upper bounds are cut at the frame
     bar = (upper - pts["mi_lower"]).clip(lower=0)  # sampling noise can put LOO a hair below InfoNCE
-    probed = kind in ("ae", "sparse_ae")  # hollow: measured through the smallest probe
     colours = iter(_shades(kind, int((~free).sum())))
     muted = iter(_shades(kind, int(free.sum()), muted=True))
     for (label, p), b, cut in zip(pts.iterrows(), bar, pts["mi_upper"] > upper, strict=True):

@@ -76,7 +76,7 @@ def _noisy_lines(ok: pd.DataFrame) -> list[str]:
     """Noisy AEs: the information bracket against the capacity bound of a bounded code."""
     lines = []
     for label, g in ok[ok["kind"] == "noisy_ae"].groupby("label", sort=False):
-        cap = g["capacity"].mean()
+        cap = g["channel_capacity"].mean()
         bound = f"capacity bound {cap:.2f}" if math.isfinite(cap) else "no capacity bound (unbounded code)"
         lines.append(f"- {label}: I(X;Z) {_bracket(g)} "
                      f"(min of LOO and rate {interval_text(g['rate'])}); {bound}; "
@@ -85,29 +85,44 @@ def _noisy_lines(ok: pd.DataFrame) -> list[str]:
 
 
 def _vae_lines(ok: pd.DataFrame) -> list[str]:
-    """VAEs: the information bracket, and which upper bound (rate or LOO) is the tighter."""
+    """VAEs: the information bracket, and which upper bound (rate or LOO) is the tighter valid one (a leave-one-out
+    estimate below 0 is Monte Carlo noise, no bound: ``ibkit.estimators.information.tightest_upper``)."""
     lines = []
     for label, g in ok[ok["kind"] == "vae"].groupby("label", sort=False):
-        tighter = "the rate" if (g["rate"] <= g["loo"]).all() else "LOO" if (g["loo"] < g["rate"]).all() else "mixed"
+        loo_valid = g["loo"] >= 0
+        rate_tighter = (g["rate"] <= g["loo"]) | ~loo_valid
+        tighter = "the rate" if rate_tighter.all() else "LOO" if (~rate_tighter).all() else "mixed"
+        loo = (f"LOO {interval_text(g['loo'])}" if loo_valid.all() else
+               f"LOO below 0 (Monte Carlo noise, no bound) in {_seeds(int((~loo_valid).sum()))}")
         lines.append(f"- {label}: I(X;Z) {_bracket(g)}; "
-                     f"rate R = {interval_text(g['rate'])}, LOO {interval_text(g['loo'])} "
+                     f"rate R = {interval_text(g['rate'])}, {loo} "
                      f"(the tighter upper bound: {tighter}); "
                      f"distortion {interval_text(g['distortion'])}, {interval_text(g['active_units'])} active units.")
     return lines
 
 
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
 def _label_lines(ok: pd.DataFrame) -> list[str]:
-    """How much of the class label each code keeps (a logistic-regression probe), best first; none without labels."""
+    """How much of the class label each code keeps (a logistic-regression probe on the drawn code z ~ q(z|x), and
+    the largest per-dimension I(z_k; label) beside the estimator's noise floor), best first; none without labels."""
     if "label_accuracy" not in ok or not ok["label_accuracy"].notna().any():
         return []
     lines = ["", "## How much of the class label the code keeps",
-             "Logistic-regression probe on the codes or posterior means "
-             f"(chance: {ok['label_chance'].mean():.2f}). "
-             "It reads the means without the channel noise, so a code whose information is near zero can "
-             "still score above chance: compare with the bounds above.", ""]
-    acc = ok.groupby("label", sort=False)["label_accuracy"]
-    for label, g in sorted(acc, key=lambda kv: -kv[1].mean()):
-        lines.append(f"- {label}: accuracy {interval_text(g)}")
+             "A logistic-regression probe on the code that crosses the channel, z ~ q(z|x) (the code itself for a "
+             f"deterministic model; chance: {ok['label_chance'].mean():.2f}), and the largest per-dimension "
+             "I(z_k; label) (k-nearest-neighbour estimate). Y - X - Z is a Markov chain, so I(z_k; label) <= "
+             "I(X;Z) <= R: a collapsed code keeps nothing. An estimate below the noise floor (the estimator's "
+             "largest value with the labels shuffled) is not told apart from 0.", ""]
+    for label, g in sorted(ok.groupby("label", sort=False), key=lambda kv: -kv[1]["label_accuracy"].mean()):
+        line = f"- {label}: accuracy {interval_text(g['label_accuracy'])}"
+        if "label_mi_max" in g:
+            line += f"; largest I(z_k; label) {interval_text(g['label_mi_max'])} nats"
+            if "label_mi_noise" in g and g["label_mi_noise"].notna().all():
+                line += f" (noise floor {g['label_mi_noise'].mean():.2f})"
+        lines.append(line)
     return lines
 
 

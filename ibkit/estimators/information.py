@@ -17,6 +17,7 @@ from ibkit.checks import check_number, distribution_name
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
+    has_posterior,
     has_prior,
     prepare,
     row_chunks,
@@ -24,10 +25,11 @@ from ibkit.estimators._common import (
     too_large,
 )
 from ibkit.estimators.likelihood import distortion, rate
-from ibkit.estimators.probe import probe
-from ibkit.estimators.usage import code_means
+from ibkit.estimators.probe import Probe, probe
+from ibkit.estimators.usage import code_covariance
 from ibkit.interface import is_stochastic
 from ibkit.models.posteriors import diagonal_normal
+from ibkit.theory import covariance_capacity
 
 PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB in float64
 
@@ -91,6 +93,10 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     entropy_minus_distortion = h(X) - D                              (lower bound, Alemi et al. 2018; only
               when the data's ``entropy`` h(X) is given)
     log_n   = log N, the ceiling of infonce.
+    capacity = 1/2 log det(I + Cov[Z] / sigma^2)                       (upper bound; only for a probe channel
+              ``probe(model, sigma)``: the Gaussian channel's capacity under the code's measured covariance over
+              these rows, ``ibkit.theory.covariance_capacity``; it holds for any X, where the leave-one-out bound
+              of a deterministic code grows like 1 / sigma^2)
 
     Also ``infonce_se`` and ``loo_se``: standard errors of the means over i. The [N, N] matrix is built
     in blocks of rows: memory is O(N * rows), never O(N^2). The blocks shrink to fit ``memory_budget`` bytes
@@ -116,9 +122,36 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     if not has_prior(model):
         out["rate_note"] = (f"{type(model).__name__} has no prior(): the rate E_x KL(q(z|x) || p(z)) needs p(z); "
                             "infonce and loo need only q(z|x)")
+    if isinstance(model, Probe):
+        out["capacity"] = covariance_capacity(code_covariance(model.model, x, seed=seed, chunk_size=chunk_size),
+                                              model.sigma)
     if entropy is not None:
         out["entropy_minus_distortion"] = float(entropy) - float(distortion(model, x, seed=seed))
     return out
+
+
+def tightest_upper(bounds: dict[str, tuple[float, float]]) -> tuple[float, float, str]:
+    """The smallest valid upper bound on a mutual information among named estimates ``{name: (value, se)}``.
+
+    A NaN value is absent. A value below 0 is no bound on a mutual information (which is >= 0): it is the Monte
+    Carlo noise of an estimate whose mean is near 0, so it is left out and the note says so. Where nothing valid
+    is left, the bound is +inf (the only certain one) and the note says why.
+
+    Returns:
+        (value, standard error, note): the note is empty when every estimate was valid, else it names the one
+        used and the ones left out, e.g. "rate: the leave-one-out estimate -1.9e-05 is below 0 (Monte Carlo
+        noise)".
+    """
+    present = {name: b for name, b in bounds.items() if not math.isnan(b[0])}
+    dropped = [f"the {name} estimate {v:.3g} is below 0 (Monte Carlo noise)" for name, (v, _) in present.items()
+               if v < 0]
+    valid = {name: b for name, b in present.items() if b[0] >= 0}
+    if not valid:
+        why = "; ".join(dropped) or "no upper bound was measured"
+        return math.inf, math.nan, f"no certified upper bound: {why}"
+    name = min(valid, key=lambda k: valid[k][0])
+    value, se = valid[name]
+    return float(value), float(se), f"{name}: {'; '.join(dropped)}" if dropped else ""
 
 
 def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None, probe_sigma: float = 1e-4,
@@ -126,10 +159,15 @@ def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None
     """The results schema's bracket on I(X;Z) over the N rows of x, each end with its standard error:
 
     mi_lower    the larger of InfoNCE and, where the data's ``entropy`` h(X) is given, h(X) - D (``mi_bounds``).
-    mi_upper    for a stochastic code the smaller of the leave-one-out bound and, where the model has a prior,
-                the rate; for a deterministic code (no posterior) +inf: a code of real numbers can carry any
-                amount, so no upper bound exists (``mi_upper_note`` says so), and the lower bound is what it
-                carries through a probe channel z + N(0, probe_sigma^2) (``probe``; at most log N).
+    mi_upper    for a stochastic code the smallest valid one of the leave-one-out bound and, where the model has
+                a prior, the rate (``tightest_upper``: a leave-one-out estimate below 0, its Monte Carlo noise, is
+                no bound, and ``mi_upper_note`` says the rate stands instead); for a deterministic code (no
+                posterior) +inf: a code of real numbers can carry any amount, so no upper bound exists
+                (``mi_upper_note`` says so), and the lower bound is what it carries through a probe channel
+                z + N(0, probe_sigma^2) (``probe``; at most log N).
+    probe_upper for a deterministic code, the smallest of the probe channel's leave-one-out bound, its rate and
+                its capacity under the code's measured covariance (``probe_upper_note`` names it): the bracket
+                [mi_lower, probe_upper] is on I(X; Z + probe_sigma eps). NaN for a stochastic code.
 
     Also the estimators' own values (``infonce``, ``loo``, each with ``_se``; ``loo`` through the probe for a
     deterministic code), ``log_n`` and ``probe_sigma`` (0 for a stochastic code). Nats.
@@ -144,14 +182,24 @@ def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None
         d = torch.as_tensor(distortion(model, x, seed=seed, per_example=True))
         out.update(mi_lower=b["entropy_minus_distortion"], mi_lower_se=float(d.std() / math.sqrt(len(d))))
     if not stochastic:
+        upper = tightest_upper(_probe_bounds(b))
         return {**out, "mi_upper": math.inf, "mi_upper_se": math.nan,
-                "mi_upper_note": "unbounded: a deterministic code can carry any amount of information"}
-    out.update(mi_upper=b["loo"], mi_upper_se=b["loo_se"], mi_upper_note="")
+                "mi_upper_note": "unbounded: a deterministic code can carry any amount of information",
+                "probe_upper": upper[0], "probe_upper_se": upper[1], "probe_upper_note": upper[2]}
+    bounds = {"leave-one-out": (b["loo"], b["loo_se"])}
     if has_prior(model):
         r = torch.as_tensor(rate(model, x, seed=seed, per_example=True))
-        if float(r.mean()) < out["mi_upper"]:
-            out.update(mi_upper=float(r.mean()), mi_upper_se=float(r.std() / math.sqrt(len(r))))
-    return out
+        bounds["rate"] = (float(r.mean()), float(r.std() / math.sqrt(len(r))))
+    value, se, note = tightest_upper(bounds)
+    return {**out, "mi_upper": value, "mi_upper_se": se, "mi_upper_note": note,
+            "probe_upper": math.nan, "probe_upper_se": math.nan, "probe_upper_note": ""}
+
+
+def _probe_bounds(b: dict) -> dict[str, tuple[float, float]]:
+    """The upper bounds ``mi_bounds`` measured through a probe channel, named for ``tightest_upper``: the
+    leave-one-out bound, the rate against the probe's prior and the channel's capacity (exact: no error)."""
+    return {"leave-one-out": (b["loo"], b["loo_se"]), "rate": (b["rate"], math.nan),
+            "capacity": (b["capacity"], 0.0)}
 
 
 def _rows_per_block(n: int, d: int, budget: int) -> int:
@@ -188,13 +236,22 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
 
     For a deterministic code the information grows as sigma shrinks, up to log N; for a stochastic model the
     probe noise adds to its own channel noise, so the curve flattens at the model's own information.
+
+    Columns: ``sigma``, mi_bounds' keys (``infonce``, ``loo``, ``rate``, ``capacity``, ``log_n``, ...) and the
+    bracket the curve should be read by: ``upper`` (with ``upper_se``, ``upper_note``), the smallest valid one of
+    the leave-one-out bound, the rate and the capacity (``tightest_upper``), so that no probe bound is
+    astronomically loose where the capacity holds.
     """
     sigmas = [sigmas] if isinstance(sigmas, (int, float)) else list(sigmas)
     if not sigmas:
         raise ValueError("sigmas is empty; give at least one probe noise std, e.g. sigmas=[1, 0.1, 0.01]")
     for s in sigmas:
         check_number("sigma", s, low=0, low_open=True)
-    rows = [{"sigma": float(s), **mi_bounds(probe(model, s), x, seed=seed, entropy=entropy)} for s in sigmas]
+    rows = []
+    for s in sigmas:
+        b = mi_bounds(probe(model, s), x, seed=seed, entropy=entropy)
+        upper, upper_se, note = tightest_upper(_probe_bounds(b))
+        rows.append({"sigma": float(s), **b, "upper": upper, "upper_se": upper_se, "upper_note": note})
     return pd.DataFrame(rows)
 
 
@@ -303,13 +360,22 @@ def _layer_infonce(q, model, k: int, mixture: int, budget: int) -> Tensor:
     return torch.cat(terms)
 
 
-def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3) -> dict:
-    """How much of the class label y the code keeps, from the posterior means (or the codes) [N, d]:
+def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3, permutations: int = 10) -> dict:
+    """How much of the class label y the code that crosses the channel keeps: z ~ q(z|x), one draw per row
+    (the code encode(x) of a deterministic model), [N, d].
 
-    mi_per_dim:  I(z_k; y) for each dimension k, nats (scikit-learn's ``mutual_info_classif``, the
-                 k-nearest-neighbour estimator of Ross 2014);
-    accuracy:    test accuracy of a logistic-regression probe trained on the codes (stratified split);
-    chance:      the accuracy of always guessing the most common class.
+    Measured on the drawn code, not on the posterior means: Y - X - Z is a Markov chain, so I(z_k; Y) <= I(Z; Y)
+    <= I(X; Z) <= R, and a collapsed code (R ~ 0) keeps no label information however its means move (a means-based
+    estimate, rescaled, reads that movement as information the channel does not carry).
+
+    Returns a dict:
+        mi_per_dim: I(z_k; y) for each dimension k [d], nats (scikit-learn's ``mutual_info_classif``, the
+            k-nearest-neighbour estimator of Ross 2014).
+        mi_noise:   the estimator's noise floor: the largest per-dimension value it gives with the labels
+            shuffled (``permutations`` times), where the true value is 0. A value of ``mi_per_dim`` below it is
+            not told apart from 0.
+        accuracy:   test accuracy of a logistic-regression probe trained on the drawn codes (stratified split).
+        chance:     the accuracy of always guessing the most common class.
     """
     from sklearn.feature_selection import mutual_info_classif
     from sklearn.linear_model import LogisticRegression
@@ -317,18 +383,32 @@ def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3)
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    codes = code_means(model, x).cpu().numpy().astype(np.float64)
+    check_number("test_fraction", test_fraction, low=0, low_open=True, high=1)
+    check_number("permutations", permutations, low=1, integer=True)
+    codes = channel_codes(model, x, seed=seed).cpu().numpy().astype(np.float64)
     y = np.asarray(y.cpu() if isinstance(y, Tensor) else y)
     if y.ndim != 1 or len(y) != len(codes):
         raise ValueError(f"y must hold one label per row of x: expected shape [{len(codes)}], got {list(y.shape)}")
-    check_number("test_fraction", test_fraction, low=0, low_open=True, high=1)
     mi = mutual_info_classif(codes, y, random_state=seed)
+    rng = np.random.default_rng(seed)
+    noise = max(float(mutual_info_classif(codes, rng.permutation(y), random_state=seed).max())
+                for _ in range(permutations))
     train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y)
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(codes[train], y[train])
     _, counts = np.unique(y[test], return_counts=True)
     return {
         "mi_per_dim": mi,
+        "mi_noise": noise,
         "accuracy": float(clf.score(codes[test], y[test])),
         "chance": float(counts.max() / counts.sum()),
     }
+
+
+def channel_codes(model, x, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
+    """The code that crosses the latent channel, one draw z_i ~ q(z|x_i) per row [N, d]; for a deterministic
+    model (no posterior), its code encode(x)."""
+    x = prepare(model, x, "channel_codes", posterior=False, prior=False, likelihood=False)
+    with seeded_no_grad(seed, x.device):
+        draw = (lambda xs: model.posterior(xs).sample()) if has_posterior(model) else model.encode
+        return torch.cat([draw(x[s]) for s in row_chunks(len(x), chunk_size)])

@@ -6,6 +6,7 @@ import torch
 
 from ibkit.checks import check_number
 from ibkit.estimators._common import DEFAULT_CHUNK, has_posterior, prepare, row_chunks, seeded_no_grad
+from ibkit.models.posteriors import covariance
 
 
 def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
@@ -14,6 +15,28 @@ def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
     with seeded_no_grad(0, x.device):
         get = (lambda xs: model.posterior(xs).mean) if has_posterior(model) else model.encode
         return torch.cat([get(x[s]) for s in row_chunks(len(x), chunk_size)])
+
+
+def code_covariance(model, x, *, seed: int = 0, n_samples: int = 64, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
+    """Cov[Z] [d, d] (float64) of the code over the rows of x, the empirical distribution of X.
+
+    A deterministic code: the covariance of encode(x). A posterior: the law of total covariance,
+    Cov_x E_q[z|x] + E_x Cov_q(z|x), closed form for Gaussian q and from ``n_samples`` draws per row otherwise
+    (``ibkit.models.posteriors.covariance``). Denominators are N (the empirical distribution, not an estimate of a
+    population's covariance), so ``ibkit.theory.covariance_capacity`` of it bounds what the code sends through a
+    Gaussian channel on these rows exactly.
+    """
+    check_number("n_samples", n_samples, low=2, integer=True)
+    means = code_means(model, x, chunk_size).double()  # [N, d]
+    centred = means - means.mean(0)
+    total = (centred.T @ centred / len(means)).cpu()
+    if has_posterior(model):
+        x = prepare(model, x, "code_covariance", prior=False, likelihood=False)
+        with seeded_no_grad(seed, x.device):
+            for s in row_chunks(len(x), chunk_size):
+                q = model.posterior(x[s])
+                total += covariance(q, q.sample((n_samples,))).sum(0).cpu() / len(x)
+    return total
 
 
 def active_units(model, x, threshold: float = 0.01) -> int:
