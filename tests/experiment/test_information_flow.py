@@ -86,3 +86,17 @@ def test_figures_draw_into_the_given_axes(run_dir):
     assert information_vs_distortion(load(run_dir), ax=left) is fig and left.get_legend() is not None
     assert kl_per_dim(side_table(run_dir, "kl_per_dim"), ax=right) is fig and right.get_title()
     plt.close("all")
+
+
+def test_findings_never_call_a_negative_leave_one_out_estimate_the_tighter_bound(run_dir):
+    """A VAE whose LOO estimate fell below 0 in one seed (a collapsed code: Monte Carlo noise around 0): the
+    findings say the rate is the bound there, never 'LOO -1.9e-05 (the tighter upper bound: LOO)'."""
+    from experiments.information_flow.findings import _vae_lines
+
+    vae = pd.DataFrame(dict(kind="vae", beta=4.0, latent_dim=3, seed=[0, 1], rate=[4e-5, 5e-5], loo=[-1.9e-5, 2e-5],
+                            mi_lower=[-1e-5, 1e-5], mi_upper=[4e-5, 2e-5], mi_lower_se=1e-5, mi_upper_se=1e-5,
+                            distortion=40.0, active_units=0, label="VAE β=4"))
+    (line,) = _vae_lines(vae)
+    assert "LOO below 0 (Monte Carlo noise, no bound) in 1 seed" in line and "tighter upper bound: mixed" in line
+    vae["loo"] = [-1.9e-5, -2e-5]
+    assert "the tighter upper bound: the rate" in _vae_lines(vae)[0]
