@@ -157,6 +157,8 @@ def bracket_text(lower, upper, lower_se=None, upper_se=None, unbounded: str = "n
     said = f" ({'; '.join(notes)})" if notes else ""
     if marks & {"equal", "above"}:
         return f"about {up_text}{said}"
+    if low_text == up_text:  # "between 0 and 0": the two ends print alike (both clipped at 0, or a saturated pair)
+        return f"about {up_text} ({'; '.join(['the lower and the upper bound alike at this precision', *notes])})"
     return f"between {low_text} and {up_text}{said}"
 
 
@@ -172,6 +174,23 @@ def direction(diff) -> str:
     return "higher" if mean - half > 0 else "lower" if mean + half < 0 else "no different (the interval contains 0)"
 
 
+def plural(n, noun: str, nouns: str | None = None) -> str:
+    """'1 seed', '3 seeds', '0 seeds', '1,438 rows': the count and the noun, singular only for exactly one
+    (``nouns``: the plural where it is not ``noun`` + 's')."""
+    number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
+    return f"{number} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def count_text(values, noun: str, nouns: str | None = None) -> str:
+    """A count over seeds in words: '1 active unit' (one seed), '8 active units in every seed' (every seed the same
+    count, never '8 ± 0'), '7.3 ± 1.0 active units' where they differ (``interval_text``), '– active units' for
+    none."""
+    values = pd.Series(values, dtype=float).dropna()
+    if len(values) and (values == values.iloc[0]).all():
+        return plural(values.iloc[0], noun, nouns) + (" in every seed" if len(values) > 1 else "")
+    return f"{interval_text(values)} {nouns or noun + 's'}"
+
+
 def collapse_text(active_units) -> str:
     """'; its code collapsed in 3 of 3 seeds (no active unit: ...)' for runs whose code carries nothing the
     decoder uses (``active_units`` 0), '' when no seed did: a findings line must not read a dead code as a result."""
@@ -179,7 +198,7 @@ def collapse_text(active_units) -> str:
     dead = int((units == 0).sum())
     if not dead:
         return ""
-    return (f"; its code collapsed in {dead} of {len(units)} seed{'s' if len(units) > 1 else ''} (no active unit: "
+    return (f"; its code collapsed in {dead} of {plural(len(units), 'seed')} (no active unit: "
             "the same code for every x, so the decoder can only draw the average image)")
 
 

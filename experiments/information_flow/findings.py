@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import bracket_text, collapse_text, interval_text
+from ibkit.tables import bracket_text, collapse_text, count_text, interval_text, plural
 
 
 def model_label(row) -> str:
@@ -35,7 +35,7 @@ def write_findings(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test"
         "",
         f"Generated from runs.csv and probe_curve.csv ({ok['dataset'].iloc[0]}, {split} split, "
         f"N = {round(math.exp(log_n))} points, so no estimate from these points exceeds log N = {log_n:.2f} nats; "
-        f"{seeds} seed{'s' if seeds > 1 else ''}, mean"
+        f"{plural(seeds, 'seed')}, mean"
         f"{' ± half-width of the 95% bootstrap interval' if seeds > 1 else ''}). "
         "Information is in nats: InfoNCE is a lower bound on I(X;Z) (so is h(X) - D where the data's entropy is "
         "known; the larger is reported), the leave-one-out (LOO) bound and the rate are upper bounds.",
@@ -61,7 +61,7 @@ def _probed_lines(ok: pd.DataFrame, curves: pd.DataFrame, log_n: float) -> list[
         c = curves[curves["label"] == label] if len(curves) else curves
         line = (f"- {label}: through a probe of σ = {g['probe_sigma'].iloc[0]:g} its code carries "
                 f"{interval_text(g['mi_lower'])} nats (InfoNCE), {100 * g['mi_lower'].mean() / log_n:.0f}% of log N, "
-                f"at distortion {interval_text(g['distortion'])}; {interval_text(g['active_units'])} active units")
+                f"at distortion {interval_text(g['distortion'])}; {count_text(g['active_units'], 'active unit')}")
         if len(c):
             per_sigma = c.groupby("sigma")["infonce"].mean().sort_index(ascending=False)
             reached = per_sigma[per_sigma >= log_n - 0.1]
@@ -93,16 +93,12 @@ def _vae_lines(ok: pd.DataFrame) -> list[str]:
         rate_tighter = (g["rate"] <= g["loo"]) | ~loo_valid
         tighter = "the rate" if rate_tighter.all() else "LOO" if (~rate_tighter).all() else "mixed"
         loo = (f"LOO {interval_text(g['loo'])}" if loo_valid.all() else
-               f"LOO below 0 (Monte Carlo noise, no bound) in {_seeds(int((~loo_valid).sum()))}")
+               f"LOO below 0 (Monte Carlo noise, no bound) in {plural(int((~loo_valid).sum()), 'seed')}")
         lines.append(f"- {label}: I(X;Z) {_bracket(g)}; "
                      f"rate R = {interval_text(g['rate'])}, {loo} "
                      f"(the tighter upper bound: {tighter}); "
-                     f"distortion {interval_text(g['distortion'])}, {interval_text(g['active_units'])} active units.")
+                     f"distortion {interval_text(g['distortion'])}, {count_text(g['active_units'], 'active unit')}.")
     return lines
-
-
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 def _label_lines(ok: pd.DataFrame) -> list[str]:

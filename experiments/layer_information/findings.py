@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import direction, interval_text
+from ibkit.tables import direction, interval_text, plural
 from ibkit.train import Aggressive
 
 from .figures import structure_of
@@ -26,8 +26,8 @@ def write_findings(runs: pd.DataFrame, layers: pd.DataFrame, history: pd.DataFra
     seeds = ok["seed"].nunique()
     interval = " ± half-width of the 95% bootstrap interval over seeds" if seeds > 1 else ""
     lines = ["# Findings: layer-information", "",
-             f"Generated from runs.csv and layers.csv ({ok['dataset'].iloc[0]}; {seeds} seed"
-             f"{'s' if seeds > 1 else ''}, mean{interval}). Nats per example on the test split. A layer's rate is "
+             f"Generated from runs.csv and layers.csv ({ok['dataset'].iloc[0]}; "
+             f"{plural(seeds, 'seed')}, mean{interval}). Nats per example on the test split. A layer's rate is "
              "its conditional KL E[log q(z_l | .) − log p(z_l | z_{l+1})]; the layers' rates sum to the model's "
              "rate (bottom-up, a layer below the top has z_{l+1} drawn after it, so its term is a Monte Carlo log "
              "ratio, not a KL, and can be slightly negative). The top layer's rate bounds I(X; z_top) from above. "
@@ -75,7 +75,8 @@ def _collapse_lines(rows: pd.DataFrame, depth: int, inference: str) -> list[str]
         else:
             verdict = f"collapses from β = {min(where):g}" if where == sorted(collapsed.index)[-len(where):] else \
                 f"is collapsed at β = {', '.join(f'{b:g}' for b in where)}"
-        detail = ", ".join(f"{collapsed[b]} of {n[b]} seeds at β = {b:g}" for b in collapsed.index if collapsed[b])
+        detail = ", ".join(f"{collapsed[b]} of {plural(n[b], 'seed')} at β = {b:g}" for b in collapsed.index
+                           if collapsed[b])
         lines.append(f"- {structure_of(depth, inference)}, z{layer} (d = {r['latent_dim'].iloc[0]}): {verdict}"
                      f"{f' (collapsed in {detail})' if detail else ''}. Rate: {rates}.")
     return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ibkit.tables import direction, interval_text
+from ibkit.tables import direction, interval_text, plural
 
 DECODERS = {
     "learned": "Learned decoders",
@@ -28,8 +28,8 @@ def write_findings(runs: pd.DataFrame) -> str:
     seeds = test["seed"].nunique()
     interval = " ± half-width of the 95% bootstrap interval over seeds" if seeds > 1 else ""
     lines = ["# Findings: posterior-families", "",
-             f"Generated from runs.csv ({test['dataset'].iloc[0]}; {seeds} seed"
-             f"{'s' if seeds > 1 else ''}, mean{interval})."
+             f"Generated from runs.csv ({test['dataset'].iloc[0]}; "
+             f"{plural(seeds, 'seed')}, mean{interval})."
              " Nats per example, test split unless a line says train. IWAE − ELBO is a lower bound on the inference "
              "gap log p(x) − ELBO; the approximation and amortisation gaps are measured on the first test rows by "
              "per-datapoint optimisation run until its ELBO stops improving (Cremer et al. 2018). Differences "

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import bracket_text, collapse_text, direction, interval_text
+from ibkit.tables import bracket_text, collapse_text, count_text, direction, interval_text, plural
 
 
 def _known(g: pd.DataFrame, column: str) -> bool:
@@ -22,8 +22,8 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
     seeds, log_n = ok["seed"].nunique(), ok["log_n"].max() if "log_n" in ok else math.nan
     lines = ["# Findings: rate-distortion", "",
              f"Generated from runs.csv ({ok['dataset'].iloc[0]}, {split} split, N = "
-             f"{math.exp(log_n):.0f} points, so no InfoNCE estimate exceeds log N = {log_n:.2f} nats; {seeds} seed"
-             f"{'s' if seeds > 1 else ''}{', mean ± half-width of the 95% bootstrap interval' if seeds > 1 else ''})."
+             f"{math.exp(log_n):.0f} points, so no InfoNCE estimate exceeds log N = {log_n:.2f} nats; "
+             f"{plural(seeds, 'seed')}{', mean ± half-width of the 95% bootstrap interval' if seeds > 1 else ''})."
              " Nats per example. I(X;Z) is bracketed by InfoNCE (or h(X) - D where the entropy is known) below and by"
              " the smaller of the leave-one-out bound and the rate above.", "", "## The KL penalty: the rate bounds the"
              " information"]
@@ -82,7 +82,7 @@ def _vae_line(beta: float, g: pd.DataFrame, label: str = "VAE") -> str:
         "the lower bound reaches the rate within error: the rate is tight"
     return (f"- {label} β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
             f"distortion {interval_text(g['distortion'])}, ELBO {interval_text(g['elbo'])}, IWAE "
-            f"{interval_text(g['iwae'])}, {interval_text(g['active_units'])} active units"
+            f"{interval_text(g['iwae'])}, {count_text(g['active_units'], 'active unit')}"
             f"{collapse_text(g['active_units'])}"
             + (f"; {interval_text(g['rate_above_shannon'])} nats above Shannon's R(D) at its MSE "
                f"{interval_text(g['mse'])}" if _known(g, "rate_above_shannon") else "") + ".")

@@ -244,11 +244,49 @@ def test_an_upper_bound_that_does_not_exist_is_infinity_never_a_huge_number(tmp_
     ([0.0178], [0.0138], [0.003], [0.0001], "about 0.01380 ± 0.00020 (the lower estimate 0.0178 ± 0.0059 and the "
      "upper 0.01380 ± 0.00020 are equal within error)"),
     ([5.29], [math.inf], [0.005], [math.nan], "at least 5.2900 ± 0.0098 (unbounded above: no upper bound exists)"),
+    ([-0.003], [-0.001], [0.0004], [0.0004], "about 0 (the lower and the upper bound alike at this precision; a "
+     "negative estimate, clipped at 0: I(X;Z) >= 0)"),  # never "between 0 and 0"
 ])
 def test_a_findings_bracket_agrees_with_its_numbers(lower, upper, lower_se, upper_se, text):
     from ibkit.tables import bracket_text
 
     assert bracket_text(lower, upper, lower_se, upper_se) == text
+
+
+@pytest.mark.parametrize("n, noun, text", [(1, "seed", "1 seed"), (3, "seed", "3 seeds"), (0, "seed", "0 seeds"),
+                                          (1438, "row", "1,438 rows"), (1.0, "active unit", "1 active unit"),
+                                          (2.5, "epoch", "2.5 epochs")])
+def test_a_count_takes_the_singular_only_for_one(n, noun, text):
+    from ibkit.tables import plural
+
+    assert plural(n, noun) == text
+
+
+@pytest.mark.parametrize("values, text", [([1], "1 active unit"), ([1, 1, 1], "1 active unit in every seed"),
+                                          ([8, 8, 8], "8 active units in every seed"),
+                                          ([0.0, 0.0], "0 active units in every seed"), ([], "– active units")])
+def test_a_count_over_seeds_is_a_word_never_n_plus_minus_0(values, text):
+    from ibkit.tables import count_text
+
+    assert count_text(values, "active unit") == text
+
+
+def test_counts_that_differ_between_seeds_get_their_interval_and_a_plural():
+    from ibkit.tables import collapse_text, count_text, interval_text
+
+    assert count_text([1, 2, 3], "active unit") == f"{interval_text([1, 2, 3])} active units"
+    assert collapse_text([0]).startswith("; its code collapsed in 1 of 1 seed (no active unit")
+    assert collapse_text([0, 3, 0]).startswith("; its code collapsed in 2 of 3 seeds (") and collapse_text([2]) == ""
+
+
+def test_a_findings_line_says_one_active_unit():
+    """A VAE line of the rate-distortion findings: '1 active unit in every seed', not '1 ± 0 active units'."""
+    from experiments.rate_distortion.findings import _vae_line
+
+    g = pd.DataFrame(dict(rate=[0.5, 0.52, 0.51], mi_lower=[0.4, 0.41, 0.42], mi_upper=[0.5, 0.52, 0.51],
+                          distortion=[190.0, 191, 192], elbo=[-191.0, -192, -193], iwae=[-180.0, -181, -182],
+                          active_units=[1, 1, 1], seed=[0, 1, 2]))
+    assert _vae_line(20, g).endswith(", IWAE -181.0 ± 1.0, 1 active unit in every seed.")
 
 
 def test_a_findings_verdict_agrees_with_the_interval_printed_beside_it():
