@@ -164,6 +164,8 @@ class RunRecord:
     active_units: float = math.nan  # latent dims with Var_x E_q[z] > 0.01
     status: str = "ok"  # ok | failed | diverged
     error: str = ""
+    # the wall time of the training call of the run's batch (fit_many of K models, or fit of one) divided by K:
+    # a share of the batch's time, the same for each of its runs; building and evaluation not counted
     train_seconds: float = math.nan
     extra: dict = field(default_factory=dict)  # experiment-specific columns
 

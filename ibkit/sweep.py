@@ -7,10 +7,12 @@ that diverges or raises becomes rows with its status and error, never a stopped 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from ibkit.interface import RunRecord
 from ibkit.models import build_model, save_checkpoint
 from ibkit.models.config import field_defaults, id_fields, knob_fields
 from ibkit.models.registry import all_knobs, knob_names, model_class
+from ibkit.progress import Progress
 from ibkit.results import (
     CHECKPOINTS,
     finished_run_ids,
@@ -35,9 +38,10 @@ from ibkit.results import (
     write_record,
     write_tables,
 )
-from ibkit.train import DivergenceError, fit, resolve_device
+from ibkit.train import LOGS, DivergenceError, TensorBoardCallback, fit, resolve_device, tensorboard_writer_class
 
 LABEL = "label"  # a spec's key that enters its run id and not its model config
+TENSORBOARD = "tensorboard"  # the run folder's subfolder of TensorBoard event files, one folder per run id
 
 
 def run_id(spec: dict) -> str:
@@ -123,20 +127,23 @@ class GridContext:
     device: str
     trainable: str
     curves: bool = False
+    log: str = "none"  # "tensorboard": each run's epochs as TensorBoard scalars under out_dir/tensorboard/RUN_ID
+    out_dir: str | None = None
 
 
 def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Evaluate, *, epochs: int,
              batch_size: int = 128, lr: float = 1e-3, device: str = "auto",
              out_dir: str | Path | None = None, build: Build | None = None, trainable: str = "all",
-             batched: bool = True, executor=None, curves: bool = False) -> pd.DataFrame:
+             batched: bool = True, executor=None, curves: bool = False, log: str = "none") -> pd.DataFrame:
     """Train every spec on ``ds.train`` and evaluate it; one row per run and split.
 
     Models come from ``build(spec)`` (default: ``build_model`` with the dataset's input size and likelihood)
     and train the parts ``trainable`` names (see ``fit``). With ``batched`` the specs that differ only in
     beta, noise, sparsity and seed train together as one batched model (``fit_many``, the same results as one
-    at a time up to float32 rounding; ``train_seconds`` is then the group's time shared equally). ``evaluate(model,
-    spec)`` returns {split: {column: value}}; schema columns fill the record, the rest become extra columns;
-    under the key "tables" it may add {name: DataFrame} rows to side tables, stored as ``NAME.csv``. With
+    at a time up to float32 rounding; ``train_seconds`` is then the group's training wall time divided equally
+    among its models, not a run's own). ``evaluate(model, spec)`` returns {split: {column: value}}; schema columns
+    fill the record, the rest become extra columns; under the key "tables" it may add {name: DataFrame} rows to side
+    tables, stored as ``NAME.csv``. With
     ``curves`` each run's per-epoch history, with the test split's mean loss, rate and distortion after every epoch
     (``fit``'s ``x_monitor``), becomes rows of the side table ``history.csv`` (column run_id).
     The groups run on ``executor`` (``ibkit.executors``: this process by default, worker processes or a Dask
@@ -145,7 +152,19 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     and ``runs.csv`` is reassembled, so a fault (even SIGKILL) loses at most the runs in flight; runs that
     ``out_dir`` already holds as finished ("ok") are kept and skipped, and the others (failed, diverged, never
     finished) are run again, each record replacing its earlier attempt's.
+
+    ``log="tensorboard"`` (needs ``out_dir`` and the ``tensorboard`` extra) writes each run's per-epoch training
+    metrics, as ``fit`` returns them, as TensorBoard scalars into ``out_dir/tensorboard/RUN_ID/``
+    (``TensorBoardCallback``), replacing an earlier attempt's; ``tensorboard --logdir OUT/tensorboard`` shows them.
+    Progress: a bar on a terminal and, on the "ibkit" log, a line at least every 30 s for the sweep, for each
+    training group's epochs and for each group's evaluations (``ibkit.progress``).
     """
+    check_choice("log", log, LOGS)
+    if log == "tensorboard":
+        if out_dir is None:
+            raise ValueError("log='tensorboard' writes event files into the run folder: give out_dir (ibkit run "
+                             "--out DIR), or use log='none'")
+        tensorboard_writer_class()  # installed, or refused here, before anything trains
     ids = {run_id(spec) for spec in specs}
     rows: list[dict] = []
     done: set[str] = set()
@@ -157,28 +176,28 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[dict], evaluate: Eval
     if done:
         print(f"{len(done)} of {len(ids)} runs already finished in {out_dir}; "
               f"{'nothing to train' if not todo else f'training the other {len(todo)}'}", file=sys.stderr)
-    context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable, curves)
+    context = GridContext(experiment, ds, evaluate, build, epochs, batch_size, lr, str(device), trainable, curves,
+                          log, None if out_dir is None else str(out_dir))
     executor = executor or InProcess()
     groups = _groups(todo, batched, ds, batch_size, resolve_device(device), build, executor.workers)
     counts = dict(done=0, failed=0)
-    bar = tqdm(total=len(todo), desc=experiment, unit="run", disable=None)  # a bar on a terminal only
-    for group, result in executor.run(train_group, context, groups):
-        if isinstance(result, BaseException):  # the group's worker failed (and its retries, if any)
-            error = f"the worker running it failed: {type(result).__name__}: {result}"
-            result = [(spec, *_failed(experiment, ds, spec, "failed", error), None) for spec in group]
-        for spec, run_rows, tables, model in result:
-            rows += run_rows
-            tqdm.write(run_summary(run_rows), file=sys.stderr)
-            counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
-            if out_dir is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
-                with interrupts_deferred():
-                    if model is not None:
-                        save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{run_id(spec)}.pt")
-                    write_record(out_dir, run_id(spec), run_rows, tables)
-                    write_tables(out_dir)
-        bar.update(len(group))
-        bar.set_postfix(**counts, running=executor.running())
-    bar.close()
+    with Progress(experiment, len(todo), "runs") as bar:  # a bar on a terminal, a log line every 30 s
+        for group, result in executor.run(train_group, context, groups):
+            if isinstance(result, BaseException):  # the group's worker failed (and its retries, if any)
+                error = f"the worker running it failed: {type(result).__name__}: {result}"
+                result = [(spec, *_failed(experiment, ds, spec, "failed", error), None) for spec in group]
+            for spec, run_rows, tables, model in result:
+                rows += run_rows
+                tqdm.write(run_summary(run_rows), file=sys.stderr)
+                counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
+                if out_dir is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
+                    with interrupts_deferred():
+                        if model is not None:
+                            save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{run_id(spec)}.pt")
+                        write_record(out_dir, run_id(spec), run_rows, tables)
+                        write_tables(out_dir)
+            bar.set_postfix(**counts, running=executor.running())
+            bar.update(len(group))
     return pd.DataFrame(rows)
 
 
@@ -216,27 +235,50 @@ def train_group(context: GridContext, group: list[dict]) -> GroupResult:
             out.append((spec, *_failed(context.experiment, ds, spec, "failed", f"{type(e).__name__}: {e}"), None))
     start = time.perf_counter()
     try:
-        trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
-                         epochs=context.epochs, batch_size=context.batch_size, lr=context.lr,
-                         device=context.device, trainable=context.trainable,
-                         x_monitor=ds.test if context.curves else None)
+        with _training_log(context, [spec for spec, _ in models]) as callbacks:
+            trained = _train([m for _, m in models], [spec.get("seed", 0) for spec, _ in models], ds.train,
+                             epochs=context.epochs, batch_size=context.batch_size, lr=context.lr,
+                             device=context.device, trainable=context.trainable,
+                             x_monitor=ds.test if context.curves else None, callbacks=callbacks)
     except Exception as e:  # a fault of the whole group: each of its runs fails with it
         trained = [e] * len(models)
     seconds = (time.perf_counter() - start) / max(1, len(models))
-    for (spec, model), outcome in zip(models, trained, strict=True):
-        if isinstance(outcome, DivergenceError):
-            out.append((spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome),
-                                       _last_finite(outcome)), None))
-        elif isinstance(outcome, Exception):
-            error = f"{type(outcome).__name__}: {outcome}"
-            out.append((spec, *_failed(context.experiment, ds, spec, "failed", error), None))
-        else:
-            run_rows, tables = _evaluated(context.experiment, ds, spec, model, context.evaluate, seconds)
-            if context.curves:
-                tables[HISTORY] = outcome.assign(run_id=run_id(spec))
-            ok = all(r["status"] == "ok" for r in run_rows)
-            out.append((spec, run_rows, tables, model.cpu() if ok else None))
+    with Progress("evaluating", len(models), "runs") as bar:
+        for (spec, model), outcome in zip(models, trained, strict=True):
+            bar.set_postfix(run=run_id(spec))
+            out.append(_outcome(context, spec, model, outcome, seconds))
+            bar.update(1)
     return out
+
+
+@contextlib.contextmanager
+def _training_log(context: GridContext, specs: list[dict]) -> Iterator[list]:
+    """The training callbacks of a group's runs: none, or (``log="tensorboard"``) one ``TensorBoardCallback`` with a
+    folder per run, out_dir/tensorboard/RUN_ID (an earlier attempt's event files there removed first), closed
+    after training."""
+    if context.log != "tensorboard" or context.out_dir is None or not specs:
+        yield []
+        return
+    folders = [Path(context.out_dir) / TENSORBOARD / run_id(spec) for spec in specs]
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)  # the attempt this one replaces, as its record is replaced
+    with TensorBoardCallback(folders) as callback:
+        yield [callback]
+
+
+def _outcome(context: GridContext, spec: dict, model: nn.Module, outcome, seconds: float) -> tuple:
+    """One run of a trained group: its rows, side tables and model (evaluated), or its failed rows."""
+    ds = context.ds
+    if isinstance(outcome, DivergenceError):
+        return spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome), _last_finite(outcome)), None
+    if isinstance(outcome, Exception):
+        error = f"{type(outcome).__name__}: {outcome}"
+        return spec, *_failed(context.experiment, ds, spec, "failed", error), None
+    run_rows, tables = _evaluated(context.experiment, ds, spec, model, context.evaluate, seconds)
+    if context.curves:
+        tables[HISTORY] = outcome.assign(run_id=run_id(spec))
+    ok = all(r["status"] == "ok" for r in run_rows)
+    return spec, run_rows, tables, model.cpu() if ok else None
 
 
 def config_of(spec: dict) -> dict:

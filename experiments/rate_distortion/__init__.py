@@ -28,7 +28,7 @@ from ibkit.interface import is_stochastic
 from ibkit.sweep import network_fields, run_grid
 from ibkit.tables import over_examples
 from ibkit.theory import gaussian_rate_at
-from ibkit.train import resolve_device
+from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -49,7 +49,7 @@ class Config:
     betas: tuple[float, ...] = tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4))  # VAE KL weights
     noise: float = 0.1  # std of the noisy AE's channel noise (its code is tanh-bounded)
     sparsity: float = 0.01  # L1 weight on the sparse AE's code
-    epochs: int = 150  # passes over the training split; on digits (1,437 images) AEs overfit past ~150
+    epochs: int = 150  # passes over the training split; on digits (1,438 images) AEs overfit past ~150
     batch_size: int = 128  # minibatch size
     lr: float = 1e-3  # Adam step size
     seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
@@ -59,6 +59,7 @@ class Config:
     iwae_rows: int = 2000  # rows of each split for IWAE (iwae_k decoder passes each; MNIST: 500 fits 20 minutes)
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
+    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -91,6 +92,7 @@ class Config:
         check_number("probe_sigma", self.probe_sigma, low=0, low_open=True)
         check_number("eval_rows", self.eval_rows, low=2, integer=True)
         check_number("iwae_rows", self.iwae_rows, low=1, integer=True)
+        check_choice("log", self.log, LOGS)
 
 
 GROWS = ("betas", "conv_betas", "seeds")  # grid lists a finished folder may gain values in
@@ -170,7 +172,7 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
                            iwae_rows=config.iwae_rows)
     return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, executor=executor)
+                    batched=config.batched, executor=executor, log=config.log)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

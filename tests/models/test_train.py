@@ -86,7 +86,7 @@ def test_fit_refuses_bad_input(digits):
 
 def test_epoch_means_weight_every_example_once(digits):
     """With a learning rate too small to move the weights, the epoch's mean loss is the loss of the model on the
-    whole training set, even though 1437 rows do not divide into batches of 100 (the last batch has 37)."""
+    whole training set, even though 1438 rows do not divide into batches of 100 (the last batch has 38)."""
     ae = ibkit.build_model("ae", digits.input_dim, 3, hidden=(16,))
     expected = ae(digits.train).loss.mean().item()
     h = ibkit.fit(ae, digits.train, epochs=1, batch_size=100, lr=1e-30, progress=False)
