@@ -22,8 +22,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from matplotlib.transforms import Bbox
+from matplotlib.legend import Legend
+from matplotlib.lines import Line2D
+from matplotlib.path import Path as Outline
+from matplotlib.text import Text
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox, offset_copy
 
 from ibkit.models import kind_style, knob_names, knob_symbol
 from ibkit.tables import bootstrap_interval, left_out
@@ -34,6 +40,10 @@ FAMILY_COLOURS = {"diagonal": PALETTE[0], "full": PALETTE[4], "iaf": PALETTE[2]}
 SEED_INTERVAL = ("ci", 95)  # seaborn's whiskers: the 95% bootstrap interval over seeds, as in the tables
 SINGLE_COLUMN = 3.3  # inches
 DOUBLE_COLUMN = 6.8
+QUICK_MARK = "quick run, not for citing"  # in the corner of every figure of a --quick run
+RATE_LABEL, DISTORTION_LABEL = "rate R  [nats]", "distortion D  [nats]"  # the plane's axes; the key says what they are
+PLANE_KEY = "R = E KL(q(z|x) ‖ p(z)), D = −E log p(x|z)"
+ELBO_LABEL = "constant ELBO: D + R = −ELBO (labelled)"
 
 
 def style() -> dict:
@@ -75,14 +85,25 @@ def figure_for(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, A
     return figure_of(ax), ax
 
 
-def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | None = None) -> list[Path]:
+def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | None = None,
+                quick: bool | None = None) -> list[Path]:
     """Save ``fig`` as folder/name.pdf and folder/name.png (200 dpi); returns the paths. ``data`` (e.g.
     ``ibkit.results.data_text(run_dir)``: "mnist, t10k split 8,000/2,000 ...") is written above the figure, so that
-    a figure seen alone says what it was measured on. The PDF carries no creation date, so redrawing an unchanged
-    table leaves the file byte for byte as it was."""
+    a figure seen alone says what it was measured on. ``quick``: mark the figure "quick run, not for citing" in its
+    top right corner; None (the default) marks it when ``folder`` sits in a quick run's folder (``run_dir/figures``
+    of a run whose manifest says ``quick``, or whose name ends in -quick: ``ibkit.results.is_quick``). The PDF
+    carries no creation date, so redrawing an unchanged table leaves the file byte for byte as it was."""
+    from ibkit.results import is_quick
+
+    quick = is_quick(Path(folder).parent) if quick is None else quick
+    if data or quick:  # above the top of the figure, or of whatever reaches over it (a title of two lines)
+        top = max(1.0, fig.get_tightbbox().y1 / fig.get_figheight())
     if data:
-        fig.text(0.0, 1.0, f"Data: {data}", ha="left", va="bottom", fontsize=6, color="0.35",
+        fig.text(0.0, top, f"Data: {data}", ha="left", va="bottom", fontsize=6, color="0.35",
                  transform=fig.transFigure)
+    if quick:  # above the data line, in the top right corner
+        fig.text(1.0, top, QUICK_MARK, ha="right", va="bottom", fontsize=7, fontweight="bold", color=PALETTE[3],
+                 transform=offset_copy(fig.transFigure, fig, y=9 if data else 0, units="points"))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # bbox_inches="tight", measured once for both files as savefig measures it (a draw that renders nothing, at
@@ -99,6 +120,25 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
         os.replace(tmp, path)
     plt.close(fig)
     return paths
+
+
+def fit_to_width(text: Text, width: float, shortest: int = 12) -> None:
+    """Re-wrap ``text`` (a title, a legend entry, an axis label) at its spaces until it is at most ``width`` display
+    units wide (pixels: compare with ``ax.get_window_extent().width``), keeping lines of ``shortest`` characters or
+    more; a text that fits is left as it is."""
+    words = " ".join(text.get_text().split())
+    chars = len(words)
+    while chars > shortest and (drawn := text.get_window_extent().width) > width:
+        chars = max(shortest, min(chars - 1, int(chars * width / drawn)))
+        text.set_text(textwrap.fill(words, chars, break_long_words=False, break_on_hyphens=False))
+
+
+def set_title(ax: Axes, title: str, **kwargs) -> Text:
+    """``ax.set_title(title)``, wrapped onto more lines where it is wider than the axes (so that it does not run
+    past the panel into its neighbour or the figure's edge)."""
+    text = ax.set_title(title, **kwargs)
+    fit_to_width(text, ax.get_window_extent().width)
+    return text
 
 
 def mean_interval(df: pd.DataFrame, by: str | Sequence[str], cols=("rate", "distortion")) -> pd.DataFrame:
@@ -136,8 +176,9 @@ class _Labels(NamedTuple):
     offset_for: Offset
 
 
-def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE_COLUMN * 1.45,
-                    ax: Axes | None = None) -> Figure:
+def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float = SINGLE_COLUMN * 1.45,
+                    ax: Axes | None = None, source: str | None = None, by: str | None = None,
+                    legend_below: bool | None = None) -> Figure:
     """Every model kind on one rate-distortion plane, nats (Alemi et al. 2018, Fig. 1).
 
     Rows with a rate are stochastic codes: per kind and posterior family one point per combination of the kind's
@@ -147,20 +188,45 @@ def rate_distortion(df: pd.DataFrame, split: str = "test", width: float = SINGLE
     channel (hollow, with an arrow: a lower bound, at most log N), or, without probe measurements, as a line at
     their distortion. Grey lines are constant ELBO, D + R = c; where the data entropy H is known, the line
     D = H - R below which no model can go. Points show the mean over seeds with bars for the 95% bootstrap interval
-    when there are several. Colours, markers and legend labels come from each kind's registered style.
+    when there are several. Colours, markers and legend labels come from each kind's registered style. Point labels
+    keep off every marker, curve and bar; each constant-ELBO line carries its value, -ELBO = D + R.
+
+    ``source`` (e.g. "results/rate_distortion_mnist"): where the table comes from, named in the legend above its
+    series ("reference sweep: ...") when the plane is a reference for points drawn beside it. ``df=None``: the bare
+    plane (limits from what ``ax`` holds, the constant-ELBO lines, labels, legend) around points the caller drew.
+    With ``ax``, points the caller drew before are kept (labels keep off them; their legend entries come last), and
+    the legend goes below the axes where the figure has room for it, else inside them, wrapped to the panel;
+    ``legend_below=True``: below in any case (a figure saved with a tight box, as ``save_figure`` does, grows to
+    hold it).
+
+    ``by`` (a column: ``source`` of a table ``ibkit.results.combine`` put together) draws the rows of each of its
+    values apart, in a colour of its own (in the order they first appear) and named first in the legend ("mine:
+    VAE"), so that runs of one kind and knobs from different sources are never averaged into one point.
     """
-    runs = df[(df["split"] == split) & (df["status"] == "ok")]
+    runs = _PLANE_COLUMNS if df is None else df[(df["split"] == split) & (df["status"] == "ok")]
     with plt.rc_context(style()):
+        below = ax is None if legend_below is None else legend_below  # a figure of its own grows to hold it
         fig, ax = figure_for(ax, (width, width * 1.05))
+        earlier = ax.get_legend_handles_labels()  # what the caller drew: listed after the table's own series
         has_rate = runs["rate"].notna() if "rate" in runs else pd.Series(False, index=runs.index)
-        labels = _draw_stochastic(ax, runs[has_rate])  # the point labels, drawn last
         span = max(runs["rate"].max() if has_rate.any() else 0, runs["mi_lower"].max()
                    if "mi_lower" in runs and runs["mi_lower"].notna().any() else 0, 1)
-        for kind in _in_house_order(runs[~has_rate]["kind"]):
-            _draw_deterministic(ax, kind, runs[~has_rate & (runs["kind"] == kind)], span)
-        _finish_plane(ax, runs, labels, split)
-    note_left_out(fig, df, split)
+        labels: list[_Labels] = []  # the point labels, drawn last
+        parts: list[tuple[Own, pd.DataFrame]] = [(None, runs)] if by is None else [
+            ((PALETTE[i % len(PALETTE)], str(name)), runs[runs[by] == name]) for i, name in enumerate(
+                dict.fromkeys(runs[by]))]
+        for part_own, part in parts:  # without ``by``: the whole table, in the kinds' own colours
+            labels += _draw_stochastic(ax, part[has_rate[part.index]], part_own)
+            deterministic = part[~has_rate[part.index]]
+            for kind in _in_house_order(deterministic["kind"]):
+                _draw_deterministic(ax, kind, deterministic[deterministic["kind"] == kind], span, part_own)
+        _finish_plane(ax, runs, labels, split, earlier, source, below)
+    if df is not None:
+        note_left_out(fig, df, split)
     return fig
+
+
+_PLANE_COLUMNS = pd.DataFrame(columns=["kind", "rate", "distortion"])  # no rows: the bare plane
 
 
 def _in_house_order(kinds: pd.Series) -> list[str]:
@@ -179,7 +245,10 @@ def _families(rows: pd.DataFrame) -> pd.Series:
     return family.where(network == "mlp", family + ", " + network)
 
 
-def _draw_stochastic(ax: Axes, rows: pd.DataFrame) -> list[_Labels]:
+Own = tuple[tuple, str] | None  # the colour and name of one part of a table drawn apart (rate_distortion's ``by``)
+
+
+def _draw_stochastic(ax: Axes, rows: pd.DataFrame, own: Own = None) -> list[_Labels]:
     """One sweep per kind and posterior family (families in ``FAMILY_COLOURS`` order, then any other); returns the
     point labels to draw once the limits are final."""
     labels = []
@@ -191,17 +260,19 @@ def _draw_stochastic(ax: Axes, rows: pd.DataFrame) -> list[_Labels]:
         tell_apart = ({"family"} if len({v.partition(", ")[0] for v in present}) > 1 else set()) | \
             ({"network"} if any(", " in v for v in present) else set())  # what the legend must tell apart
         for family in order:
-            label = _draw_sweep(ax, kind, family, of_kind[families == family], tell_apart)
+            label = _draw_sweep(ax, kind, family, of_kind[families == family], tell_apart, own)
             if label is not None:
                 labels.append(label)
     return labels
 
 
-def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart: set[str]) -> _Labels | None:
+def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart: set[str],
+                own: Own = None) -> _Labels | None:
     """The mean points of one kind and family (and network), one per combination of its knobs, with seed
     intervals; a curve when the kind's style joins its sweeps. The legend names the family where ``tell_apart``
     has "family" (or it is not diagonal) and the network where it has "network", the swept knob of a curve, or the
-    single setting of a lone point. A network other than an MLP is drawn dashed, with hollow markers."""
+    single setting of a lone point. A network other than an MLP is drawn dashed, with hollow markers. ``own``: the
+    colour, and the name the label starts with, of the part of the table these rows belong to."""
     look = kind_style(kind)
     colour, label = kind_colour(kind), look.label
     family, _, network = family.partition(", ")
@@ -211,6 +282,8 @@ def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart
         label = f"{label}, {family} q"
     if "network" in tell_apart:
         label = f"{label}, {network or 'MLP'}"
+    if own is not None:
+        colour, label = own[0], f"{own[1]}: {label}"
     knobs = [k for k in knob_names(kind) if k in rows]
     pts = mean_interval(rows, knobs)
     pts = pts.sort_values(knobs) if knobs else pts
@@ -229,10 +302,11 @@ def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart
     return _Labels(pts, named, colour, lambda p: (4, 3)) if len(pts) > 1 and named else None
 
 
-def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, span: float) -> None:
+def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, span: float, own: Own = None) -> None:
     """A code without a rate: hollow at what crosses the probe channel (an arrow: a lower bound), or, for a table
-    without probe measurements, a dashed line at its distortion."""
-    look, colour = kind_style(kind), kind_colour(kind)
+    without probe measurements, a dashed line at its distortion. ``own``: as in ``_draw_sweep``."""
+    look, colour = kind_style(kind), kind_colour(kind) if own is None else own[0]
+    prefix = "" if own is None else f"{own[1]}: "
     if "mi_lower" in rows and rows["mi_lower"].notna().any():  # placed at what crosses a probe channel
         pt = mean_interval(rows, (), cols=("mi_lower", "distortion")).iloc[0]
         x, y = pt["mi_lower"], pt["distortion"]
@@ -240,30 +314,78 @@ def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, span: float) ->
         ceiling = " = log N" if "log_n" in rows and x > rows["log_n"].mean() - 0.05 else ""
         ax.errorbar(x, y, xerr=pt["mi_lower_err"], yerr=pt["distortion_err"], marker=look.marker, ms=6,
                     mfc="white", mec=colour, mew=1.5, color=colour, ls="none", capsize=2,
-                    label=f"{look.label}: I ≥ {x:.1f}{ceiling} via a σ = {sigma:.0e} probe (rate unbounded)")
+                    label=f"{prefix}{look.label}: I ≥ {x:.1f}{ceiling} via a σ = {sigma:.0e} probe (rate unbounded)")
         ax.annotate("", xy=(x + 0.07 * span, y), xytext=(x, y), arrowprops=dict(arrowstyle="->", color=colour, lw=1))
     else:  # a table without probe information: a line at its distortion
         ax.axhline(rows["distortion"].mean(), color=colour, ls="--", lw=1,
-                   label=f"{look.label}: D = {rows['distortion'].mean():.1f} (rate unbounded)")
+                   label=f"{prefix}{look.label}: D = {rows['distortion'].mean():.1f} (rate unbounded)")
 
 
-def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: str) -> None:
-    """Limits, the entropy floor, the point labels (once the limits are final: their overlap test is in display
-    space), constant-ELBO lines, axis labels and the legend below the axes, clear of the points."""
+def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: str,
+                  earlier: tuple[list, list] = ([], []), source: str | None = None, below: bool = True) -> None:
+    """Limits, the entropy floor, short axis labels (the legend's title says what R and D are), the legend, then
+    the point labels and the labelled constant-ELBO lines (once the limits and the legend are final: their overlap
+    tests are in display space). The legend: the constant-ELBO line, a "reference sweep: ``source``" line when
+    given, the table's series, then what the caller drew before (``earlier``: ``ax.get_legend_handles_labels()``
+    as it was)."""
     ax.set_xlim(0, ax.get_xlim()[1] * 1.15)  # room for the labels of the rightmost points
     if "entropy" in runs and runs["entropy"].notna().any():  # D >= H - I >= H - R for every model
         h = runs["entropy"].dropna().iloc[0]
         r = np.linspace(0, ax.get_xlim()[1], 50)
         ax.plot(r, h - r, color="0.1", ls=":", lw=1.2, label=f"D = H − R (H = {h:.2f}): no model below")
     ax.set_ylim(min(0, ax.get_ylim()[0]), ax.get_ylim()[1] * 1.05)
-    placed = _marker_boxes(ax)  # labels keep clear of every marker and of the labels drawn before them
+    ax.set_xlabel(RATE_LABEL)
+    ax.set_ylabel(DISTORTION_LABEL)
+    set_title(ax, f"Rate–distortion plane: {data_title(runs, split)}")
+    handles, names = ax.get_legend_handles_labels()
+    mine = [i for i, h in enumerate(handles) if all(h is not e for e in earlier[0])]  # this table's series
+    handles, names = [handles[i] for i in mine], [names[i] for i in mine]
+    if source is not None:  # a line of its own, without a symbol, above the table's series
+        handles, names = [Line2D([], [], ls="none"), *handles], [f"reference sweep: {source}", *names]
+    legend = _place_legend(ax, [_elbo_line(), *handles, *earlier[0]], [ELBO_LABEL, *names, *earlier[1]],
+                           PLANE_KEY, below)
+    # labels keep clear of every marker, of the texts, arrows and legend already there, of the labels drawn before
+    # them, and they cross no curve, floor or error bar
+    placed = _marker_boxes(ax) + [t.get_window_extent() for t in ax.texts] + [legend.get_window_extent()]
+    lines = _line_paths(ax)
     for pending in labels:
-        _annotate_groups(ax, *pending, placed)
-    _constant_elbo_lines(ax)
-    ax.set_xlabel("rate R = E KL(q(z|x) ‖ p(z)); AEs: I(X;Z) through the probe  [nats]")
-    ax.set_ylabel("distortion D = −E log p(x|z)  [nats]")
-    ax.set_title(f"Rate–distortion plane: {data_title(runs, split)}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+        _annotate_groups(ax, *pending, placed, lines)
+    _constant_elbo_lines(ax, placed, lines)
+
+
+def _elbo_line() -> Line2D:
+    """A constant-ELBO line's look (light grey, under everything): each line, and the legend's handle for them."""
+    return Line2D([], [], color="0.8", lw=0.6, zorder=0)
+
+
+def _place_legend(ax: Axes, handles: list, names: list[str], title: str, below: bool) -> Legend:
+    """The legend below the x-axis label, its entries wrapped to the axes' width: there in any case when ``below``,
+    else only where it stays inside the figure; otherwise inside the axes, framed, wrapped to 60% of the axes'
+    width, at matplotlib's emptiest spot for it, fixed there (labels drawn later keep off it)."""
+    frame = ax.get_window_extent()
+    under = ax.xaxis.get_tightbbox()  # ticks and the x-axis label
+    top = ((under.y0 if under is not None else frame.y0) - frame.y0) / frame.height - 0.03
+    legend = ax.legend(handles, names, title=title, loc="upper center", bbox_to_anchor=(0.5, top), frameon=False,
+                       alignment="left", title_fontsize=plt.rcParams["legend.fontsize"])
+    _fit_legend(legend, frame.width)
+    if below or figure_of(ax).bbox.contains(*legend.get_window_extent().p0):
+        return legend
+    legend.remove()
+    legend = ax.legend(handles, names, title=title, loc="best", frameon=True, framealpha=0.85, edgecolor="none",
+                       fontsize=6, title_fontsize=6, alignment="left")
+    _fit_legend(legend, 0.6 * frame.width)
+    legend.set_loc(tuple(ax.transAxes.inverted().transform(legend.get_window_extent().p0)))
+    return legend
+
+
+def _fit_legend(legend: Legend, width: float) -> None:
+    """Wrap the entries (and title) of ``legend`` so that the whole legend is at most ``width`` pixels wide."""
+    drawn = legend.get_window_extent().width
+    texts = [legend.get_title(), *legend.get_texts()]
+    widest = max(t.get_window_extent().width for t in texts)
+    if drawn > width:
+        for text in texts:
+            fit_to_width(text, width - (drawn - widest))
 
 
 def knob_text(first: pd.Series, last: pd.Series, columns: Sequence[str]) -> str:
@@ -279,24 +401,72 @@ def data_title(runs: pd.DataFrame, split: str = "test") -> str:
 
 
 def _marker_boxes(ax: Axes, pad: float = 3.0) -> list[Bbox]:
-    """Display-space boxes around every marker drawn on ``ax`` (``pad`` points beyond its size)."""
+    """Display-space boxes around every marker drawn on ``ax`` (``pad`` points beyond its size; one point beyond
+    the thin caps of error bars)."""
     boxes = []
     for line in ax.lines:
         if line.get_marker() in (None, "", "None", " ") or not line.get_visible():
             continue
-        half = (line.get_markersize() / 2 + pad) * ax.figure.dpi / 72
+        half = (line.get_markersize() / 2 + (1.0 if line.get_marker() in ("|", "_") else pad)) * ax.figure.dpi / 72
         for x, y in ax.transData.transform(np.column_stack(line.get_data())):
             if np.isfinite(x) and np.isfinite(y):
                 boxes.append(Bbox.from_extents(x - half, y - half, x + half, y + half))
     return boxes
 
 
+def _line_paths(ax: Axes) -> list[Outline]:
+    """Display-space paths of every line drawn on ``ax`` (curves, floors, the bars of error bars), which labels
+    must not cross; lines of markers alone are left to ``_marker_boxes``."""
+    paths = [line.get_transform().transform_path(line.get_path()) for line in ax.lines
+             if line.get_visible() and line.get_linestyle() not in ("None", "none", "", " ")]
+    for bars in ax.collections:
+        if isinstance(bars, LineCollection) and bars.get_visible():
+            paths += [bars.get_transform().transform_path(p) for p in bars.get_paths()]
+    return paths
+
+
+def _conflicts(outline: Outline, boxes: list[Bbox], lines: list[Outline], frame: Bbox) -> int:
+    """How many of ``boxes`` and ``lines`` the closed ``outline`` (a label's, in display space) touches, plus one
+    if it leaves ``frame`` (the axes)."""
+    hits = sum(outline.intersects_bbox(b, filled=True) for b in boxes)
+    hits += sum(outline.intersects_path(p, filled=False) or bool(outline.contains_points(p.vertices).any())
+                for p in lines)
+    return hits + int(not _inside(outline, frame))
+
+
+def _inside(outline: Outline, frame: Bbox) -> bool:
+    """Whether every corner of ``outline`` lies within ``frame`` (display space)."""
+    x, y = np.asarray(outline.vertices).T
+    return bool(x.min() >= frame.x0 and x.max() <= frame.x1 and y.min() >= frame.y0 and y.max() <= frame.y1)
+
+
+def _box_outline(box: Bbox) -> Outline:
+    """``box`` as a closed path, for ``_conflicts``."""
+    return Outline(box.corners()[[0, 1, 3, 2, 0]], closed=True)
+
+
+Spot = tuple[float, float, str]  # where a label goes: offset from its point (points) and horizontal alignment
+
+
+def _label_spots(dx: float, dy: float) -> list[Spot]:
+    """Where a point's label may go (offset in points from the point, alignment), nearest first: as asked,
+    mirrored above or below, beside at mid height, right above or below, to the left; then further out, on the side
+    asked first (above for dy >= 0)."""
+    near: list[Spot] = [(dx, dy, "left"), (dx, -dy - 7, "left"), (6, -2.5, "left"), (0, 7, "center"),
+                        (0, -13, "center"), (-dx, dy, "right"), (-dx, -dy - 7, "right"), (-6, -2.5, "right")]
+    up: list[Spot] = [(3, 15, "left"), (9, 9, "left"), (0, 14, "center"), (-9, 9, "right")]
+    down: list[Spot] = [(3, -22, "left"), (9, -16, "left"), (0, -20, "center"), (-9, -16, "right")]
+    beside: list[Spot] = [(12, -2.5, "left"), (-12, -2.5, "right")]
+    return near + (up + beside + down if dy >= 0 else down + beside + up)
+
+
 def _annotate_groups(ax: Axes, pts: pd.DataFrame, columns: Sequence[str], colour, offset_for: Offset,
-                     placed: list[Bbox] | None = None) -> None:
+                     placed: list[Bbox] | None = None, lines: list[Outline] | None = None) -> None:
     """Label each point with its knob values (``columns``); points closer than 3% of the axes share one label
-    ("β=5.28–20"), so collapsed models do not print on top of each other. A label goes where it was asked, else
-    mirrored about its point, right above or below it, or to its left: the first that touches nothing in ``placed``
-    (the markers and the labels drawn so far, to which it is added)."""
+    ("β=5.28–20"), so collapsed models do not print on top of each other. A label goes to the first of
+    ``_label_spots`` that touches nothing in ``placed`` (the markers and the labels drawn so far, to which it is
+    added) and crosses none of ``lines`` (display-space paths: the curves) inside the axes; where every spot touches
+    something, to the one that touches least."""
     x_span = max(pts["rate"].max(), 1e-9)
     y_span = max(pts["distortion"].max(), 1e-9)
     groups: list[list[pd.Series]] = []
@@ -309,29 +479,88 @@ def _annotate_groups(ax: Axes, pts: pd.DataFrame, columns: Sequence[str], colour
         else:
             groups.append([p])
     placed = [] if placed is None else placed
+    frame = ax.get_window_extent()
     for g in groups:
-        text = knob_text(g[0], g[-1], columns)
-        dx, dy = offset_for(g[0])
+        text, at = knob_text(g[0], g[-1], columns), (g[0]["rate"], g[0]["distortion"])
         own = [ax.transData.transform((p["rate"], p["distortion"])) for p in g]  # its own markers it may touch
         others = [b for b in placed if not any(b.contains(*xy) for xy in own)]
-        candidates = [(dx, dy, "left"), (dx, -dy - 7, "left"), (0, 6, "center"), (0, -12, "center"),
-                      (-dx, dy, "right"), (-dx, -dy - 7, "right")]
-        for x_off, y_off, align in candidates:  # as asked, mirrored, right above or below, then to its left
-            label = ax.annotate(text, (g[0]["rate"], g[0]["distortion"]), xytext=(x_off, y_off), ha=align,
-                                textcoords="offset points", fontsize=6, color=colour)
+        spots = _label_spots(*offset_for(g[0]))
+        scores = []
+        for spot in spots:
+            label = ax.annotate(text, at, xytext=spot[:2], ha=spot[2], textcoords="offset points", fontsize=6,
+                                color=colour)
             box = label.get_window_extent()  # the figure's own renderer, whatever the backend
-            if not any(box.overlaps(other) for other in others) or (x_off, y_off, align) == candidates[-1]:
+            scores.append(_conflicts(_box_outline(box), others, lines or [], frame))
+            if scores[-1] == 0:
                 break
             label.remove()
+        else:  # nowhere clear: where it touches least
+            spot = spots[int(np.argmin(scores))]
+            label = ax.annotate(text, at, xytext=spot[:2], ha=spot[2], textcoords="offset points", fontsize=6,
+                                color=colour)
+            box = label.get_window_extent()
         placed.append(box)
 
 
-def _constant_elbo_lines(ax: Axes, n: int = 6) -> None:
-    """Light lines D + R = c (slope -1): points on one line have the same ELBO = -c."""
+def _constant_elbo_lines(ax: Axes, placed: list[Bbox] | None = None, lines: list[Outline] | None = None,
+                         n: int = 6) -> None:
+    """Light lines D + R = c (slope -1) at about ``n`` round values of c: points on one line have the same
+    ELBO = -c, and each line says so ("−ELBO = 20", along the line, at the first place along it that keeps off
+    ``placed`` (boxes: markers, labels) and ``lines`` (paths: curves)). A line too little of which shows to hold
+    its label inside the axes is left out."""
     x0, x1 = ax.get_xlim()
     y0, y1 = ax.get_ylim()
-    for i, c in enumerate(np.linspace(0, x1 + y1, n + 2)[1:-1]):
-        ax.plot([x0, x1], [c - x0, c - x1], color="0.8", lw=0.6, zorder=0,
-                label="constant ELBO: D + R = const" if i == 0 else None)
+    placed = [] if placed is None else placed
+    frame = ax.get_window_extent()
+    for c in MaxNLocator(n, steps=[1, 2, 2.5, 5, 10]).tick_values(x0 + y0, x1 + y1):
+        if not x0 + y0 < c < x1 + y1:
+            continue
+        label = _level_label(ax, float(c), (max(x0, c - y1), min(x1, c - y0)), placed, lines or [], frame)
+        if label is None:
+            continue
+        line = _elbo_line()
+        line.set_data([x0, x1], [c - x0, c - x1])
+        ax.add_line(line)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
+
+
+def _level_label(ax: Axes, c: float, span: tuple[float, float], placed: list[Bbox], lines: list[Outline],
+                 frame: Bbox) -> Text | None:
+    """"−ELBO = c" along the line D = c - R, centred on it at a fraction of its visible stretch ``span`` (rate
+    from, to): the middle first, then further out; the clear spot, else the one touching least, or None where the
+    label leaves the axes everywhere. Its extent (display space) joins ``placed``."""
+    spots = (0.5, 0.65, 0.35, 0.8, 0.2, 0.9, 0.1)
+    scores: list[tuple[int, Outline]] = []
+    for t in spots:
+        outline = _level_outline(ax, c, span[0] + t * (span[1] - span[0]))
+        scores.append((_conflicts(outline, placed, lines, frame), outline))
+        if scores[-1][0] == 0:
+            break
+    best = int(np.argmin([score for score, _ in scores]))
+    if not _inside(scores[best][1], frame):
+        return None
+    placed.append(scores[best][1].get_extents())
+    return _level_text(ax, c, span[0] + spots[best] * (span[1] - span[0]))
+
+
+def _level_text(ax: Axes, c: float, r: float, rotated: bool = True) -> Text:
+    """The label of the line D + R = c at rate r: centred on the line and turned along it (slope -1 in data
+    coordinates, whatever the axes' aspect), on the axes' colour so that the line breaks under it."""
+    return ax.text(r, c - r, f"−ELBO = {c:g}", rotation=-45 if rotated else 0, transform_rotates_text=rotated,
+                   rotation_mode="anchor", ha="center", va="center", fontsize=5.5, color="0.45", zorder=1,
+                   bbox=dict(boxstyle="square,pad=0.15", fc=ax.get_facecolor(), ec="none"))
+
+
+def _level_outline(ax: Axes, c: float, r: float, pad: float = 1.0) -> Outline:
+    """The display-space rectangle (a closed path) that the label of D + R = c at rate r covers, ``pad`` points
+    around it: its unrotated size, turned by the line's angle on screen."""
+    probe = _level_text(ax, c, r, rotated=False)
+    box = probe.get_window_extent()
+    probe.remove()
+    (x0, y0), (x1, y1) = ax.transData.transform([(r, c - r), (r + 1, c - r - 1)])
+    angle = math.atan2(y1 - y0, x1 - x0)
+    half = np.array([box.width, box.height]) / 2 + pad * figure_of(ax).dpi / 72
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * half
+    turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    return Outline((x0, y0) + corners @ turn.T, closed=True)

@@ -60,9 +60,10 @@ def interrupts_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def write_runs(df: pd.DataFrame, folder: str | os.PathLike) -> Path:
-    """Store the tidy table as ``folder/runs.csv``, schema columns first (the knob columns after latent_dim)."""
-    first = [c for c in schema_columns() if c in df.columns]
+def write_runs(df: pd.DataFrame, folder: str | os.PathLike, lead: Sequence[str] = ()) -> Path:
+    """Store the tidy table as ``folder/runs.csv``: the ``lead`` columns (e.g. a combined table's ``source``), then
+    the schema's (the knob columns after latent_dim), then the rest."""
+    first = [*lead, *(c for c in schema_columns() if c in df.columns and c not in lead)]
     df = df[first + [c for c in df.columns if c not in first]]
     path = Path(folder) / RUNS
     atomic_write_text(path, df.to_csv(index=False))
@@ -133,7 +134,7 @@ def write_tables(folder: str | os.PathLike) -> None:
 
 def text_columns() -> tuple[str, ...]:
     """Columns read as text (never as numbers or NaN): the schema's and the registered configs' text fields."""
-    return ("run_id", "kind", "split", "status", "error", *text_fields())
+    return ("run_id", "kind", "split", "status", "error", "source", *text_fields())
 
 
 def load(folder: str | os.PathLike) -> pd.DataFrame:
@@ -152,8 +153,14 @@ def load(folder: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
+    return _filled(df)
+
+
+def _filled(df: pd.DataFrame) -> pd.DataFrame:
+    """A results table with its gaps filled as stored tables read: a text column's by "", a config field left unset
+    by its default (a run that left its network unset: "mlp")."""
     defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if isinstance(f.default, str)}
-    df = df.fillna({c: v for c, v in defaults.items() if c in df})  # a run that left its network unset: "mlp"
+    df = df.fillna({c: v for c, v in defaults.items() if c in df})
     return df.fillna({c: "" for c in text_columns() if c in df})
 
 
@@ -231,10 +238,28 @@ def data_record(ds) -> dict:
     return {"name": ds.name, **ds.provenance, "split": ds.split}
 
 
+def is_quick(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a quick run (``ibkit run --quick``): its manifest says ``quick``, or, without a
+    manifest that says, its name ends in -quick (the default folder of a quick run)."""
+    manifest = read_manifest(folder) or {}
+    if "quick" in manifest:
+        return bool(manifest["quick"])
+    return Path(folder).name.endswith("-quick")
+
+
 def data_text(folder: str | os.PathLike) -> str | None:
     """The data a run folder's manifest names, with its split: "mnist, t10k split 8,000/2,000 (test_fraction 0.2,
-    seed 0)"; the config's dataset alone for a folder written before manifests recorded the split; else None."""
-    manifest = read_manifest(folder) or {}
+    seed 0)"; the config's dataset alone for a folder written before manifests recorded the split; for a folder
+    ``combine`` wrote, each source's, named ("mine: digits, 359 rows; rate_distortion: digits, ..."); else None."""
+    return _data_of(read_manifest(folder) or {})
+
+
+def _data_of(manifest: dict) -> str | None:
+    """``data_text`` of a manifest read already."""
+    if manifest.get("experiment") == COMBINED:
+        texts = [f"{s.get('source')}: {text}" for s in manifest.get("sources") or []
+                 if (text := _data_of(s.get("manifest") or {}))]
+        return "; ".join(texts) or None
     data = manifest.get("data") or {}
     name = data.get("name") or manifest.get("config", {}).get("dataset")
     return f"{name}, {data['split']}" if name and data.get("split") else name
@@ -362,6 +387,92 @@ def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overw
     except OSError as e:
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     return folder
+
+
+COMBINED = "compare"  # the manifest's experiment of a folder that ``combine`` wrote (``ibkit compare``)
+
+
+def combine(dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, *,
+            overwrite: bool = False) -> pd.DataFrame:
+    """Several stored folders (``ibkit analyse`` reports, ``ibkit run`` folders, earlier combinations) as one table
+    with a ``source`` column: each row's folder name, which tells the sources apart (an earlier combination's rows
+    keep theirs beneath it: "outer/inner").
+
+    With ``out`` the combination is stored as a folder that ``ibkit plot`` and ``ibkit table`` read as they read a
+    run folder: ``OUT/runs.csv`` (``source`` first), ``OUT/manifest.json`` (experiment "compare"; under "sources"
+    each source's name, its folder as given and its manifest whole; then the command, git state and environment)
+    and ``OUT/figures/rate_distortion.pdf|png`` (``plot_combined``). Everything is checked before anything is
+    written: a refused call leaves no trace.
+
+    Args:
+        dirs: the folders, each holding runs.csv and manifest.json; no two of the same name.
+        out: the folder to write, or None for the table alone. It may not be a source, lie inside one or hold one;
+            where it exists with anything in it, it needs ``overwrite``.
+        overwrite: replace the tables, notes and manifest ``out`` holds (as ``ibkit run --overwrite`` does).
+
+    Returns:
+        The combined table, one row per source's row (run and split), in the order of ``dirs``.
+    """
+    if isinstance(dirs, (str, os.PathLike)) or not len(dirs):
+        raise ValueError(f"dirs={dirs!r}: expected a list of one or more folders written by ibkit run or ibkit "
+                         "analyse")
+    folders = [Path(d) for d in dirs]
+    for folder in folders:
+        if not folder.is_dir():
+            raise ValueError(f"{folder}: no such folder; compare takes folders written by ibkit run or ibkit analyse")
+        missing = [name for name in (RUNS, MANIFEST) if not (folder / name).is_file()]
+        if missing:
+            raise ValueError(f"{folder} has no {' and no '.join(missing)}; compare takes folders written by ibkit run "
+                             "or ibkit analyse (a report written before analyse stored its manifest: analyse again)")
+    names = [folder.resolve().name for folder in folders]
+    twice = [name for name in dict.fromkeys(names) if names.count(name) > 1]
+    if twice:
+        same = ", ".join(str(f) for f, n in zip(folders, names, strict=True) if n == twice[0])
+        raise ValueError(f"two sources are named {twice[0]!r} ({same}); a source is named by its folder, so each "
+                         "needs a name of its own: copy or rename one")
+    if out is not None:
+        target = Path(out).resolve()
+        for folder in folders:
+            source = folder.resolve()
+            if target == source or source in target.parents or target in source.parents:
+                where = "is" if target == source else "lies inside" if source in target.parents else "holds"
+                raise ValueError(f"--out {out} {where} the source {folder}; write the combination to a folder of its "
+                                 "own")
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder; pick a folder path")
+        if target.is_dir() and any(target.iterdir()) and not overwrite:
+            raise ValueError(f"--out {out} exists and holds other files; choose another --out or pass --overwrite to "
+                             "replace its tables and manifest")
+    manifests = [read_manifest(folder) for folder in folders]
+    parts = []
+    for name, folder in zip(names, folders, strict=True):
+        table = load(folder)
+        inner = table.pop("source").astype(str) if "source" in table else None  # an earlier combination's sources
+        table.insert(0, "source", name if inner is None else name + "/" + inner)
+        parts.append(table)
+    combined = _filled(pd.concat(parts, ignore_index=True))
+    if out is not None:
+        folder = Path(out)
+        if overwrite:
+            clear(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_runs(combined, folder, lead=("source",))
+        sources = [{"source": name, "folder": str(d), "manifest": manifest}
+                   for name, d, manifest in zip(names, dirs, manifests, strict=True)]
+        write_manifest(folder, experiment=COMBINED, sources=sources,
+                       written=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
+        plot_combined(folder)
+    return combined
+
+
+def plot_combined(folder: str | os.PathLike) -> list[Path]:
+    """Redraw the figure of a folder ``combine`` wrote, from its stored table: every source on one rate-distortion
+    plane, each in its own colour and named in the legend (``ibkit.plots.rate_distortion`` with ``by="source"``),
+    as ``FOLDER/figures/rate_distortion.pdf`` and ``.png``; returns the paths. ``ibkit plot`` calls it."""
+    from ibkit import plots
+
+    fig = plots.rate_distortion(load(folder), by="source")
+    return plots.save_figure(fig, Path(folder) / "figures", "rate_distortion", data=data_text(folder))
 
 
 LOCK = ".lock"  # the advisory lock of a run folder (its content: who holds it)
