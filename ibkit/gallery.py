@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ibkit.results import atomic_write_text, data_text, read_manifest
+from ibkit.results import COMBINED, atomic_write_text, data_text, read_manifest
 
 
 def reproduce_command(folder: Path, manifest: dict) -> str:
@@ -34,12 +34,13 @@ def reproduce_command(folder: Path, manifest: dict) -> str:
 
 
 def write_gallery(root: str | os.PathLike = "results") -> Path:
-    """Write ``ROOT/README.md`` from every run folder under ``root`` (quick runs left out); returns its path."""
+    """Write ``ROOT/README.md`` from every run folder under ``root`` (quick runs, ``ibkit analyse`` reports and
+    ``ibkit compare`` folders left out); returns its path."""
     root = Path(root)
     sections = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("-quick")):
         manifest = read_manifest(folder)
-        if manifest is None:
+        if manifest is None or manifest.get("experiment") in ("analyse", COMBINED):  # a report, not a run folder
             continue
         git = manifest.get("git", {})
         data = data_text(folder)
