@@ -96,13 +96,14 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     from ibkit.results import is_quick
 
     quick = is_quick(Path(folder).parent) if quick is None else quick
-    if data or quick:  # above the top of the figure, or of whatever reaches over it (a title of two lines)
-        top = max(1.0, fig.get_tightbbox().y1 / fig.get_figheight())
+    if data or quick:  # above the figure, or above what reaches over it (a title of two lines, a legend beside)
+        content = fig.get_tightbbox()
+        top, right = max(1.0, content.y1 / fig.get_figheight()), max(1.0, content.x1 / fig.get_figwidth())
     if data:
         fig.text(0.0, top, f"Data: {data}", ha="left", va="bottom", fontsize=6, color="0.35",
                  transform=fig.transFigure)
     if quick:  # above the data line, in the top right corner
-        fig.text(1.0, top, QUICK_MARK, ha="right", va="bottom", fontsize=7, fontweight="bold", color=PALETTE[3],
+        fig.text(right, top, QUICK_MARK, ha="right", va="bottom", fontsize=7, fontweight="bold", color=PALETTE[3],
                  transform=offset_copy(fig.transFigure, fig, y=9 if data else 0, units="points"))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
