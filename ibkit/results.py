@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import platform
 import shlex
@@ -153,7 +154,27 @@ def load(folder: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in REQUIRED if c not in df]
     if missing:
         raise ValueError(f"{path} is not an ibkit results table: it lacks the columns {missing}")
-    return _filled(df)
+    return _valid_upper(_filled(df))
+
+
+def _valid_upper(df: pd.DataFrame) -> pd.DataFrame:
+    """A table stored before the rule that a negative leave-one-out estimate is no upper bound (ibkit 0.1.0 to
+    commit 5967a35 kept min(LOO, rate) even below 0): each such ``mi_upper`` becomes what
+    ``ibkit.estimators.information.tightest_upper`` takes now, the stored rate (its standard error from the stored
+    95% interval over the examples), with the note. A table written since has none, and is returned unchanged."""
+    if "mi_upper" not in df or not (df["mi_upper"] < 0).any():
+        return df
+    from ibkit.estimators.information import tightest_upper
+
+    df = df.copy()
+    df["mi_upper_note"] = df["mi_upper_note"].astype(object) if "mi_upper_note" in df else ""
+    for i in df.index[df["mi_upper"] < 0]:
+        row = df.loc[i]
+        rate_se = (row["rate_ex_hi"] - row["rate_ex_lo"]) / (2 * 1.96) if "rate_ex_hi" in df else math.nan
+        value, se, note = tightest_upper({"leave-one-out": (row["mi_upper"], row.get("mi_upper_se", math.nan)),
+                                          "rate": (row["rate"], rate_se)})
+        df.loc[i, ["mi_upper", "mi_upper_se", "mi_upper_note"]] = [value, se, f"{note} (upgraded at load)"]
+    return df
 
 
 def _filled(df: pd.DataFrame) -> pd.DataFrame:

@@ -70,7 +70,7 @@ def test_plot_and_table_read_stored_results(quick_run, capsys):
     capsys.readouterr()
     assert main(["table", str(quick_run), "--format", "latex"]) == 0
     out = capsys.readouterr().out
-    assert r"\toprule" in out and "sparse\\_ae" in out
+    assert r"\toprule" in out and "sparse AE" in out and "sparse\\_ae" not in out  # the kind by its label
     assert main(["table", str(quick_run)]) == 0
     assert "Data: digits, scikit-learn's 1,797 digits split 1,438/359" in capsys.readouterr().out
 

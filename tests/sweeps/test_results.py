@@ -128,3 +128,20 @@ def test_every_committed_manifest_names_its_data_and_split():
             note = data["added_afterwards"]
             assert re.fullmatch("[0-9a-f]{40}", note["commit"]) and note["date"] and "not recorded at run time" in \
                 note["how"], path
+
+
+def test_a_stored_negative_upper_bound_is_read_as_the_rate(tmp_path):
+    """A table written before the tightest-upper rule kept min(LOO, rate) even below 0: load takes the rate instead,
+    its standard error from the stored 95% interval, and says why; a valid bound is left as stored."""
+    import math
+
+    import pandas as pd
+
+    rows = pd.DataFrame(dict(run_id=["a", "b"], kind="vae", split="test", status="ok", rate=[4e-5, 3.0],
+                             rate_ex_lo=[3.9e-5, 2.9], rate_ex_hi=[4.1e-5, 3.1], loo=[-2e-5, 2.5],
+                             mi_upper=[-2e-5, 2.5], mi_upper_se=[1e-3, 0.1], mi_upper_note=math.nan))
+    rows.to_csv(tmp_path / "runs.csv", index=False)
+    t = ibkit.results.load(tmp_path).set_index("run_id")
+    assert t.loc["a", "mi_upper"] == 4e-5 and t.loc["a", "mi_upper_se"] == pytest.approx(0.2e-5 / 3.92)
+    assert t.loc["a", "mi_upper_note"].startswith("rate: the leave-one-out estimate -2e-05 is below 0")
+    assert t.loc["b", "mi_upper"] == 2.5 and t.loc["b", "mi_upper_se"] == 0.1
