@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -23,6 +24,7 @@ from ibkit.checks import check_model_data, check_number
 from ibkit.models.config import knob_fields
 from ibkit.models.networks import ImageConvs, unit_count
 from ibkit.train import (
+    Callback,
     DivergenceError,
     check_trainable,
     check_training,
@@ -61,6 +63,7 @@ def fit_many(
     trainable: str = "all",
     max_models: int | None = None,
     x_monitor=None,
+    callbacks: Sequence[Callback] = (),
 ) -> list[pd.DataFrame | DivergenceError]:
     """Train K models of one architecture (different beta, noise, sparsity, seed) together; in place.
 
@@ -73,6 +76,12 @@ def fit_many(
     became NaN or infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs
     before). The other models are unaffected by one that diverges. ``x_monitor``: held-out data measured after
     every epoch, as in ``fit``.
+
+    callbacks: functions called as ``callback(epoch, metrics, index)`` once per model and epoch (``Callback``):
+    ``index`` is the model's position in ``models`` (0..K-1, across the groups of ``max_models``), ``metrics`` a
+    copy of that model's history row for the epoch; models of one group are called in index order after each
+    epoch, and a model whose loss became NaN or infinite is not called for that epoch or after. E.g.
+    ``TensorBoardCallback([folder_of_model_0, folder_of_model_1, ...])``.
     """
     models = list(models)
     if not models:
@@ -80,7 +89,7 @@ def fit_many(
     seeds = [seed] * len(models) if isinstance(seed, int) else list(seed)
     if len(seeds) != len(models):
         raise ValueError(f"seed has {len(seeds)} values for {len(models)} models; give one seed or one per model")
-    check_training(epochs, batch_size, lr, seeds, trainable)
+    callbacks = check_training(epochs, batch_size, lr, seeds, trainable, callbacks)
     for m in models:
         check_trainable(m)
     first = architecture(models[0])
@@ -95,13 +104,25 @@ def fit_many(
         max_models = models_per_batch(models[0], batch_size, device)
     check_number("max_models", max_models, low=1, integer=True)
     if getattr(models[0].config, "aggressive", False):  # its steps follow its own loss: one model at a time
-        return [_fit_alone(m, s, x, epochs, batch_size, lr, progress, device, trainable, monitor)
-                for m, s in zip(models, seeds, strict=True)]
+        return [_fit_alone(m, s, x, epochs, batch_size, lr, progress, device, trainable, monitor,
+                           [partial(_at_index, cb, i) for cb in callbacks])
+                for i, (m, s) in enumerate(zip(models, seeds, strict=True))]
     out = []
     for i in range(0, len(models), max_models):
+        hooks = [partial(_offset_index, cb, i) for cb in callbacks]  # the group's j is models' i + j
         out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, epochs, batch_size, lr,
-                          progress, device, trainable, monitor)
+                          progress, device, trainable, monitor, hooks)
     return out
+
+
+def _at_index(callback: Callback, index: int, epoch: int, metrics: dict) -> None:
+    """A fit_many callback as ``fit`` calls its own (epoch, metrics), for the model at ``index``."""
+    callback(epoch, metrics, index)
+
+
+def _offset_index(callback: Callback, offset: int, epoch: int, metrics: dict, j: int) -> None:
+    """A fit_many callback for a group starting at model ``offset``: its model j is model offset + j."""
+    callback(epoch, metrics, offset + j)
 
 
 def _difference(a: nn.Module, b: nn.Module) -> str:
@@ -268,20 +289,22 @@ def _set(module: nn.Module, name: str, value) -> None:
         owner.register_buffer(leaf, value, persistent=False)
 
 
-def _fit_alone(model, seed, x, epochs, batch_size, lr, progress, device, trainable, monitor):
+def _fit_alone(model, seed, x, epochs, batch_size, lr, progress, device, trainable, monitor, callbacks):
     """``fit`` of one model, its ``DivergenceError`` returned rather than raised."""
     try:
-        return fit(model, x, epochs, batch_size, lr, seed, progress, device, trainable, monitor)
+        return fit(model, x, epochs, batch_size, lr, seed, progress, device, trainable, monitor, callbacks)
     except DivergenceError as e:
         return e
 
 
-def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable, monitor) -> list:
-    """Stack the group, train it (``train_epochs``, one ``train_step`` per minibatch) and copy the weights back."""
+def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable, monitor, hooks) -> list:
+    """Stack the group, train it (``train_epochs``, one ``train_step`` per minibatch, ``hooks(epoch, row, j)`` after
+    each epoch for its model j) and copy the weights back."""
     stacked = stack_models(models).to(device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=lr, fused=True)
     outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=epochs, batch_size=batch_size, stacked=True,
-                            progress=progress, desc=f"fit_many ({len(models)} models)", monitor=monitor)
+                            progress=progress, desc=f"fit_many ({len(models)} models)", monitor=monitor,
+                            on_epoch=hooks)
     unstack_into(stacked, models)
     for m in models:
         m.eval()

@@ -7,12 +7,14 @@ returned, or the exception that stopped it (a worker that died, say). ``running(
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 
 from ibkit.checks import check_choice, check_number
+from ibkit.progress import stderr_handler, stderr_level
 
 EXECUTORS = ("local", "dask")
 
@@ -55,12 +57,16 @@ class InProcess:
 _CONTEXT = None  # a worker process's copy of the sweep context, set once by _start_worker
 
 
-def _start_worker(context, threads: int) -> None:
+def _start_worker(context, threads: int, log_level: int | None = None) -> None:
     import torch
 
     global _CONTEXT
     _CONTEXT = context
     torch.set_num_threads(threads)
+    if log_level is not None:  # the parent (the command line) logs ibkit's progress on stderr: so does the worker
+        logger = logging.getLogger("ibkit")
+        logger.addHandler(stderr_handler())
+        logger.setLevel(log_level)
 
 
 def _in_worker(fn: Callable, group: list):
@@ -92,7 +98,7 @@ class Processes:
 
     def run(self, fn: Callable, context, groups: Sequence[list]) -> Iterator[tuple[list, object]]:
         with ProcessPoolExecutor(self.jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                                 initargs=(context, self.threads)) as pool:
+                                 initargs=(context, self.threads, stderr_level())) as pool:
             self._pending = {pool.submit(_in_worker, fn, group): group for group in groups}
             while self._pending:
                 finished, _ = wait(self._pending, return_when=FIRST_COMPLETED)

@@ -4,19 +4,26 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ibkit.checks import check_choice, check_model_data, check_number
 from ibkit.interface import is_stochastic
 from ibkit.models.schedules import RateScheduled
+from ibkit.progress import Progress
 from ibkit.seeding import seeded
+
+Callback = Callable[..., None]
+"""A training hook, called after each epoch a model finishes with a finite loss: ``callback(epoch, metrics)`` in
+``fit``, ``callback(epoch, metrics, index)`` in ``ibkit.fit_many`` (``index``: the model's position in ``models``).
+``epoch`` counts from 1; ``metrics`` is a copy of that epoch's history row (dict: epoch, loss, rate, distortion,
+seconds, and the monitor_* columns with ``x_monitor``, ...), the row the returned history holds."""
 
 
 class DivergenceError(ValueError):
@@ -73,14 +80,23 @@ def check_trainable(model) -> None:
             "posterior, prior and log_likelihood is measured by ibkit.estimators but trained elsewhere")
 
 
-def check_training(epochs, batch_size, lr, seeds, trainable: str) -> None:
-    """Refuse bad training arguments, each named (shared by ``fit`` and ``fit_many``)."""
+def check_training(epochs, batch_size, lr, seeds, trainable: str, callbacks: Sequence[Callback] = ()) -> list:
+    """Refuse bad training arguments, each named (shared by ``fit`` and ``fit_many``); returns the callbacks as a
+    list."""
     check_choice("trainable", trainable, ("all", "encoder"))
     check_number("epochs", epochs, low=1, integer=True)
     check_number("batch_size", batch_size, low=1, integer=True)
     check_number("lr", lr, low=0, low_open=True)
     for s in seeds:
         check_number("seed", s, low=0, integer=True)
+    if callable(callbacks) or isinstance(callbacks, (str, bytes)):
+        raise ValueError(f"callbacks={callbacks!r} must be a list of callables, e.g. callbacks=[my_callback]")
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise ValueError(f"callbacks[{i}]={cb!r} is not callable; a callback is a function (epoch, metrics) -> "
+                             "None (fit_many: (epoch, metrics, index))")
+    return callbacks
 
 
 def fit(
@@ -94,6 +110,7 @@ def fit(
     device: str | torch.device = "auto",
     trainable: str = "all",
     x_monitor=None,
+    callbacks: Sequence[Callback] = (),
 ) -> pd.DataFrame:
     """Train ``model`` (an ibkit autoencoder: ``forward`` returns per-example ``loss, rate, distortion``)
     with Adam on minibatches of ``x_train`` [N, D], minimising the mean per-example loss.
@@ -111,8 +128,15 @@ def fit(
     every epoch, as the history's columns monitor_loss, monitor_rate and monitor_distortion: learning curves that
     tell over-fitting (the train loss falls, the monitored one rises) from slow training. Its noise comes from a
     generator of its own, so monitoring leaves the training trajectory as it was.
+
+    callbacks: functions called as ``callback(epoch, metrics)`` after each epoch, in order, with a copy of the
+    epoch's history row (``Callback``; e.g. ``TensorBoardCallback(log_dir)``); not for an epoch whose loss became
+    NaN or infinite.
+
+    progress: a bar on a terminal (stderr), and a line on the "ibkit" log at least every 30 s (``ibkit.progress``);
+    False for neither.
     """
-    check_training(epochs, batch_size, lr, [seed], trainable)
+    callbacks = check_training(epochs, batch_size, lr, [seed], trainable, callbacks)
     check_trainable(model)
     device = resolve_device(device)
     x = check_model_data(model, x_train, "x_train")
@@ -120,10 +144,66 @@ def fit(
     model.to(device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=lr)
     (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=epochs, batch_size=batch_size,
-                              stacked=False, progress=progress, desc="fit", monitor=monitor)
+                              stacked=False, progress=progress, desc="fit", monitor=monitor,
+                              on_epoch=[lambda epoch, row, _, cb=cb: cb(epoch, row) for cb in callbacks])
     if isinstance(outcome, DivergenceError):
         raise outcome
     return outcome
+
+
+LOGS = ("none", "tensorboard")  # what an experiment's ``log`` setting may name: no training log, or TensorBoard's
+
+
+def tensorboard_writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``, or a ValueError saying how to install the ``tensorboard`` extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError("TensorBoard logging needs the tensorboard package; install the extra: "
+                         "pip install 'ibkit[tensorboard]' (or pip install tensorboard)") from None
+    return SummaryWriter
+
+
+class TensorBoardCallback:
+    """A training hook (``Callback``) that writes each epoch's metrics as TensorBoard scalars.
+
+    ``log_dir``: one folder (for ``fit``) or one per model (for ``fit_many``, a list indexed by the callback's
+    ``index``, the model's position in ``models``). Every number of the epoch's history row but the epoch itself
+    (loss, rate, distortion, seconds, monitor_loss, beta_used, ...; booleans as 0 or 1) becomes the scalar of that
+    name at step = epoch, flushed at once, so ``tensorboard --logdir`` shows a run while it trains. A folder is
+    made when its first epoch is written. ``close()`` (or the end of a ``with`` block) closes the event files.
+    Needs the ``tensorboard`` extra (``torch.utils.tensorboard``)."""
+
+    def __init__(self, log_dir: str | Path | Sequence[str | Path]):
+        dirs = [log_dir] if isinstance(log_dir, (str, Path)) else list(log_dir)
+        if not dirs:
+            raise ValueError("log_dir is empty; give a folder, or one per model for fit_many")
+        self._writer_class = tensorboard_writer_class()
+        self.log_dirs = [Path(d) for d in dirs]
+        self._writers: dict[int, Any] = {}  # index -> its SummaryWriter, made on its first epoch
+
+    def __call__(self, epoch: int, metrics: dict, index: int = 0) -> None:
+        if not 0 <= index < len(self.log_dirs):
+            raise ValueError(f"TensorBoardCallback has {len(self.log_dirs)} log folders; got the metrics of model "
+                             f"index={index} (give fit_many one folder per model)")
+        if index not in self._writers:
+            self._writers[index] = self._writer_class(log_dir=str(self.log_dirs[index]))
+        writer = self._writers[index]
+        for name, value in metrics.items():
+            if name != "epoch" and isinstance(value, (int, float)):  # bool is an int: 0 or 1
+                writer.add_scalar(name, float(value), epoch)
+        writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def __enter__(self) -> TensorBoardCallback:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None,
@@ -152,13 +232,14 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps
 
 
 def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *, epochs: int,
-                 batch_size: int, stacked: bool, progress: bool, desc: str,
-                 monitor: Tensor | None = None) -> list[pd.DataFrame | DivergenceError]:
+                 batch_size: int, stacked: bool, progress: bool, desc: str, monitor: Tensor | None = None,
+                 on_epoch: Sequence[Callback] = ()) -> list[pd.DataFrame | DivergenceError]:
     """The epochs of ``fit`` (one model, ``stacked=False``) or of ``fit_many`` (``net`` a stack of len(seeds)
     models): per model, its minibatch order and channel noise from its seed (models sharing one seed share them),
     one ``train_step`` per minibatch of x [N, D], and after each epoch the means over ``monitor`` [M, D], if given
-    (``monitor_losses``). Returns per model its history, or the ``DivergenceError`` of the epoch its loss became
-    NaN or infinite; training stops once every model has diverged."""
+    (``monitor_losses``), and ``hook(epoch, row, j)`` for each of ``on_epoch`` with a copy of model j's history
+    row. Returns per model its history, or the ``DivergenceError`` of the epoch its loss became NaN or infinite;
+    training stops once every model has diverged. ``progress``: the bar and log lines of ``ibkit.progress``."""
     k, n, device = len(seeds), x.shape[0], x.device
     shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
     streams = seeds[:1] if shared else seeds
@@ -173,8 +254,6 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
                          "fit_many trains such models one by one")
     histories: list[list[dict]] = [[] for _ in range(k)]
     diverged: list[DivergenceError | None] = [None] * k
-    show = progress and sys.stderr.isatty()
-    bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not show, leave=False)
 
     def noise_for(b: int) -> Tensor | None:  # [1, 1 or K, b, d]: what each model's own rsample would draw
         if not latent_dim:
@@ -182,8 +261,8 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
         eps = torch.stack([torch.empty(1, b, latent_dim, device=device).normal_(generator=g) for g in noises], 1)
         return eps if stacked else eps[:, 0]
 
-    with seeded(seeds[0], device):  # a model that draws from torch's global generator draws from a seeded one
-        for epoch in bar:
+    with seeded(seeds[0], device), Progress(desc, epochs, "epochs", show=progress) as bar:
+        for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             net.train()
             totals = torch.zeros(k, 4, device=device)
@@ -213,8 +292,10 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
                 elif diverged[j] is None:
                     histories[j].append(dict(epoch=epoch, loss=loss, rate=rate, distortion=distortion,
                                              seconds=seconds, **extra[j], **monitored[j]))
-            if show:
-                bar.set_postfix(loss=f"{totals[:, 0].mean().item() / n:.3f}")
+                    for hook in on_epoch:
+                        hook(epoch, dict(histories[j][-1]), j)
+            bar.set_postfix(loss=f"{totals[:, 0].mean().item() / n:.3f}")
+            bar.update(1)
             if all(d is not None for d in diverged):
                 break
     net.eval()

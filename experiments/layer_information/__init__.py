@@ -30,7 +30,7 @@ from ibkit.checks import check_choice, check_number
 from ibkit.models.hvae import INFERENCE
 from ibkit.sweep import HISTORY, TABLES, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
-from ibkit.train import resolve_device
+from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -66,6 +66,7 @@ class Config:
     curves: bool = True  # per-epoch histories (history.csv)
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one structure train as one batched model (fit_many); false: one at a time
+    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ("digits", "mnist"))
@@ -94,6 +95,7 @@ class Config:
         check_number("eval_rows", self.eval_rows, low=2, integer=True)
         check_number("lr", self.lr, low=0, low_open=True)
         resolve_device(self.device)
+        check_choice("log", self.log, LOGS)
 
 
 # under two minutes on two CPU cores: aggressive training (about 15 times the plain cost) is left out
@@ -153,7 +155,7 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     x = ds.test[: config.eval_rows]
     return run_grid(NAME, ds, model_grid(config), partial(evaluate, config=config, x=x), epochs=config.epochs,
                     batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, executor=executor, curves=config.curves)
+                    batched=config.batched, executor=executor, curves=config.curves, log=config.log)
 
 
 def plot(run_dir: str | Path) -> list[Path]:

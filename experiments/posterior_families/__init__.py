@@ -45,7 +45,7 @@ from ibkit.models import build_model, load_checkpoint
 from ibkit.results import CHECKPOINTS
 from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, network_fields, run_grid, run_id
 from ibkit.tables import over_examples
-from ibkit.train import resolve_device
+from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -81,6 +81,7 @@ class Config:
     curves: bool = True  # per-epoch test losses of every run (history.csv)
     device: str = "auto"  # auto (GPU when present) | cpu | cuda
     batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
+    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
 
     def __post_init__(self):
         check_choice("dataset", self.dataset, ibkit.data.DATASETS)
@@ -109,6 +110,7 @@ class Config:
         check_number("min_ess", self.min_ess, low=1)
         check_number("amortization_tol", self.amortization_tol, low=0, low_open=True)
         resolve_device(self.device)
+        check_choice("log", self.log, LOGS)
 
 
 GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
@@ -190,7 +192,7 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     specs = model_grid(config, ds.W.shape[1] if generating else None)
     measure = partial(evaluate, config=config, x=x, x_train=ds.train[: config.train_rows], exact=exact)
     common = dict(batch_size=config.batch_size, lr=config.lr, device=config.device, batched=config.batched,
-                  executor=executor, curves=config.curves)
+                  executor=executor, curves=config.curves, log=config.log)
     # the frozen control reads the learned diagonal VAEs' checkpoints: without out_dir, from a folder of its own
     with nullcontext(out_dir) if out_dir is not None or not config.frozen_control else tempfile.TemporaryDirectory(
             prefix="ibkit-frozen-") as folder:

@@ -135,7 +135,7 @@ def decoder_progress(call: str, passes: int, device: torch.device, *, work: str,
     bar on a terminal, a log line every 30 s). Unless ``allow_long``, the first chunks are a pilot, timed on this
     machine, and work estimated to take more than ``ibkit.progress.LONG_WORK`` (an hour) is refused there:
 
-        ValueError: iwae with k=1000000000 on 359 rows needs 3.6e11 decoder passes, about 41 days at the measured
+        ValueError: iwae with k=1000000000 on 359 rows needs 3.6e11 decoder passes, about 35 days at the measured
         1.2e5 passes/s on this machine; use a smaller k or fewer rows, or pass allow_long=True
 
     ``work`` names the call and its size ("iwae with k=1000000000 on 359 rows"), ``knobs`` what to make smaller

@@ -5,7 +5,9 @@ Every function takes a protocol model (``ibkit.interface``: ``posterior``, ``pri
 x [N, D]; it returns the mean over the N examples as a float, or the per-example values [N] with
 ``per_example=True``. Randomness comes from ``seed`` alone; the caller's global random state is left untouched.
 ``chunk_size`` bounds the (sample, row) pairs decoded at once, so memory does not grow with N or the number of
-samples.
+samples. Those whose decoder passes grow with a number of samples the caller picks (``distortion``, ``mse``,
+``elbo``, ``iwae``) show their progress and refuse, up front, work estimated at more than an hour on this machine
+unless ``allow_long=True`` (``ibkit.estimators._common.decoder_progress``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ibkit.divergence import kl_samples
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
+    decoder_progress,
     has_posterior,
     plan_chunks,
     prepare,
@@ -30,6 +33,7 @@ from ibkit.estimators._common import (
     too_large,
 )
 from ibkit.models.networks import unit_count
+from ibkit.progress import Progress
 
 
 def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -79,21 +83,23 @@ def _kl_rows(model, x, n_samples: int, seed: int, chunk_size: int) -> tuple[Tens
 
 
 def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
-               per_example: bool = False) -> float | Tensor:
-    """D = -E_x E_{q(z|x)} log p(x|z), with ``n_samples`` draws of z per example.
+               per_example: bool = False, allow_long: bool = False) -> float | Tensor:
+    """D = -E_x E_{q(z|x)} log p(x|z), with ``n_samples`` draws of z per example (N n_samples decoder passes;
+    refused up front where they would take more than an hour, unless ``allow_long``).
 
     For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
     """
     x = prepare(model, x, "distortion", posterior=False, prior=False)
-    return _expected_over_codes(model, x, model.log_likelihood, -1.0, n_samples, seed, chunk_size, per_example)
+    return _expected_over_codes(model, x, model.log_likelihood, -1.0, n_samples, seed, chunk_size, per_example,
+                                "distortion", allow_long)
 
 
 def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
-        per_example: bool = False) -> float | Tensor:
+        per_example: bool = False, allow_long: bool = False) -> float | Tensor:
     """Squared-error distortion E_x E_{q(z|x)} ||x - E[x|z]||^2 (summed over the D dimensions, per example), the
     distortion of Shannon's rate-distortion function under squared error (``ibkit.theory.gaussian_rd``); E[x|z]
     is the model's ``decode(z)`` [..., N, D], the likelihood's mean (the Bernoulli probabilities for binary data).
-    Deterministic codes as in ``distortion``.
+    Deterministic codes, and ``allow_long``, as in ``distortion``.
     """
     if not callable(getattr(model, "decode", None)):
         raise ValueError(f"mse needs the decoder's mean E[x|z]: {type(model).__name__} has no decode(z); add a "
@@ -108,47 +114,57 @@ def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAUL
                              f"{[*z.shape[:-1], xs.shape[-1]]}, E[x|z] for each sample and row")
         return -(xs - mean).pow(2).sum(-1)
 
-    return _expected_over_codes(model, x, negative_squared_error, -1.0, n_samples, seed, chunk_size, per_example)
+    return _expected_over_codes(model, x, negative_squared_error, -1.0, n_samples, seed, chunk_size, per_example,
+                                "mse", allow_long)
 
 
 def _expected_over_codes(model, x: Tensor, score, sign: float, n_samples: int, seed: int, chunk_size: int,
-                         per_example: bool) -> float | Tensor:
+                         per_example: bool, call: str, allow_long: bool) -> float | Tensor:
     """sign * E_q score(x, z) per example for checked x [N, D] (score: x [n, D], z [S, n, d] -> [S, n]); z =
-    encode(x) for a code without a posterior."""
+    encode(x) for a code without a posterior. ``call`` names it in progress lines and refusals."""
     check_number("n_samples", n_samples, low=1, integer=True)
     stochastic = has_posterior(model)
     samples, rows = plan_chunks(n_samples if stochastic else 1, chunk_size)
     out = []
-    with seeded_no_grad(seed, x.device):
+    work = f"{call} with n_samples={n_samples} on {len(x)} rows"
+    with seeded_no_grad(seed, x.device), decoder_progress(call, len(x) * (n_samples if stochastic else 1), x.device,
+                                                          work=work, knobs="n_samples", allow_long=allow_long) as bar:
         for s in row_chunks(len(x), rows):
             xs = x[s]
             if not stochastic:
                 out.append(sign * score(xs, model.encode(xs).unsqueeze(0))[0])
+                bar.update(len(xs))
                 continue
-            out.append(sign * expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples, score))
+            out.append(sign * expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples, score,
+                                                           bar))
     return reduce(torch.cat(out), per_example)
 
 
-def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int, score=None) -> Tensor:
+def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int, score=None,
+                                 progress: Progress | None = None) -> Tensor:
     """mean_s log p(x|z_s), z_s ~ q, per row [n] for the proposal q (batch [n]), ``samples`` draws at a time
-    (or the mean of another ``score(x, z)`` of the samples)."""
+    (or the mean of another ``score(x, z)`` of the samples); each chunk's pairs counted on ``progress``."""
     score = score or model.log_likelihood
     total = torch.zeros(len(x), device=x.device)
     for j in range(0, n_samples, samples):
-        total += score(x, q.sample((min(samples, n_samples - j),))).sum(0)  # z [S, n, d]
+        size = min(samples, n_samples - j)
+        total += score(x, q.sample((size,))).sum(0)  # z [S, n, d]
+        if progress is not None:
+            progress.update(size * len(x))
     return total / n_samples
 
 
 def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
-         per_example: bool = False) -> float | Tensor:
-    """ELBO = -(D + R) = E_q log p(x|z) - KL(q(z|x) || p(z)) <= log p(x) (Kingma & Welling 2014)."""
-    d = distortion(model, x, n_samples, seed=seed, chunk_size=chunk_size, per_example=True)
+         per_example: bool = False, allow_long: bool = False) -> float | Tensor:
+    """ELBO = -(D + R) = E_q log p(x|z) - KL(q(z|x) || p(z)) <= log p(x) (Kingma & Welling 2014); ``allow_long`` as
+    in ``distortion``."""
+    d = distortion(model, x, n_samples, seed=seed, chunk_size=chunk_size, per_example=True, allow_long=allow_long)
     r = rate(model, x, seed=seed, chunk_size=chunk_size, per_example=True)
     return reduce(-(torch.as_tensor(d) + torch.as_tensor(r)), per_example)
 
 
 def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
-         per_example: bool = False, memory_budget: int | None = None) -> float | Tensor:
+         per_example: bool = False, memory_budget: int | None = None, allow_long: bool = False) -> float | Tensor:
     """The importance-weighted bound (Burda et al. 2016, eq. 8):
 
         L_k = E_x E_{z_1..z_k ~ q(z|x)} log (1/k) sum_i p(x, z_i) / q(z_i|x)
@@ -158,6 +174,10 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     combined with a running log-sum-exp, so memory is set by ``chunk_size``, not by k; a pass holds fewer pairs
     where ``chunk_size`` of them would exceed ``memory_budget`` bytes (default ``MEMORY_BUDGET``), and where even
     one (sample, row) pair does not fit it fails at once with the sizes.
+
+    Time: k N decoder passes for x [N, D]. Their progress shows (a bar on a terminal, a line on the "ibkit" log
+    every 30 s), and the first chunks are timed: where the passes would take more than an hour at the measured
+    rate, the call fails there with a ValueError naming the estimate, unless ``allow_long=True``.
     """
     x = prepare(model, x, "iwae")
     check_number("k", k, low=1, integer=True)
@@ -167,10 +187,12 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
                         "raise memory_budget")
     samples, rows = plan_chunks(k, min(chunk_size, budget // per_pair))
     out = []
-    with seeded_no_grad(seed, x.device):
+    with seeded_no_grad(seed, x.device), decoder_progress("iwae", k * len(x), x.device,
+                                                          work=f"iwae with k={k} on {len(x)} rows", knobs="k",
+                                                          allow_long=allow_long) as progress:
         prior = model.prior()
         for s in row_chunks(len(x), rows):
-            out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k, samples))
+            out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k, samples, progress))
     return reduce(torch.cat(out), per_example)
 
 
@@ -183,12 +205,15 @@ def _pair_bytes(model, x: Tensor) -> int:
     return 4 * (2 * x.shape[-1] + (widths or 4 * x.shape[-1]) + 8 * d)
 
 
-def importance_weighted_rows(model, prior, q, x: Tensor, k: int, samples: int) -> Tensor:
+def importance_weighted_rows(model, prior, q, x: Tensor, k: int, samples: int,
+                             progress: Progress | None = None) -> Tensor:
     """log (1/k) sum_i p(x, z_i) / q(z_i|x) per row [n] for the proposal q (batch [n]), drawing ``samples`` of the
-    k at a time and combining them with a running log-sum-exp."""
+    k at a time and combining them with a running log-sum-exp; each chunk's pairs counted on ``progress``."""
     acc = torch.full((len(x),), -math.inf, device=x.device)
     for j in range(0, k, samples):
         z = q.sample((min(samples, k - j),))  # [S, n, d]
         log_w = model.log_likelihood(x, z) + prior.log_prob(z) - q.log_prob(z)  # [S, n]
         acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+        if progress is not None:
+            progress.update(log_w.numel())
     return acc - math.log(k)

@@ -12,9 +12,17 @@ from torch.distributions import Distribution
 
 from ibkit.checks import check_number, check_posterior
 from ibkit.divergence import kl_or_monte_carlo
-from ibkit.estimators._common import DEFAULT_CHUNK, plan_chunks, prepare, row_chunks, seeded_no_grad
+from ibkit.estimators._common import (
+    DEFAULT_CHUNK,
+    decoder_progress,
+    plan_chunks,
+    prepare,
+    row_chunks,
+    seeded_no_grad,
+)
 from ibkit.estimators.likelihood import importance_weighted_rows
 from ibkit.models.posteriors import covariance, rsample_from
+from ibkit.progress import Progress
 from ibkit.seeding import seeded
 
 
@@ -37,7 +45,8 @@ CRN_OFFSET = 7919  # the common random numbers' generator is seeded with seed + 
 
 
 def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: float = 1.5, refit_widen: float = 1.1,
-                          min_ess: float = 100, seed: int = 0, chunk_size: int = DEFAULT_CHUNK) -> dict:
+                          min_ess: float = 100, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
+                          allow_long: bool = False) -> dict:
     """Mean absolute off-diagonal correlation of the latents given x, under q(z|x) and under the true posterior
     p(z|x), with the effective sample size that says which rows' true values can be cited.
 
@@ -83,7 +92,10 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
 
     Cost: up to (stages + 2) k decoder passes per row, chunked so that one pass holds at most ``chunk_size``
     (sample, row) pairs: whole rows while k fits, else one row at a time with its k draws in chunks, the moments
-    accumulated with a running log-sum-exp (memory does not grow with k).
+    accumulated with a running log-sum-exp (memory does not grow with k). Their progress shows (a bar on a terminal,
+    a line on the "ibkit" log every 30 s), and where up to (stages + 2) k N passes would take more than an hour at
+    the rate the first chunks measure, the call fails there with a ValueError naming the estimate, unless
+    ``allow_long=True``.
 
     Returns "q", "true", "ess" (the mean over rows of the chosen stage's ESS), "ess_median", "ess_q10", "ess_q90",
     "ess_min", "ess_from_q" (the mean ESS of q itself as the proposal, what the estimator without adaptation gets),
@@ -99,10 +111,13 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
     check_number("min_ess", min_ess, low=1)
     samples, rows = plan_chunks(k, chunk_size)
     parts: list[dict[str, Tensor]] = []
-    with seeded_no_grad(seed, x.device):
+    work = f"posterior_correlation with k={k} and stages={stages} on {len(x)} rows"
+    with seeded_no_grad(seed, x.device), decoder_progress("posterior_correlation", (stages + 2) * k * len(x),
+                                                          x.device, work=work, knobs="k (or stages)",
+                                                          allow_long=allow_long, at_most=True) as progress:
         prior = model.prior()
         for s in row_chunks(len(x), rows):
-            parts.append(_adaptive_rows(model, prior, x[s], k, samples, stages, widen, refit_widen))
+            parts.append(_adaptive_rows(model, prior, x[s], k, samples, stages, widen, refit_widen, progress))
     cols = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]}
     ess = cols["ess"].double().numpy()
     per_row = pd.DataFrame({
@@ -170,14 +185,16 @@ class _WeightedMoments:
 
 
 def _importance_pass(model, prior: Distribution, x: Tensor, k: int, samples: int, draw, log_proposal,
-                     center: Tensor) -> _WeightedMoments:
+                     center: Tensor, progress: Progress) -> _WeightedMoments:
     """k draws z ~ r (``draw(S) -> [S, n, d]``, ``samples`` at a time) weighted by p(x, z) / r(z)
-    (``log_proposal(z) -> log r(z)`` [S, n], float64); their accumulated moments."""
+    (``log_proposal(z) -> log r(z)`` [S, n], float64); their accumulated moments (each chunk's pairs counted on
+    ``progress``)."""
     acc = _WeightedMoments(center)
     for j in range(0, k, samples):
         z = draw(min(samples, k - j))  # [S, n, d], the model's dtype
         log_w = model.log_likelihood(x, z).double() + prior.log_prob(z).double() - log_proposal(z)
         acc.add(log_w, z)
+        progress.update(log_w.numel())
     return acc
 
 
@@ -197,7 +214,7 @@ def _gaussian_proposal(mean: Tensor, cov: Tensor, widen: float, previous: tuple[
 
 
 def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, stages: int, widen: float,
-                   refit_widen: float) -> dict[str, Tensor]:
+                   refit_widen: float, progress: Progress) -> dict[str, Tensor]:
     """``posterior_correlation``'s stages for the rows x [n, D]; per row [n]: ess, q_correlation,
     true_correlation, ess_from_q and stage."""
     q = model.posterior(x)
@@ -210,7 +227,8 @@ def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, 
         return z
 
     mean_q = q.mean.double()  # exact for the Gaussian families; an IAF's is Monte Carlo (256 draws)
-    plain = _importance_pass(model, prior, x, k, samples, draw_q, lambda z: q.log_prob(z).double(), mean_q)
+    plain = _importance_pass(model, prior, x, k, samples, draw_q, lambda z: q.log_prob(z).double(), mean_q,
+                             progress)
     cov_q, dtype = covariance(q, first[0]), first[0].dtype
     first.clear()
     best_ess, _, best_cov = plain.result()
@@ -232,7 +250,8 @@ def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, 
             shrink = (weight / (weight + d))[:, None, None]  # ESS effective draws against d for the old fit
             proposal = _gaussian_proposal(mean, shrink * cov + (1 - shrink) * proposal[1], refit_widen, proposal)
         draw, log_density = _gaussian_sampler(proposal[0], proposal[2], dtype)
-        ess, mean, cov = _importance_pass(model, prior, x, k, samples, draw, log_density, proposal[0]).result()
+        ess, mean, cov = _importance_pass(model, prior, x, k, samples, draw, log_density, proposal[0],
+                                          progress).result()
         pooled.add(ess, mean, cov)
         better = ess > best_ess
         best_ess = torch.where(better, ess, best_ess)
@@ -302,7 +321,7 @@ def rate_decomposition(model, x, *, seed: int = 0) -> dict:
 
 def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_samples: int = 8, k: int = 1000,
                      check_every: int = 100, tol: float = 0.01, max_steps: int = 5000, lr_decays: int = 2,
-                     check_samples: int = 32, seed: int = 0) -> dict:
+                     check_samples: int = 32, seed: int = 0, allow_long: bool = False) -> dict:
     """Split the inference gap log p(x) - ELBO (Cremer et al. 2018, "Inference Suboptimality in VAEs"):
 
     elbo_amortised:  the ELBO of the encoder's q(z|x);
@@ -332,6 +351,11 @@ def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_
     "converged" (last_improvement < tol: at the final step size, with ``steps=None``) and "lr" (the final step
     size). Needs ``posterior_params`` and ``posterior_from_params`` (``ibkit.interface.HasPosteriorParams``), as
     ibkit's VAEs have, and a family that ``rsample_from`` knows (diagonal, full, IAF; register others).
+
+    Time: up to ``max_steps`` (or ``steps``) N ``n_samples`` decoder passes (forward and backward), the checks'
+    N ``check_samples`` each, and N (2 ELBO_DRAWS + k) at the end. Their progress shows (a bar on a terminal, a line
+    on the "ibkit" log every 30 s), and where they would take more than an hour at the rate the first steps measure,
+    the call fails there with a ValueError naming the estimate, unless ``allow_long=True``.
     """
     if not (callable(getattr(model, "posterior_params", None))
             and callable(getattr(model, "posterior_from_params", None))):
@@ -353,19 +377,24 @@ def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_
     check_number("check_samples", check_samples, low=1, integer=True)
     prior = model.prior()
     h0 = _amortised_params(model, x)
-    with seeded(seed, x.device):
-        h, progress = _optimise_params(model, x, h0, prior, lr, n_samples, budget=max_steps if steps is None else steps,
+    budget, n = max_steps if steps is None else steps, len(x)
+    passes = n * (budget * n_samples + (budget // check_every + 2) * check_samples + 2 * ELBO_DRAWS + k)
+    work = f"amortization_gap with {'max_steps' if steps is None else 'steps'}={budget} and k={k} on {n} rows"
+    with seeded(seed, x.device), decoder_progress("amortization_gap", passes, x.device, work=work,
+                                                  knobs="max_steps (or steps), k", allow_long=allow_long,
+                                                  at_most=steps is None) as bar:
+        h, progress = _optimise_params(model, x, h0, prior, lr, n_samples, budget=budget,
                                        decays=lr_decays if steps is None else None, check_every=check_every,
-                                       check_samples=check_samples, tol=tol, seed=seed)
+                                       check_samples=check_samples, tol=tol, seed=seed, bar=bar)
         with torch.no_grad():
             optimised = model.posterior_from_params(h)
             check_posterior(optimised, len(x), type(model).__name__)
             samples, _ = plan_chunks(k, max(1, DEFAULT_CHUNK // len(x)))
             amortised = model.posterior_from_params(h0)
             out: dict = {  # both ELBOs at the same draws eps: their difference carries no fresh Monte Carlo noise
-                "elbo_amortised": _common_elbo_rows(model, prior, amortised, x, ELBO_DRAWS, seed).mean().item(),
-                "elbo_optimised": _common_elbo_rows(model, prior, optimised, x, ELBO_DRAWS, seed).mean().item(),
-                "log_px": importance_weighted_rows(model, prior, optimised, x, k, samples).mean().item(),
+                "elbo_amortised": _common_elbo_rows(model, prior, amortised, x, ELBO_DRAWS, seed, bar).mean().item(),
+                "elbo_optimised": _common_elbo_rows(model, prior, optimised, x, ELBO_DRAWS, seed, bar).mean().item(),
+                "log_px": importance_weighted_rows(model, prior, optimised, x, k, samples, bar).mean().item(),
             }
     out["amortization_gap"] = out["elbo_optimised"] - out["elbo_amortised"]
     out["approximation_gap"] = out["log_px"] - out["elbo_optimised"]
@@ -384,14 +413,14 @@ def _amortised_params(model, x: Tensor) -> Tensor:
 
 
 def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float, n_samples: int, *, budget: int,
-                     decays: int | None, check_every: int, check_samples: int, tol: float, seed: int
-                     ) -> tuple[Tensor, dict]:
+                     decays: int | None, check_every: int, check_samples: int, tol: float, seed: int,
+                     bar: Progress | None = None) -> tuple[Tensor, dict]:
     """Per-datapoint variational parameters h [N, P] moved by Adam on the ELBO of ``posterior_from_params(h)``,
     each step from ``n_samples`` reparameterised draws; only h moves. ``budget`` steps at a constant lr
     (``decays=None``); else at most ``budget``: at each plateau, where the mean gain of the common-random-number
     ELBO (``_common_elbo_rows`` from ``seed``, ``check_samples`` draws) over ``check_every`` steps is below ``tol``,
     lr is cut tenfold, ``decays`` times, and the next plateau stops it. Returns h and its progress record (see
-    ``amortization_gap``)."""
+    ``amortization_gap``); the decoder passes of every step and check are counted on ``bar``."""
     h = h.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([h], lr=lr)
     checks: dict[int, Tensor] = {}  # step -> the per-row ELBO [N] of h then
@@ -400,7 +429,7 @@ def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float
         if t % check_every == 0 or t in (budget - check_every, budget):
             checks = {s: e for s, e in checks.items() if s >= t - check_every}
             checks[t] = _common_elbo_rows(model, prior, model.posterior_from_params(h.detach()), x, check_samples,
-                                          seed)
+                                          seed, bar)
             if t - check_every in checks:
                 gain = (checks[t] - checks[t - check_every]).mean().item()
                 if decays is not None and gain < tol and t < budget:
@@ -418,17 +447,20 @@ def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float
         h.grad = grad
         optimizer.step()
         t += 1
+        if bar is not None:
+            bar.update(z.shape[0] * z.shape[1])
     final_lr = optimizer.param_groups[0]["lr"]
     converged = gain < tol and (decays is None or cuts == decays)
     return h.detach(), {"steps": t, "last_improvement": gain, "converged": bool(converged), "lr": final_lr}
 
 
-def _common_elbo_rows(model, prior: Distribution, q: Distribution, x: Tensor, n_draws: int, seed: int) -> Tensor:
+def _common_elbo_rows(model, prior: Distribution, q: Distribution, x: Tensor, n_draws: int, seed: int,
+                      bar: Progress | None = None) -> Tensor:
     """The per-row ELBO [N] (float64) of q (batch [N]) at common random numbers: mean_s log p(x|z_s) - KL(q || p)
     with z_s = ``rsample_from(q, eps_s)``, eps [n_draws, N, d] standard normal from a generator seeded with
     ``seed + CRN_OFFSET`` (the same eps at every call, apart from the stream the optimisation draws from); the KL
     closed form where torch has one (else Monte Carlo at the same z_s). ``DEFAULT_CHUNK`` (sample, row) pairs at a
-    time, so the draws are never all held."""
+    time, so the draws are never all held; each chunk's pairs counted on ``bar``."""
     chunk = max(1, DEFAULT_CHUNK // len(x))
     generator = torch.Generator(device=x.device).manual_seed(seed + CRN_OFFSET)
     shape = (len(x), *q.event_shape)
@@ -438,4 +470,6 @@ def _common_elbo_rows(model, prior: Distribution, q: Distribution, x: Tensor, n_
             eps = torch.randn((min(chunk, n_draws - j), *shape), generator=generator, device=x.device)
             z = rsample_from(q, eps)  # [S, N, d]
             total += (model.log_likelihood(x, z).sum(0) - len(z) * kl_or_monte_carlo(q, prior, z)).double()
+            if bar is not None:
+                bar.update(z.shape[0] * z.shape[1])
     return total / n_draws

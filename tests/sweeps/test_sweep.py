@@ -82,3 +82,46 @@ def test_a_sweeps_tanh_bounded_noisy_ae_does_not_collapse():
     ibkit.fit(plain, ds.train, epochs=10, progress=False)
     assert E.active_units(plain, ds.test) == 0 and E.distortion(plain, ds.test) > 24
     assert rows["active_units"].iloc[0] == 8 and rows["distortion"].iloc[0] < 17
+
+
+def test_log_tensorboard_writes_each_runs_epochs_under_the_run_folder(tmp_path):
+    """Two VAEs trained as one batch and a sparse AE alone: each run's event folder, OUT/tensorboard/RUN_ID, holds
+    its own per-epoch training loss (the history.csv rows of that run)."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    specs = [*SPECS[:2], SPECS[4]]
+    out = tmp_path / "run"
+    rows = run_grid("t", DS, specs, evaluate, epochs=2, out_dir=out, curves=True, log="tensorboard")
+    assert (rows["status"] == "ok").all()
+    history = pd.read_csv(out / "history.csv")
+    assert sorted(p.name for p in (out / "tensorboard").iterdir()) == sorted(rows["run_id"].unique())
+    for run, curve in history.groupby("run_id"):
+        events = EventAccumulator(str(out / "tensorboard" / run))
+        events.Reload()
+        assert [(e.step, e.value) for e in events.Scalars("loss")] == [
+            (e, pytest.approx(v, rel=1e-6)) for e, v in zip(curve["epoch"], curve["loss"], strict=True)]
+        assert [e.value for e in events.Scalars("monitor_loss")] == pytest.approx(curve["monitor_loss"].tolist(),
+                                                                                   rel=1e-6)
+
+
+def test_log_is_checked_before_anything_trains(tmp_path):
+    with pytest.raises(ValueError, match="log='wandb' is not known; choose one of: none, tensorboard"):
+        run_grid("t", DS, SPECS[:1], evaluate, epochs=1, out_dir=tmp_path, log="wandb")
+    with pytest.raises(ValueError, match="log='tensorboard' writes event files into the run folder: give out_dir"):
+        run_grid("t", DS, SPECS[:1], evaluate, epochs=1, log="tensorboard")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", ["rate_distortion", "information_flow", "layer_information", "posterior_families"])
+def test_every_experiment_has_log_and_hands_it_to_the_sweep(name, monkeypatch):
+    import importlib
+
+    exp = importlib.import_module(f"experiments.{name}")
+    assert exp.Config().log == "none"
+    with pytest.raises(ValueError, match="log='wandb' is not known"):
+        exp.Config(log="wandb")
+    passed = []
+    monkeypatch.setattr(exp, "run_grid", lambda *args, **options: passed.append(options["log"]) or pd.DataFrame())
+    exp.run(exp.Config(log="tensorboard"))
+    assert passed and set(passed) == {"tensorboard"}
