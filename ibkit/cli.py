@@ -363,7 +363,8 @@ def cmd_analyse(args) -> int:
     model, name = load_model_argument(args.model)
     x, labels, dataset = load_rows(args.data, args.labels)
     _file_backend()
-    result = analyse(model, x, labels, k=args.k, name=name, dataset=dataset.split(" ")[0])
+    result = analyse(model, x, labels, k=args.k, name=name, dataset=dataset.split(" ")[0],
+                     allow_long=args.allow_long)
     out = Path(args.out or f"results/analyse-{name}")
     paths = result.write(out)
     print(result.report().split("\n## ")[0].rstrip())
@@ -441,6 +442,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     analyse.add_argument("--labels", help="FILE.npy of one class label per row (default: the dataset's)")
     analyse.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound (default 1000)")
     analyse.add_argument("--out", help="the report folder (default results/analyse-MODEL)")
+    analyse.add_argument("--allow-long", action="store_true", help="run work estimated at over an hour (refused "
+                         "otherwise, with the estimate)")
     analyse.set_defaults(func=cmd_analyse)
     compare = sub.add_parser("compare", help="several analyse reports or run folders on one plane and one table")
     compare.add_argument("dirs", nargs="+", metavar="DIR", help="folders written by ibkit analyse or ibkit run (each "

@@ -15,7 +15,7 @@ from ibkit.progress import Progress, Refusal, duration, number
 
 REFUSAL = re.compile(r"(?P<work>.+) needs (?P<up>up to )?(?P<total>\S+) decoder passes, about (?P<value>[\d.e-]+) "
                      r"(?P<unit>s|minutes|hours|days) at the measured (?P<rate>\S+) passes/s on this machine; "
-                     r"(?P<remedy>.+), or pass allow_long=True$")
+                     r"(?P<remedy>.+), or pass allow_long=True \(ibkit analyse: --allow-long\)$")
 SECONDS = {"s": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 
@@ -145,5 +145,14 @@ def test_the_command_line_refuses_a_huge_k_in_one_line_and_writes_nothing(vae, t
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ibkit: error: iwae with k=1000000000 on 359 rows needs 3.6e11 "
                                                "decoder passes, about ")
+    assert err[0].endswith("or pass allow_long=True (ibkit analyse: --allow-long)")
     assert not out.exists()
     assert logging.getLogger("ibkit").handlers == []  # the command's own handler is gone with it
+
+
+def test_allow_long_at_the_command_line_runs_what_the_limit_refuses(vae, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(P, "LONG_WORK", 0.0)  # every estimate is too long
+    ibkit.save_checkpoint(vae, tmp_path / "vae.pt")
+    args = ["analyse", str(tmp_path / "vae.pt"), "--data", "digits", "--k", "300", "--out", str(tmp_path / "r")]
+    assert main(args) == 2 and "--allow-long" in capsys.readouterr().err
+    assert main([*args, "--allow-long"]) == 0 and (tmp_path / "r" / "report.md").is_file()
