@@ -130,7 +130,8 @@ class Progress:
         elif not self._pilot:
             raise ValueError(f"{r.work} needs {'up to ' if r.at_most else ''}{number(self.total)} {self.unit}, about "
                              f"{duration(estimate)} at the measured {number(self._best_rate)} "
-                             f"{self.unit.split()[-1]}/s on this machine; {r.remedy}, or pass allow_long=True (ibkit analyse: --allow-long)")
+                             f"{self.unit.split()[-1]}/s on this machine; {r.remedy}, or pass allow_long=True "
+                             "(ibkit analyse: --allow-long)")
 
     def _beat(self) -> None:
         """The background thread: a line whenever ``INTERVAL`` s pass without one."""
