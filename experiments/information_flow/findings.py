@@ -115,9 +115,14 @@ def _label_lines(ok: pd.DataFrame) -> list[str]:
     for label, g in sorted(ok.groupby("label", sort=False), key=lambda kv: -kv[1]["label_accuracy"].mean()):
         line = f"- {label}: accuracy {interval_text(g['label_accuracy'])}"
         if "label_mi_max" in g:
-            line += f"; largest I(z_k; label) {interval_text(g['label_mi_max'])} nats"
-            if "label_mi_noise" in g and g["label_mi_noise"].notna().all():
-                line += f" (noise floor {g['label_mi_noise'].mean():.2f})"
+            floor = g["label_mi_noise"] if "label_mi_noise" in g else pd.Series(math.nan, index=g.index)
+            if floor.notna().all() and (g["label_mi_max"] <= floor).all():
+                line += (f"; no dimension's I(z_k; label) is told apart from 0 (the largest, "
+                         f"{g['label_mi_max'].mean():.2f}, below the noise floor {floor.mean():.2f} in every seed)")
+            else:
+                line += f"; largest I(z_k; label) {interval_text(g['label_mi_max'])} nats"
+                if floor.notna().all():
+                    line += f" (noise floor {floor.mean():.2f})"
         lines.append(line)
     return lines
 

@@ -100,3 +100,14 @@ def test_findings_never_call_a_negative_leave_one_out_estimate_the_tighter_bound
     assert "LOO below 0 (Monte Carlo noise, no bound) in 1 seed" in line and "tighter upper bound: mixed" in line
     vae["loo"] = [-1.9e-5, -2e-5]
     assert "the tighter upper bound: the rate" in _vae_lines(vae)[0]
+
+
+def test_findings_read_label_information_below_its_noise_floor_as_none():
+    from experiments.information_flow.findings import _label_lines
+
+    ok = pd.DataFrame(dict(label=["VAE β=4", "VAE β=4", "AE d=8"], label_accuracy=[0.13, 0.12, 0.87],
+                           label_chance=0.13, label_mi_max=[0.08, 0.09, 0.63], label_mi_noise=[0.10, 0.10, 0.10]))
+    lines = _label_lines(ok)
+    assert lines[-2].startswith("- AE d=8: accuracy 0.87") and "largest I(z_k; label) 0.63" in lines[-2]
+    assert lines[-1] == ("- VAE β=4: accuracy 0.1250 ± 0.0050; no dimension's I(z_k; label) is told apart from 0 "
+                         "(the largest, 0.08, below the noise floor 0.10 in every seed)")
