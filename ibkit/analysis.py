@@ -105,7 +105,8 @@ class Analysis:
                 text += f" and at most {self.value('probe_upper')} ({how})"
             text += "; the probe curve shows it growing as the probe noise shrinks."
         if not _missing(r.get("label_accuracy")):
-            text += (f" The label: a logistic-regression probe on the code that crosses the channel (z ~ q(z|x)) "
+            drawn = "z ~ q(z|x)" if stochastic else "the code itself"
+            text += (f" The label: a logistic-regression probe on the code that crosses the channel ({drawn}) "
                      f"scores {r['label_accuracy']:.3f} (chance {r['label_chance']:.3f}); per-dimension I(z_k; label) "
                      f"below the noise floor {r['label_mi_noise']:.2f} nats is not told apart from 0, and none can "
                      "exceed I(X;Z).")
@@ -329,11 +330,16 @@ def probe_figure(a: Analysis):
     curve = a.tables["probe_curve"]
     with plt.rc_context(plots.style()):
         fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.2, plots.SINGLE_COLUMN * 0.8))
-        ax.errorbar(curve["sigma"], curve["infonce"], yerr=1.96 * curve["infonce_se"], marker="o", color="C2")
+        ax.errorbar(curve["sigma"], curve["infonce"], yerr=1.96 * curve["infonce_se"], marker="o", color="C2",
+                    label="InfoNCE (lower bound)")
+        if "upper" in curve:  # the smallest of LOO, rate and capacity: above the frame where log N caps InfoNCE
+            ax.fill_between(curve["sigma"], curve["infonce"], curve["upper"], color="C2", alpha=0.15, lw=0,
+                            label="up to min(LOO, rate, capacity)")
         ax.axhline(a.row["log_n"], ls="--", color="grey", lw=1, label=f"log N = {a.row['log_n']:.3g}")
+        ax.set_ylim(bottom=0, top=1.4 * max(a.row["log_n"], float(curve["infonce"].max())))
         ax.set_xscale("log")
         ax.set_xlabel("probe noise std σ  [code units]")
-        ax.set_ylabel("I(X; Z + σε) lower bound  [nats]")
+        ax.set_ylabel("I(X; Z + σε)  [nats]")
         plots.set_title(ax, "A deterministic code through a probe channel")
         ax.legend()
     return fig
