@@ -32,6 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox, offset_copy
 
 from ibkit.models import kind_style, knob_names, knob_symbol
+from ibkit.models.registry import quiet_knobs
 from ibkit.tables import bootstrap_interval, left_out
 
 PALETTE = sns.color_palette("colorblind")
@@ -288,7 +289,9 @@ def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart
     knobs = [k for k in knob_names(kind) if k in rows]
     pts = mean_interval(rows, knobs)
     pts = pts.sort_values(knobs) if knobs else pts
-    named = [k for k in knobs if rows[k].nunique(dropna=False) > 1] or [k for k in knobs if rows[k].notna().any()]
+    quiet = quiet_knobs()  # the KL schedules: named only where some run sets them away from their default
+    set_here = [k for k in knobs if rows[k].notna().any() and not (k in quiet and (rows[k] == quiet[k]).all())]
+    named = [k for k in knobs if rows[k].nunique(dropna=False) > 1] or set_here
     if look.line:
         varied = [k for k in knobs if rows[k].nunique(dropna=False) > 1]  # a lone point is no sweep
         swept = f" ({', '.join(varied)} sweep)" if varied else ""

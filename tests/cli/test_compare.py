@@ -78,6 +78,8 @@ def test_two_sources_of_one_kind_and_beta_are_two_points_on_the_plane(sources, t
         assert (line.get_xdata()[0], line.get_ydata()[0]) == pytest.approx((row["rate"], row["distortion"]))
     assert lines["mine: VAE"].get_color() != lines["theirs: VAE"].get_color()
     assert runs["rate"].iloc[0] != pytest.approx(runs["rate"].iloc[1], rel=1e-3)  # two points apart, not one
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts.count("β=1") == 2 and not [t for t in texts if "warmup" in t or "γ" in t]  # no schedule at default
     together = plots.rate_distortion(runs)  # the same table without by: one averaged point
     points = [bars.lines[0] for bars in together.axes[0].containers]
     assert len(points) == 1 and points[0].get_xdata()[0] == pytest.approx(runs["rate"].mean())
