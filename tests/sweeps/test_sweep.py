@@ -125,3 +125,21 @@ def test_every_experiment_has_log_and_hands_it_to_the_sweep(name, monkeypatch):
     monkeypatch.setattr(exp, "run_grid", lambda *args, **options: passed.append(options["log"]) or pd.DataFrame())
     exp.run(exp.Config(log="tensorboard"))
     assert passed and set(passed) == {"tensorboard"}
+
+
+def test_a_sweep_logs_its_training_and_evaluation_before_its_first_run_finishes(monkeypatch, caplog):
+    """A long sweep is never silent: the group's training epochs and its evaluations reach the log (every INTERVAL
+    seconds; patched to 0 here) before the first run's summary, and the sweep's own line counts the runs."""
+    import logging
+
+    from ibkit import progress
+
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    caplog.set_level(logging.INFO, logger="ibkit")
+    run_grid("t", DS, SPECS[:2], evaluate, epochs=2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ibkit.progress"]
+    first_run = next(i for i, line in enumerate(lines) if line.startswith(("t: 1 of 2", "t: 2 of 2")))
+    assert lines[0].startswith("t: 0 of 2 runs (0.0%)")
+    assert any(line.startswith("fit_many (2 models): 1 of 2 epochs") for line in lines[:first_run])
+    assert any(line.startswith("evaluating: 1 of 2 runs") for line in lines[:first_run])
+    assert any(line.startswith("t: 2 of 2 runs (100.0%)") for line in lines)
