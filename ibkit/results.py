@@ -172,7 +172,7 @@ def _valid_upper(df: pd.DataFrame) -> pd.DataFrame:
         row = df.loc[i]
         rate_se = (row["rate_ex_hi"] - row["rate_ex_lo"]) / (2 * 1.96) if "rate_ex_hi" in df else math.nan
         value, se, note = tightest_upper({"leave-one-out": (row["mi_upper"], row.get("mi_upper_se", math.nan)),
-                                          "rate": (row["rate"], rate_se)})
+                                          "rate": (row.get("rate", math.nan), rate_se)})
         df.loc[i, ["mi_upper", "mi_upper_se", "mi_upper_note"]] = [value, se, f"{note} (upgraded at load)"]
     return df
 
