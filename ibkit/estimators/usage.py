@@ -27,16 +27,22 @@ def code_covariance(model, x, *, seed: int = 0, n_samples: int = 64, chunk_size:
     Gaussian channel on these rows exactly.
     """
     check_number("n_samples", n_samples, low=2, integer=True)
-    means = code_means(model, x, chunk_size).double()  # [N, d]
-    centred = means - means.mean(0)
-    total = (centred.T @ centred / len(means)).cpu()
-    if has_posterior(model):
-        x = prepare(model, x, "code_covariance", prior=False, likelihood=False)
-        with seeded_no_grad(seed, x.device):
-            for s in row_chunks(len(x), chunk_size):
-                q = model.posterior(x[s])
-                total += covariance(q, q.sample((n_samples,))).sum(0).cpu() / len(x)
-    return total
+    if not has_posterior(model):
+        return _covariance_of_rows(code_means(model, x, chunk_size))
+    x = prepare(model, x, "code_covariance", prior=False, likelihood=False)
+    means, within = [], 0.0
+    with seeded_no_grad(seed, x.device):
+        for s in row_chunks(len(x), chunk_size):  # one encoder pass: each chunk's means and covariances
+            q = model.posterior(x[s])
+            means.append(q.mean)
+            within = within + covariance(q, q.sample((n_samples,))).sum(0).cpu()
+    return _covariance_of_rows(torch.cat(means)) + within / len(x)
+
+
+def _covariance_of_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The covariance [d, d] (float64, CPU) of the rows [N, d], denominator N."""
+    centred = rows.double() - rows.double().mean(0)
+    return (centred.T @ centred / len(rows)).cpu()
 
 
 def active_units(model, x, threshold: float = 0.01) -> int:

@@ -142,3 +142,12 @@ def test_no_committed_upper_bound_is_negative_or_above_a_probe_capacity():
     for path in sorted(RESULTS.glob("*/probe_curve.csv")):
         t = pd.read_csv(path)
         assert "upper" in t and (t["upper"] <= t["capacity"]).all() and (t["upper"] >= 0).all(), path
+
+
+def test_code_covariance_is_the_law_of_total_covariance():
+    """q(z|x) = N(2 x, 0.3^2 I): Cov[Z] = 4 Cov(x) + 0.09 I over the rows (denominator N); a deterministic code's is
+    the covariance of its codes."""
+    x, _ = labelled_rows(300)
+    empirical = torch.cov(x.double().T, correction=0)
+    assert torch.allclose(E.code_covariance(MeanCode(2.0, 0.3), x), 4 * empirical + 0.09 * torch.eye(10), atol=1e-5)
+    assert torch.allclose(E.code_covariance(Code(lambda v: 2 * v), x), 4 * empirical, atol=1e-5)
