@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seeds", choices=("shared", "distinct"), default="shared")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    device = ibkit.train.resolve_device(args.device)
+    device = ibkit.checks.resolve_device(args.device)
     ds = ibkit.data.load("digits")
     x = ds.train.to(device)
     seeds = [0] * args.k if args.seeds == "shared" else list(range(args.k))

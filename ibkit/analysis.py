@@ -19,7 +19,8 @@ the row and the report, says why (the estimators themselves refuse such a model 
 ``Analysis.write(out)`` stores ``runs.csv`` (one row in the results schema), ``report.md``, the side tables, a
 ``manifest.json`` (command, git state, environment: ``ibkit compare`` puts reports side by side) and the figures:
 the model's point on the rate-distortion plane beside the committed reference frontier of its dataset
-(``results/rate_distortion`` for digits, ``results/rate_distortion_mnist`` for MNIST) where one is at hand.
+(``results/rate_distortion`` for digits, ``results/rate_distortion_mnist`` for MNIST) where one is at hand, and the
+bracket, KL per dimension, probe curve and label information where they apply (drawn by ``ibkit.plots``).
 """
 
 from __future__ import annotations
@@ -35,13 +36,13 @@ from torch import Tensor
 
 from ibkit import estimators as E
 from ibkit.checks import check_number
+from ibkit.config import all_knobs
 from ibkit.estimators._common import has_likelihood, missing_likelihood
 from ibkit.interface import is_stochastic
-from ibkit.models.registry import all_knobs
-from ibkit.tables import bracket_text, round_to_uncertainty
+from ibkit.prose import bracket_text
+from ibkit.stats import round_to_uncertainty
 
 PROBE_SIGMAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4)  # the probe curve of a deterministic code
-REFERENCES = {"digits": "rate_distortion", "mnist": "rate_distortion_mnist"}  # committed frontiers, in results/
 
 
 @dataclass
@@ -115,7 +116,7 @@ class Analysis:
     def write(self, out: str | Path) -> list[Path]:
         """runs.csv, report.md, a CSV per side table and the figures (PNG and PDF) into ``out``; returns the paths."""
         from ibkit import plots
-        from ibkit.results import atomic_write_text, write_manifest
+        from ibkit.store import atomic_write_text, write_manifest
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -126,14 +127,14 @@ class Analysis:
             paths.append(out / f"{name}.csv")
         figures, data = out / "figures", f"{self.dataset or 'the given rows'}, {self.row['rows']} rows"
         if not _missing(self.row.get("distortion")):  # without log p(x|z) the model has no point on the plane
-            paths += plots.save_figure(plane_figure(self), figures, "rate_distortion", data=data)
-        paths += plots.save_figure(bracket_figure(self), figures, "information", data=data)
+            paths += plots.save_figure(plots.plane_figure(self), figures, "rate_distortion", data=data)
+        paths += plots.save_figure(plots.bracket_figure(self), figures, "information", data=data)
         if "kl_per_dim" in self.tables:
-            paths += plots.save_figure(kl_figure(self.tables["kl_per_dim"]), figures, "kl_per_dim", data=data)
+            paths += plots.save_figure(plots.kl_figure(self.tables["kl_per_dim"]), figures, "kl_per_dim", data=data)
         if "probe_curve" in self.tables:
-            paths += plots.save_figure(probe_figure(self), figures, "probe_curve", data=data)
+            paths += plots.save_figure(plots.probe_figure(self), figures, "probe_curve", data=data)
         if "label_information" in self.tables:
-            paths += plots.save_figure(label_figure(self), figures, "label_information", data=data)
+            paths += plots.save_figure(plots.label_figure(self), figures, "label_information", data=data)
         atomic_write_text(paths[1], self.report() + "\n## Figures\n\n" + "".join(
             f"![{p.stem}](figures/{p.name})\n\n" for p in paths if p.suffix == ".png"))
         # last: a folder with a manifest is whole (ibkit compare reads it): the command, git state and environment
@@ -229,147 +230,4 @@ def _latent_dim(model, x: Tensor) -> int:
         return int(model.posterior(x[:1]).event_shape[0] if is_stochastic(model) else model.encode(x[:1]).shape[-1])
 
 
-# the figures
-
-
-def plane_figure(a: Analysis):
-    """The model's point (a star; hollow for a deterministic code, placed at its probe information) on the
-    rate-distortion plane with its I(X;Z) bracket as a band at its distortion (InfoNCE to the upper bound; for a
-    deterministic code, whose information has no upper bound, an arrow), beside the committed reference sweep of its
-    dataset, named in the legend; where there is none, on the bare plane with its constant-ELBO lines, saying so."""
-    import matplotlib.pyplot as plt
-
-    from ibkit import plots
-    from ibkit.results import load
-
-    r, stochastic = a.row, not math.isnan(a.row["rate"])
-    folder = reference_folder(a.dataset)
-    reference = load(folder) if folder is not None else None
-    d, lower = r["distortion"], r["mi_lower"]
-    x, x_err = (r["rate"], r["rate_se"]) if stochastic else (lower, r["mi_lower_se"])
-    upper = r["mi_upper"] if stochastic and math.isfinite(r["mi_upper"]) else None
-    with plt.rc_context(plots.style()):
-        fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.45, plots.SINGLE_COLUMN * 1.45 * 1.05))
-        if upper is not None:
-            ax.plot([lower, upper], [d, d], color="0.2", lw=5, alpha=0.3, solid_capstyle="butt",
-                    label=f"its I(X;Z) bracket: {lower:.3g} to {upper:.3g} (InfoNCE to the upper bound)")
-        what = f"R = {x:.3g}, D = {d:.3g}" if stochastic else \
-            f"I(X;Z) ≥ {lower:.3g} through a σ = {r.get('probe_sigma', math.nan):g} probe, no upper bound (→)"
-        ax.errorbar([x], [d], xerr=[x_err], yerr=[r.get("distortion_se", 0.0)], marker="*", ms=12, color="black",
-                    mfc="black" if stochastic else "white", zorder=5, ls="none", capsize=2,
-                    label=f"{a.name} (this model): {what}")
-        span = max([x, upper or 0, 1] + ([] if reference is None else [
-            reference[c].max() for c in ("rate", "mi_lower") if c in reference and reference[c].notna().any()]))
-        if reference is None:  # the lone point, with room around it, from the origin
-            ax.set_xlim(0, 1.3 * span)
-            ax.set_ylim(min(0, 1.3 * d), max(1.3 * d, 1))
-            ax.text(0.97, 0.97, f"no reference sweep for this data\n(committed for {', '.join(REFERENCES)})",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.35", style="italic",
-                    bbox=dict(boxstyle="square,pad=0.2", fc="white", ec="none"), zorder=4)
-        if not stochastic:
-            ax.annotate("", xy=(x + 0.1 * span, d), xytext=(x, d), arrowprops=dict(arrowstyle="->", color="black"))
-        source = f"results/{REFERENCES[a.dataset]}" if reference is not None else None
-        plots.rate_distortion(reference, ax=ax, source=source, legend_below=True)
-        plots.set_title(ax, f"{a.name} on the rate–distortion plane" + (f" ({a.dataset})" if a.dataset else ""))
-    return fig
-
-
-def bracket_figure(a: Analysis):
-    """The sandwich mi_lower <= I(X;Z) <= mi_upper with the rate and the log N ceiling of InfoNCE, in nats."""
-    import matplotlib.pyplot as plt
-
-    from ibkit import plots
-
-    r = a.row
-    with plt.rc_context(plots.style()):
-        fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.45, plots.SINGLE_COLUMN * 0.6))
-        upper = r["mi_upper"] if math.isfinite(r["mi_upper"]) else None
-        right = max(v for v in (r["log_n"], r["mi_lower"], upper or 0,
-                                r["rate"] if math.isfinite(r["rate"]) else 0)) * 1.25
-        ax.errorbar([r["mi_lower"]], [0], xerr=[1.96 * r["mi_lower_se"]], marker="|", ms=18, color="C0",
-                    label="lower bound (InfoNCE)")
-        if upper is not None:
-            ax.errorbar([upper], [0], xerr=[1.96 * r["mi_upper_se"]], marker="|", ms=18, color="C1",
-                        label="upper bound")
-            ax.plot([r["mi_lower"], upper], [0, 0], color="grey", lw=4, alpha=0.4, solid_capstyle="butt")
-        else:
-            ax.annotate("", xy=(right, 0), xytext=(r["mi_lower"], 0), arrowprops=dict(arrowstyle="->", color="C1"))
-            ax.text(right, 0.15, "no upper bound (∞)", ha="right", color="C1", fontsize="small",
-                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none"), zorder=3)
-        ax.axvline(r["log_n"], ls="--", color="grey", lw=1, label=f"log N = {r['log_n']:.3g} (InfoNCE's ceiling)")
-        ax.set_xlim(0, right)
-        ax.set_ylim(-1, 1)
-        ax.set_yticks([])
-        ax.set_xlabel("I(X;Z)  [nats]")
-        plots.set_title(ax, f"What crosses the code of {a.name} (95% intervals)")
-        ax.legend(loc="upper left", ncol=1, frameon=False, bbox_to_anchor=(0, -0.35))
-    return fig
-
-
-def kl_figure(kl: pd.DataFrame):
-    import matplotlib.pyplot as plt
-
-    from ibkit import plots
-
-    with plt.rc_context(plots.style()):
-        fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.2, plots.SINGLE_COLUMN * 0.8))
-        ordered = kl.sort_values("kl", ascending=False)
-        ax.bar(range(len(ordered)), ordered["kl"], color="C0")
-        ax.set_xticks(range(len(ordered)), [str(d) for d in ordered["dimension"]])
-        ax.set_xlabel("latent dimension k, largest KL first  [index]")
-        ax.set_ylabel("E KL(q(z_k|x) ‖ p(z_k))  [nats]")
-        plots.set_title(ax, "KL per dimension")
-    return fig
-
-
-def probe_figure(a: Analysis):
-    import matplotlib.pyplot as plt
-
-    from ibkit import plots
-
-    curve = a.tables["probe_curve"]
-    with plt.rc_context(plots.style()):
-        fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.2, plots.SINGLE_COLUMN * 0.8))
-        ax.errorbar(curve["sigma"], curve["infonce"], yerr=1.96 * curve["infonce_se"], marker="o", color="C2",
-                    label="InfoNCE (lower bound)")
-        if "upper" in curve:  # the smallest of LOO, rate and capacity: above the frame where log N caps InfoNCE
-            ax.fill_between(curve["sigma"], curve["infonce"], curve["upper"], color="C2", alpha=0.15, lw=0,
-                            label="up to min(LOO, rate, capacity)")
-        ax.axhline(a.row["log_n"], ls="--", color="grey", lw=1, label=f"log N = {a.row['log_n']:.3g}")
-        ax.set_ylim(bottom=0, top=1.4 * max(a.row["log_n"], float(curve["infonce"].max())))
-        ax.set_xscale("log")
-        ax.set_xlabel("probe noise std σ  [code units]")
-        ax.set_ylabel("I(X; Z + σε)  [nats]")
-        plots.set_title(ax, "A deterministic code through a probe channel")
-        ax.legend()
-    return fig
-
-
-def label_figure(a: Analysis):
-    import matplotlib.pyplot as plt
-
-    from ibkit import plots
-
-    info = a.tables["label_information"]
-    with plt.rc_context(plots.style()):
-        fig, ax = plots.figure_for(None, (plots.SINGLE_COLUMN * 1.2, plots.SINGLE_COLUMN * 0.8))
-        ax.bar(info["dimension"], info["mi_with_label"], color="C4")
-        ax.set_xlabel("latent dimension k  [index]")
-        ax.axhline(a.row["label_mi_noise"], ls="--", color="grey", lw=1,
-                   label=f"noise floor {a.row['label_mi_noise']:.2f} (labels shuffled)")
-        ax.set_ylim(0, 1.3 * max(info["mi_with_label"].max(), a.row["label_mi_noise"], 1e-3))  # room for the legend
-        ax.legend(loc="upper left", ncol=1)
-        ax.set_ylabel("I(z_k; label), z ~ q(z|x)  [nats]")
-        plots.set_title(ax, f"Label information: probe accuracy {a.row['label_accuracy']:.3f} "
-                        f"(chance {a.row['label_chance']:.3f})")
-    return fig
-
-
-def reference_folder(dataset: str) -> Path | None:
-    """The committed rate-distortion reference of ``dataset`` in the checkout ibkit runs from, if it is there."""
-    name = REFERENCES.get(dataset)
-    folder = Path(__file__).resolve().parents[1] / "results" / name if name else None
-    return folder if folder is not None and (folder / "runs.csv").is_file() else None
-
-
-__all__ = ["analyse", "Analysis", "reference_folder"]
+__all__ = ["analyse", "Analysis"]

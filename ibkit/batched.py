@@ -21,17 +21,19 @@ import torch
 from torch import Tensor, nn
 
 from ibkit.checks import check_model_data, check_number
-from ibkit.models.config import knob_fields
-from ibkit.models.networks import ImageConvs, unit_count
+from ibkit.config import TrainingConfig, knob_fields
+from ibkit.estimators._common import unit_count
+from ibkit.models.networks import ImageConvs
 from ibkit.train import (
     Callback,
     DivergenceError,
+    check_run,
     check_trainable,
-    check_training,
     fit,
     resolve_device,
     train_epochs,
     trainable_parameters,
+    training_of,
 )
 
 
@@ -51,37 +53,35 @@ def architecture(model: nn.Module) -> tuple:
     return type(model).__name__, tuple(sorted(fixed.items())), shapes
 
 
-def fit_many(
-    models: Sequence[nn.Module],
-    x_train,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int | Sequence[int] = 0,
-    progress: bool = True,
-    device: str | torch.device = "auto",
-    trainable: str = "all",
-    max_models: int | None = None,
-    x_monitor=None,
-    callbacks: Sequence[Callback] = (),
-) -> list[pd.DataFrame | DivergenceError]:
+def fit_many(models: Sequence[nn.Module], x_train, training: TrainingConfig | None = None, *,
+             seed: int | Sequence[int] = 0, trainable: str = "all", max_models: int | None = None, x_monitor=None,
+             callbacks: Sequence[Callback] = (), progress: bool = True,
+             **settings) -> list[pd.DataFrame | DivergenceError]:
     """Train K models of one architecture (different beta, noise, sparsity, seed) together; in place.
 
-    Equivalent to ``[fit(m, x_train, epochs, batch_size, lr, seed=s, ...) for m, s in zip(models, seeds)]`` up to
-    floating-point rounding, in one batched forward and backward pass per step: ``seed`` is one seed for all or
-    one per model (minibatch order and channel noise, as in ``fit``). ``max_models`` caps how many train at once
-    (default: as many as fit a memory budget; see ``models_per_batch``); more are trained in consecutive groups.
+    Equivalent to ``[fit(m, x_train, training, seed=s, ...) for m, s in zip(models, seeds)]`` up to floating-point
+    rounding, in one batched forward and backward pass per step.
 
-    Returns one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss
-    became NaN or infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs
-    before). The other models are unaffected by one that diverges. ``x_monitor``: held-out data measured after
-    every epoch, as in ``fit``.
+    Args:
+        models: K models of one architecture (only their knobs and seeds may differ).
+        x_train: [N, D] training data.
+        training: the settings (``TrainingConfig``), as in ``fit``; ``**settings`` replace its fields.
+        seed: one seed for all or one per model (minibatch order and channel noise, as in ``fit``).
+        trainable: "all" or "encoder", as in ``fit``.
+        max_models: how many train at once (default: as many as fit a memory budget; see ``models_per_batch``);
+            more are trained in consecutive groups.
+        x_monitor: held-out data measured after every epoch, as in ``fit``.
+        callbacks: functions called as ``callback(epoch, metrics, index)`` once per model and epoch (``Callback``):
+            ``index`` is the model's position in ``models`` (0..K-1, across the groups of ``max_models``),
+            ``metrics`` a copy of that model's history row for the epoch; models of one group are called in index
+            order after each epoch, and a model whose loss became NaN or infinite is not called for that epoch or
+            after. E.g. ``TensorBoardCallback([folder_of_model_0, folder_of_model_1, ...])``.
+        progress: as in ``fit``.
 
-    callbacks: functions called as ``callback(epoch, metrics, index)`` once per model and epoch (``Callback``):
-    ``index`` is the model's position in ``models`` (0..K-1, across the groups of ``max_models``), ``metrics`` a
-    copy of that model's history row for the epoch; models of one group are called in index order after each
-    epoch, and a model whose loss became NaN or infinite is not called for that epoch or after. E.g.
-    ``TensorBoardCallback([folder_of_model_0, folder_of_model_1, ...])``.
+    Returns:
+        one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss became NaN or
+        infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs before). The
+        other models are unaffected by one that diverges.
     """
     models = list(models)
     if not models:
@@ -89,7 +89,8 @@ def fit_many(
     seeds = [seed] * len(models) if isinstance(seed, int) else list(seed)
     if len(seeds) != len(models):
         raise ValueError(f"seed has {len(seeds)} values for {len(models)} models; give one seed or one per model")
-    callbacks = check_training(epochs, batch_size, lr, seeds, trainable, callbacks)
+    config = training_of(training, settings, "fit_many")
+    callbacks = check_run(seeds, trainable, callbacks)
     for m in models:
         check_trainable(m)
     first = architecture(models[0])
@@ -97,21 +98,21 @@ def fit_many(
         if architecture(m) != first:
             raise ValueError(f"fit_many needs models of one architecture; model {i} differs from model 0 in "
                              f"{_difference(models[0], m)} (only {', '.join(varying(models[0].config))} may differ)")
-    device = resolve_device(device)
+    device = resolve_device(config.device)
     x = check_model_data(models[0], x_train, "x_train").to(device)
     monitor = None if x_monitor is None else check_model_data(models[0], x_monitor, "x_monitor").to(device)
     if max_models is None:
-        max_models = models_per_batch(models[0], batch_size, device)
+        max_models = models_per_batch(models[0], config.batch_size, device)
     check_number("max_models", max_models, low=1, integer=True)
     if getattr(models[0].config, "aggressive", False):  # its steps follow its own loss: one model at a time
-        return [_fit_alone(m, s, x, epochs, batch_size, lr, progress, device, trainable, monitor,
-                           [partial(_at_index, cb, i) for cb in callbacks])
+        run = dict(trainable=trainable, x_monitor=monitor, progress=progress)
+        return [_fit_alone(m, x, config, seed=s, callbacks=[partial(_at_index, cb, i) for cb in callbacks], **run)
                 for i, (m, s) in enumerate(zip(models, seeds, strict=True))]
     out = []
     for i in range(0, len(models), max_models):
         hooks = [partial(_offset_index, cb, i) for cb in callbacks]  # the group's j is models' i + j
-        out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, epochs, batch_size, lr,
-                          progress, device, trainable, monitor, hooks)
+        out += _fit_group(models[i: i + max_models], seeds[i: i + max_models], x, config,
+                          trainable=trainable, monitor=monitor, hooks=hooks, progress=progress)
     return out
 
 
@@ -289,22 +290,23 @@ def _set(module: nn.Module, name: str, value) -> None:
         owner.register_buffer(leaf, value, persistent=False)
 
 
-def _fit_alone(model, seed, x, epochs, batch_size, lr, progress, device, trainable, monitor, callbacks):
+def _fit_alone(model: nn.Module, x: Tensor, training: TrainingConfig, **run):
     """``fit`` of one model, its ``DivergenceError`` returned rather than raised."""
     try:
-        return fit(model, x, epochs, batch_size, lr, seed, progress, device, trainable, monitor, callbacks)
+        return fit(model, x, training, **run)
     except DivergenceError as e:
         return e
 
 
-def _fit_group(models, seeds, x, epochs, batch_size, lr, progress, device, trainable, monitor, hooks) -> list:
+def _fit_group(models: list, seeds: list[int], x: Tensor, training: TrainingConfig, *, trainable: str,
+               monitor: Tensor | None, hooks: list, progress: bool) -> list:
     """Stack the group, train it (``train_epochs``, one ``train_step`` per minibatch, ``hooks(epoch, row, j)`` after
     each epoch for its model j) and copy the weights back."""
-    stacked = stack_models(models).to(device)
-    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=lr, fused=True)
-    outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=epochs, batch_size=batch_size, stacked=True,
-                            progress=progress, desc=f"fit_many ({len(models)} models)", monitor=monitor,
-                            on_epoch=hooks)
+    stacked = stack_models(models).to(x.device)
+    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=training.lr, fused=True)
+    outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=training.epochs, batch_size=training.batch_size,
+                            stacked=True, progress=progress, desc=f"fit_many ({len(models)} models)",
+                            monitor=monitor, on_epoch=hooks)
     unstack_into(stacked, models)
     for m in models:
         m.eval()

@@ -42,6 +42,21 @@ def _whole(value) -> bool:
     return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" is the GPU when one is present, else the CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda[:i]'") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no GPU here; use device='auto' or 'cpu'")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda[:i]'")
+    return resolved
+
+
 def check_data(x, name: str = "x", width: int | None = None) -> Tensor:
     """Return ``x`` as a float32 tensor [N, D], refusing wrong rank, width, emptiness or NaN/inf.
 

@@ -9,28 +9,22 @@ importing from the working folder. Commands that draw select a non-interactive m
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
-import io
-import math
 import os
 import sys
-import textwrap
-import tokenize
 import types
-import typing
-from dataclasses import MISSING, asdict, fields
+from dataclasses import asdict
 from datetime import datetime, timezone
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from ibkit.checks import resolve_device
+from ibkit.config import config_help, parse_overrides
 from ibkit.executors import EXECUTORS, check_executor, make_executor
 from ibkit.progress import log_to_stderr
-from ibkit.tables import FORMATS, format_table, left_out
-from ibkit.train import resolve_device
+from ibkit.prose import left_out
+from ibkit.registry import experiment, experiments
+from ibkit.tables import FORMATS, format_table
 
 USAGE_ERROR = 2
-EXPERIMENT_GROUP = "ibkit.experiments"  # the entry-point group experiments register under
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,84 +40,6 @@ def _fail(message: str) -> int:
     return USAGE_ERROR
 
 
-def parse_value(name: str, text: str, annotation):
-    """Convert ``text`` to the field's type: int, float, bool, str, tuples of those ("a,b,c"), or X | None."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if text.lower() in ("none", "null"):
-            return None
-        return parse_value(name, text, args[0])
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        return tuple(parse_value(name, t.strip(), item) for t in text.split(",") if t.strip())
-    if annotation is bool:
-        if text.lower() in ("true", "1", "yes"):
-            return True
-        if text.lower() in ("false", "0", "no"):
-            return False
-        raise ValueError(f"--set {name}={text!r}: expected true or false")
-    try:
-        value = annotation(text)
-    except (TypeError, ValueError):
-        raise ValueError(f"--set {name}={text!r}: expected {annotation.__name__}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"--set {name}={text!r}: expected a finite number")
-    return value
-
-
-def parse_overrides(config_cls, items: list[str]) -> dict:
-    """``["key=value", ...]`` -> {field: typed value} for the dataclass ``config_cls``; unknown keys are refused."""
-    hints = typing.get_type_hints(config_cls)
-    names = [f.name for f in fields(config_cls)]
-    out = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: expected key=value, e.g. --set epochs=10")
-        if key not in names:
-            raise ValueError(f"--set {key}: unknown config key; valid keys: {', '.join(names)}")
-        out[key] = parse_value(key, text, hints[key])
-    return out
-
-
-def field_comments(config_cls) -> dict[str, str]:
-    """{field: the comment beside it in the class's source} for a dataclass written one field per line."""
-    try:
-        source = textwrap.dedent(inspect.getsource(config_cls))
-    except (OSError, TypeError):  # no source (built dynamically, or a frozen install): no comments
-        return {}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    body = ast.parse(source).body[0]
-    return {node.target.id: comments[node.end_lineno] for node in getattr(body, "body", [])
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.end_lineno in comments}
-
-
-def _type_text(annotation) -> str:
-    """'int', 'float', 'ints (a,b,c)', 'float or none' ..."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join("none" if a is type(None) else _type_text(a) for a in typing.get_args(annotation))
-    if origin is tuple:
-        return f"{_type_text(typing.get_args(annotation)[0])}s (a,b,...)"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def config_help(config_cls) -> str:
-    """The ``--set`` keys of an experiment's Config: each with its type, default and meaning (its source comment)."""
-    hints, comments = typing.get_type_hints(config_cls), field_comments(config_cls)
-    lines = ["config keys (--set KEY=VALUE, repeatable):"]
-    for f in fields(config_cls):
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
-        shown = (",".join(map(str, default)) or "none given") if isinstance(default, tuple) else \
-            str(default).lower() if isinstance(default, bool) or default is None else repr(default) \
-            if default == "" else default
-        lines.append(f"  {f.name} ({_type_text(hints[f.name])}; default {shown})"
-                     + (f": {comments[f.name]}" if f.name in comments else ""))
-    return "\n".join(lines)
-
-
 def default_out(name: str, config, quick: bool) -> str:
     """``ibkit run``'s default folder: results/NAME-DATASET, with -quick for a quick run (e.g.
     results/rate_distortion-mnist-quick), so that no default ever lands on a committed reference folder."""
@@ -135,19 +51,6 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def registered_experiments() -> dict[str, EntryPoint]:
-    """The experiments the installed packages register (entry-point group ``ibkit.experiments``), by name."""
-    return {ep.name: ep for ep in sorted(entry_points(group=EXPERIMENT_GROUP), key=lambda ep: ep.name)}
-
-
-def experiment(name: str | None) -> types.ModuleType:
-    """The experiment module registered as ``name``; an unknown name is refused with the list of known ones."""
-    known = registered_experiments()
-    if name not in known:
-        raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
-    return known[name].load()
-
-
 def _file_backend() -> None:
     """Draw into files: a non-interactive backend, chosen here rather than when ibkit is imported, so a notebook
     that imports ibkit keeps its own."""
@@ -157,7 +60,7 @@ def _file_backend() -> None:
 
 
 def cmd_list(args) -> int:
-    for name in registered_experiments():
+    for name in experiments():
         print(f"{name:20s} {experiment(name).SUMMARY}")
     return 0
 
@@ -173,7 +76,7 @@ def load_data(exp: types.ModuleType, config):
 
 
 def cmd_run(args) -> int:
-    from ibkit import results
+    from ibkit import store
 
     exp = experiment(args.experiment)
     overrides = {**(exp.QUICK if args.quick else {}), **parse_overrides(exp.Config, args.set or [])}
@@ -181,15 +84,15 @@ def cmd_run(args) -> int:
     check_executor(args.executor, args.jobs, args.address, args.threads)
     ds = load_data(exp, config)  # missing or bad data files are refused here, before anything is made
     out = args.out or default_out(args.experiment, config, args.quick)
-    folder = results.check_folder(out, args.experiment, asdict(config), args.overwrite, asdict(exp.Config()),
-                                  grows=getattr(exp, "GROWS", ()))
+    folder = store.check_folder(out, args.experiment, asdict(config), args.overwrite, asdict(exp.Config()),
+                                grows=getattr(exp, "GROWS", ()))
     executor = make_executor(args.executor, args.jobs, args.address, args.threads)  # a dead scheduler fails here
     try:
         folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
     except OSError as e:  # where access() said yes but the file system says no (/proc, a read-only mount)
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     try:
-        with results.folder_lock(folder):
+        with store.folder_lock(folder):
             return _run_in(folder, exp, config, args, executor, ds)
     finally:
         if hasattr(executor, "close"):
@@ -198,33 +101,33 @@ def cmd_run(args) -> int:
 
 def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> int:
     """``ibkit run``'s work in its locked folder: the manifest, the sweep, the tables and figures."""
-    from ibkit import results
+    from ibkit import store
 
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
-        results.clear(folder)
-    data = None if ds is None else results.data_record(ds)
+        store.clear(folder)
+    data = None if ds is None else store.data_record(ds)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 data=data, executor=args.executor, jobs=args.jobs, threads=getattr(executor, "threads", None),
                 device=str(resolve_device(config.device)), started=_now(),
-                git=results.git_state(exclude=folder))  # the code that ran: the tree as the run starts
-    results.write_manifest(folder, **meta, finished=None)
+                git=store.git_state(exclude=folder))  # the code that ran: the tree as the run starts
+    store.write_manifest(folder, **meta, finished=None)
     try:
         df = exp.run(config, out_dir=folder, executor=executor)
     except KeyboardInterrupt:
-        kept = len(results.finished_run_ids(folder))
+        kept = len(store.finished_run_ids(folder))
         print(f"ibkit: interrupted; {kept} finished runs are kept in {folder}; to resume, run the same command "
               "again (it skips them)", file=sys.stderr)
         return 130
-    results.write_tables(folder)
-    results.write_manifest(folder, **meta, finished=_now())
+    store.write_tables(folder)
+    store.write_manifest(folder, **meta, finished=_now())
     _file_backend()
-    figures = exp.plot(folder)
+    figures = exp.plot(folder, command=args.argv)
     bad = df[df["status"] != "ok"]["run_id"].unique()
-    print(f"{df['run_id'].nunique()} runs -> {folder / results.RUNS}")
+    print(f"{df['run_id'].nunique()} runs -> {folder / store.RUNS}")
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
     print("figures and notes: " + ", ".join(str(p) for p in figures))
-    print(format_table(results.load(folder), "markdown"))  # the table as stored, as `ibkit table` prints it
+    print(format_table(store.load(folder), "markdown"))  # the table as stored, as `ibkit table` prints it
     return 0
 
 
@@ -242,9 +145,9 @@ def results_dir(text: str) -> Path:
 
 
 def _experiment_of(folder: Path) -> types.ModuleType:
-    from ibkit import results
+    from ibkit import store
 
-    manifest = results.read_manifest(folder)
+    manifest = store.read_manifest(folder)
     if manifest is None:
         raise FileNotFoundError(f"no manifest.json in {folder}; is it a folder written by ibkit run?")
     if manifest.get("experiment") == "analyse":
@@ -254,13 +157,13 @@ def _experiment_of(folder: Path) -> types.ModuleType:
 
 
 def cmd_plot(args) -> int:
-    from ibkit import results
+    from ibkit import compare, store
 
     folder = results_dir(args.dir)
-    combined = (results.read_manifest(folder) or {}).get("experiment") == results.COMBINED
-    plot = results.plot_combined if combined else _experiment_of(folder).plot
+    combined = (store.read_manifest(folder) or {}).get("experiment") == store.COMBINED
+    exp = None if combined else _experiment_of(folder)
     _file_backend()
-    for path in plot(folder):
+    for path in compare.plot_combined(folder) if exp is None else exp.plot(folder, command=args.argv):
         print(path)
     return 0
 
@@ -274,12 +177,12 @@ def cmd_gallery(args) -> int:
 
 
 def cmd_table(args) -> int:
-    from ibkit import results
+    from ibkit import store
 
     folder = results_dir(args.dir)
-    runs = results.load(folder)
+    runs = store.load(folder)
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    print(format_table(runs, args.format, source=results.data_text(folder), columns=columns,
+    print(format_table(runs, args.format, source=store.data_text(folder), columns=columns,
                        booktabs=not args.no_booktabs, siunitx=args.siunitx))
     skipped = left_out(runs)
     if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
@@ -373,13 +276,13 @@ def cmd_analyse(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ibkit import results
+    from ibkit import compare, store
 
     _file_backend()
-    runs = results.combine(args.dirs, args.out, overwrite=args.overwrite)
+    runs = compare.combine(args.dirs, args.out, overwrite=args.overwrite)
     out = Path(args.out)
-    print(format_table(runs, "markdown", source=results.data_text(out)))
-    print(f"\n{runs['source'].nunique()} sources, {len(runs)} rows -> {out / results.RUNS}; the plane: "
+    print(format_table(runs, "markdown", source=store.data_text(out)))
+    print(f"\n{runs['source'].nunique()} sources, {len(runs)} rows -> {out / store.RUNS}; the plane: "
           f"{out / 'figures' / 'rate_distortion.png'}")
     return 0
 
@@ -389,7 +292,7 @@ def _run_help(argv: list[str]) -> tuple[str, str]:
     for any other command line."""
     names = [a for a in argv[1:] if not a.startswith("-")]
     if argv[:1] != ["run"] or not {"-h", "--help"} & set(argv) or not names or \
-            names[0] not in registered_experiments():
+            names[0] not in experiments():
         return "results/NAME-DATASET (e.g. results/rate_distortion-digits); --quick adds -quick", ""
     exp = experiment(names[0])
     return (f"{default_out(names[0], exp.Config(), False)}; with --quick "
@@ -456,11 +359,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ibkit import results
-
-    results.COMMAND[:] = ["ibkit", *(sys.argv[1:] if argv is None else argv)]  # what generated files name
     try:
         args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+        args.argv = ["ibkit", *(sys.argv[1:] if argv is None else argv)]  # the command generated files name
         with log_to_stderr():  # long work's progress lines (ibkit.progress), on stderr for this command only
             return args.func(args)
     except SystemExit as e:

@@ -2,7 +2,7 @@
 
 For each folder with a manifest: what it is, the command that remakes it (the config fields that differ from the
 experiment's defaults), its figures inline and its generated ``findings.md``. Experiments are looked up in the
-installed packages' registry (``ibkit.cli.experiment``), as the command line does.
+installed packages' registry (``ibkit.registry.experiment``), as the command line does.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ibkit.results import COMBINED, atomic_write_text, data_text, read_manifest
+from ibkit.store import COMBINED, atomic_write_text, data_text, read_manifest
 
 
 def reproduce_command(folder: Path, manifest: dict) -> str:
     """``ibkit run NAME --out FOLDER --set k=v ...`` with the config fields that differ from the defaults (MNIST
     runs say where the data must be: ``IBKIT_DATA=FOLDER_WITH_MNIST``)."""
-    from ibkit.cli import experiment
+    from ibkit.registry import experiment
 
     name = manifest["experiment"]
     defaults = {f.name: f.default for f in dataclasses.fields(experiment(name).Config)}

@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from torch import Tensor
 from torch.distributions import Distribution
 from torch.distributions.constraints import Constraint
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import pandas as pd
 
 
 @runtime_checkable
@@ -117,6 +123,28 @@ class HasPosteriorParams(Protocol):
         ...
 
 
+class Experiment(Protocol):
+    """What an experiment module defines (``ibkit.registry.experiment`` checks it when it loads one).
+
+    An experiment is a package registered as an ``ibkit.experiments`` entry point; nothing runs at import.
+    """
+
+    NAME: str  # the name `ibkit run NAME` takes
+    SUMMARY: str  # one line for `ibkit list`
+    Config: type  # a frozen dataclass on ibkit.config.ExperimentConfig declaring only its grid fields
+    QUICK: dict  # the overrides of --quick (about a minute on two CPU cores)
+
+    def run(self, config: Any, out_dir: str | Path | None = None, executor: Any = None) -> pd.DataFrame:
+        """Train and evaluate the grid of ``config``: one row per run and split (``RunRecord``)."""
+        ...
+
+    def plot(self, run_dir: str | Path, command: str | Sequence[str] | None = None) -> list[Path]:
+        """Draw the figures and findings from the tables stored in ``run_dir``, never retraining; their paths.
+        ``command`` is the command line findings.md names as its writer (``ibkit.results.write_findings``; None:
+        this process's)."""
+        ...
+
+
 class ForwardOutput(NamedTuple):
     """What an autoencoder's forward pass returns, per example (never one bare sum).
 
@@ -197,6 +225,7 @@ __all__ = [
     "HasCheckData",
     "HasSupport",
     "HasPosteriorParams",
+    "Experiment",
     "ForwardOutput",
     "RunRecord",
     "RESULT_COLUMNS",

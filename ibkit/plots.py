@@ -3,7 +3,8 @@ from stored tidy tables (never retraining) and saved as PDF (vector) and PNG (20
 live with it (``experiments/<name>/figures.py``) and are built from these pieces.
 
 One house style: seaborn's colour-blind palette, and each model kind's colour, marker and label from its registered
-style (``ibkit.models.kind_style``), so a kind looks the same in every figure. Importing this module leaves
+style (``kind_style``: what ``register_model`` was given, the rest filled here), so a kind looks the same in every
+figure. Importing this module leaves
 matplotlib's backend as it was (a notebook keeps its own; the ``ibkit`` command picks a file backend before it
 draws). Every figure function draws into ``ax`` when given one and returns the Figure.
 """
@@ -15,7 +16,7 @@ import os
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,9 +32,13 @@ from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox, offset_copy
 
-from ibkit.models import kind_style, knob_names, knob_symbol
-from ibkit.models.registry import quiet_knobs
-from ibkit.tables import bootstrap_interval, left_out
+from ibkit.config import kind_label, knob_names, knob_symbol, quiet_knobs
+from ibkit.prose import left_out
+from ibkit.registry import MODELS
+from ibkit.stats import bootstrap_interval
+
+if TYPE_CHECKING:
+    from ibkit.analysis import Analysis
 
 PALETTE = sns.color_palette("colorblind")
 FAMILY_COLOURS = {"diagonal": PALETTE[0], "full": PALETTE[4], "iaf": PALETTE[2]}  # posterior families, in order;
@@ -65,6 +70,44 @@ def style() -> dict:
     }
 
 
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*", "<", ">")  # for kinds that do not choose one
+PALETTE_SIZE = 10  # seaborn's "colorblind" palette
+
+
+class KindStyle(NamedTuple):
+    """How figures draw a kind: legend label, matplotlib marker, colour (an index into seaborn's "colorblind"
+    palette) and whether a sweep's points are joined into a curve."""
+
+    label: str
+    marker: str
+    colour: int
+    line: bool
+
+
+def _free(options, used):
+    """The first of ``options`` not in ``used`` (cycling when all are)."""
+    return next((o for o in options if o not in used), list(options)[len(used) % len(options)])
+
+
+def kind_style(kind: str) -> KindStyle:
+    """The figure style of model kind ``kind``: what ``register_model`` was given (label, marker, colour, line),
+    each missing part the first marker and colour no kind registered before it has. A kind that is not registered
+    (e.g. in a table stored by a session that had it) gets its name as label and a marker and colour derived from
+    the name."""
+    if kind not in MODELS:
+        h = sum(map(ord, str(kind)))
+        return KindStyle(str(kind), MARKERS[h % len(MARKERS)], 4 + h % (PALETTE_SIZE - 4), True)
+    styles: dict[str, KindStyle] = {}
+    for name in MODELS:  # registration order: each kind's free marker and colour as when it was registered
+        info, taken = MODELS.info(name), list(styles.values())
+        styles[name] = KindStyle(kind_label(name), info.get("marker") or _free(MARKERS, [s.marker for s in taken]),
+                                 _free(range(PALETTE_SIZE), [s.colour for s in taken]) if info.get("colour") is None
+                                 else info["colour"], info.get("line", True))
+        if name == kind:
+            return styles[name]
+    raise AssertionError(kind)  # unreachable: kind is in MODELS
+
+
 def kind_colour(kind: str) -> tuple[float, float, float]:
     """The kind's colour in every figure: its registered palette index in seaborn's "colorblind" palette."""
     return PALETTE[kind_style(kind).colour % len(PALETTE)]
@@ -92,9 +135,9 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     ``ibkit.results.data_text(run_dir)``: "mnist, t10k split 8,000/2,000 ...") is written above the figure, so that
     a figure seen alone says what it was measured on. ``quick``: mark the figure "quick run, not for citing" in its
     top right corner; None (the default) marks it when ``folder`` sits in a quick run's folder (``run_dir/figures``
-    of a run whose manifest says ``quick``, or whose name ends in -quick: ``ibkit.results.is_quick``). The PDF
+    of a run whose manifest says ``quick``, or whose name ends in -quick: ``ibkit.store.is_quick``). The PDF
     carries no creation date, so redrawing an unchanged table leaves the file byte for byte as it was."""
-    from ibkit.results import is_quick
+    from ibkit.store import is_quick
 
     quick = is_quick(Path(folder).parent) if quick is None else quick
     if data or quick:  # above the figure, or above what reaches over it (a title of two lines, a legend beside)
@@ -568,3 +611,135 @@ def _level_outline(ax: Axes, c: float, r: float, pad: float = 1.0) -> Outline:
     corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]]) * half
     turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     return Outline((x0, y0) + corners @ turn.T, closed=True)
+
+
+# -- the figures of ``ibkit analyse`` (``ibkit.analysis.Analysis.write``): one model, from its report's numbers ----
+
+REFERENCES = {"digits": "rate_distortion", "mnist": "rate_distortion_mnist"}  # committed frontiers, in results/
+
+
+def reference_folder(dataset: str) -> Path | None:
+    """The committed rate-distortion reference of ``dataset`` in the checkout ibkit runs from, if it is there."""
+    name = REFERENCES.get(dataset)
+    folder = Path(__file__).resolve().parents[1] / "results" / name if name else None
+    return folder if folder is not None and (folder / "runs.csv").is_file() else None
+
+
+def plane_figure(a: Analysis) -> Figure:
+    """The model's point (a star; hollow for a deterministic code, placed at its probe information) on the
+    rate-distortion plane with its I(X;Z) bracket as a band at its distortion (InfoNCE to the upper bound; for a
+    deterministic code, whose information has no upper bound, an arrow), beside the committed reference sweep of its
+    dataset, named in the legend; where there is none, on the bare plane with its constant-ELBO lines, saying so."""
+    from ibkit.store import load
+
+    r, stochastic = a.row, not math.isnan(a.row["rate"])
+    folder = reference_folder(a.dataset)
+    reference = load(folder) if folder is not None else None
+    d, lower = r["distortion"], r["mi_lower"]
+    x, x_err = (r["rate"], r["rate_se"]) if stochastic else (lower, r["mi_lower_se"])
+    upper = r["mi_upper"] if stochastic and math.isfinite(r["mi_upper"]) else None
+    with plt.rc_context(style()):
+        fig, ax = figure_for(None, (SINGLE_COLUMN * 1.45, SINGLE_COLUMN * 1.45 * 1.05))
+        if upper is not None:
+            ax.plot([lower, upper], [d, d], color="0.2", lw=5, alpha=0.3, solid_capstyle="butt",
+                    label=f"its I(X;Z) bracket: {lower:.3g} to {upper:.3g} (InfoNCE to the upper bound)")
+        what = f"R = {x:.3g}, D = {d:.3g}" if stochastic else \
+            f"I(X;Z) ≥ {lower:.3g} through a σ = {r.get('probe_sigma', math.nan):g} probe, no upper bound (→)"
+        ax.errorbar([x], [d], xerr=[x_err], yerr=[r.get("distortion_se", 0.0)], marker="*", ms=12, color="black",
+                    mfc="black" if stochastic else "white", zorder=5, ls="none", capsize=2,
+                    label=f"{a.name} (this model): {what}")
+        span = max([x, upper or 0, 1] + ([] if reference is None else [
+            reference[c].max() for c in ("rate", "mi_lower") if c in reference and reference[c].notna().any()]))
+        if reference is None:  # the lone point, with room around it, from the origin
+            ax.set_xlim(0, 1.3 * span)
+            ax.set_ylim(min(0, 1.3 * d), max(1.3 * d, 1))
+            ax.text(0.97, 0.97, f"no reference sweep for this data\n(committed for {', '.join(REFERENCES)})",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.35", style="italic",
+                    bbox=dict(boxstyle="square,pad=0.2", fc="white", ec="none"), zorder=4)
+        if not stochastic:
+            ax.annotate("", xy=(x + 0.1 * span, d), xytext=(x, d), arrowprops=dict(arrowstyle="->", color="black"))
+        source = f"results/{REFERENCES[a.dataset]}" if reference is not None else None
+        rate_distortion(reference, ax=ax, source=source, legend_below=True)
+        set_title(ax, f"{a.name} on the rate–distortion plane" + (f" ({a.dataset})" if a.dataset else ""))
+    return fig
+
+
+def bracket_figure(a: Analysis) -> Figure:
+    """The sandwich mi_lower <= I(X;Z) <= mi_upper with the rate and the log N ceiling of InfoNCE, in nats."""
+    r = a.row
+    with plt.rc_context(style()):
+        fig, ax = figure_for(None, (SINGLE_COLUMN * 1.45, SINGLE_COLUMN * 0.6))
+        upper = r["mi_upper"] if math.isfinite(r["mi_upper"]) else None
+        right = max(v for v in (r["log_n"], r["mi_lower"], upper or 0,
+                                r["rate"] if math.isfinite(r["rate"]) else 0)) * 1.25
+        ax.errorbar([r["mi_lower"]], [0], xerr=[1.96 * r["mi_lower_se"]], marker="|", ms=18, color="C0",
+                    label="lower bound (InfoNCE)")
+        if upper is not None:
+            ax.errorbar([upper], [0], xerr=[1.96 * r["mi_upper_se"]], marker="|", ms=18, color="C1",
+                        label="upper bound")
+            ax.plot([r["mi_lower"], upper], [0, 0], color="grey", lw=4, alpha=0.4, solid_capstyle="butt")
+        else:
+            ax.annotate("", xy=(right, 0), xytext=(r["mi_lower"], 0), arrowprops=dict(arrowstyle="->", color="C1"))
+            ax.text(right, 0.15, "no upper bound (∞)", ha="right", color="C1", fontsize="small",
+                    bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none"), zorder=3)
+        ax.axvline(r["log_n"], ls="--", color="grey", lw=1, label=f"log N = {r['log_n']:.3g} (InfoNCE's ceiling)")
+        ax.set_xlim(0, right)
+        ax.set_ylim(-1, 1)
+        ax.set_yticks([])
+        ax.set_xlabel("I(X;Z)  [nats]")
+        set_title(ax, f"What crosses the code of {a.name} (95% intervals)")
+        ax.legend(loc="upper left", ncol=1, frameon=False, bbox_to_anchor=(0, -0.35))
+    return fig
+
+
+def kl_figure(kl: pd.DataFrame) -> Figure:
+    """Each latent dimension's E KL(q(z_k|x) ‖ p(z_k)), largest first (``ibkit analyse``'s ``kl_per_dim`` table:
+    dimension, kl)."""
+    with plt.rc_context(style()):
+        fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))
+        ordered = kl.sort_values("kl", ascending=False)
+        ax.bar(range(len(ordered)), ordered["kl"], color="C0")
+        ax.set_xticks(range(len(ordered)), [str(d) for d in ordered["dimension"]])
+        ax.set_xlabel("latent dimension k, largest KL first  [index]")
+        ax.set_ylabel("E KL(q(z_k|x) ‖ p(z_k))  [nats]")
+        set_title(ax, "KL per dimension")
+    return fig
+
+
+def probe_figure(a: Analysis) -> Figure:
+    """A deterministic code's probe curve: InfoNCE (and the upper bound where stored) on I(X; Z + σε) against the
+    probe noise σ, under the log N ceiling."""
+    curve = a.tables["probe_curve"]
+    with plt.rc_context(style()):
+        fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))
+        ax.errorbar(curve["sigma"], curve["infonce"], yerr=1.96 * curve["infonce_se"], marker="o", color="C2",
+                    label="InfoNCE (lower bound)")
+        if "upper" in curve:  # the smallest of LOO, rate and capacity: above the frame where log N caps InfoNCE
+            ax.fill_between(curve["sigma"], curve["infonce"], curve["upper"], color="C2", alpha=0.15, lw=0,
+                            label="up to min(LOO, rate, capacity)")
+        ax.axhline(a.row["log_n"], ls="--", color="grey", lw=1, label=f"log N = {a.row['log_n']:.3g}")
+        ax.set_ylim(bottom=0, top=1.4 * max(a.row["log_n"], float(curve["infonce"].max())))
+        ax.set_xscale("log")
+        ax.set_xlabel("probe noise std σ  [code units]")
+        ax.set_ylabel("I(X; Z + σε)  [nats]")
+        set_title(ax, "A deterministic code through a probe channel")
+        ax.legend()
+    return fig
+
+
+def label_figure(a: Analysis) -> Figure:
+    """I(z_k; label) per latent dimension above the noise floor of shuffled labels, titled with the label probe's
+    accuracy and chance."""
+    info = a.tables["label_information"]
+    with plt.rc_context(style()):
+        fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))
+        ax.bar(info["dimension"], info["mi_with_label"], color="C4")
+        ax.set_xlabel("latent dimension k  [index]")
+        ax.axhline(a.row["label_mi_noise"], ls="--", color="grey", lw=1,
+                   label=f"noise floor {a.row['label_mi_noise']:.2f} (labels shuffled)")
+        ax.set_ylim(0, 1.3 * max(info["mi_with_label"].max(), a.row["label_mi_noise"], 1e-3))  # room for the legend
+        ax.legend(loc="upper left", ncol=1)
+        ax.set_ylabel("I(z_k; label), z ~ q(z|x)  [nats]")
+        set_title(ax, f"Label information: probe accuracy {a.row['label_accuracy']:.3f} "
+                        f"(chance {a.row['label_chance']:.3f})")
+    return fig

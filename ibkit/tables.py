@@ -1,11 +1,12 @@
-"""The table a paper cites: one row per configuration, each metric as mean ± a 95% interval.
+"""The table a paper cites: one row per configuration, each metric as mean ± a 95% interval, as markdown, LaTeX or
+CSV. The statistics are ``ibkit.stats``'s, the bracket's cells and the note's sentences ``ibkit.prose``'s.
 
 The interval is the percentile bootstrap over seeds (10,000 resamples of the seeds' values, Efron & Tibshirani
 1993, ch. 13), printed as the mean ± the interval's half-width and rounded to it (the half-width to two significant
 digits, the mean to the same decimal place). A configuration with one seed gets the percentile bootstrap over its
-test examples instead, where the run stored one (``over_examples``: ``METRIC_ex_lo`` / ``METRIC_ex_hi``); the
-``interval`` column and the table's note say which. Without either the value is printed alone. CSV keeps full
-precision, with the interval's ends in ``METRIC_lo`` / ``METRIC_hi`` columns.
+test examples instead, where the run stored one (``ibkit.stats.over_examples``: ``METRIC_ex_lo`` /
+``METRIC_ex_hi``); the ``interval`` column and the table's note say which. Without either the value is printed
+alone. CSV keeps full precision, with the interval's ends in ``METRIC_lo`` / ``METRIC_hi`` columns.
 """
 
 from __future__ import annotations
@@ -17,189 +18,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ibkit.models.registry import all_knobs, config_fields, kind_style, knob_help, knob_names, knob_symbol, quiet_knobs
+from ibkit.config import all_knobs, config_fields, kind_label, knob_help, knob_names, knob_symbol, quiet_knobs
+from ibkit.prose import BRACKET_MARKS, MARK_SYMBOLS, bracket_cells, left_out
+from ibkit.stats import bootstrap_interval, round_to_uncertainty
 
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
 FORMATS = ("markdown", "latex", "csv")
-
-
-EXAMPLE_RESAMPLES = 2_000  # of a split's examples (N up to tens of thousands): enough for a 95% percentile interval
-
-
-def bootstrap_interval(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """(low, high): the percentile bootstrap interval of the mean of ``values`` at ``level``; NaNs for fewer
-    than two values. Resampled in blocks of about 4M indices, so memory does not grow with N."""
-    return bootstrap_intervals(np.asarray(values, dtype=float)[:, None], level, resamples, seed)[0]
-
-
-def bootstrap_intervals(columns: np.ndarray, level: float = 0.95, resamples: int = 10_000,
-                        seed: int = 0) -> list[tuple[float, float]]:
-    """``bootstrap_interval`` of each column of ``columns`` [N, M], every column resampled with the same rows (the
-    same draws as ``bootstrap_interval`` of that column alone, drawn once for all M)."""
-    n, width = columns.shape
-    if n < 2:
-        return [(math.nan, math.nan)] * width
-    rng = np.random.default_rng(seed)
-    block = max(1, 2**22 // n)
-    means = np.empty((resamples, width))
-    for i in range(0, resamples, block):
-        rows = rng.integers(0, n, size=(min(block, resamples - i), n))
-        for j in range(width):
-            means[i: i + len(rows), j] = np.take(columns[:, j], rows).mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
-    return [(float(lo), float(hi)) for lo, hi in zip(low, high, strict=True)]
-
-
-def over_examples(**per_example) -> dict[str, float]:
-    """Each metric's mean over a split's examples and the 95% percentile-bootstrap interval of that mean over the
-    examples (``METRIC_ex_lo``, ``METRIC_ex_hi``): the interval a table reports for a configuration run with one
-    seed. Keywords: metric name -> per-example values [N] (e.g. ``E.rate(model, x, per_example=True)``); metrics of
-    one length are resampled together."""
-    values = {name: np.asarray(v, dtype=float) for name, v in per_example.items()}
-    intervals: dict[str, tuple[float, float]] = {}
-    for n in dict.fromkeys(len(v) for v in values.values()):
-        names = [name for name, v in values.items() if len(v) == n]
-        columns = np.stack([values[name] for name in names], axis=1)  # [N, metrics]
-        intervals.update(zip(names, bootstrap_intervals(columns, resamples=EXAMPLE_RESAMPLES), strict=True))
-    out = {}
-    for name, v in values.items():
-        out[name] = float(v.mean())
-        out[f"{name}_ex_lo"], out[f"{name}_ex_hi"] = intervals[name]
-    return out
-
-
-def round_to_uncertainty(mean: float, half_width: float) -> str:
-    """'4.90 ± 0.05': the half-width to two significant digits, the mean to the same decimal place (at most six
-    significant digits of the mean: '5.86091 ± 0.00000' for an interval narrower than that)."""
-    if math.isnan(mean):
-        return "–"
-    if math.isnan(half_width) or half_width <= 0:
-        return f"{mean:.4g}" if half_width != 0 else f"{mean:.4g} ± 0"
-    decimals = max(0, 1 - math.floor(math.log10(half_width)))
-    if mean != 0:  # an interval far inside the last digit (a saturated bound) gets six significant digits, not 20
-        decimals = min(decimals, max(0, 5 - math.floor(math.log10(abs(mean)))))
-    return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
-
-
-def interval_text(values) -> str:
-    """'m ± h' for the values of several seeds (h: half-width of the 95% bootstrap interval, rounded as in the
-    tables), the value alone for one, '–' for none."""
-    return round_to_uncertainty(*_mean_half_width(values))
-
-
-def _mean_half_width(values, se=None) -> tuple[float, float]:
-    """The mean of ``values`` (one per seed) and the half-width of its 95% interval: the bootstrap over seeds, or
-    for one value 1.96 times its standard error ``se`` where given (NaN otherwise)."""
-    values = pd.Series(values, dtype=float).dropna()
-    if not len(values):
-        return math.nan, math.nan
-    if np.isinf(values).any():
-        return float(values.mean()), math.nan
-    if len(values) == 1:
-        se_value = pd.Series(se, dtype=float).dropna() if se is not None else pd.Series(dtype=float)
-        return float(values.iloc[0]), 1.96 * float(se_value.iloc[0]) if len(se_value) else math.nan
-    lo, hi = bootstrap_interval(values)
-    return float(values.mean()), (hi - lo) / 2
-
-
-def within_error(lower: float, lower_hw: float, upper: float, upper_hw: float) -> bool:
-    """Whether an inverted pair (lower estimate above the upper one) is within the two estimates' 95% errors."""
-    return lower - upper <= math.hypot(np.nan_to_num(lower_hw), np.nan_to_num(upper_hw))
-
-
-MARK_SYMBOLS = {"clipped": "†", "equal": "‡", "above": "§"}
-BRACKET_MARKS = {"clipped": "a negative estimate of I(X;Z) >= 0, shown as 0 (its value and error in runs.csv)",
-                 "equal": "the lower estimate exceeded the upper one within their errors: equal within error, both "
-                          "shown as the upper",
-                 "above": "the lower estimate exceeded the upper one beyond their 95% errors (an estimator's bias at "
-                          "this sample size: I(X;Z) <= the upper bound holds exactly): both shown as the upper"}
-
-
-def bracket_cells(lower: float, lower_hw: float, upper: float, upper_hw: float) -> tuple[str, str, set[str]]:
-    """The table cells of a bracket lower <= I(X;Z) <= upper ('m ± h' each) and the marks they need (keys of
-    ``BRACKET_MARKS``): "∞" where no upper bound exists; a negative end clipped at 0 ("clipped"); an inverted pair
-    printed as one value, the upper, marked as equal within error ("equal") or as the lower estimate's excess
-    beyond error ("above"); never an inverted or negative interval."""
-    marks = set()
-    if lower > upper:  # I(X;Z) <= upper holds exactly; InfoNCE is below I only in expectation
-        marks.add("equal" if within_error(lower, lower_hw, upper, upper_hw) else "above")
-        lower, lower_hw = upper, upper_hw
-    cells = []
-    for value, hw in ((lower, lower_hw), (upper, upper_hw)):
-        if math.isinf(value) and value > 0:
-            cells.append("∞")
-        elif value < 0:
-            cells.append("0")
-            marks.add("clipped")
-        else:
-            cells.append(round_to_uncertainty(value, hw))
-    return cells[0], cells[1], marks
-
-
-def bracket_text(lower, upper, lower_se=None, upper_se=None, unbounded: str = "no upper bound exists") -> str:
-    """I(X;Z)'s bracket in words for a findings sentence, from the values of several seeds (or one, with its
-    standard errors): 'between A and B'; 'at least A (unbounded above: ...)' where the upper bound is +inf; a
-    negative end clipped at 0 and said so; 'equal within error: about B' where the lower estimate exceeds the
-    upper within error. Never an inverted or negative interval."""
-    lo, lo_hw = _mean_half_width(lower, lower_se)
-    up, up_hw = _mean_half_width(upper, upper_se)
-    if math.isnan(lo) and math.isnan(up):
-        return "not measured"
-    low_text, up_text, marks = bracket_cells(lo, lo_hw, up, up_hw)
-    pair = f"the lower estimate {round_to_uncertainty(lo, lo_hw)} and the upper {round_to_uncertainty(up, up_hw)}"
-    notes = [f"{pair} are equal within error"] if "equal" in marks else []
-    notes += [f"{pair}: the lower exceeds the upper beyond their errors, an estimator's bias at this sample size"
-              ] if "above" in marks else []
-    notes += ["a negative estimate, clipped at 0: I(X;Z) >= 0"] if "clipped" in marks else []
-    if math.isinf(up):
-        return f"at least {low_text} (unbounded above: {'; '.join([unbounded, *notes])})"
-    said = f" ({'; '.join(notes)})" if notes else ""
-    if marks & {"equal", "above"}:
-        return f"about {up_text}{said}"
-    if low_text == up_text:  # "between 0 and 0": the two ends print alike (both clipped at 0, or a saturated pair)
-        return f"about {up_text} ({'; '.join(['the lower and the upper bound alike at this precision', *notes])})"
-    return f"between {low_text} and {up_text}{said}"
-
-
-def direction(diff) -> str:
-    """'higher', 'lower' or 'no different' by the interval printed beside it (``interval_text``: the mean of the
-    paired differences over seeds ± the half-width of its 95% bootstrap interval), so that a sentence never calls
-    "higher" a difference shown as 1.0 ± 1.3; for one seed the sign of the mean, said so."""
-    values = pd.Series(diff).dropna()
-    lo, hi = bootstrap_interval(values)
-    if math.isnan(lo):
-        return ("higher" if values.mean() > 0 else "lower") + " (one seed: no interval)"
-    mean, half = values.mean(), (hi - lo) / 2
-    return "higher" if mean - half > 0 else "lower" if mean + half < 0 else "no different (the interval contains 0)"
-
-
-def plural(n, noun: str, nouns: str | None = None) -> str:
-    """'1 seed', '3 seeds', '0 seeds', '1,438 rows': the count and the noun, singular only for exactly one
-    (``nouns``: the plural where it is not ``noun`` + 's')."""
-    number = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
-    return f"{number} {noun if n == 1 else nouns or noun + 's'}"
-
-
-def count_text(values, noun: str, nouns: str | None = None) -> str:
-    """A count over seeds in words: '1 active unit' (one seed), '8 active units in every seed' (every seed the same
-    count, never '8 ± 0'), '7.3 ± 1.0 active units' where they differ (``interval_text``), '– active units' for
-    none."""
-    values = pd.Series(values, dtype=float).dropna()
-    if len(values) and (values == values.iloc[0]).all():
-        return plural(values.iloc[0], noun, nouns) + (" in every seed" if len(values) > 1 else "")
-    return f"{interval_text(values)} {nouns or noun + 's'}"
-
-
-def collapse_text(active_units) -> str:
-    """'; its code collapsed in 3 of 3 seeds (no active unit: ...)' for runs whose code carries nothing the
-    decoder uses (``active_units`` 0), '' when no seed did: a findings line must not read a dead code as a result."""
-    units = pd.Series(active_units).dropna()
-    dead = int((units == 0).sum())
-    if not dead:
-        return ""
-    return (f"; its code collapsed in {dead} of {plural(len(units), 'seed')} (no active unit: "
-            "the same code for every x, so the decoder can only draw the average image)")
 
 
 # columns an experiment may add that set runs of one config apart: the decoder (learned, frozen), the training
@@ -247,16 +71,6 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def left_out(df: pd.DataFrame, split: str = "test") -> str:
-    """A sentence naming the runs that tables and figures leave out (status other than "ok": diverged or failed),
-    by status, or "" when every run finished: nothing is dropped silently."""
-    bad = df[(df["split"] == split) & (df["status"] != "ok")]
-    if not len(bad):
-        return ""
-    parts = [f"{len(g)} {status} ({', '.join(g['run_id'])})" for status, g in bad.groupby("status")]
-    return f"left out: {'; '.join(parts)}; see the status and error columns of runs.csv"
-
-
 LATEX_METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper")  # a paper's table: the default metrics
 HEADERS = {"latent_dim": "$d$", "seeds": "seeds", "rate": "$R$ (nats)", "distortion": "$D$ (nats)",
            "elbo": "ELBO (nats)", "iwae": r"$\log p(x) \geq$ (IWAE, nats)", "mi_lower": r"$I(X;Z) \geq$ (nats)",
@@ -284,11 +98,11 @@ def knob_digits(values, tolerance: float = KNOB_TOLERANCE) -> int:
 
 
 def _column_texts(summary: pd.DataFrame, column: str) -> list[str]:
-    """The cells of one config column as a table prints them: a kind by its label (``kind_style``), a knob to
-    ``knob_digits`` significant digits, anything else as stored ("–" for none)."""
+    """The cells of one config column as a table prints them: a kind by its label (``ibkit.config.kind_label``), a
+    knob to ``knob_digits`` significant digits, anything else as stored ("–" for none)."""
     values = summary[column]
     if column == "kind":
-        return [kind_style(v).label if isinstance(v, str) and v else _cell(v) for v in values]
+        return [kind_label(v) if isinstance(v, str) and v else _cell(v) for v in values]
     if column in all_knobs() and pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
         digits = knob_digits(values)
         return ["–" if math.isnan(v) else f"{v:.{digits}g}" for v in values.astype(float)]
@@ -417,7 +231,7 @@ def _meaning(column: str, kinds: list[str]) -> str:
     if column in SYMBOLS:
         return SYMBOLS[column][1]
     meaning = tex(knob_help(column))
-    having = [kind_style(k).label for k in dict.fromkeys(kinds) if column in knob_names(k)]
+    having = [kind_label(k) for k in dict.fromkeys(kinds) if column in knob_names(k)]
     return f"{meaning} ({', '.join(tex(h) for h in having)})" if meaning and having else meaning
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -13,7 +14,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from ibkit.checks import check_choice, check_model_data, check_number
+from ibkit.checks import check_choice, check_model_data, check_number, resolve_device
+from ibkit.config import TrainingConfig
 from ibkit.interface import is_stochastic
 from ibkit.models.schedules import RateScheduled
 from ibkit.progress import Progress
@@ -42,21 +44,6 @@ def divergence(epoch: int, loss: float, rows: list[dict], lr: float) -> Divergen
                            f"{last}. Lower lr (now {lr}) or check the data.", epoch, pd.DataFrame(rows))
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" is the GPU when one is present, else the CPU; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a device; use 'auto', 'cpu' or 'cuda[:i]'") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch sees no GPU here; use device='auto' or 'cpu'")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not supported; use 'auto', 'cpu' or 'cuda[:i]'")
-    return resolved
-
-
 def trainable_parameters(model: nn.Module, trainable: str) -> list[tuple[str, nn.Parameter]]:
     """(name, parameter) pairs that training moves. "all": every parameter that requires grad; "encoder": those
     of q(z|x) only, the encoder and the posterior family's own (an IAF's steps), not the decoder or likelihood."""
@@ -80,13 +67,28 @@ def check_trainable(model) -> None:
             "posterior, prior and log_likelihood is measured by ibkit.estimators but trained elsewhere")
 
 
-def check_training(epochs, batch_size, lr, seeds, trainable: str, callbacks: Sequence[Callback] = ()) -> list:
-    """Refuse bad training arguments, each named (shared by ``fit`` and ``fit_many``); returns the callbacks as a
+def training_of(training: TrainingConfig | None, settings: dict, caller: str) -> TrainingConfig:
+    """The ``TrainingConfig`` a ``fit``/``fit_many`` call means: ``training`` (default ``TrainingConfig()``; an
+    experiment's config gives its training fields) with the keyword ``settings`` (epochs=..., lr=...) replacing
+    its fields, validated. A keyword that is no training setting is refused with the ones there are."""
+    if training is not None and not isinstance(training, TrainingConfig):
+        raise ValueError(f"{caller}: training={training!r} must be an ibkit.config.TrainingConfig, e.g. "
+                         "TrainingConfig(epochs=50), or leave it out and pass epochs=50")
+    names = [f.name for f in dataclasses.fields(TrainingConfig)]
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise ValueError(f"{caller} got unknown argument(s) {unknown}; its training settings: {', '.join(names)}")
+    if "seeds" in settings:
+        raise ValueError(f"{caller} trains with seed=...; seeds={settings['seeds']!r} is a grid's (one run per seed)")
+    if isinstance(settings.get("device"), torch.device):
+        settings = {**settings, "device": str(settings["device"])}
+    return (training or TrainingConfig()).training.replace(**settings)
+
+
+def check_run(seeds, trainable: str, callbacks: Sequence[Callback] = ()) -> list:
+    """Refuse bad per-run arguments, each named (shared by ``fit`` and ``fit_many``); returns the callbacks as a
     list."""
     check_choice("trainable", trainable, ("all", "encoder"))
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("batch_size", batch_size, low=1, integer=True)
-    check_number("lr", lr, low=0, low_open=True)
     for s in seeds:
         check_number("seed", s, low=0, integer=True)
     if callable(callbacks) or isinstance(callbacks, (str, bytes)):
@@ -99,59 +101,55 @@ def check_training(epochs, batch_size, lr, seeds, trainable: str, callbacks: Seq
     return callbacks
 
 
-def fit(
-    model: nn.Module,
-    x_train,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = True,
-    device: str | torch.device = "auto",
-    trainable: str = "all",
-    x_monitor=None,
-    callbacks: Sequence[Callback] = (),
-) -> pd.DataFrame:
+def fit(model: nn.Module, x_train, training: TrainingConfig | None = None, *, seed: int = 0, trainable: str = "all",
+        x_monitor=None, callbacks: Sequence[Callback] = (), progress: bool = True, **settings) -> pd.DataFrame:
     """Train ``model`` (an ibkit autoencoder: ``forward`` returns per-example ``loss, rate, distortion``)
     with Adam on minibatches of ``x_train`` [N, D], minimising the mean per-example loss.
 
-    The minibatch order and the model's noise come from ``seed`` (the global random state is left as it
-    was), so the same seed gives the same numbers on the CPU. Returns the per-epoch history: epoch, loss,
-    rate, distortion (means over the epoch's examples, nats) and seconds. A NaN or infinite loss stops
-    training with ``DivergenceError`` naming the epoch and the last finite loss.
+    ``fit(m, x, epochs=50)`` and ``fit(m, x, TrainingConfig(epochs=50))`` are the same call.
 
-    trainable: "all" (default) or "encoder": only q(z|x) learns (the encoder and the posterior family's own
-    parameters, e.g. an IAF's steps), the decoder and prior stay as they are (to measure inference on a fixed
-    generative model, e.g. ``load("gaussian").true_model(posterior=...)``).
+    Args:
+        model: the model, trained in place.
+        x_train: [N, D] training data in the model's support.
+        training: the settings (``ibkit.config.TrainingConfig``: epochs=10, batch_size=128, lr=1e-3,
+            device="auto"); its ``seeds``, ``batched``, ``curves`` and ``log`` are a sweep's and unused here.
+        seed: the minibatch order and the model's noise (the global random state is left as it was), so the same
+            seed gives the same numbers on the CPU.
+        trainable: "all", or "encoder": only q(z|x) learns (the encoder and the posterior family's own parameters,
+            e.g. an IAF's steps), the decoder and prior stay as they are (to measure inference on a fixed
+            generative model, e.g. ``ibkit.models.generating``).
+        x_monitor: held-out data [M, D] (e.g. the test split) whose mean loss, rate and distortion are measured
+            after every epoch, as the history's columns monitor_loss, monitor_rate and monitor_distortion: learning
+            curves that tell over-fitting from slow training. Its noise comes from a generator of its own, so
+            monitoring leaves the training trajectory as it was.
+        callbacks: functions called as ``callback(epoch, metrics)`` after each epoch, in order, with a copy of the
+            epoch's history row (``Callback``; e.g. ``TensorBoardCallback(log_dir)``); not for an epoch whose loss
+            became NaN or infinite.
+        progress: a bar on a terminal (stderr), and a line on the "ibkit" log at least every 30 s
+            (``ibkit.progress``); False for neither.
+        **settings: fields of ``TrainingConfig`` replacing those of ``training`` (epochs=50, lr=1e-3, ...).
 
-    x_monitor: held-out data [M, D] (e.g. the test split) whose mean loss, rate and distortion are measured after
-    every epoch, as the history's columns monitor_loss, monitor_rate and monitor_distortion: learning curves that
-    tell over-fitting (the train loss falls, the monitored one rises) from slow training. Its noise comes from a
-    generator of its own, so monitoring leaves the training trajectory as it was.
+    Returns:
+        the per-epoch history: epoch, loss, rate, distortion (means over the epoch's examples, nats) and seconds.
 
-    callbacks: functions called as ``callback(epoch, metrics)`` after each epoch, in order, with a copy of the
-    epoch's history row (``Callback``; e.g. ``TensorBoardCallback(log_dir)``); not for an epoch whose loss became
-    NaN or infinite.
-
-    progress: a bar on a terminal (stderr), and a line on the "ibkit" log at least every 30 s (``ibkit.progress``);
-    False for neither.
+    Raises:
+        DivergenceError: a NaN or infinite loss, naming the epoch and the last finite loss.
     """
-    callbacks = check_training(epochs, batch_size, lr, [seed], trainable, callbacks)
+    config = training_of(training, settings, "fit")
+    callbacks = check_run([seed], trainable, callbacks)
     check_trainable(model)
-    device = resolve_device(device)
+    device = resolve_device(config.device)
     x = check_model_data(model, x_train, "x_train")
     monitor = None if x_monitor is None else check_model_data(model, x_monitor, "x_monitor").to(device)
     model.to(device)
-    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=lr)
-    (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=epochs, batch_size=batch_size,
-                              stacked=False, progress=progress, desc="fit", monitor=monitor,
-                              on_epoch=[lambda epoch, row, _, cb=cb: cb(epoch, row) for cb in callbacks])
+    optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=config.lr)
+    hooks = [lambda epoch, row, _, cb=cb: cb(epoch, row) for cb in callbacks]
+    (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=config.epochs,
+                              batch_size=config.batch_size, stacked=False, progress=progress, desc="fit",
+                              monitor=monitor, on_epoch=hooks)
     if isinstance(outcome, DivergenceError):
         raise outcome
     return outcome
-
-
-LOGS = ("none", "tensorboard")  # what an experiment's ``log`` setting may name: no training log, or TensorBoard's
 
 
 def tensorboard_writer_class():

@@ -14,6 +14,7 @@ The package: this module (``Config``, ``run``, ``plot``), ``figures`` (its three
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,12 +24,11 @@ import pandas as pd
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.checks import check_choice, check_number
+from ibkit.config import ExperimentConfig, RunSpec, setting
 from ibkit.interface import is_stochastic
-from ibkit.sweep import TABLES, network_fields, run_grid, run_id
-from ibkit.tables import over_examples
+from ibkit.stats import over_examples
+from ibkit.sweep import TABLES, run_grid
 from ibkit.theory import gaussian_channel_capacity
-from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -39,74 +39,49 @@ KL_PER_DIM = "kl_per_dim"
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
-    hidden: tuple[int, ...] = (128, 128)  # encoder widths of every model, mirrored by the decoder
-    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
-    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
-    latent_dim: int = 8  # d of the sparse, noisy and variational models
-    ae_latent_dims: tuple[int, ...] = (1, 8)  # deterministic AEs: one real number, and d numbers
-    sparsities: tuple[float, ...] = (0.01, 0.1, 1.0)  # L1 weights of the sparse AEs
-    noises: tuple[float, ...] = (0.05, 0.2, 0.5)  # channel noise std of the noisy AEs (each tanh and unbounded)
-    betas: tuple[float, ...] = (0.1, 1.0, 4.0)  # KL weights of the VAEs
-    probe_sigmas: tuple[float, ...] = tuple(float(s) for s in np.geomspace(1, 1e-4, 9))  # probe noise stds
-    epochs: int = 150  # passes over the training split, every model
-    batch_size: int = 128  # minibatch size
-    lr: float = 1e-3  # Adam step size
-    seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
-    device: str = "auto"  # auto (GPU when present) | cpu | cuda
-    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
-    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
+class Config(ExperimentConfig):
+    """The models compared; data, networks and training are ``ExperimentConfig``'s fields."""
 
-    def __post_init__(self):
-        check_choice("dataset", self.dataset, ibkit.data.DATASETS)
-        network_fields(self.network, self.channels, self.dataset)
-        check_number("latent_dim", self.latent_dim, low=1, integer=True)
-        for name, low, open_, integer in (("ae_latent_dims", 1, False, True), ("sparsities", 0, False, False),
-                                          ("noises", 0, True, False), ("betas", 0, False, False),
-                                          ("probe_sigmas", 0, True, False), ("seeds", 0, False, True)):
-            values = getattr(self, name)
-            if not values:
-                raise ValueError(f"{name}=() is empty; give at least one value")
-            for v in values:
-                check_number(name, v, low=low, low_open=open_, integer=integer)
-        check_number("epochs", self.epochs, low=1, integer=True)
-        check_number("batch_size", self.batch_size, low=1, integer=True)
-        check_number("lr", self.lr, low=0, low_open=True)
-        resolve_device(self.device)
-        check_choice("log", self.log, LOGS)
-
+    latent_dim: int = setting(8, "d of the sparse, noisy and variational models", low=1)
+    ae_latent_dims: tuple[int, ...] = setting((1, 8), "deterministic AEs: one real number, and d numbers", low=1,
+                                              nonempty=True)
+    sparsities: tuple[float, ...] = setting((0.01, 0.1, 1.0), "L1 weights of the sparse AEs", low=0, nonempty=True)
+    noises: tuple[float, ...] = setting((0.05, 0.2, 0.5), "channel noise std of the noisy AEs (each tanh and "
+                                        "unbounded)", low=0, low_open=True, nonempty=True)
+    betas: tuple[float, ...] = setting((0.1, 1.0, 4.0), "KL weights of the VAEs", low=0, nonempty=True)
+    probe_sigmas: tuple[float, ...] = setting(tuple(float(s) for s in np.geomspace(1, 1e-4, 9)), "probe noise stds",
+                                              low=0, low_open=True, nonempty=True)
 
 GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=100, seeds=(0,), sparsities=(0.1,), noises=(0.2,), betas=(0.1, 4.0),
              probe_sigmas=(1.0, 0.1, 0.01, 1e-3, 1e-4))  # about a minute on two CPU cores
 
 
-def model_grid(config: Config) -> list[dict]:
+def model_grid(config: Config) -> list[RunSpec]:
     """Every model of the experiment, for every seed."""
-    d, hidden = config.latent_dim, config.hidden
-    specs = [dict(kind="ae", latent_dim=k) for k in config.ae_latent_dims]
-    specs += [dict(kind="sparse_ae", latent_dim=d, sparsity=s) for s in config.sparsities]
-    specs += [dict(kind="noisy_ae", latent_dim=d, noise=n, code_bound=b) for b in ("tanh", None) for n in config.noises]
-    specs += [dict(kind="vae", latent_dim=d, beta=b) for b in config.betas]
-    network = network_fields(config.network, config.channels, config.dataset)
-    return [{**spec, "hidden": hidden, **network, "seed": seed} for seed in config.seeds for spec in specs]
+    d = config.latent_dim
+    models = [("ae", dict(latent_dim=k)) for k in config.ae_latent_dims]
+    models += [("sparse_ae", dict(latent_dim=d, sparsity=s)) for s in config.sparsities]
+    models += [("noisy_ae", dict(latent_dim=d, noise=n, code_bound=b)) for b in ("tanh", None) for n in config.noises]
+    models += [("vae", dict(latent_dim=d, beta=b)) for b in config.betas]
+    network = dict(hidden=config.hidden, **config.network_fields())
+    return [RunSpec(kind, {**fields, **network}, seed) for seed in config.seeds for kind, fields in models]
 
 
-def channel_capacity(spec: dict) -> float:
+def channel_capacity(spec: RunSpec) -> float:
     """The channel capacity bound of a tanh-bounded noisy AE, d/2 log(1 + 1/sigma^2); NaN for every other model.
     Its own column: ``capacity`` is the KL-capacity knob C of the VAEs (``ibkit.models.schedules``)."""
-    if spec["kind"] == "noisy_ae" and spec.get("code_bound") == "tanh":
-        return gaussian_channel_capacity(spec["latent_dim"], spec["noise"])
+    if spec.kind == "noisy_ae" and spec.get("code_bound") == "tanh":
+        return gaussian_channel_capacity(spec.get("latent_dim"), spec.get("noise"))
     return math.nan
 
 
-def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float | None) -> dict:
+def evaluate(model, spec: RunSpec, *, config: Config, splits: dict, entropy: float | None) -> dict:
     """Both splits' information measurements of one model, and its rows of the side tables."""
-    rid, smallest = run_id(spec), min(config.probe_sigmas)
+    rid, smallest = spec.run_id, min(config.probe_sigmas)
     out, tables = {}, {}
     for split, (x, y) in splits.items():
-        seed = spec["seed"]
+        seed = spec.seed
         distortion = E.distortion(model, x, seed=seed, per_example=True)
         m = dict(**over_examples(distortion=distortion), active_units=E.active_units(model, x),
                  code_bound=spec.get("code_bound") or "", channel_capacity=channel_capacity(spec))
@@ -124,13 +99,13 @@ def evaluate(model, spec: dict, *, config: Config, splits: dict, entropy: float 
         if split == "test":
             curve = E.probe_curve(model, x, config.probe_sigmas, seed=seed)
             tables[PROBE_CURVES] = curve.assign(
-                run_id=rid, kind=spec["kind"], latent_dim=spec["latent_dim"], beta=spec.get("beta", math.nan),
+                run_id=rid, kind=spec.kind, latent_dim=spec.get("latent_dim"), beta=spec.get("beta", math.nan),
                 noise=spec.get("noise", math.nan), sparsity=spec.get("sparsity", math.nan),
                 code_bound=spec.get("code_bound") or "", seed=seed,
                 channel_capacity=channel_capacity(spec))
-            if spec["kind"] == "vae":
+            if spec.kind == "vae":
                 kl = E.kl_per_dim(model, x).tolist()
-                tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec["beta"], seed=seed,
+                tables[KL_PER_DIM] = pd.DataFrame(dict(run_id=rid, beta=spec.get("beta"), seed=seed,
                                                        dim=range(len(kl)), kl=kl))
     return {**out, TABLES: tables}  # the side tables grow with the sweep's records, like runs.csv
 
@@ -145,12 +120,10 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     splits = {"train": (ds.train, ds.train_labels), "test": (ds.test, ds.test_labels)}
     entropy = ds.entropy() if hasattr(ds, "entropy") else None  # h(X), known for the gaussian source
     measure = partial(evaluate, config=config, splits=splits, entropy=entropy)
-    return run_grid(NAME, ds, model_grid(config), measure, epochs=config.epochs, batch_size=config.batch_size,
-                    lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, executor=executor, log=config.log)
+    return run_grid(NAME, ds, model_grid(config), measure, config.training, out_dir=out_dir, executor=executor)
 
 
-def plot(run_dir: str | Path) -> list[Path]:
+def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> list[Path]:
     """The three figures and findings.md, from the tables stored in ``run_dir``."""
     from ibkit import plots
 
@@ -166,4 +139,4 @@ def plot(run_dir: str | Path) -> list[Path]:
     paths += plots.save_figure(information_vs_distortion(runs), figures, "information_vs_distortion", data=data)
     if len(kl):
         paths += plots.save_figure(kl_per_dim(kl), figures, "kl_per_dim", data=data)
-    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, curves))]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs, curves), command)]

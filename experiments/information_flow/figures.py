@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ibkit import plots
-from ibkit.models import kind_style
+from ibkit.plots import kind_style
 
 from .findings import model_label
 

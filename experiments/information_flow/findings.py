@@ -7,7 +7,8 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import bracket_text, collapse_text, count_text, interval_text, plural
+from ibkit.prose import collapse_text, count_text, plural, runs_bracket
+from ibkit.stats import interval_text
 
 
 def model_label(row) -> str:
@@ -78,7 +79,7 @@ def _noisy_lines(ok: pd.DataFrame) -> list[str]:
     for label, g in ok[ok["kind"] == "noisy_ae"].groupby("label", sort=False):
         cap = g["channel_capacity"].mean()
         bound = f"capacity bound {cap:.2f}" if math.isfinite(cap) else "no capacity bound (unbounded code)"
-        lines.append(f"- {label}: I(X;Z) {_bracket(g)} "
+        lines.append(f"- {label}: I(X;Z) {runs_bracket(g)} "
                      f"(min of LOO and rate {interval_text(g['rate'])}); {bound}; "
                      f"distortion {interval_text(g['distortion'])}{collapse_text(g['active_units'])}.")
     return lines
@@ -94,7 +95,7 @@ def _vae_lines(ok: pd.DataFrame) -> list[str]:
         tighter = "the rate" if rate_tighter.all() else "LOO" if (~rate_tighter).all() else "mixed"
         loo = (f"LOO {interval_text(g['loo'])}" if loo_valid.all() else
                f"LOO below 0 (Monte Carlo noise, no bound) in {plural(int((~loo_valid).sum()), 'seed')}")
-        lines.append(f"- {label}: I(X;Z) {_bracket(g)}; "
+        lines.append(f"- {label}: I(X;Z) {runs_bracket(g)}; "
                      f"rate R = {interval_text(g['rate'])}, {loo} "
                      f"(the tighter upper bound: {tighter}); "
                      f"distortion {interval_text(g['distortion'])}, {count_text(g['active_units'], 'active unit')}.")
@@ -125,8 +126,3 @@ def _label_lines(ok: pd.DataFrame) -> list[str]:
                     line += f" (noise floor {floor.mean():.2f})"
         lines.append(line)
     return lines
-
-
-def _bracket(g: pd.DataFrame) -> str:
-    """The runs' bracket on I(X;Z) in words (``ibkit.tables.bracket_text``; standard errors where stored)."""
-    return bracket_text(g["mi_lower"], g["mi_upper"], g.get("mi_lower_se"), g.get("mi_upper_se"))

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import direction, interval_text, plural
+from ibkit.prose import direction, plural
+from ibkit.stats import interval_text
 from ibkit.train import Aggressive
 
 from .figures import structure_of

@@ -28,7 +28,9 @@ and ``diagnosis`` (why the full family once trained worse than the diagonal one,
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -40,12 +42,12 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.checks import check_choice, check_number
+from ibkit.config import ExperimentConfig, RunSpec, setting
 from ibkit.models import build_model, load_checkpoint
-from ibkit.results import CHECKPOINTS
-from ibkit.sweep import HISTORY, LABEL, TABLES, config_of, network_fields, run_grid, run_id
-from ibkit.tables import over_examples
-from ibkit.train import LOGS, resolve_device
+from ibkit.models.generating import generating_vae
+from ibkit.stats import over_examples
+from ibkit.store import CHECKPOINTS
+from ibkit.sweep import HISTORY, TABLES, run_grid
 
 from .findings import write_findings
 
@@ -55,38 +57,35 @@ FAMILIES = ("diagonal", "full", "iaf")
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
-    decoder: str = "learned"  # learned | generating (gaussian only: the generating decoder, frozen; q alone trains)
-    frozen_control: bool = False  # also: every family's encoder on each learned diagonal VAE's frozen decoder
-    frozen_epochs: int = 30  # epochs of the frozen-decoder control's encoders (started from the trained ones)
-    hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by a learned decoder
-    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
-    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
-    latent_dim: int = 8  # d (with the generating decoder: the data's)
-    families: tuple[str, ...] = FAMILIES  # posterior families compared
-    betas: tuple[float, ...] = (0.5, 1.0)  # KL weights
-    epochs: int = 150  # passes over the training split, every model
-    batch_size: int = 128  # minibatch size
-    lr: float = 1e-3  # Adam step size
-    seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed
-    iwae_k: int = 5000  # importance samples of the bound on log p(x)
-    train_rows: int = 2000  # training rows evaluated (the train split's rows)
-    eval_rows: int = 100  # test rows for the per-datapoint optimisation and the posterior correlations
-    decomposition_rows: int = 5000  # test rows of the rate decomposition (N^2 log q(z_i|x_j); IAF ~45 s at 5,000)
-    correlation_k: int = 5000  # importance samples per row and stage of the true-posterior correlation
-    min_ess: float = 100  # rows whose importance sampler's ESS is below this are flagged and not reported
-    amortization_max_steps: int = 5000  # the per-datapoint optimisation runs until converged, or this many steps
-    amortization_tol: float = 0.01  # converged: the mean ELBO gained over the last 100 steps is below this (nats)
-    curves: bool = True  # per-epoch test losses of every run (history.csv)
-    device: str = "auto"  # auto (GPU when present) | cpu | cuda
-    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
-    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
+class Config(ExperimentConfig, defaults=dict(curves=True)):
+    """The families, betas and measurements; data, networks and training are ``ExperimentConfig``'s fields."""
+
+    decoder: str = setting("learned", "learned | generating (gaussian only: the generating decoder, frozen; q alone "
+                           "trains)", choices=("learned", "generating"))
+    frozen_control: bool = setting(False, "also: every family's encoder on each learned diagonal VAE's frozen "
+                                   "decoder")
+    frozen_epochs: int = setting(30, "epochs of the frozen-decoder control's encoders (started from the trained "
+                                 "ones)", low=1)
+    latent_dim: int = setting(8, "d (with the generating decoder: the data's)", low=2)
+    families: tuple[str, ...] = setting(FAMILIES, "posterior families compared", choices=FAMILIES, nonempty=True)
+    betas: tuple[float, ...] = setting((0.5, 1.0), "KL weights", low=0, nonempty=True)
+    iwae_k: int = setting(5000, "importance samples of the bound on log p(x)", low=1)
+    train_rows: int = setting(2000, "training rows evaluated (the train split's rows)", low=1)
+    eval_rows: int = setting(100, "test rows for the per-datapoint optimisation and the posterior correlations",
+                             low=1)
+    decomposition_rows: int = setting(5000, "test rows of the rate decomposition (N^2 log q(z_i|x_j); IAF ~45 s at "
+                                      "5,000)", low=1)
+    correlation_k: int = setting(5000, "importance samples per row and stage of the true-posterior correlation",
+                                 low=1)
+    min_ess: float = setting(100.0, "rows whose importance sampler's ESS is below this are flagged and not reported",
+                             low=1)
+    amortization_max_steps: int = setting(5000, "the per-datapoint optimisation runs until converged, or this many "
+                                          "steps", low=1)
+    amortization_tol: float = setting(0.01, "converged: the mean ELBO gained over the last 100 steps is below this "
+                                      "(nats)", low=0, low_open=True)
 
     def __post_init__(self):
-        check_choice("dataset", self.dataset, ibkit.data.DATASETS)
-        network_fields(self.network, self.channels, self.dataset)
-        check_choice("decoder", self.decoder, ("learned", "generating"))
+        super().__post_init__()
         if self.decoder == "generating" and self.dataset != "gaussian":
             raise ValueError(f"decoder='generating' needs dataset='gaussian' (the one with a known generative "
                              f"model); got dataset={self.dataset!r}")
@@ -94,24 +93,6 @@ class Config:
             raise ValueError(f"frozen_control=True freezes the learned diagonal VAEs' decoders: it needs "
                              f"decoder='learned' and 'diagonal' in families; got decoder={self.decoder!r}, "
                              f"families={self.families!r}")
-        check_number("latent_dim", self.latent_dim, low=2, integer=True)
-        if not self.families or not self.betas or not self.seeds:
-            raise ValueError("families, betas and seeds must each hold at least one value")
-        for f in self.families:
-            check_choice("families", f, FAMILIES)
-        for b in self.betas:
-            check_number("betas", b, low=0)
-        for s in self.seeds:
-            check_number("seeds", s, low=0, integer=True)
-        for name in ("epochs", "frozen_epochs", "batch_size", "iwae_k", "train_rows", "eval_rows",
-                     "decomposition_rows", "correlation_k", "amortization_max_steps"):
-            check_number(name, getattr(self, name), low=1, integer=True)
-        check_number("lr", self.lr, low=0, low_open=True)
-        check_number("min_ess", self.min_ess, low=1)
-        check_number("amortization_tol", self.amortization_tol, low=0, low_open=True)
-        resolve_device(self.device)
-        check_choice("log", self.log, LOGS)
-
 
 GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=60, seeds=(0,), betas=(1.0,), iwae_k=1000, eval_rows=100, correlation_k=2000,
@@ -119,11 +100,11 @@ QUICK = dict(epochs=60, seeds=(0,), betas=(1.0,), iwae_k=1000, eval_rows=100, co
 CORRELATIONS = "correlations"  # the side table of per-row correlations and ESS
 
 
-def model_grid(config: Config, latent_dim: int | None = None) -> list[dict]:
-    network = network_fields(config.network, config.channels, config.dataset)
-    specs = [dict(kind="vae", latent_dim=latent_dim or config.latent_dim, hidden=config.hidden, posterior=f, beta=b,
-                  **network) for b in config.betas for f in config.families]
-    return [{**spec, "seed": seed} for seed in config.seeds for spec in specs]
+def model_grid(config: Config, latent_dim: int | None = None, trainable: str = "all") -> list[RunSpec]:
+    """Every family at every beta, for every seed; ``latent_dim`` replaces the config's (the generating decoder's)."""
+    fields = [dict(latent_dim=latent_dim or config.latent_dim, hidden=config.hidden, posterior=f, beta=b,
+                   **config.network_fields()) for b in config.betas for f in config.families]
+    return [RunSpec("vae", f, seed, trainable=trainable) for seed in config.seeds for f in fields]
 
 
 def bounds(model, x, *, config: Config, seed: int) -> dict:
@@ -139,12 +120,12 @@ def bounds(model, x, *, config: Config, seed: int) -> dict:
     return m
 
 
-def evaluate(model, spec: dict, *, config: Config, x, x_train, exact: dict | None) -> dict:
+def evaluate(model, spec: RunSpec, *, config: Config, x, x_train, exact: dict | None) -> dict:
     """The test split's measurements of one model and the train split's bounds; ``exact``: the closed forms of a
     generating decoder, or None. The per-row correlations go to the side table ``correlations``."""
     few = x[: config.eval_rows]
-    seed = spec["seed"]
-    decoder = spec.get(LABEL) or config.decoder
+    seed = spec.seed
+    decoder = spec.label or config.decoder
     m = bounds(model, x, config=config, seed=seed)
     if exact:  # the exact inference gap, and what the best diagonal q would pay
         m.update(log_px=exact["log_px"], inference_gap=exact["log_px"] - m["elbo"],
@@ -162,21 +143,23 @@ def evaluate(model, spec: dict, *, config: Config, x, x_train, exact: dict | Non
     m.update(log_px_estimate=gap["log_px"], amortization_steps=gap["steps"],
              amortization_last_improvement=gap["last_improvement"])
     train = bounds(model, x_train, config=config, seed=seed)
-    rows = corr["per_row"].assign(run_id=run_id(spec), decoder=decoder)
+    rows = corr["per_row"].assign(run_id=spec.run_id, decoder=decoder)
     return {"test": {**m, "decoder": decoder}, "train": {**train, "decoder": decoder}, TABLES: {CORRELATIONS: rows}}
 
 
-def build_generating(spec: dict, *, ds) -> torch.nn.Module:
+def build_generating(spec: RunSpec, *, ds) -> torch.nn.Module:
     """The generating decoder and prior, frozen, and a fresh encoder of the spec's family."""
-    return ds.true_model(posterior=spec["posterior"], hidden=spec["hidden"], seed=spec["seed"], beta=spec["beta"])
+    return generating_vae(ds, spec.get("posterior"), hidden=spec.get("hidden"), seed=spec.seed,
+                          beta=spec.get("beta"))
 
 
-def build_on_frozen(spec: dict, *, ds, folder: Path) -> torch.nn.Module:
+def build_on_frozen(spec: RunSpec, *, ds, folder: Path) -> torch.nn.Module:
     """A VAE of the spec's family started from the learned diagonal VAE of the same beta and seed (its checkpoint
     in ``folder``): that decoder, to be frozen, and that encoder, a full family's off-diagonals at zero."""
-    config = config_of(spec)
-    learned = load_checkpoint(folder / CHECKPOINTS / f"{run_id({**config, 'posterior': 'diagonal'})}.pt")
-    return build_model(input_dim=ds.input_dim, likelihood=ds.likelihood, **config).start_from(learned)
+    diagonal = RunSpec(spec.kind, {**spec.config, "posterior": "diagonal"}, spec.seed)
+    learned = load_checkpoint(folder / CHECKPOINTS / f"{diagonal.run_id}.pt")
+    return build_model(spec.kind, input_dim=ds.input_dim, likelihood=ds.likelihood, seed=spec.seed,
+                       **spec.config).start_from(learned)
 
 
 def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
@@ -189,26 +172,23 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
         precision = torch.linalg.inv(ds.exact_posterior(x[:1]).covariance_matrix[0].double())  # constant in x
         exact = dict(log_px=ds.log_px(x).mean().item(),
                      best_diagonal_kl=0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item())
-    specs = model_grid(config, ds.W.shape[1] if generating else None)
+    specs = model_grid(config, ds.W.shape[1] if generating else None, "encoder" if generating else "all")
     measure = partial(evaluate, config=config, x=x, x_train=ds.train[: config.train_rows], exact=exact)
-    common = dict(batch_size=config.batch_size, lr=config.lr, device=config.device, batched=config.batched,
-                  executor=executor, curves=config.curves, log=config.log)
     # the frozen control reads the learned diagonal VAEs' checkpoints: without out_dir, from a folder of its own
     with nullcontext(out_dir) if out_dir is not None or not config.frozen_control else tempfile.TemporaryDirectory(
             prefix="ibkit-frozen-") as folder:
-        runs = run_grid(NAME, ds, specs, measure, epochs=config.epochs, out_dir=folder,
-                        trainable="encoder" if generating else "all",
-                        build=partial(build_generating, ds=ds) if generating else None, **common)
+        runs = run_grid(NAME, ds, specs, measure, config.training, out_dir=folder, executor=executor,
+                        build=partial(build_generating, ds=ds) if generating else None)
         if not config.frozen_control:
             return runs
-        frozen = [{**spec, LABEL: "frozen"} for spec in specs]
-        on_frozen = run_grid(NAME, ds, frozen, measure, epochs=config.frozen_epochs, out_dir=folder,
-                             trainable="encoder", build=partial(build_on_frozen, ds=ds, folder=Path(folder)),
-                             **common)
+        frozen = [dataclasses.replace(spec, label="frozen", trainable="encoder") for spec in specs]
+        on_frozen = run_grid(NAME, ds, frozen, measure, config.training.replace(epochs=config.frozen_epochs),
+                             out_dir=folder, executor=executor, build=partial(build_on_frozen, ds=ds,
+                                                                              folder=Path(folder)))
     return pd.concat([runs, on_frozen], ignore_index=True)
 
 
-def plot(run_dir: str | Path) -> list[Path]:
+def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> list[Path]:
     """The figures and findings.md, from runs.csv (and history.csv, where the runs recorded curves)."""
     from ibkit import plots
 
@@ -224,4 +204,4 @@ def plot(run_dir: str | Path) -> list[Path]:
     history = ibkit.results.side_table(run_dir, HISTORY)
     if len(history):
         paths += plots.save_figure(learning_curves(runs, history), figures, "learning_curves", data=data)
-    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs))]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(runs), command)]

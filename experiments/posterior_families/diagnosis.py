@@ -39,7 +39,7 @@ from torch.distributions import Distribution, MultivariateNormal
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.models.iaf import IAFDistribution
+from ibkit.models.iaf import FORGET_BIAS, IAFDistribution, IAFStep
 from ibkit.models.posteriors import IAF, DiagonalGaussian, FullGaussian, PosteriorFamily
 from ibkit.seeding import seeded
 from ibkit.train import fit
@@ -104,6 +104,17 @@ class CholeskyVariant(FullGaussian):
         return MultivariateNormal(mu, scale_tril=tril, validate_args=False)
 
 
+class UndividedIAFStep(IAFStep):
+    """Kingma et al.'s gated step as the IAF had it before format 3, not divided by its starting gate:
+    z' = sigma * z + (1 - sigma) * m."""
+
+    def shift_and_gate(self, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        a = torch.relu(self.made_in(z) + self.context(h))
+        m, s = self.made_out(a).chunk(2, dim=-1)
+        sigma = torch.sigmoid(s + FORGET_BIAS)
+        return (1 - sigma) * m, sigma
+
+
 class LogRatioIAFDistribution(IAFDistribution):
     """An IAF q whose one-sample KL estimate is the log ratio log q(z) - log p(z), as it was before the base's
     closed form took its place (``IAFDistribution.kl_samples``)."""
@@ -150,7 +161,7 @@ def build(variant: Variant, ds, latent_dim: int, hidden: tuple[int, ...], seed: 
     if variant.family == "iaf" and not variant.identity:  # steps near the identity but not at it, as before
         with torch.no_grad(), seeded(seed):
             for step in model.family.steps:
-                step.legacy = True
+                step.__class__ = UndividedIAFStep  # the same weights, read as the undivided step
                 step.made_out.reset_parameters()
     if variant.family == "iaf" and not variant.base_kl:
         plain = LogRatioIAF(latent_dim, flow_steps=len(model.family.steps))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ibkit.tables import direction, interval_text, plural
+from ibkit.prose import direction, plural
+from ibkit.stats import interval_text
 
 DECODERS = {
     "learned": "Learned decoders",

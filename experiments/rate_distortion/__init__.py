@@ -12,6 +12,7 @@ gaussian source; the plane itself is ``ibkit.plots.rate_distortion``) and ``find
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,12 +24,11 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.checks import check_choice, check_number
+from ibkit.config import ExperimentConfig, RunSpec, setting
 from ibkit.interface import is_stochastic
-from ibkit.sweep import network_fields, run_grid
-from ibkit.tables import over_examples
+from ibkit.stats import over_examples
+from ibkit.sweep import run_grid
 from ibkit.theory import gaussian_rate_at
-from ibkit.train import LOGS, resolve_device
 
 from .findings import write_findings
 
@@ -37,63 +37,36 @@ SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sp
 
 
 @dataclass(frozen=True)
-class Config:
-    dataset: str = "digits"  # digits | mnist | gaussian (ibkit.data.load)
-    eigenvalues: tuple[float, ...] = ()  # gaussian: the source's covariance spectrum (() = the default source)
-    scale: float | None = None  # gaussian: every model's fixed decoder std s (None: learned); theta = beta s^2
-    latent_dim: int = 8  # d, width of every model's code
-    hidden: tuple[int, ...] = (128, 128)  # encoder widths, mirrored by the decoder
-    network: str = "mlp"  # encoder and decoder: mlp | conv (stride-2 convolutions on the images; digits, mnist)
-    channels: tuple[int, ...] = (32, 64)  # conv: the channels of the convolutions
-    conv_betas: tuple[float, ...] = ()  # a conv VAE beta sweep (channels) beside the models above; digits, mnist
-    betas: tuple[float, ...] = tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4))  # VAE KL weights
-    noise: float = 0.1  # std of the noisy AE's channel noise (its code is tanh-bounded)
-    sparsity: float = 0.01  # L1 weight on the sparse AE's code
-    epochs: int = 150  # passes over the training split; on digits (1,438 images) AEs overfit past ~150
-    batch_size: int = 128  # minibatch size
-    lr: float = 1e-3  # Adam step size
-    seeds: tuple[int, ...] = (0, 1, 2)  # one run per model and seed (weights and minibatch order)
-    iwae_k: int = 1000  # importance samples of the IWAE bound on log p(x)
-    probe_sigma: float = 1e-4  # deterministic codes: std of the probe channel their information is read through
-    eval_rows: int = 2000  # rows of each split for the information bounds (N^2 pairs); all for R, D, MSE
-    iwae_rows: int = 2000  # rows of each split for IWAE (iwae_k decoder passes each; MNIST: 500 fits 20 minutes)
-    device: str = "auto"  # auto (GPU when present) | cpu | cuda
-    batched: bool = True  # models of one architecture train as one batched model (fit_many); false: one at a time
-    log: str = "none"  # none | tensorboard: each run's per-epoch training scalars in OUT/tensorboard/RUN_ID
+class Config(ExperimentConfig):
+    """The grid of the sweep; data, networks and training are ``ExperimentConfig``'s fields (on digits, 1,438
+    training images, AEs overfit past ~150 epochs)."""
+
+    eigenvalues: tuple[float, ...] = setting((), "gaussian: the source's covariance spectrum (() = the default "
+                                             "source)", low=0, low_open=True)
+    scale: float | None = setting(None, "gaussian: every model's fixed decoder std s (None: learned); theta = "
+                                  "beta s^2", low=0, low_open=True)
+    latent_dim: int = setting(8, "d, width of every model's code", low=1)
+    conv_betas: tuple[float, ...] = setting((), "a conv VAE beta sweep (channels) beside the models above; digits, "
+                                            "mnist", low=0)
+    betas: tuple[float, ...] = setting(tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4)), "VAE KL weights",
+                                       low=0, nonempty=True)
+    noise: float = setting(0.1, "std of the noisy AE's channel noise (its code is tanh-bounded)", low=0, low_open=True)
+    sparsity: float = setting(0.01, "L1 weight on the sparse AE's code", low=0)
+    iwae_k: int = setting(1000, "importance samples of the IWAE bound on log p(x)", low=1)
+    probe_sigma: float = setting(1e-4, "deterministic codes: std of the probe channel their information is read "
+                                 "through", low=0, low_open=True)
+    eval_rows: int = setting(2000, "rows of each split for the information bounds (N^2 pairs); all for R, D, MSE",
+                             low=2)
+    iwae_rows: int = setting(2000, "rows of each split for IWAE (iwae_k decoder passes each; MNIST: 500 fits 20 "
+                             "minutes)", low=1)
 
     def __post_init__(self):
-        check_choice("dataset", self.dataset, ibkit.data.DATASETS)
-        network_fields(self.network, self.channels, self.dataset)
+        super().__post_init__()
         if self.conv_betas:
-            network_fields("conv", self.channels, self.dataset)
-            for b in self.conv_betas:
-                check_number("conv_betas", b, low=0)
+            self.network_fields("conv")
         if (self.eigenvalues or self.scale is not None) and self.dataset != "gaussian":
             raise ValueError(f"eigenvalues and scale apply to dataset='gaussian' (a source with a known spectrum); "
                              f"got dataset={self.dataset!r}")
-        if self.scale is not None:
-            check_number("scale", self.scale, low=0, low_open=True)
-        check_number("latent_dim", self.latent_dim, low=1, integer=True)
-        if not self.betas:
-            raise ValueError("betas=() is empty; give at least one KL weight, e.g. betas=0.1,1,10")
-        for b in self.betas:
-            check_number("betas", b, low=0)
-        check_number("noise", self.noise, low=0, low_open=True)
-        check_number("sparsity", self.sparsity, low=0)
-        check_number("epochs", self.epochs, low=1, integer=True)
-        check_number("batch_size", self.batch_size, low=1, integer=True)
-        check_number("lr", self.lr, low=0, low_open=True)
-        resolve_device(self.device)
-        if not self.seeds:
-            raise ValueError("seeds=() is empty; give at least one seed, e.g. seeds=0")
-        for s in self.seeds:
-            check_number("seeds", s, low=0, integer=True)
-        check_number("iwae_k", self.iwae_k, low=1, integer=True)
-        check_number("probe_sigma", self.probe_sigma, low=0, low_open=True)
-        check_number("eval_rows", self.eval_rows, low=2, integer=True)
-        check_number("iwae_rows", self.iwae_rows, low=1, integer=True)
-        check_choice("log", self.log, LOGS)
-
 
 GROWS = ("betas", "conv_betas", "seeds")  # grid lists a finished folder may gain values in
 QUICK = dict(epochs=100, seeds=(0,), iwae_k=100)  # about half a minute on two CPU cores
@@ -115,18 +88,16 @@ def source_spectrum(ds) -> list[float] | None:
     return torch.linalg.eigvalsh(ds.covariance().double()).flip(0).tolist()
 
 
-def model_grid(config: Config) -> list[dict]:
-    """The models of the sweep: build_model options and the schema fields of each, for every seed."""
-    common = dict(latent_dim=config.latent_dim, hidden=config.hidden,
-                  **network_fields(config.network, config.channels, config.dataset))
+def model_grid(config: Config) -> list[RunSpec]:
+    """The models of the sweep, for every seed."""
+    common = dict(latent_dim=config.latent_dim, hidden=config.hidden, **config.network_fields())
     if config.scale is not None:
         common["scale"] = config.scale
-    specs = [dict(kind="vae", beta=b) for b in config.betas]
-    specs += [dict(kind="ae"), dict(kind="sparse_ae", sparsity=config.sparsity),
-              dict(kind="noisy_ae", noise=config.noise)]
-    conv = network_fields("conv", config.channels, config.dataset) if config.conv_betas else {}
-    specs += [dict(kind="vae", beta=b, **conv) for b in config.conv_betas]
-    return [{**common, **spec, "seed": seed} for seed in config.seeds for spec in specs]
+    models = [("vae", dict(beta=b)) for b in config.betas]
+    models += [("ae", {}), ("sparse_ae", dict(sparsity=config.sparsity)), ("noisy_ae", dict(noise=config.noise))]
+    conv = config.network_fields("conv") if config.conv_betas else {}
+    models += [("vae", dict(beta=b, **conv)) for b in config.conv_betas]
+    return [RunSpec(kind, {**common, **fields}, seed) for seed in config.seeds for kind, fields in models]
 
 
 def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = None, probe_sigma: float = 1e-4,
@@ -157,9 +128,9 @@ def evaluate(model, x, iwae_k: int, seed: int, spectrum: list[float] | None = No
     return metrics
 
 
-def evaluate_splits(model, spec: dict, *, splits: dict, iwae_k: int, spectrum: list[float] | None,
+def evaluate_splits(model, spec: RunSpec, *, splits: dict, iwae_k: int, spectrum: list[float] | None,
                     probe_sigma: float, entropy: float | None, eval_rows: int, iwae_rows: int) -> dict:
-    return {name: evaluate(model, x, iwae_k, spec["seed"], spectrum, probe_sigma, entropy, eval_rows, iwae_rows)
+    return {name: evaluate(model, x, iwae_k, spec.seed, spectrum, probe_sigma, entropy, eval_rows, iwae_rows)
             for name, x in splits.items()}
 
 
@@ -170,12 +141,10 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
                            spectrum=source_spectrum(ds), probe_sigma=config.probe_sigma,
                            entropy=ds.entropy() if hasattr(ds, "entropy") else None, eval_rows=config.eval_rows,
                            iwae_rows=config.iwae_rows)
-    return run_grid(NAME, ds, model_grid(config), evaluate_all, epochs=config.epochs,
-                    batch_size=config.batch_size, lr=config.lr, device=config.device, out_dir=out_dir,
-                    batched=config.batched, executor=executor, log=config.log)
+    return run_grid(NAME, ds, model_grid(config), evaluate_all, config.training, out_dir=out_dir, executor=executor)
 
 
-def plot(run_dir: str | Path) -> list[Path]:
+def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> list[Path]:
     """figures/rate_distortion.{pdf,png} from the stored table of ``run_dir``, for a gaussian source
     figures/rd_shannon.{pdf,png} (the sweep against Shannon's R(D)), and findings.md."""
     from ibkit import plots
@@ -195,4 +164,4 @@ def plot(run_dir: str | Path) -> list[Path]:
         if spectrum is not None:
             fig = rd_shannon(df, spectrum, config.latent_dim, config.scale)
             paths += plots.save_figure(fig, figures, "rd_shannon", data=data)
-    return paths + [ibkit.results.write_findings(run_dir, write_findings(df))]
+    return paths + [ibkit.results.write_findings(run_dir, write_findings(df), command)]

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ibkit import plots
-from ibkit.models import kind_style
+from ibkit.plots import kind_style
 from ibkit.theory import gaussian_rd, gaussian_rd_curve
 
 Panel = tuple[str, str, Callable]  # (column of the runs, x-axis label, MSE -> that column's units)

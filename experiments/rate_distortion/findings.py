@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from ibkit.tables import bracket_text, collapse_text, count_text, direction, interval_text, plural
+from ibkit.prose import collapse_text, count_text, direction, plural, runs_bracket
+from ibkit.stats import interval_text
 
 
 def _known(g: pd.DataFrame, column: str) -> bool:
@@ -80,14 +81,9 @@ def _vae_line(beta: float, g: pd.DataFrame, label: str = "VAE") -> str:
     gap = g["rate"] - g["mi_lower"]
     slack = f"rate minus the lower bound: {interval_text(gap)}" if direction(gap).startswith("higher") else \
         "the lower bound reaches the rate within error: the rate is tight"
-    return (f"- {label} β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {_bracket(g)} ({slack}); "
+    return (f"- {label} β={beta:g}: rate {interval_text(g['rate'])}, I(X;Z) {runs_bracket(g)} ({slack}); "
             f"distortion {interval_text(g['distortion'])}, ELBO {interval_text(g['elbo'])}, IWAE "
             f"{interval_text(g['iwae'])}, {count_text(g['active_units'], 'active unit')}"
             f"{collapse_text(g['active_units'])}"
             + (f"; {interval_text(g['rate_above_shannon'])} nats above Shannon's R(D) at its MSE "
                f"{interval_text(g['mse'])}" if _known(g, "rate_above_shannon") else "") + ".")
-
-
-def _bracket(g: pd.DataFrame) -> str:
-    """The runs' bracket on I(X;Z) in words (``ibkit.tables.bracket_text``; standard errors where stored)."""
-    return bracket_text(g["mi_lower"], g["mi_upper"], g.get("mi_lower_se"), g.get("mi_upper_se"))

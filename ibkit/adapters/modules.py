@@ -27,14 +27,14 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from ibkit.checks import check_choice
-from ibkit.divergence import kl_or_monte_carlo
+from ibkit.distributions import kl_or_monte_carlo, rsample_from
 from ibkit.interface import ForwardOutput
-from ibkit.models.likelihoods import LIKELIHOODS, Likelihood
-from ibkit.models.posteriors import POSTERIORS, PosteriorFamily, rsample_from
+from ibkit.models.likelihoods import Likelihood
+from ibkit.models.posteriors import PosteriorFamily  # and with it the families "diagonal", "full", "iaf"
+from ibkit.registry import LIKELIHOODS, POSTERIORS
 
 DECODER_ROWS = 4096  # codes per decoder call (the estimators' chunks hold up to 16,384 (sample, row) pairs)
 LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
-POSTERIOR_NAMES = (*POSTERIORS, "none")
 
 
 class CallableLikelihood(Likelihood):
@@ -196,10 +196,11 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
             raise ValueError(f"{name} is a {type(module).__name__}; wrap needs a torch.nn.Module")
     shape = _input_shape(encoder, input_shape)
     fn = _likelihood(likelihood, shape)
+    posterior_names = (*POSTERIORS, "none")  # the registered families, read at the call
     if isinstance(posterior, str):
-        check_choice("posterior", posterior, POSTERIOR_NAMES)
+        check_choice("posterior", posterior, posterior_names)
     elif not callable(posterior):
-        raise ValueError(f"posterior={posterior!r} is neither a family name ({', '.join(POSTERIOR_NAMES)}) nor a "
+        raise ValueError(f"posterior={posterior!r} is neither a family name ({', '.join(posterior_names)}) nor a "
                          "callable from the encoder's output to a distribution")
     h = _probe_encoder(encoder, shape)
     if posterior == "none":
@@ -291,7 +292,7 @@ def _params_for(family, out):
 
 def _family(name: str, h) -> PosteriorFamily:
     """The named family for the encoder's output width P: the d with n_params(d) = P."""
-    cls = POSTERIORS[name]
+    cls: type[PosteriorFamily] = POSTERIORS[name]
     if not isinstance(h, Tensor) or h.dim() != 2:
         raise ValueError(f"posterior={name!r} needs an encoder whose output is a tensor [N, P]; got {_describe(h)}; "
                          "give posterior= a callable from that output to a distribution")

@@ -27,7 +27,8 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 
 from ibkit.adapters.modules import WrappedModel
 from ibkit.adapters.modules import wrap as wrap_modules
-from ibkit.models.likelihoods import LIKELIHOODS, Likelihood
+from ibkit.models.likelihoods import Likelihood
+from ibkit.registry import LIKELIHOODS
 
 GAUSSIAN_FAMILY = ("VAE", "BetaVAE", "DisentangledBetaVAE", "BetaTCVAE", "FactorVAE", "IWAE", "MIWAE", "PIWAE",
                    "CIWAE", "INFOVAE_MMD", "Adversarial_AE", "VAMP")

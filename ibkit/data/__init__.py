@@ -1,6 +1,7 @@
 """Datasets: digits (bundled with scikit-learn, the default), MNIST (IDX files), linear-Gaussian data.
 
-``load(name, **options) -> Dataset`` is the one entry point; ``DATASETS`` is its registry, one loader per source:
+``load(name, **options) -> Dataset`` is the one entry point; ``DATASETS`` (``ibkit.registry.DATASETS``) is its
+registry, one loader per source, each registered below with its image shape (``register_dataset``):
 
 - ``digits`` (``digits.py``): scikit-learn's 8x8 digits (1,797 images), scaled to [0, 1]; needs no files.
 - ``mnist`` (``mnist.py``, reading ``idx.py``'s format): the 28x28 MNIST digits (LeCun, Cortes & Burges) read
@@ -19,21 +20,19 @@ are set.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 
 from ibkit.checks import check_choice
 from ibkit.data._split import BINARIZE, split_indices
-from ibkit.data.dataset import LIKELIHOODS, Dataset
+from ibkit.data.dataset import Dataset
 from ibkit.data.digits import load_digits
 from ibkit.data.gaussian import LinearGaussianDataset, LinearGaussianModel, load_gaussian
 from ibkit.data.idx import IDX_DTYPES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx, read_idx
 from ibkit.data.mnist import DOWNLOAD_TIMEOUT, MIRROR, MIRRORS, MNIST_FILES, MNIST_MD5, cache_dir, load_mnist
+from ibkit.registry import DATASETS, LIKELIHOODS, register_dataset
 
-DATASETS: dict[str, Callable[..., Dataset]] = {  # name -> loader; the only list of dataset names
-    "digits": load_digits,
-    "mnist": load_mnist,
-    "gaussian": load_gaussian,
-}
+register_dataset("digits", image_shape=(1, 8, 8))(load_digits)
+register_dataset("mnist", image_shape=(1, 28, 28))(load_mnist)
+register_dataset("gaussian")(load_gaussian)
 
 
 def options(name: str) -> dict[str, object]:

@@ -8,8 +8,7 @@ import torch
 from torch import Tensor
 
 from ibkit.checks import check_choice
-
-LIKELIHOODS = ("bernoulli", "gaussian")
+from ibkit.registry import LIKELIHOODS
 
 
 @dataclass(frozen=True, eq=False, repr=False)

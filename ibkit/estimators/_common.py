@@ -174,3 +174,14 @@ def _size(n_bytes: int) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {unit}"
     return f"{n_bytes} bytes"
+
+
+def unit_count(model) -> int:
+    """Activations per example of every layer of ``model`` (linear widths, and the feature maps of any module with an
+    ``activations()`` method, as ibkit's convolutions have): what the memory estimates of training batches and
+    estimator chunks scale with; 0 for an object that is no ``torch.nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    return sum(m.out_features for m in model.modules() if isinstance(m, torch.nn.Linear)) + \
+        sum(int(getattr(m, "activations")()) for m in model.modules()  # noqa: B009 (a module method, typed Any)
+            if callable(getattr(m, "activations", None)))

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.distributions import Normal, kl_divergence
 
 from ibkit.checks import check_number, distribution_name
+from ibkit.distributions import diagonal_normal
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
@@ -28,7 +29,6 @@ from ibkit.estimators.likelihood import distortion, rate
 from ibkit.estimators.probe import Probe, probe
 from ibkit.estimators.usage import code_covariance
 from ibkit.interface import is_stochastic
-from ibkit.models.posteriors import diagonal_normal
 from ibkit.theory import covariance_capacity
 
 PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB in float64
@@ -37,7 +37,7 @@ PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB
 class PosteriorColumns:
     """q(z|x_j) for all N points, computed once, and log q(z_i|x_j) for a block of rows i against every j.
 
-    fast=True and a diagonal Gaussian q (``ibkit.models.posteriors.diagonal_normal`` decides): it expands
+    fast=True and a diagonal Gaussian q (``ibkit.distributions.diagonal_normal`` decides): it expands
     sum_k (z_ik - m_jk)^2 / s_jk^2 into matrix products, so a block costs O(r N d) in BLAS and is written into a
     reused buffer; float64 keeps the cancellation harmless even for probe noise of 1e-4. Otherwise it keeps column
     blocks of ``torch.distributions`` objects and calls the readable reference ``log_prob`` broadcast over them

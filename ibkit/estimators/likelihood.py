@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from ibkit.checks import check_number
-from ibkit.divergence import kl_samples
+from ibkit.distributions import kl_samples
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     budget_bytes,
@@ -31,8 +31,8 @@ from ibkit.estimators._common import (
     row_chunks,
     seeded_no_grad,
     too_large,
+    unit_count,
 )
-from ibkit.models.networks import unit_count
 from ibkit.progress import Progress
 
 
@@ -51,7 +51,7 @@ def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_s
     """The Monte Carlo standard error of ``rate`` called with the same arguments (the same draws of z).
 
     0 where the KL is closed form. Otherwise the data are fixed and only z is random: with s_n^2 the sample
-    variance of the one-draw KL estimates for row n (``ibkit.divergence.kl_samples``) over its S = ``n_samples``
+    variance of the one-draw KL estimates for row n (``ibkit.distributions.kl_samples``) over its S = ``n_samples``
     draws, the error of the mean rate
     is sqrt(sum_n s_n^2 / S) / N, and of row n's KL estimate s_n / sqrt(S) (``per_example=True``). NaN for S = 1.
     """
@@ -200,7 +200,7 @@ def _pair_bytes(model, x: Tensor) -> int:
     """Bytes one (sample, row) pair takes in a decoder pass: float32 x, its log-likelihood terms and every layer's
     activations (the widths of the model's linear layers and its convolutional feature maps, ``unit_count``; 4 D
     where they are unknown), and the code's terms."""
-    widths = unit_count(model) if isinstance(model, torch.nn.Module) else 0
+    widths = unit_count(model)
     d = model.posterior(x[:1]).event_shape.numel()
     return 4 * (2 * x.shape[-1] + (widths or 4 * x.shape[-1]) + 8 * d)
 

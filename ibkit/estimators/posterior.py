@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ibkit.checks import check_number, check_posterior
-from ibkit.divergence import kl_or_monte_carlo
+from ibkit.distributions import covariance, kl_or_monte_carlo, rsample_from
 from ibkit.estimators._common import (
     DEFAULT_CHUNK,
     decoder_progress,
@@ -21,7 +21,6 @@ from ibkit.estimators._common import (
     seeded_no_grad,
 )
 from ibkit.estimators.likelihood import importance_weighted_rows
-from ibkit.models.posteriors import covariance, rsample_from
 from ibkit.progress import Progress
 from ibkit.seeding import seeded
 
@@ -53,7 +52,7 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
     x [N, D]. Latents independent a priori become dependent given x (Berkson's paradox); q shows what the encoder
     holds, p(z|x) what the model implies.
 
-    q:    Corr_q[z] of q(z|x), exact for the Gaussian families (``ibkit.models.posteriors.covariance``; for others,
+    q:    Corr_q[z] of q(z|x), exact for the Gaussian families (``ibkit.distributions.covariance``; for others,
           such as the IAF, the sample covariance of q's draws); |off-diagonal| averaged within each row, then over
           all N rows.
     true: Corr[z|x] under p(z|x) ∝ p(x|z) p(z), by self-normalised importance sampling: for k draws z_s ~ r from a

@@ -7,8 +7,8 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
 from ibkit.checks import check_code, check_number, check_posterior
+from ibkit.distributions import UnsupportedPosterior, add_noise
 from ibkit.estimators._common import model_device
-from ibkit.models.posteriors import UnsupportedPosterior, add_noise
 
 # the optional parts of the protocol (ibkit.interface) a probe passes on from its model when the model has them
 FORWARDED = frozenset({"log_likelihood", "decode", "input_dim", "check_data", "support"})
@@ -18,7 +18,7 @@ class Probe:
     """A protocol model made from ``model`` plus a Gaussian channel of std ``sigma`` on its code.
 
     Deterministic or sparse code (anything with ``encode`` and no ``posterior``): q(z|x) = N(encode(x), sigma^2 I).
-    Model with a posterior: q(z|x) convolved with N(0, sigma^2 I) (``ibkit.models.posteriors.add_noise``: a
+    Model with a posterior: q(z|x) convolved with N(0, sigma^2 I) (``ibkit.distributions.add_noise``: a
     Gaussian's covariance gains sigma^2 I, the model's own channel with extra probe noise).
     Prior: the model's own ``prior()`` where it has one, else N(0, I_d) with d the code's width (read from the
     code itself), so the probe's rate E_x KL(N(f(x), sigma^2 I) || N(0, I)) is a well-defined upper bound on the

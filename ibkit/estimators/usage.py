@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ibkit.checks import check_number
+from ibkit.distributions import covariance
 from ibkit.estimators._common import DEFAULT_CHUNK, has_posterior, prepare, row_chunks, seeded_no_grad
-from ibkit.models.posteriors import covariance
 
 
 def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
@@ -22,7 +22,7 @@ def code_covariance(model, x, *, seed: int = 0, n_samples: int = 64, chunk_size:
 
     A deterministic code: the covariance of encode(x). A posterior: the law of total covariance,
     Cov_x E_q[z|x] + E_x Cov_q(z|x), closed form for Gaussian q and from ``n_samples`` draws per row otherwise
-    (``ibkit.models.posteriors.covariance``). Denominators are N (the empirical distribution, not an estimate of a
+    (``ibkit.distributions.covariance``). Denominators are N (the empirical distribution, not an estimate of a
     population's covariance), so ``ibkit.theory.covariance_capacity`` of it bounds what the code sends through a
     Gaussian channel on these rows exactly.
     """

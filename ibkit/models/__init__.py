@@ -8,48 +8,32 @@ its own typed config.
 
 from __future__ import annotations
 
-import dataclasses
-
 from ibkit.models.ae import AEConfig, DeterministicAE
 from ibkit.models.base import Autoencoder, StochasticAutoencoder
 from ibkit.models.checkpoint import load_checkpoint, save_checkpoint
-from ibkit.models.config import ModelConfig, knob_fields, required_fields
+from ibkit.models.config import ModelConfig
 from ibkit.models.hvae import HierarchicalVAE, HVAEConfig
 from ibkit.models.noisy_ae import NoisyAE, NoisyAEConfig
-from ibkit.models.registry import (
-    KindStyle,
-    all_knobs,
-    config_fields,
-    kind_style,
-    knob_help,
-    knob_names,
-    knob_symbol,
-    model_class,
-    register_model,
-    registered_kinds,
-)
 from ibkit.models.sparse_ae import SparseAE, SparseAEConfig
 from ibkit.models.vae import VAE, VAEConfig
-from ibkit.seeding import seeded
+from ibkit.registry import MODELS, register_model
 
 
 def build_model(kind: str, input_dim: int, latent_dim: int, **fields) -> Autoencoder:
-    """Build a model of the registered ``kind`` from the fields of its config (``model_class(kind).Config``), e.g.
-    ``build_model("vae", 64, 8, beta=4.0, posterior="full")``. Shared fields: hidden=(256, 256), decoder_hidden,
-    likelihood="bernoulli", scale, seed=0. A field the kind does not have is refused with the list of those it has.
-    The weights are drawn from ``seed`` without touching the global random state."""
-    cls = model_class(kind)
-    known = [f.name for f in dataclasses.fields(cls.Config)]
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        valid = [k for k in known if k not in ("input_dim", "latent_dim")]
-        raise ValueError(f"unknown option(s) {unknown} for kind={kind!r}; its options: {valid}")
-    missing = [k for k in required_fields(cls.Config) if k not in fields and k not in ("input_dim", "latent_dim")]
-    if missing:
-        raise ValueError(f"kind={kind!r} needs {', '.join(missing)} (e.g. {missing[0]}=0.1); none was given")
-    config = cls.Config(input_dim=input_dim, latent_dim=latent_dim, **fields)
-    with seeded(config.seed):
-        return cls(config)
+    """Build a model of the registered ``kind`` from the fields of its config (``MODELS[kind].Config``), e.g.
+    ``build_model("vae", 64, 8, beta=4.0, posterior="full")``.
+
+    Args:
+        kind: a registered model kind (``ibkit.registry.MODELS``: ae, sparse_ae, noisy_ae, vae, hvae, ...).
+        input_dim: D, the width of the data.
+        latent_dim: d, the width of the code.
+        **fields: the kind's other config fields. Shared: hidden=(256, 256), decoder_hidden, network, channels,
+            likelihood="bernoulli", scale, seed=0. A field the kind does not have is refused with those it has.
+
+    Returns:
+        the untrained model, its weights drawn from ``seed`` without touching the global random state.
+    """
+    return MODELS[kind].build(input_dim, latent_dim, **fields)
 
 
 __all__ = [
@@ -66,17 +50,8 @@ __all__ = [
     "NoisyAE",
     "VAE",
     "HierarchicalVAE",
-    "KindStyle",
     "register_model",
-    "registered_kinds",
-    "model_class",
-    "kind_style",
-    "knob_names",
-    "knob_fields",
-    "all_knobs",
-    "config_fields",
-    "knob_symbol",
-    "knob_help",
+    "MODELS",
     "build_model",
     "save_checkpoint",
     "load_checkpoint",

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from ibkit.models.base import Autoencoder
 from ibkit.models.config import ModelConfig
-from ibkit.models.registry import register_model
+from ibkit.registry import register_model
 
 
 @dataclass(frozen=True)

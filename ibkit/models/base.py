@@ -7,6 +7,7 @@ distortion -log p(x|z) and rate KL(q(z|x) || p(z)); a variant adds its ``regular
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 
@@ -14,12 +15,13 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from ibkit.divergence import kl_or_monte_carlo
+from ibkit.config import knob_fields, required_fields
+from ibkit.distributions import kl_or_monte_carlo, rsample_from
 from ibkit.interface import ForwardOutput
-from ibkit.models.config import ModelConfig, knob_fields
-from ibkit.models.likelihoods import LIKELIHOODS
+from ibkit.models.config import ModelConfig
 from ibkit.models.networks import decoder_network, encoder_network
-from ibkit.models.posteriors import rsample_from
+from ibkit.registry import LIKELIHOODS
+from ibkit.seeding import seeded
 
 
 class Autoencoder(nn.Module):
@@ -44,6 +46,31 @@ class Autoencoder(nn.Module):
         self.likelihood = LIKELIHOODS[config.likelihood](**({} if config.scale is None else {"scale": config.scale}))
         self.encoder = encoder_network(config, self.encoder_width())
         self.decoder = decoder_network(config, config.latent_dim)
+
+    @classmethod
+    def build(cls, input_dim: int, latent_dim: int, **fields) -> Autoencoder:
+        """A model of this kind from the fields of its ``Config``, its weights drawn from the config's ``seed``
+        without touching the global random state (``ibkit.build_model`` calls it through the registry).
+
+        Args:
+            input_dim: D, the width of the data.
+            latent_dim: d, the width of the code.
+            **fields: the other fields of ``cls.Config`` (hidden, likelihood, seed, the kind's knobs, ...).
+
+        Raises:
+            ValueError: a field the kind does not have (with those it has), or a required one missing.
+        """
+        known = [f.name for f in dataclasses.fields(cls.Config)]
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            valid = [k for k in known if k not in ("input_dim", "latent_dim")]
+            raise ValueError(f"unknown option(s) {unknown} for kind={cls.KIND!r}; its options: {valid}")
+        missing = [k for k in required_fields(cls.Config) if k not in fields and k not in ("input_dim", "latent_dim")]
+        if missing:
+            raise ValueError(f"kind={cls.KIND!r} needs {', '.join(missing)} (e.g. {missing[0]}=0.1); none was given")
+        config = cls.Config(input_dim=input_dim, latent_dim=latent_dim, **fields)
+        with seeded(config.seed):
+            return cls(config)
 
     @property
     def input_dim(self) -> int:

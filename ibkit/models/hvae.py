@@ -23,10 +23,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, constraints
 
+from ibkit.distributions import rsample_from
 from ibkit.models.networks import decoder_network, encoder_network, image_features, mlp
-from ibkit.models.posteriors import rsample_from
-from ibkit.models.registry import register_model
 from ibkit.models.schedules import RateScheduled, ScheduledConfig
+from ibkit.registry import register_model
 
 _NO_SAMPLE_SHAPE = torch.Size()
 INFERENCE = ("top_down", "bottom_up")
@@ -35,10 +35,10 @@ INFERENCE = ("top_down", "bottom_up")
 @dataclass(frozen=True)
 class HVAEConfig(ScheduledConfig):
     # (d_1, ..., d_L), z_1 nearest the data; they sum to latent_dim. None: one layer of latent_dim
-    latent_dims: tuple[int, ...] | None = field(default=None, metadata={"widths": True, "id": "layers"})
+    latent_dims: tuple[int, ...] | None = field(default=None, metadata={"low": 1, "id": "layers"})
     inference: str = field(default="top_down", metadata={"choices": INFERENCE, "id": ""})
     # widths of the networks between latent layers (p(z_l | z_{l+1}), q's z -> z maps, the ladder's h_l -> h_{l+1})
-    layer_hidden: tuple[int, ...] | None = field(default=None, metadata={"widths": True})  # None: hidden
+    layer_hidden: tuple[int, ...] | None = field(default=None, metadata={"low": 1})  # None: hidden
 
     def __post_init__(self):
         super().__post_init__()

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, constraints, kl_divergence
 
+from ibkit.distributions import rsample_from
+
 _NO_SAMPLE_SHAPE = torch.Size()
 FORGET_BIAS = 1.0  # added to the gate's logit, so that a step leans towards keeping z (Kingma et al., sec. 4)
 START_GATE = 1.0 / (1.0 + math.exp(-FORGET_BIAS))  # sigma_0 = sigmoid(forget bias), the gate at s = 0
@@ -42,10 +44,8 @@ class IAFStep(nn.Module):
     (m = 0, s = 0), so each step starts as the identity and the flow's q as the diagonal Gaussian it is built on.
     Without the division, two steps started at z' = 0.73 z + 0.27 m with a random m: a q shrunk and shifted from
     the diagonal family's, and on digits (beta = 1, learned decoder) the IAF trained to an ELBO 0.6 nats below the
-    diagonal one's, on train and test. ``legacy = True`` is that undivided step, which checkpoints before format 3
-    were trained with."""
-
-    legacy: bool = False
+    diagonal one's, on train and test. Checkpoints before format 3 were trained with that undivided step:
+    ``ibkit.models.checkpoint`` folds the division into their weights when it loads them."""
 
     def __init__(self, latent_dim: int, context_dim: int, width: int, reverse: bool):
         super().__init__()
@@ -65,8 +65,7 @@ class IAFStep(nn.Module):
         a = F.relu(self.made_in(z) + self.context(h))
         m, s = self.made_out(a).chunk(2, dim=-1)
         sigma = torch.sigmoid(s + FORGET_BIAS)
-        start = 1.0 if self.legacy else START_GATE
-        return (1 - sigma) * m / start, sigma / start
+        return (1 - sigma) * m / START_GATE, sigma / START_GATE
 
     def forward(self, z: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         """(z', log |det dz'/dz|) for z [..., d]."""
@@ -163,6 +162,12 @@ class IAFDistribution(Distribution):
         """E_q[z] [N, d], by Monte Carlo with 256 draws (there is no closed form)."""
         with torch.no_grad():
             return self.rsample((256,)).mean(0)
+
+
+@rsample_from.register(IAFDistribution)
+def _rsample_iaf(q: IAFDistribution, eps: Tensor) -> Tensor:
+    """The flow's sample at the noise eps [S, N, d] (``IAFDistribution.rsample_from``)."""
+    return q.rsample_from(eps)
 
 
 def iaf_context_dim(latent_dim: int) -> int:

@@ -1,6 +1,6 @@
 """Decoder likelihoods p(x|z): the decoder outputs their parameters, they score x in nats.
 
-Registry: ``LIKELIHOODS = {"bernoulli": ..., "gaussian": ...}``.
+Registered in ``ibkit.registry.LIKELIHOODS`` as "bernoulli" and "gaussian".
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import constraints
+
+from ibkit.registry import register_likelihood
 
 
 class Likelihood(nn.Module):
@@ -90,7 +92,5 @@ class GaussianLikelihood(Likelihood):
         return x.mean(0)
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {
-    "bernoulli": BernoulliLikelihood,
-    "gaussian": GaussianLikelihood,
-}
+register_likelihood("bernoulli")(BernoulliLikelihood)
+register_likelihood("gaussian")(GaussianLikelihood)

@@ -137,12 +137,5 @@ def decoder_network(config, in_dim: int) -> nn.Sequential:
     return nn.Sequential(*mlp(in_dim, hidden, image.in_features), nn.ReLU(), image, PixelBias(config.input_dim))
 
 
-def unit_count(model: nn.Module) -> int:
-    """Activations per example of every layer of ``model`` (linear widths, convolutional feature maps): what the
-    memory estimates of training batches and estimator chunks scale with."""
-    return sum(m.out_features for m in model.modules() if isinstance(m, nn.Linear)) + \
-        sum(m.activations() for m in model.modules() if isinstance(m, ImageConvs))
-
-
 __all__ = ["mlp", "ImageConvs", "PixelBias", "conv_sizes", "conv_features", "conv_image", "encoder_network",
-           "decoder_network", "image_features", "unit_count"]
+           "decoder_network", "image_features"]

@@ -8,7 +8,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from ibkit.models.base import StochasticAutoencoder
 from ibkit.models.config import ModelConfig
-from ibkit.models.registry import register_model
+from ibkit.registry import register_model
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from ibkit.models.base import Autoencoder
 from ibkit.models.config import ModelConfig
-from ibkit.models.registry import register_model
+from ibkit.registry import register_model
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,15 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ibkit.models.posteriors import POSTERIORS
-from ibkit.models.registry import register_model
+from ibkit.models.posteriors import PosteriorFamily  # and with it the families "diagonal", "full", "iaf"
 from ibkit.models.schedules import RateScheduled, ScheduledConfig
+from ibkit.registry import POSTERIORS, register_model
 
 
 @dataclass(frozen=True)
 class VAEConfig(ScheduledConfig):
     # q(z|x) family: diagonal | full (Cholesky factor) | iaf (inverse autoregressive flow)
-    posterior: str = field(default="diagonal", metadata={"choices": tuple(POSTERIORS)})
+    posterior: str = field(default="diagonal", metadata={"choices": POSTERIORS})  # read when checked: yours too
     flow_steps: int = field(default=2, metadata={"low": 1})  # iaf: number of autoregressive steps
 
 
@@ -38,23 +38,12 @@ class VAE(RateScheduled):
 
     def __init__(self, config: VAEConfig):
         super().__init__(config)  # the encoder's head has the diagonal family's 2d outputs; the family widens it
-        self.family = POSTERIORS[config.posterior](config.latent_dim, flow_steps=config.flow_steps)
+        self.family: PosteriorFamily = POSTERIORS[config.posterior](config.latent_dim, flow_steps=config.flow_steps)
         self.encoder[-1] = self.family.widen(typing.cast(nn.Linear, self.encoder[-1]))
 
     def encoder_width(self) -> int:
         """As built: loc and log variance [2d], which every family reads first (its own extra outputs follow)."""
         return 2 * self.config.latent_dim
-
-    @property
-    def checkpoint_format(self) -> int:
-        """The checkpoint format these weights are read in: the current one, or an older one for a family kept
-        in the parameterisation an older checkpoint was trained with (``PosteriorFamily.written_format``)."""
-        return self.family.written_format()
-
-    def read_checkpoint_format(self, version: int) -> None:
-        """Read weights saved in checkpoint format ``version``: the family takes the parameterisation they were
-        trained with (``PosteriorFamily.read_format``), which this model then keeps."""
-        self.family.read_format(version)
 
     def start_from(self, source: VAE) -> VAE:
         """Copy ``source``'s weights (a VAE of the same architecture, any family) into this one: every parameter

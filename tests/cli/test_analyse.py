@@ -17,7 +17,7 @@ from torch.distributions import Independent, Normal
 import ibkit
 from ibkit import estimators as E
 from ibkit.cli import main
-from ibkit.results import schema_columns
+from ibkit.store import schema_columns
 
 
 @pytest.fixture(scope="module")

@@ -163,7 +163,7 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
         (["run", "rate-distortion", "--set", "epochs"], "expected key=value"),
         (["run", "rate-distortion", "--set", "noise=-1"], "noise=-1.0 must be > 0"),
-        (["run", "rate-distortion", "--set", "betas=-1,2"], "betas=-1.0 must be >= 0"),
+        (["run", "rate-distortion", "--set", "betas=-1,2"], "betas[0]=-1.0 must be >= 0"),
         (["run", "rate-distortion", "--set", "dataset=cifar"], "dataset='cifar' is not known"),
         (["run", "rate-distortion", "--set", "latent_dim=0"], "latent_dim=0 must be >= 1"),
         (["table", "/nonexistent/folder"], "no results folder /nonexistent/folder"),
@@ -214,17 +214,19 @@ BUILT_IN = {"rate-distortion": "experiments.rate_distortion", "information-flow"
 def test_the_installed_package_registers_its_experiments():
     registered = {ep.name: ep.value for ep in entry_points(group="ibkit.experiments")}
     assert {name: registered.get(name) for name in BUILT_IN} == BUILT_IN
-    import experiments
+    from ibkit import registry
 
-    assert dict(sorted(registered.items())) == experiments.EXPERIMENTS
-    assert experiments.get("rate-distortion").NAME == "rate-distortion"
+    assert dict(sorted(registered.items())) == {name: ep.value for name, ep in registry.experiments().items()}
+    assert registry.experiment("rate-distortion").NAME == "rate-distortion"
     with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: information-flow"):
-        experiments.get("nope")
+        registry.experiment("nope")
 
 
 def test_list_finds_the_experiments_through_the_entry_points(tmp_path, monkeypatch, capsys):
     """An experiment another installed package registers is listed and runnable by name, like ibkit's own."""
-    (tmp_path / "ibkit_demo_study.py").write_text('NAME = "demo-study"\nSUMMARY = "a study of our own"\n')
+    (tmp_path / "ibkit_demo_study.py").write_text(
+        'NAME = "demo-study"\nSUMMARY = "a study of our own"\nfrom ibkit.config import ExperimentConfig as Config\n'
+        'QUICK = {}\ndef run(config, out_dir=None, executor=None): ...\ndef plot(run_dir): ...\n')
     info = tmp_path / "ibkit_demo_study-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ibkit-demo-study\nVersion: 0.1\n")
@@ -275,7 +277,7 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from ibkit.results import folder_lock\n"
+        "import sys, time; from ibkit.store import folder_lock\n"
         f"with folder_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -287,7 +289,7 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
     finally:
         holder.kill()
         holder.wait()
-    from ibkit.results import folder_lock
+    from ibkit.store import folder_lock
 
     with folder_lock(out):  # the killed holder's lock went with its process
         assert f"pid {os.getpid()} on" in (out / ".lock").read_text()
@@ -300,7 +302,7 @@ def test_the_lock_file_goes_when_its_block_ends_by_ctrl_c_and_a_removed_file_is_
     file it holds is the one at the path."""
     import fcntl
 
-    from ibkit.results import folder_lock
+    from ibkit.store import folder_lock
 
     with pytest.raises(KeyboardInterrupt), folder_lock(tmp_path):
         assert (tmp_path / ".lock").is_file()

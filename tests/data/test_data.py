@@ -17,6 +17,7 @@ from torch.distributions import MultivariateNormal
 from ibkit import data
 from ibkit.data import mnist  # owns the download settings (MIRROR, MIRRORS, MNIST_MD5), read at call time
 from ibkit.interface import LatentVariableModel
+from ibkit.models.generating import generating_vae
 
 SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 README_MD5 = {  # md5 of the uncompressed bytes, from shared/data/mnist/README.md
@@ -419,7 +420,7 @@ def test_log_likelihood_is_isotropic_gaussian(gauss):
 def test_true_model_vae_holds_the_generating_model_frozen(gauss, posterior):
     """The VAE form of the true model: its decoder and likelihood are the generating ones and frozen; only the
     encoder trains. Its log p(x|z) is then the generating model's."""
-    exact, vae = gauss.true_model(), gauss.true_model(posterior=posterior, hidden=(8,), seed=1)
+    exact, vae = gauss.true_model(), generating_vae(gauss, posterior, hidden=(8,), seed=1)
     x, z = gauss.test[:10], torch.randn(4, 10, 2, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(vae.log_likelihood(x, z), exact.log_likelihood(x, z), rtol=1e-5, atol=1e-4)
     assert all(not p.requires_grad for part in (vae.decoder, vae.likelihood) for p in part.parameters())

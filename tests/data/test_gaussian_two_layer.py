@@ -1,9 +1,10 @@
 """Tests for the two-layer linear-Gaussian source ``load("gaussian", latent_dims=(d1, d2))``.
 
-The closed forms are checked against an independent derivation: the joint covariance of v = (x, z1, z2) built from
-the generating equations as L L^T, with x = s e0 + s1 W e1 + W A e2, z1 = s1 e1 + A e2, z2 = e2 (e standard
-normal), and every conditional and information read off it with the Gaussian conditioning formula (Schur
-complements). The samples are checked against the covariance, and the posterior factors against each other.
+The closed forms (``ds.truth``, a ``LinearGaussianChain`` of two links) are checked against an independent
+derivation: the joint covariance of v = (x, z1, z2) built from the generating equations as L L^T, with
+x = s e0 + s1 W e1 + W A e2, z1 = s1 e1 + A e2, z2 = e2 (e standard normal), and every conditional and information
+read off it with the Gaussian conditioning formula (Schur complements). The samples are checked against the
+covariance, and the posterior factors against each other.
 """
 
 import math
@@ -14,7 +15,7 @@ from torch.distributions import Independent, MultivariateNormal, Normal
 
 from ibkit import data
 from ibkit import estimators as E
-from ibkit.data.gaussian import TwoLayerGaussianDataset, TwoLayerGaussianModel, TwoLayerPosteriors
+from ibkit.data.gaussian import LinearGaussianChain, TwoLayerGaussianModel, TwoLayerPosteriors
 from ibkit.interface import LatentVariableModel
 
 SHAPES = [(3, 2), (2, 3), (2, 2)]  # (d1, d2): more, fewer and as many units below as above
@@ -72,7 +73,7 @@ def off_diagonal(m):
 
 
 def test_record_and_structure(two):
-    assert isinstance(two, TwoLayerGaussianDataset) and isinstance(two, data.Dataset)
+    assert isinstance(two, data.LinearGaussianDataset) and isinstance(two, data.Dataset)
     assert two.likelihood == "gaussian" and two.train_labels is None and two.input_dim == 6
     assert two.train.shape == two.test.shape == (5000, 6) and two.train.dtype == torch.float32
     assert two.latent_dims == (3, 2) and two.noise == 0.5 and two.layer_noise == 0.8
@@ -85,10 +86,11 @@ def test_record_and_structure(two):
     WtW = two.W.double().T @ two.W.double()
     assert off_diagonal(WtW) < 1e-5
     assert ((WtW.diagonal().sqrt() >= 0.5 - 1e-6) & (WtW.diagonal().sqrt() <= 2.5 + 1e-6)).all()
-    model = two.true_model()
-    assert isinstance(model, TwoLayerGaussianModel) and isinstance(model, LatentVariableModel)
+    model = two.truth
+    assert isinstance(model, LinearGaussianChain) and isinstance(model, LatentVariableModel)
+    assert two.truth is model and model.depth == 2 and model.weights == (two.W, two.A)
     assert model.input_dim == 6 and model.latent_dims == (3, 2) and model.latent_dim == 5
-    assert repr(model) == "TwoLayerGaussianModel(input_dim=6, latent_dims=(3, 2), noise=0.5, layer_noise=0.8)"
+    assert repr(model) == "LinearGaussianChain(input_dim=6, latent_dims=(3, 2), noises=(0.5, 0.8))"
 
 
 @pytest.mark.parametrize("dims", SHAPES)
@@ -119,7 +121,7 @@ def test_defaults_and_options():
 def test_one_entry_is_the_one_layer_source():
     one = data.load("gaussian", latent_dims=(3,), n_train=50, n_test=50, seed=2)
     ref = data.load("gaussian", latent_dim=3, n_train=50, n_test=50, seed=2)
-    assert type(one) is data.LinearGaussianDataset
+    assert type(one) is data.LinearGaussianDataset and one.truth.depth == ref.truth.depth == 1
     for name in ("train", "test", "W", "b"):
         assert torch.equal(getattr(one, name), getattr(ref, name))
 
@@ -159,7 +161,7 @@ def test_log_px_is_the_marginal_of_the_joint_gaussian(two):
 
 def test_log_px_is_bayes_rule_with_the_exact_posterior(two):
     """log p(z) + log p(x|z) - log p(z|x) = log p(x) at every z: exact, so float32 round-off only."""
-    model, x = two.true_model(), two.test[:64]
+    model, x = two.truth, two.test[:64]
     q = two.exact_posterior(x)
     assert q.batch_shape == (64,) and q.event_shape == (5,) and q.loc.dtype == torch.float32
     z = torch.randn(3, 64, 5, generator=torch.Generator().manual_seed(0)) * 1.5
@@ -195,7 +197,8 @@ def test_informations_are_schur_complements_of_the_joint(dims):
 
     i1, i2 = ds.layer_information()
     assert i1 == pytest.approx(mi(["z1"]), rel=1e-6)
-    assert ds.mutual_information() == pytest.approx(mi(["z1", "z2"]), rel=1e-6) and i1 == ds.mutual_information()
+    assert ds.mutual_information() == pytest.approx(mi(["z1", "z2"]), rel=1e-6)
+    assert i1 == pytest.approx(ds.mutual_information(), rel=1e-12)  # I(X;Z) = I(X;Z1)
     assert i2 == pytest.approx(mi(["z2"]), rel=1e-6)
     assert ds.conditional_information() == pytest.approx(0.5 * (h(["z2"]) - h(["z1", "z2"])), rel=1e-6)
     C1 = block(cov, idx, "z1")
@@ -227,7 +230,7 @@ def test_informations_per_axis(dims):
 
 def test_rate_of_the_exact_posterior_is_the_mutual_information(two):
     """E_x KL(p(z|x) || p(z)) = I(X;Z) for the exact posterior; 5 standard errors over 5,000 rows."""
-    kl = E.rate(two.true_model(), two.test, per_example=True).double()
+    kl = E.rate(two.truth, two.test, per_example=True).double()
     assert abs(kl.mean().item() - two.mutual_information()) < 5 * kl.std().item() / math.sqrt(len(kl))
 
 
@@ -242,7 +245,7 @@ def test_posterior_is_gaussian_conditioning(two):
     q = two.exact_posterior(x)
     torch.testing.assert_close(q.loc.double(), (x.double() - two.b.double()) @ B.T, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(q.covariance_matrix.double(), C.expand(50, -1, -1), rtol=1e-5, atol=1e-6)
-    prior = two.true_model().prior()
+    prior = two.truth.prior()
     assert prior.event_shape == (5,) and prior.batch_shape == ()
     torch.testing.assert_close(prior.covariance_matrix.double(), block(cov, idx, "z1", "z2"), rtol=1e-6, atol=1e-6)
 
@@ -308,7 +311,7 @@ def test_factors_multiply_back_to_the_joint_posterior(dims):
 
 
 def test_log_likelihood_reads_only_the_bottom_layer(two):
-    model = two.true_model()
+    model = two.truth
     x, z = two.test[:10], torch.randn(4, 10, 5, generator=torch.Generator().manual_seed(1))
     reference = Normal(z[..., :3] @ two.W.T + two.b, 0.5).log_prob(x).sum(-1)
     torch.testing.assert_close(model.log_likelihood(x, z), reference)
@@ -349,9 +352,9 @@ def test_bad_input(options, match):
 
 
 def test_model_refuses_bad_parameters(two):
-    with pytest.raises(ValueError, match=r"A must be a tensor \[d1, d2\] = \[3, d2\]"):
+    with pytest.raises(ValueError, match=r"weights\[1\] must be a tensor \[d1, d2\] = \[3, d2\]"):
         TwoLayerGaussianModel(two.W, two.b, 0.5, torch.zeros(2, 2), 0.8)
-    with pytest.raises(ValueError, match="layer_noise=0.0 must be > 0"):
+    with pytest.raises(ValueError, match=r"noises\[1\]=0.0 must be > 0"):
         TwoLayerGaussianModel(two.W, two.b, 0.5, two.A, 0.0)
     post = two.layer_posteriors(two.test[:3])
     with pytest.raises(ValueError, match=r"z2 must be a tensor \[\.\.\., 2\]; got \[3, 3\]"):

@@ -11,6 +11,7 @@ from torch.distributions import Independent, Normal
 import ibkit
 from ibkit import estimators as E
 from ibkit.estimators.posterior import _WeightedMoments
+from ibkit.models.generating import generating_vae
 
 ROWS = 40
 
@@ -66,7 +67,7 @@ def test_adaptive_proposal_recovers_the_exact_posterior_where_q_is_poor(source, 
 def test_a_non_gaussian_q_starts_from_its_sample_moments(source, closed):
     """An untrained IAF encoder on the exact generative model: stage 0 is fitted to the moments of q's draws, and the
     stages still find p(z|x)."""
-    m = source.true_model(posterior="iaf", hidden=(), seed=0)
+    m = generating_vae(source, "iaf", hidden=(), seed=0)
     r = E.posterior_correlation(m, source.test[:20], k=1000)
     assert r["ess_from_q"] < 0.2 * 1000 and r["ess_median"] > 0.8 * 1000
     assert r["reliable_rows"] >= 18 and r["true"] == pytest.approx(closed, abs=0.01)
@@ -127,7 +128,7 @@ def test_amortization_gap_converges_to_log_px_with_a_full_family(source):
     an encoder that has not been trained at all: within 0.05 nats (it stops 0.01-0.02 short, where the gain per 50
     steps falls below tol), where the best diagonal q would stay 0.19 short."""
     x = source.test[:100]
-    m = source.true_model(posterior="full", hidden=())
+    m = generating_vae(source, "full", hidden=())
     r = E.amortization_gap(m, x, lr=0.1, k=500, check_every=50, tol=0.005)
     log_px = source.log_px(x).mean().item()
     assert r["converged"] and r["last_improvement"] < 0.005 and r["steps"] < 5000 and r["steps"] % 50 == 0
@@ -139,7 +140,7 @@ def test_amortization_gap_converges_to_log_px_with_a_full_family(source):
 
 
 def test_amortization_gap_with_steps_takes_exactly_those_steps(source):
-    m = source.true_model(posterior="diagonal", hidden=())
+    m = generating_vae(source, "diagonal", hidden=())
     x = source.test[:ROWS]
     r = E.amortization_gap(m, x, steps=70, lr=5e-2, k=10, check_every=50)  # checked at steps 20 and 70
     assert r["steps"] == 70 and r["lr"] == 5e-2 and math.isfinite(r["last_improvement"])

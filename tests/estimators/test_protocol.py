@@ -247,7 +247,7 @@ def test_a_nan_log_likelihood_is_refused_naming_the_likely_cause():
 
 
 def test_likelihoods_declare_their_support_and_ibkit_models_keep_their_message():
-    from ibkit.models.likelihoods import LIKELIHOODS
+    from ibkit.registry import LIKELIHOODS
 
     assert LIKELIHOODS["bernoulli"].support is constraints.unit_interval
     assert LIKELIHOODS["gaussian"].support is constraints.real

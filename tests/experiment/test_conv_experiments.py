@@ -7,7 +7,6 @@ import pytest
 from ibkit import plots
 from ibkit.cli import main
 from ibkit.results import load
-from ibkit.sweep import run_id
 
 TINY = ["--set", "epochs=2", "--set", "betas=1", "--set", "hidden=16", "--set", "iwae_k=5", "--set", "channels=4,8"]
 
@@ -52,13 +51,13 @@ def test_network_conv_makes_every_model_convolutional(run_experiment):
 
 @pytest.mark.parametrize("name", ["information-flow", "layer-information", "posterior-families"])
 def test_every_experiment_puts_the_network_into_its_models(name):
-    from ibkit.cli import experiment
+    from ibkit.registry import experiment
 
     exp = experiment(name)
     specs = exp.model_grid(exp.Config(network="conv", channels=(4, 8)))
-    assert specs and all(s["network"] == "conv" and s["channels"] == (4, 8) for s in specs)
-    assert all("-netconv-" in run_id(s) for s in specs)
-    assert not any("network" in s for s in exp.model_grid(exp.Config()))  # MLP run ids are as they were
+    assert specs and all(s.config["network"] == "conv" and s.config["channels"] == (4, 8) for s in specs)
+    assert all("-netconv-" in s.run_id for s in specs)
+    assert not any("network" in s.config for s in exp.model_grid(exp.Config()))  # MLP run ids are as they were
 
 
 @pytest.mark.parametrize("args,message", [

@@ -256,7 +256,7 @@ def _analysis(dataset: str, stochastic: bool = True):
 
 
 def test_the_analysed_model_beside_a_reference_that_names_its_folder():
-    from ibkit.analysis import plane_figure, reference_folder
+    from ibkit.plots import plane_figure, reference_folder
 
     if reference_folder("digits") is None:
         pytest.skip("results/rate_distortion is not in this checkout")
@@ -271,7 +271,7 @@ def test_the_analysed_model_beside_a_reference_that_names_its_folder():
 def test_without_a_reference_the_lone_point_still_reads():
     """No committed sweep for the data: the figure says so, and the point has its bracket and labelled
     constant-ELBO lines around it, on axes from the origin."""
-    from ibkit.analysis import plane_figure
+    from ibkit.plots import plane_figure
 
     for stochastic in (True, False):
         fig = plane_figure(_analysis("x.npy", stochastic))
@@ -291,7 +291,7 @@ def test_without_a_reference_the_lone_point_still_reads():
 
 
 def test_analyse_titles_stay_within_their_panels():
-    from ibkit.analysis import bracket_figure, label_figure, plane_figure, probe_figure
+    from ibkit.plots import bracket_figure, label_figure, plane_figure, probe_figure
 
     a = _analysis("x.npy")
     for draw in (plane_figure, bracket_figure, label_figure, probe_figure):

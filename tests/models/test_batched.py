@@ -7,6 +7,7 @@ import torch
 
 import ibkit
 from ibkit.batched import StackedLinear, stack_models
+from ibkit.models.generating import generating_vae
 
 DS = ibkit.data.load("digits")
 X = DS.train[:600]
@@ -52,7 +53,7 @@ def test_fit_many_follows_each_models_own_fit(kind, knobs, common, seeds):
 def test_fit_many_on_a_frozen_generative_model():
     """trainable='encoder' stacks the frozen decoder too and leaves it as it was."""
     source = ibkit.data.load("gaussian", n_train=600, n_test=10)
-    models = [source.true_model(posterior=f, hidden=(8,), seed=s) for f, s in (("full", 0), ("full", 1))]
+    models = [generating_vae(source, f, hidden=(8,), seed=s) for f, s in (("full", 0), ("full", 1))]
     alone = copy.deepcopy(models)
     ibkit.fit_many(models, source.train, epochs=2, lr=1e-2, seed=[0, 1], progress=False, trainable="encoder")
     for m, a, s in zip(models, alone, (0, 1), strict=True):

@@ -10,8 +10,9 @@ from torch import nn
 import ibkit
 from ibkit import estimators as E
 from ibkit.batched import stack_models
+from ibkit.estimators._common import unit_count
 from ibkit.models import load_checkpoint, save_checkpoint
-from ibkit.models.networks import conv_sizes, unit_count
+from ibkit.models.networks import conv_sizes
 
 
 @pytest.mark.parametrize("input_dim,image_shape,expected", [(784, None, (1, 28, 28)), (64, None, (1, 8, 8)),

@@ -11,9 +11,10 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
+from ibkit.config import RunSpec, TrainingConfig
 from ibkit.data import Dataset
-from ibkit.models import registry
-from ibkit.sweep import run_grid, run_id
+from ibkit.registry import MODELS
+from ibkit.sweep import run_grid
 
 X = (torch.rand(96, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
 TEMPERATURES = (0.5, 1.0, 2.0, 4.0)
@@ -27,8 +28,7 @@ def tempered():
     sys.modules["tempered_vae"] = module
     spec.loader.exec_module(module)
     yield module
-    registry._MODELS.pop("tempered_vae", None)
-    registry._STYLES.pop("tempered_vae", None)
+    MODELS.remove("tempered_vae")
     sys.modules.pop("tempered_vae", None)
 
 
@@ -42,7 +42,7 @@ def test_build_and_loss(tempered):
     assert m.config.temperature == 2.0 and float(m.temperature) == 2.0  # the knob is a buffer of its name
     out = m(X)
     torch.testing.assert_close(out.loss, out.distortion + 1.5 / 2.0 * out.rate)
-    assert ibkit.models.knob_names("tempered_vae") == ("beta", "warmup_epochs", "capacity", "gamma", "capacity_epochs",
+    assert ibkit.config.knob_names("tempered_vae") == ("beta", "warmup_epochs", "capacity", "gamma", "capacity_epochs",
                                                       "free_bits", "temperature")
     with pytest.raises(ValueError, match="temperature=-1.0|temperature='hot'"):
         build(temperature="hot")
@@ -76,14 +76,14 @@ def _evaluate(model, spec):
 
 def test_run_grid_and_plane(tempered, tmp_path):
     ds = Dataset(name="toy", train=X, test=X, likelihood="bernoulli")
-    specs = [dict(kind="tempered_vae", latent_dim=3, hidden=(16,), beta=1.0, temperature=t, seed=0)
+    specs = [RunSpec("tempered_vae", dict(latent_dim=3, hidden=(16,), beta=1.0, temperature=t))
              for t in TEMPERATURES]
-    assert run_id(specs[2]) == "tempered_vae-d3-beta1.0-temperature2.0-seed0"
-    runs = run_grid("toy", ds, specs, _evaluate, epochs=2, out_dir=tmp_path)
+    assert specs[2].run_id == "tempered_vae-d3-beta1.0-temperature2.0-seed0"
+    runs = run_grid("toy", ds, specs, _evaluate, TrainingConfig(epochs=2), out_dir=tmp_path)
     stored = ibkit.results.load(tmp_path)
     assert (stored["status"] == "ok").all()
     assert sorted(stored["temperature"]) == list(TEMPERATURES)
-    assert set(stored["run_id"]) == {run_id(s) for s in specs}
+    assert set(stored["run_id"]) == {s.run_id for s in specs}
     assert stored["noise"].isna().all()  # a knob of another kind: NaN here
     assert len(runs) == 4
     header = (tmp_path / "runs.csv").read_text().splitlines()[0].split(",")

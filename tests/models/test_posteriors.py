@@ -1,4 +1,5 @@
-"""Posterior families beyond the diagonal (issue 4, first part): the full-covariance Gaussian."""
+"""Posterior families beyond the diagonal (issue 4, first part): the full-covariance Gaussian and the IAF; their
+checkpoints of older formats; the posterior operations on their distributions."""
 
 import dataclasses
 import math
@@ -9,10 +10,13 @@ from torch.distributions import Bernoulli, Independent, MultivariateNormal, Norm
 
 import ibkit
 from ibkit import estimators as E
+from ibkit.distributions import PosteriorOperation, add_noise, covariance, diagonal_normal, kl_samples, rsample_from
 from ibkit.models import load_checkpoint, save_checkpoint
-from ibkit.models.checkpoint import FORMAT
-from ibkit.models.iaf import FORGET_BIAS
-from ibkit.models.posteriors import PosteriorOperation, add_noise, covariance, diagonal_normal, rsample_from
+from ibkit.models.checkpoint import FORMAT, FullGaussianFormat1, upgrade_state_dict, written_format
+from ibkit.models.generating import generating_vae
+from ibkit.models.iaf import FORGET_BIAS, IAFStep
+from ibkit.models.posteriors import FullGaussian
+from ibkit.registry import POSTERIORS
 from ibkit.theory import ppca_max_log_likelihood
 
 X = (torch.rand(64, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
@@ -82,10 +86,11 @@ def test_every_family_starts_from_the_diagonal_models_decoder_and_q():
 
 
 def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was(tmp_path):
-    """Format 1 (no "format" key) stored a full family with diag(L) = exp(v) and absolute off-diagonals: it loads
-    with that legacy parameterisation, round-trips as format 1, and today's models as the current format."""
+    """Format 1 (no "format" key) stored a full family with diag(L) = exp(v) and absolute off-diagonals, which no
+    weights of today's family reproduce: it loads with that parameterisation (``FullGaussianFormat1``, put in place
+    at load), round-trips as format 1, and today's models as the current format."""
     m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
-    m.family.legacy = True  # a model trained before format 2
+    m.family = FullGaussianFormat1(3)  # a model trained before format 2
     ibkit.fit(m, X, epochs=2, progress=False)
     h = m.posterior_params(X)
     L = m.posterior(X).scale_tril
@@ -94,24 +99,38 @@ def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was
     torch.save({"kind": "vae", "config": dataclasses.asdict(m.config), "state_dict": m.state_dict()},
                tmp_path / "old.pt")
     old = load_checkpoint(tmp_path / "old.pt")
-    assert old.family.legacy and old.checkpoint_format == 1
+    assert isinstance(old.family, FullGaussianFormat1) and written_format(old) == 1
     torch.testing.assert_close(old.posterior(X).scale_tril, L)
     save_checkpoint(old, tmp_path / "again.pt")
+    assert torch.load(tmp_path / "again.pt")["format"] == 1
     torch.testing.assert_close(load_checkpoint(tmp_path / "again.pt").posterior(X).scale_tril, L)
     new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
     save_checkpoint(new, tmp_path / "new.pt")
     back = load_checkpoint(tmp_path / "new.pt")
-    assert not back.family.legacy and torch.load(tmp_path / "new.pt")["format"] == FORMAT
+    assert type(back.family) is FullGaussian and torch.load(tmp_path / "new.pt")["format"] == FORMAT
 
 
-def test_an_iaf_checkpoint_before_format_3_loads_with_the_undivided_step(tmp_path):
-    """Before format 3 an IAF step was sigma * z + (1 - sigma) * m, not divided by its starting gate sigma_0: such
-    a file loads with that step, has the density it had, and saves back as format 2; a new IAF starts as the
-    identity and saves as the current format."""
-    m = _iaf(d=3)
+class UndividedStep(IAFStep):
+    """The IAF step before format 3: sigma * z + (1 - sigma) * m, not divided by its starting gate sigma_0."""
+
+    def shift_and_gate(self, z, h):
+        a = torch.relu(self.made_in(z) + self.context(h))
+        m, s = self.made_out(a).chunk(2, dim=-1)
+        sigma = torch.sigmoid(s + FORGET_BIAS)
+        return (1 - sigma) * m, sigma
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_an_iaf_checkpoint_before_format_3_loads_as_the_same_distribution(tmp_path, steps):
+    """Before format 3 an IAF step was sigma * z + (1 - sigma) * m, not divided by its starting gate sigma_0: such a
+    file loads into today's divided steps with the gate folded into its weights (``checkpoint._divide_iaf``), and
+    q(z|x) is the distribution it was: the same sample at the same noise, the same density at any z. It saves back
+    as the current format; a new IAF starts as the identity and round-trips as the current format."""
+    m = _iaf(d=3, steps=steps)
     for step in m.family.steps:
-        step.legacy = True  # a model trained before format 3
+        step.__class__ = UndividedStep  # a model trained before format 3
     z = torch.randn(4, len(X), 3, generator=torch.Generator().manual_seed(2))
+    eps = torch.randn(4, len(X), 3, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         q = m.posterior(X)
         h = q.context
@@ -121,21 +140,39 @@ def test_an_iaf_checkpoint_before_format_3_loads_with_the_undivided_step(tmp_pat
         sigma = torch.sigmoid(s + FORGET_BIAS)
         torch.testing.assert_close(gain, sigma)  # the undivided step
         torch.testing.assert_close(shift, (1 - sigma) * mm)
-        before = q.log_prob(z)
-    blob = {"kind": "vae", "config": dataclasses.asdict(m.config), "state_dict": m.state_dict(), "format": 2}
+        before, drawn = q.log_prob(z), rsample_from(q, eps)
+    state = m.state_dict()
+    blob = {"kind": "vae", "config": dataclasses.asdict(m.config), "state_dict": state, "format": 2}
     torch.save(blob, tmp_path / "old.pt")
+    kept = {k: v.clone() for k, v in state.items()}
     old = load_checkpoint(tmp_path / "old.pt")
-    assert all(step.legacy for step in old.family.steps) and old.checkpoint_format == 2
+    assert all(type(step) is IAFStep for step in old.family.steps) and written_format(old) == FORMAT == 3
     with torch.no_grad():
-        torch.testing.assert_close(old.posterior(X).log_prob(z), before)
+        q_old = old.posterior(X)
+        torch.testing.assert_close(rsample_from(q_old, eps), drawn, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(q_old.log_prob(z), before, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(q_old.log_prob(drawn.clone()), q.log_prob(drawn.clone()), rtol=1e-5, atol=1e-4)
+    assert all(torch.equal(state[k], kept[k]) for k in state)  # the upgrade left the given weights as they were
     save_checkpoint(old, tmp_path / "again.pt")
-    assert torch.load(tmp_path / "again.pt")["format"] == 2
+    assert torch.load(tmp_path / "again.pt")["format"] == FORMAT
+    with torch.no_grad():
+        torch.testing.assert_close(load_checkpoint(tmp_path / "again.pt").posterior(X).log_prob(z), before,
+                                   rtol=1e-5, atol=1e-4)
     new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
     save_checkpoint(new, tmp_path / "new.pt")
     back = load_checkpoint(tmp_path / "new.pt")
-    assert not any(step.legacy for step in back.family.steps) and back.checkpoint_format == FORMAT == 3
+    assert torch.load(tmp_path / "new.pt")["format"] == FORMAT
     with torch.no_grad():
         torch.testing.assert_close(back.posterior(X).log_prob(z), new.posterior(X).log_prob(z))
+
+
+def test_a_current_checkpoint_is_not_upgraded():
+    """Weights of the current format pass through ``upgrade_state_dict`` untouched, whatever the family."""
+    for family in ("diagonal", "full", "iaf"):
+        m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior=family, seed=0)
+        state = m.state_dict()
+        assert upgrade_state_dict(state, m, FORMAT) is state
+        assert type(m.family) is POSTERIORS[family]
 
 
 def test_full_family_off_diagonals_are_in_units_of_their_rows_sigma():
@@ -188,7 +225,7 @@ def test_default_source_has_a_correlated_exact_posterior(source):
 
 def test_true_model_with_a_fresh_encoder_keeps_the_generative_model(source):
     exact = source.true_model()
-    m = source.true_model(posterior="full", hidden=(8,))
+    m = generating_vae(source, "full", hidden=(8,))
     z = torch.randn(3, 50, 2)
     x = source.test[:50]
     torch.testing.assert_close(m.log_likelihood(x, z), exact.log_likelihood(x, z), rtol=1e-5, atol=1e-4)
@@ -216,7 +253,7 @@ def trained_encoders(source):
     Minibatches of 512 at a constant rate needed 1,600 steps, five times the time, for gaps three times wider."""
     models = {}
     for family in ("diagonal", "full", "iaf"):
-        m = source.true_model(posterior=family, hidden=())
+        m = generating_vae(source, family, hidden=())
         for seed, (epochs, lr, batch_size) in enumerate([(40, 0.1, 2500), (40, 3e-2, 2500), (60, 1e-2, 5000),
                                                           (40, 3e-3, 5000)]):
             ibkit.fit(m, source.train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, progress=False,
@@ -260,7 +297,7 @@ def test_full_family_recovers_the_exact_posterior_correlation(source, trained_en
 
 
 def test_encoder_training_moves_an_iaf_flow_but_not_the_decoder(source):
-    m = source.true_model(posterior="iaf", hidden=(8,))
+    m = generating_vae(source, "iaf", hidden=(8,))
     before = {n: p.clone() for n, p in m.named_parameters()}
     ibkit.fit(m, source.train[:500], epochs=2, lr=1e-2, progress=False, trainable="encoder")
     moved = {n for n, p in m.named_parameters() if not torch.equal(p, before[n])}
@@ -313,7 +350,7 @@ def test_amortization_gap_on_the_fixed_linear_gaussian_model(source, trained_enc
     x = source.test[:500]
     log_px = source.log_px(x).mean().item()
     best_diagonal = _best_diagonal_kl(source)
-    m = source.true_model(posterior="diagonal", hidden=())
+    m = generating_vae(source, "diagonal", hidden=())
     ibkit.fit(m, source.train, epochs=1, lr=1e-3, progress=False, trainable="encoder")
     poor = E.amortization_gap(m, x, steps=500, lr=5e-2)
     good = E.amortization_gap(trained_encoders["diagonal"], x, steps=500, lr=5e-2)  # trained to convergence
@@ -409,8 +446,6 @@ def test_iaf_kl_samples_are_the_base_closed_form_plus_an_unbiased_flow_correctio
     starts) gives the diagonal family's closed form at every draw, with no noise at all; a flow moved away agrees
     with the plain log ratio log q(z) - log p(z) in the mean over many draws, also at draws it did not sample
     (by inversion), and scatters less than it near the identity."""
-    from ibkit.divergence import kl_samples
-
     start = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
     diagonal = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="diagonal", seed=0)
     with torch.no_grad():

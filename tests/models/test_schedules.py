@@ -6,8 +6,8 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
+from ibkit.config import RunSpec
 from ibkit.models.schedules import free_bits_rate, rate_penalty
-from ibkit.sweep import run_id
 from ibkit.train import train_step
 
 
@@ -44,8 +44,8 @@ def test_schedule_configs_refuse_what_they_cannot_mean_and_name_runs_by_what_is_
         ibkit.build_model("vae", 8, 2, beta=4.0, capacity=4.0)
     with pytest.raises(ValueError, match="free_bits=-0.1"):
         ibkit.build_model("vae", 8, 2, free_bits=-0.1)
-    assert run_id(dict(kind="vae", latent_dim=8, beta=4.0, free_bits=0.5, seed=1)) == "vae-d8-beta4.0-freebits0.5-seed1"
-    assert run_id(dict(kind="vae", latent_dim=8, beta=4.0, seed=1)) == "vae-d8-beta4.0-seed1"
+    assert RunSpec("vae", dict(latent_dim=8, beta=4.0, free_bits=0.5), 1).run_id == "vae-d8-beta4.0-freebits0.5-seed1"
+    assert RunSpec("vae", dict(latent_dim=8, beta=4.0), 1).run_id == "vae-d8-beta4.0-seed1"
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import experiments
 import ibkit
 from ibkit import estimators as E
+from ibkit import registry
 from ibkit.cli import main
 
 WORDS = ["run", "rate-distortion", "information-flow", "posterior-families", "nope", "list", "plot", "table",
@@ -31,8 +31,8 @@ def stub_runs(monkeypatch, tmp_path):
         RUNS_REACHED.append(config)
         raise ValueError("stub: the run was reached")
 
-    for name in experiments.EXPERIMENTS:
-        monkeypatch.setattr(experiments.get(name), "run", reached)
+    for name in registry.experiments():
+        monkeypatch.setattr(registry.experiment(name), "run", reached)
     monkeypatch.chdir(tmp_path)
 
 

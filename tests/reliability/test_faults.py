@@ -17,7 +17,8 @@ import torch
 import ibkit
 from ibkit import estimators as E
 from ibkit.cli import main
-from ibkit.results import RECORDS, load
+from ibkit.results import load
+from ibkit.store import RECORDS
 from ibkit.sweep import _last_finite
 from ibkit.train import DivergenceError
 

@@ -126,13 +126,15 @@ def test_a_run_whose_dask_worker_dies_is_retried_elsewhere(tmp_path):
     from functools import partial
 
     import ibkit
+    from ibkit.config import RunSpec, TrainingConfig
     from ibkit.executors import Dask
     from ibkit.sweep import run_grid
 
     ds = ibkit.data.load("digits")
-    specs = [dict(kind="ae", latent_dim=2, hidden=(8,), seed=0)]
+    specs = [RunSpec("ae", dict(latent_dim=2, hidden=(8,)))]
     marker = tmp_path / "marker"
-    rows = run_grid("t", ds, specs, partial(_dies_once, marker=str(marker)), epochs=1, out_dir=tmp_path / "out",
+    rows = run_grid("t", ds, specs, partial(_dies_once, marker=str(marker)), TrainingConfig(epochs=1),
+                    out_dir=tmp_path / "out",
                     executor=Dask(jobs=2))
     assert marker.exists() and (rows["status"] == "ok").all() and len(rows) == 1
 

@@ -1,4 +1,5 @@
-"""ibkit table: 95% bootstrap intervals over seeds, numbers rounded to them, CSV that parses back, LaTeX tabulars."""
+"""ibkit table: 95% bootstrap intervals over seeds, numbers rounded to them, CSV that parses back, LaTeX tabulars
+(the statistics themselves: tests/test_stats.py; the sentences: tests/test_prose.py)."""
 
 import io
 import math
@@ -7,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ibkit.tables import bootstrap_interval, format_table, over_examples, round_to_uncertainty
+from ibkit.stats import over_examples, round_to_uncertainty
+from ibkit.tables import format_table
 
 
 def _runs() -> pd.DataFrame:
@@ -23,22 +25,6 @@ def _runs() -> pd.DataFrame:
                      sparsity=math.nan, code_bound="", seed=0, split="test", status="ok", rate=math.nan,
                      distortion=3.25, active_units=4))
     return pd.DataFrame(rows)
-
-
-def test_bootstrap_interval_matches_the_normal_interval_for_many_seeds():
-    values = np.random.default_rng(1).standard_normal(400)
-    lo, hi = bootstrap_interval(values)
-    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values))
-    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1) and lo < values.mean() < hi
-    assert all(math.isnan(v) for v in bootstrap_interval([3.0]))
-
-
-@pytest.mark.parametrize("mean,half,text", [(4.8992, 0.0512, "4.899 ± 0.051"), (0.14254, 0.0012, "0.1425 ± 0.0012"),
-                                            (-13.3, 2.4, "-13.3 ± 2.4"), (152.3, 17, "152 ± 17"),
-                                            (3.25, math.nan, "3.25"), (math.nan, 1.0, "–"),
-                                            (5.86090681867721930, 4.4e-16, "5.86091 ± 0.00000")])
-def test_numbers_are_rounded_to_their_uncertainty(mean, half, text):
-    assert round_to_uncertainty(mean, half) == text
 
 
 def test_csv_parses_back_with_the_interval_around_the_mean():
@@ -235,69 +221,6 @@ def test_an_upper_bound_that_does_not_exist_is_infinity_never_a_huge_number(tmp_
     assert r"$\infty$" in latex and "e+" not in latex
     runs.to_csv(tmp_path / "runs.csv", index=False)  # stored as inf, read back as inf
     assert math.isinf(pd.read_csv(tmp_path / "runs.csv")["mi_upper"].iloc[0])
-
-
-@pytest.mark.parametrize("lower, upper, lower_se, upper_se, text", [
-    ([1.0, 1.2, 1.1], [2.0, 2.1, 2.2], None, None, "between 1.10 ± 0.10 and 2.10 ± 0.10"),
-    ([-0.002052], [-0.002055], [0.0004], [0.0004], "about 0 (the lower estimate -0.00205 ± 0.00078 and the upper "
-     "-0.00205 ± 0.00078 are equal within error; a negative estimate, clipped at 0: I(X;Z) >= 0)"),
-    ([0.0178], [0.0138], [0.003], [0.0001], "about 0.01380 ± 0.00020 (the lower estimate 0.0178 ± 0.0059 and the "
-     "upper 0.01380 ± 0.00020 are equal within error)"),
-    ([5.29], [math.inf], [0.005], [math.nan], "at least 5.2900 ± 0.0098 (unbounded above: no upper bound exists)"),
-    ([-0.003], [-0.001], [0.0004], [0.0004], "about 0 (the lower and the upper bound alike at this precision; a "
-     "negative estimate, clipped at 0: I(X;Z) >= 0)"),  # never "between 0 and 0"
-])
-def test_a_findings_bracket_agrees_with_its_numbers(lower, upper, lower_se, upper_se, text):
-    from ibkit.tables import bracket_text
-
-    assert bracket_text(lower, upper, lower_se, upper_se) == text
-
-
-@pytest.mark.parametrize("n, noun, text", [(1, "seed", "1 seed"), (3, "seed", "3 seeds"), (0, "seed", "0 seeds"),
-                                          (1438, "row", "1,438 rows"), (1.0, "active unit", "1 active unit"),
-                                          (2.5, "epoch", "2.5 epochs")])
-def test_a_count_takes_the_singular_only_for_one(n, noun, text):
-    from ibkit.tables import plural
-
-    assert plural(n, noun) == text
-
-
-@pytest.mark.parametrize("values, text", [([1], "1 active unit"), ([1, 1, 1], "1 active unit in every seed"),
-                                          ([8, 8, 8], "8 active units in every seed"),
-                                          ([0.0, 0.0], "0 active units in every seed"), ([], "– active units")])
-def test_a_count_over_seeds_is_a_word_never_n_plus_minus_0(values, text):
-    from ibkit.tables import count_text
-
-    assert count_text(values, "active unit") == text
-
-
-def test_counts_that_differ_between_seeds_get_their_interval_and_a_plural():
-    from ibkit.tables import collapse_text, count_text, interval_text
-
-    assert count_text([1, 2, 3], "active unit") == f"{interval_text([1, 2, 3])} active units"
-    assert collapse_text([0]).startswith("; its code collapsed in 1 of 1 seed (no active unit")
-    assert collapse_text([0, 3, 0]).startswith("; its code collapsed in 2 of 3 seeds (") and collapse_text([2]) == ""
-
-
-def test_a_findings_line_says_one_active_unit():
-    """A VAE line of the rate-distortion findings: '1 active unit in every seed', not '1 ± 0 active units'."""
-    from experiments.rate_distortion.findings import _vae_line
-
-    g = pd.DataFrame(dict(rate=[0.5, 0.52, 0.51], mi_lower=[0.4, 0.41, 0.42], mi_upper=[0.5, 0.52, 0.51],
-                          distortion=[190.0, 191, 192], elbo=[-191.0, -192, -193], iwae=[-180.0, -181, -182],
-                          active_units=[1, 1, 1], seed=[0, 1, 2]))
-    assert _vae_line(20, g).endswith(", IWAE -181.0 ± 1.0, 1 active unit in every seed.")
-
-
-def test_a_findings_verdict_agrees_with_the_interval_printed_beside_it():
-    """Three seeds whose percentile bootstrap interval excludes 0 while the printed mean ± half-width does not
-    (1.0 ± 1.3 read as 'higher'): the verdict follows what the reader sees."""
-    from ibkit.tables import direction, interval_text
-
-    diff = [0.1, 0.2, 2.7]
-    assert interval_text(diff).startswith("1.0 ± 1.") and direction(diff).startswith("no different")
-    assert direction([1.0, 1.1, 1.2]) == "higher" and direction([-1.0, -1.1, -1.2]) == "lower"
-    assert direction([0.5]) == "higher (one seed: no interval)"
 
 
 def test_schedule_columns_appear_only_where_a_run_sets_a_schedule():
