@@ -38,8 +38,10 @@ from ibkit import estimators as E
 from ibkit.checks import check_number
 from ibkit.config import all_knobs
 from ibkit.estimators._common import has_likelihood, missing_likelihood
+from ibkit.estimators.columns import column_help, registered_columns
 from ibkit.interface import is_stochastic
 from ibkit.prose import bracket_text
+from ibkit.registry import COLUMNS
 from ibkit.stats import round_to_uncertainty
 
 PROBE_SIGMAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4)  # the probe curve of a deterministic code
@@ -74,7 +76,8 @@ class Analysis:
                  (f"IWAE log p(x) bound (k = {r['k']})", "iwae"), ("I(X;Z) lower bound", "mi_lower"),
                  ("I(X;Z) upper bound", "mi_upper"), ("mean squared error", "mse")]
         lines += [f"| {label} | {self.value(key)} |" for label, key in names if not _missing(r.get(key))]
-        lines += [f"| active units | {r['active_units']} of {r['latent_dim']} |", ""]
+        lines += [f"| active units | {r['active_units']} of {r['latent_dim']} |"]
+        lines += [f"| {column_help(name) or name} | {r[name]:.4g} |" for name in COLUMNS if name in r] + [""]
         lines += self._sentences(stochastic)
         if r.get("likelihood_note"):  # a model without log p(x|z): what was left out, and why
             lines += ["", f"{r['likelihood_note'][0].upper()}{r['likelihood_note'][1:]}."]
@@ -201,6 +204,7 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
         tables["label_information"] = pd.DataFrame(dict(dimension=range(len(info["mi_per_dim"])),
                                                          mi_with_label=list(info["mi_per_dim"])))
         row.update(label_accuracy=info["accuracy"], label_chance=info["chance"], label_mi_noise=info["mi_noise"])
+    row.update(registered_columns(model, x, seed))  # the estimator columns of your own (ibkit.registry.COLUMNS)
     return Analysis(row, tables, name, dataset)
 
 

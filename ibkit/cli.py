@@ -84,8 +84,8 @@ def cmd_run(args) -> int:
     check_executor(args.executor, args.jobs, args.address, args.threads)
     ds = load_data(exp, config)  # missing or bad data files are refused here, before anything is made
     out = args.out or default_out(args.experiment, config, args.quick)
-    folder = store.check_folder(out, args.experiment, asdict(config), args.overwrite, asdict(exp.Config()),
-                                grows=getattr(exp, "GROWS", ()))
+    folder = store.check_folder(out, args.experiment, asdict(config), overwrite=args.overwrite,
+                                defaults=asdict(exp.Config()), grows=getattr(exp, "GROWS", ()))
     executor = make_executor(args.executor, args.jobs, args.address, args.threads)  # a dead scheduler fails here
     try:
         folder.mkdir(parents=True, exist_ok=True)  # every input is known good from here on
@@ -93,13 +93,13 @@ def cmd_run(args) -> int:
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     try:
         with store.folder_lock(folder):
-            return _run_in(folder, exp, config, args, executor, ds)
+            return _run_in(folder, exp, config, args, executor=executor, ds=ds)
     finally:
         if hasattr(executor, "close"):
             executor.close()
 
 
-def _run_in(folder: Path, exp: types.ModuleType, config, args, executor, ds) -> int:
+def _run_in(folder: Path, exp: types.ModuleType, config, args, *, executor, ds) -> int:
     """``ibkit run``'s work in its locked folder: the manifest, the sweep, the tables and figures."""
     from ibkit import store
 

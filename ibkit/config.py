@@ -35,12 +35,21 @@ from ibkit.checks import check_choice, check_number, resolve_device
 from ibkit.registry import DATASETS, MODELS
 
 LOGS = ("none", "tensorboard")  # what a ``log`` setting may name: no training log, or TensorBoard's event files
-LABEL = "label"  # a run's name beside its config (e.g. the frozen decoder it trains on); enters the run id
 
 
 def setting(default, help: str, **checks) -> Any:
     """A dataclass field with its default, its ``help`` and its checks (see the module's metadata keys)."""
     return field(default=default, metadata={"help": help, **checks})
+
+
+def checks_of(config_cls, name: str) -> dict[str, Any]:
+    """The checks (range and choices) in the metadata of field ``name`` of ``config_cls``: for a grid field whose
+    entries become that field of a model (an experiment's ``betas``, each a ``VAEConfig.beta``), so that the range
+    is declared once, where the model declares it: ``setting(..., **checks_of(VAEConfig, "beta"))``."""
+    found = next((f for f in dataclasses.fields(config_cls) if f.name == name), None)
+    if found is None:
+        raise ValueError(f"{config_cls.__name__} has no field {name!r}")
+    return {k: v for k, v in found.metadata.items() if k in ("low", "high", "low_open", "choices")}
 
 
 def check_device(name: str, value) -> None:
@@ -402,7 +411,7 @@ class RunSpec:
         MODELS[self.kind]  # an unknown kind: a ValueError naming the registered ones
         check_number("seed", self.seed, low=0, integer=True)
         check_choice("trainable", self.trainable, ("all", "encoder"))
-        object.__setattr__(self, "config", types.MappingProxyType(dict(self.config)))
+        object.__setattr__(self, "config", dict(self.config))  # its own copy (a mapping proxy would not pickle)
 
     @property
     def model_config(self) -> type:
@@ -471,7 +480,7 @@ def _id_text(value) -> str:
     return "x".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
 
 
-__all__ = ["setting", "validate", "coerce", "parse_value", "parse_overrides", "config_help", "check_device",
-           "knob_fields", "id_fields", "field_defaults", "required_fields", "knob_names", "all_knobs", "quiet_knobs",
-           "config_fields", "text_fields", "knob_symbol", "knob_help", "kind_label", "TrainingConfig",
-           "ExperimentConfig", "RunSpec", "LOGS", "LABEL"]
+__all__ = ["setting", "checks_of", "validate", "coerce", "parse_value", "parse_overrides", "config_help",
+           "check_device", "knob_fields", "id_fields", "field_defaults", "required_fields", "knob_names", "all_knobs",
+           "quiet_knobs", "config_fields", "text_fields", "knob_symbol", "knob_help", "kind_label", "TrainingConfig",
+           "ExperimentConfig", "RunSpec", "LOGS"]

@@ -77,7 +77,7 @@ def _identity(value):
     return value
 
 
-def _threaded(fn: Callable, threads: int | None, context, group: list):
+def _threaded(fn: Callable, context, group: list, *, threads: int | None):
     """``fn(context, group)`` on ``threads`` torch threads (None: as the process is set)."""
     if threads is not None:
         import torch
@@ -177,7 +177,8 @@ class Dask:
 
         # a task holding the context (not scattered data): should its worker die, the scheduler can recompute it
         shared = self.client.submit(_identity, context, pure=False)
-        self._pending = {self.client.submit(_threaded, fn, self.threads, shared, group, retries=2, pure=False): group
+        self._pending = {self.client.submit(_threaded, fn, shared, group, threads=self.threads, retries=2,
+                                            pure=False): group
                          for group in groups}
         try:
             for future in as_completed(list(self._pending)):

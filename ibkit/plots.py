@@ -34,15 +34,13 @@ from matplotlib.transforms import Bbox, offset_copy
 
 from ibkit.config import kind_label, knob_names, knob_symbol, quiet_knobs
 from ibkit.prose import left_out
-from ibkit.registry import MODELS
+from ibkit.registry import DATASETS, MODELS, POSTERIORS
 from ibkit.stats import bootstrap_interval
 
 if TYPE_CHECKING:
     from ibkit.analysis import Analysis
 
 PALETTE = sns.color_palette("colorblind")
-FAMILY_COLOURS = {"diagonal": PALETTE[0], "full": PALETTE[4], "iaf": PALETTE[2]}  # posterior families, in order;
-# on the rate-distortion plane a diagonal posterior takes its kind's colour
 SEED_INTERVAL = ("ci", 95)  # seaborn's whiskers: the 95% bootstrap interval over seeds, as in the tables
 SINGLE_COLUMN = 3.3  # inches
 DOUBLE_COLUMN = 6.8
@@ -106,6 +104,14 @@ def kind_style(kind: str) -> KindStyle:
         if name == kind:
             return styles[name]
     raise AssertionError(kind)  # unreachable: kind is in MODELS
+
+
+def family_colours() -> dict[str, tuple[float, float, float]]:
+    """{posterior family: its colour} for the registered families that name one (``register_posterior(name,
+    colour=i)``, an index into the palette), in registration order. On the rate-distortion plane a diagonal posterior
+    takes its kind's colour."""
+    return {name: PALETTE[POSTERIORS.info(name)["colour"] % len(PALETTE)] for name in POSTERIORS
+            if POSTERIORS.info(name).get("colour") is not None}
 
 
 def kind_colour(kind: str) -> tuple[float, float, float]:
@@ -294,14 +300,15 @@ Own = tuple[tuple, str] | None  # the colour and name of one part of a table dra
 
 
 def _draw_stochastic(ax: Axes, rows: pd.DataFrame, own: Own = None) -> list[_Labels]:
-    """One sweep per kind and posterior family (families in ``FAMILY_COLOURS`` order, then any other); returns the
+    """One sweep per kind and posterior family (families in ``family_colours()`` order, then any other); returns the
     point labels to draw once the limits are final."""
     labels = []
     for kind in _in_house_order(rows["kind"]):
         of_kind = rows[rows["kind"] == kind]
         families = _families(of_kind)
         present = set(families)
-        order = [f for f in FAMILY_COLOURS if f in present] + sorted(present - set(FAMILY_COLOURS))
+        colours = family_colours()
+        order = [f for f in colours if f in present] + sorted(present - set(colours))
         tell_apart = ({"family"} if len({v.partition(", ")[0] for v in present}) > 1 else set()) | \
             ({"network"} if any(", " in v for v in present) else set())  # what the legend must tell apart
         for family in order:
@@ -322,7 +329,7 @@ def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart
     colour, label = kind_colour(kind), look.label
     family, _, network = family.partition(", ")
     if family != "diagonal":
-        colour = FAMILY_COLOURS.get(family, colour)
+        colour = family_colours().get(family, colour)
     if family != "diagonal" or "family" in tell_apart:
         label = f"{label}, {family} q"
     if "network" in tell_apart:
@@ -615,12 +622,10 @@ def _level_outline(ax: Axes, c: float, r: float, pad: float = 1.0) -> Outline:
 
 # -- the figures of ``ibkit analyse`` (``ibkit.analysis.Analysis.write``): one model, from its report's numbers ----
 
-REFERENCES = {"digits": "rate_distortion", "mnist": "rate_distortion_mnist"}  # committed frontiers, in results/
-
-
 def reference_folder(dataset: str) -> Path | None:
-    """The committed rate-distortion reference of ``dataset`` in the checkout ibkit runs from, if it is there."""
-    name = REFERENCES.get(dataset)
+    """The committed rate-distortion reference of ``dataset`` (its registered ``reference``, a folder of results/) in
+    the checkout ibkit runs from, if it is there."""
+    name = DATASETS.info(dataset).get("reference")
     folder = Path(__file__).resolve().parents[1] / "results" / name if name else None
     return folder if folder is not None and (folder / "runs.csv").is_file() else None
 
@@ -653,12 +658,13 @@ def plane_figure(a: Analysis) -> Figure:
         if reference is None:  # the lone point, with room around it, from the origin
             ax.set_xlim(0, 1.3 * span)
             ax.set_ylim(min(0, 1.3 * d), max(1.3 * d, 1))
-            ax.text(0.97, 0.97, f"no reference sweep for this data\n(committed for {', '.join(REFERENCES)})",
+            committed = ", ".join(name for name in DATASETS if DATASETS.info(name).get("reference"))
+            ax.text(0.97, 0.97, f"no reference sweep for this data\n(committed for {committed})",
                     transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.35", style="italic",
                     bbox=dict(boxstyle="square,pad=0.2", fc="white", ec="none"), zorder=4)
         if not stochastic:
             ax.annotate("", xy=(x + 0.1 * span, d), xytext=(x, d), arrowprops=dict(arrowstyle="->", color="black"))
-        source = f"results/{REFERENCES[a.dataset]}" if reference is not None else None
+        source = f"results/{DATASETS.info(a.dataset)['reference']}" if reference is not None else None
         rate_distortion(reference, ax=ax, source=source, legend_below=True)
         set_title(ax, f"{a.name} on the rate–distortion plane" + (f" ({a.dataset})" if a.dataset else ""))
     return fig

@@ -3,8 +3,8 @@
 none of them forms a circle through it.
 
 - ``MODELS`` (``register_model``): model classes with a ``Config`` dataclass; info: label, marker, colour, line.
-- ``DATASETS`` (``register_dataset``): loaders ``load(**options) -> Dataset``; info: image_shape.
-- ``POSTERIORS`` (``register_posterior``): posterior families (``PosteriorFamily`` subclasses).
+- ``DATASETS`` (``register_dataset``): loaders ``load(**options) -> Dataset``; info: image_shape, reference.
+- ``POSTERIORS`` (``register_posterior``): posterior families (``PosteriorFamily`` subclasses); info: colour.
 - ``LIKELIHOODS`` (``register_likelihood``): decoder likelihoods (``Likelihood`` subclasses).
 - ``COLUMNS`` (``register_column``): estimator columns ``f(model, x, seed) -> float``; info: help.
 
@@ -123,20 +123,28 @@ def register_model(kind: str, *, label: str | None = None, marker: str | None = 
     return register
 
 
-def register_dataset(name: str, *, image_shape: tuple[int, int, int] | None = None) -> Callable[[T], T]:
+def register_dataset(name: str, *, image_shape: tuple[int, int, int] | None = None,
+                     reference: str | None = None) -> Callable[[T], T]:
     """Decorator on a loader ``load(**options) -> ibkit.data.Dataset``: ``ibkit.data.load(name, **options)`` calls it.
 
     Args:
         name: the dataset's name (``--set dataset=NAME``, ``ibkit analyse --data NAME``).
         image_shape: (C, H, W) of one example where the rows are images, so that ``network="conv"`` may read them;
             None for data that is no image.
+        reference: the folder of ``results/`` holding the committed rate-distortion sweep on it, which
+            ``ibkit analyse`` draws a model beside; None where there is none.
     """
-    return DATASETS.register(name, image_shape=image_shape)
+    return DATASETS.register(name, image_shape=image_shape, reference=reference)
 
 
-def register_posterior(name: str) -> Callable[[T], T]:
-    """Class decorator on a posterior family (``ibkit.models.posteriors.PosteriorFamily``): ``posterior=name``."""
-    return POSTERIORS.register(name)
+def register_posterior(name: str, *, colour: int | None = None) -> Callable[[T], T]:
+    """Class decorator on a posterior family (``ibkit.models.posteriors.PosteriorFamily``): ``posterior=name``.
+
+    Args:
+        name: what ``build_model("vae", ..., posterior=name)`` and ``ibkit.wrap(posterior=name)`` take.
+        colour: its colour in figures that compare families (an index into seaborn's "colorblind" palette).
+    """
+    return POSTERIORS.register(name, colour=colour)
 
 
 def register_likelihood(name: str) -> Callable[[T], T]:
@@ -173,8 +181,9 @@ def experiment(name: str | None) -> ModuleType:
     missing = [attr for attr in Experiment.__annotations__ if not hasattr(module, attr)] + \
         [attr for attr in ("run", "plot") if not callable(getattr(module, attr, None))]
     if missing:
-        raise ValueError(f"experiment {name!r} ({known[name].value}) lacks {', '.join(missing)}: an experiment module "
-                         "defines NAME, SUMMARY, Config, QUICK, run(config, out_dir, executor) and plot(run_dir)")
+        raise ValueError(f"experiment {name!r} ({known[name].value}) lacks {', '.join(missing)}: an experiment "
+                         "module defines NAME, SUMMARY, Config, QUICK, run(config, out_dir, executor) and "
+                         "plot(run_dir, command)")
     return module
 
 

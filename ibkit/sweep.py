@@ -25,11 +25,11 @@ from ibkit.batched import fit_many, models_per_batch
 from ibkit.checks import resolve_device
 from ibkit.config import RunSpec, TrainingConfig
 from ibkit.data import Dataset
+from ibkit.estimators.columns import registered_columns
 from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
 from ibkit.models import save_checkpoint
 from ibkit.progress import Progress
-from ibkit.registry import COLUMNS
 from ibkit.store import (
     CHECKPOINTS,
     finished_run_ids,
@@ -286,7 +286,7 @@ def _evaluated(context: GridContext, spec: RunSpec, model: nn.Module, seconds: f
         rows, result = [], dict(context.evaluate(model, spec))
         tables = result.pop(TABLES, {})
         for split, metrics in result.items():
-            metrics = {**metrics, **estimator_columns(model, getattr(ds, split, None), spec.seed)}
+            metrics = {**metrics, **registered_columns(model, getattr(ds, split, None), spec.seed)}
             known = {k: v for k, v in metrics.items() if k in RunRecord.__dataclass_fields__}
             extra = {**setting, **{k: v for k, v in metrics.items() if k not in known}}
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
@@ -294,10 +294,3 @@ def _evaluated(context: GridContext, spec: RunSpec, model: nn.Module, seconds: f
     except Exception as e:  # a failed cell is a row, never a stopped sweep
         return _failed(context.experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")
 
-
-def estimator_columns(model, x, seed: int) -> dict[str, float]:
-    """The registered estimator columns (``ibkit.registry.COLUMNS``) of ``model`` on rows x [N, D]: {name: value};
-    {} where x is None."""
-    if x is None:
-        return {}
-    return {name: float(column(model, x, seed)) for name, column in COLUMNS.items()}

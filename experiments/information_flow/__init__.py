@@ -24,8 +24,9 @@ import pandas as pd
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.config import ExperimentConfig, RunSpec, setting
+from ibkit.config import ExperimentConfig, RunSpec, checks_of, setting
 from ibkit.interface import is_stochastic
+from ibkit.models import NoisyAEConfig, SparseAEConfig, VAEConfig
 from ibkit.stats import over_examples
 from ibkit.sweep import TABLES, run_grid
 from ibkit.theory import gaussian_channel_capacity
@@ -45,10 +46,12 @@ class Config(ExperimentConfig):
     latent_dim: int = setting(8, "d of the sparse, noisy and variational models", low=1)
     ae_latent_dims: tuple[int, ...] = setting((1, 8), "deterministic AEs: one real number, and d numbers", low=1,
                                               nonempty=True)
-    sparsities: tuple[float, ...] = setting((0.01, 0.1, 1.0), "L1 weights of the sparse AEs", low=0, nonempty=True)
+    sparsities: tuple[float, ...] = setting((0.01, 0.1, 1.0), "L1 weights of the sparse AEs", nonempty=True,
+                                            **checks_of(SparseAEConfig, "sparsity"))
     noises: tuple[float, ...] = setting((0.05, 0.2, 0.5), "channel noise std of the noisy AEs (each tanh and "
-                                        "unbounded)", low=0, low_open=True, nonempty=True)
-    betas: tuple[float, ...] = setting((0.1, 1.0, 4.0), "KL weights of the VAEs", low=0, nonempty=True)
+                                        "unbounded)", nonempty=True, **checks_of(NoisyAEConfig, "noise"))
+    betas: tuple[float, ...] = setting((0.1, 1.0, 4.0), "KL weights of the VAEs", nonempty=True,
+                                       **checks_of(VAEConfig, "beta"))
     probe_sigmas: tuple[float, ...] = setting(tuple(float(s) for s in np.geomspace(1, 1e-4, 9)), "probe noise stds",
                                               low=0, low_open=True, nonempty=True)
 

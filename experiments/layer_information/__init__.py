@@ -28,8 +28,8 @@ import pandas as pd
 import ibkit
 from ibkit import estimators as E
 from ibkit.checks import check_number
-from ibkit.config import ExperimentConfig, RunSpec, setting
-from ibkit.models.hvae import INFERENCE
+from ibkit.config import ExperimentConfig, RunSpec, checks_of, setting
+from ibkit.models.hvae import INFERENCE, HVAEConfig
 from ibkit.stats import over_examples
 from ibkit.sweep import HISTORY, TABLES, run_grid
 
@@ -54,7 +54,8 @@ class Config(ExperimentConfig, defaults=dict(hidden=(64, 64), epochs=100, curves
     inference: tuple[str, ...] = setting(INFERENCE, "top_down | bottom_up (one-layer models have one: top_down)",
                                          choices=INFERENCE, nonempty=True)
     layer_hidden: tuple[int, ...] = setting((32,), "widths of the networks between latent layers", low=1)
-    betas: tuple[float, ...] = setting((0.5, 1.0, 2.0, 4.0), "KL weights", low=0, nonempty=True)
+    betas: tuple[float, ...] = setting((0.5, 1.0, 2.0, 4.0), "KL weights", nonempty=True,
+                                       **checks_of(HVAEConfig, "beta"))
     schedules: tuple[str, ...] = setting(SCHEDULES, "none | warmup | free_bits | aggressive", choices=SCHEDULES,
                                          nonempty=True)
     warmup_epochs: float = setting(50.0, "warm-up: beta rises linearly from 0 over this many epochs", low=0,
@@ -62,7 +63,7 @@ class Config(ExperimentConfig, defaults=dict(hidden=(64, 64), epochs=100, curves
     free_bits: float = setting(0.5, "free bits: lambda, nats per unit (each layer's KL counts as at least lambda "
                                "d_l)", low=0, low_open=True)
     aggressive_betas: tuple[float, ...] = setting((1.0,), "aggressive training (one model at a time, slow) at these "
-                                                  "betas", low=0)
+                                                  "betas", **checks_of(HVAEConfig, "beta"))
     aggressive_depths: tuple[int, ...] = setting((2,), "and at these depths", low=1)
     aggressive_inference: tuple[str, ...] = setting(INFERENCE, "and with these inference styles", choices=INFERENCE)
     iwae_k: int = setting(1000, "importance samples of the bound on log p(x)", low=1)

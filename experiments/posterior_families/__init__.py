@@ -42,8 +42,8 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.config import ExperimentConfig, RunSpec, setting
-from ibkit.models import build_model, load_checkpoint
+from ibkit.config import ExperimentConfig, RunSpec, checks_of, setting
+from ibkit.models import VAEConfig, build_model, load_checkpoint
 from ibkit.models.generating import generating_vae
 from ibkit.stats import over_examples
 from ibkit.store import CHECKPOINTS
@@ -68,7 +68,7 @@ class Config(ExperimentConfig, defaults=dict(curves=True)):
                                  "ones)", low=1)
     latent_dim: int = setting(8, "d (with the generating decoder: the data's)", low=2)
     families: tuple[str, ...] = setting(FAMILIES, "posterior families compared", choices=FAMILIES, nonempty=True)
-    betas: tuple[float, ...] = setting((0.5, 1.0), "KL weights", low=0, nonempty=True)
+    betas: tuple[float, ...] = setting((0.5, 1.0), "KL weights", nonempty=True, **checks_of(VAEConfig, "beta"))
     iwae_k: int = setting(5000, "importance samples of the bound on log p(x)", low=1)
     train_rows: int = setting(2000, "training rows evaluated (the train split's rows)", low=1)
     eval_rows: int = setting(100, "test rows for the per-datapoint optimisation and the posterior correlations",

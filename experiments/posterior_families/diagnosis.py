@@ -234,9 +234,9 @@ def summarise(out: Path) -> pd.DataFrame:
     table = runs.groupby("variant", sort=False).agg(**columns).reset_index()
     table.to_csv(out / "summary.csv", index=False, float_format="%.3f")
     curves = pd.concat([pd.read_csv(p) for p in sorted(out.glob("curves?*.csv"))], ignore_index=True)
-    shown = {"diagonal": plots.FAMILY_COLOURS["diagonal"], "full: exp, default init (before)": "0.55",
-             FIXED: plots.FAMILY_COLOURS["full"], "iaf: undivided step, default init (before)": "0.75",
-             "iaf": plots.FAMILY_COLOURS["iaf"]}
+    shown = {"diagonal": plots.family_colours()["diagonal"], "full: exp, default init (before)": "0.55",
+             FIXED: plots.family_colours()["full"], "iaf: undivided step, default init (before)": "0.75",
+             "iaf": plots.family_colours()["iaf"]}
     shown = {name: colour for name, colour in shown.items() if name in set(curves["variant"])}
     with plt.rc_context(plots.style()):
         fig, ax = plt.subplots(figsize=(plots.DOUBLE_COLUMN * 0.75, plots.SINGLE_COLUMN))

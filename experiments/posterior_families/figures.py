@@ -34,8 +34,8 @@ def gap_by_family(runs: pd.DataFrame, ax: Axes | None = None) -> Figure:
     with plt.rc_context(plots.style()):
         fig, ax = plots.figure_for(ax, (plots.SINGLE_COLUMN * 1.4, plots.SINGLE_COLUMN))
         sns.barplot(ok, x="panel", y="inference_gap" if exact else "iwae_minus_elbo", hue="posterior",
-                    palette=plots.FAMILY_COLOURS, errorbar=plots.SEED_INTERVAL, seed=0, capsize=0.1, ax=ax,
-                    hue_order=[f for f in plots.FAMILY_COLOURS if f in set(ok["posterior"])])
+                    palette=plots.family_colours(), errorbar=plots.SEED_INTERVAL, seed=0, capsize=0.1, ax=ax,
+                    hue_order=[f for f in plots.family_colours() if f in set(ok["posterior"])])
         if exact:
             ax.axhline(ok["best_diagonal_kl"].iloc[0], color="0.3", ls="--", lw=1, label="best diagonal q")
         ax.set_xlabel("KL weight β" + (" and decoder" if ok["panel"].str.contains("\n").any() else ""))
@@ -110,7 +110,7 @@ def learning_curves(runs: pd.DataFrame, history: pd.DataFrame) -> Figure:
             d = h[h["decoder"] == decoder]
             for family, f in d.groupby("posterior", sort=False):
                 mean = f.groupby("epoch")[["train", "test"]].mean()
-                colour = plots.FAMILY_COLOURS.get(family, "0.3")
+                colour = plots.family_colours().get(family, "0.3")
                 ax.plot(mean.index, mean["test"], color=colour, lw=1.5, label=f"{family}, test")
                 ax.plot(mean.index, mean["train"], color=colour, lw=1, ls="--", label=f"{family}, train")
             last = d.groupby("epoch")[["train", "test"]].mean()

@@ -24,8 +24,9 @@ import torch
 
 import ibkit
 from ibkit import estimators as E
-from ibkit.config import ExperimentConfig, RunSpec, setting
+from ibkit.config import ExperimentConfig, RunSpec, checks_of, setting
 from ibkit.interface import is_stochastic
+from ibkit.models import NoisyAEConfig, SparseAEConfig, VAEConfig
 from ibkit.stats import over_examples
 from ibkit.sweep import run_grid
 from ibkit.theory import gaussian_rate_at
@@ -47,11 +48,12 @@ class Config(ExperimentConfig):
                                   "beta s^2", low=0, low_open=True)
     latent_dim: int = setting(8, "d, width of every model's code", low=1)
     conv_betas: tuple[float, ...] = setting((), "a conv VAE beta sweep (channels) beside the models above; digits, "
-                                            "mnist", low=0)
+                                            "mnist", **checks_of(VAEConfig, "beta"))
     betas: tuple[float, ...] = setting(tuple(float(b) for b in np.geomspace(0.05, 20, 10).round(4)), "VAE KL weights",
-                                       low=0, nonempty=True)
-    noise: float = setting(0.1, "std of the noisy AE's channel noise (its code is tanh-bounded)", low=0, low_open=True)
-    sparsity: float = setting(0.01, "L1 weight on the sparse AE's code", low=0)
+                                       nonempty=True, **checks_of(VAEConfig, "beta"))
+    noise: float = setting(0.1, "std of the noisy AE's channel noise (its code is tanh-bounded)",
+                           **checks_of(NoisyAEConfig, "noise"))
+    sparsity: float = setting(0.01, "L1 weight on the sparse AE's code", **checks_of(SparseAEConfig, "sparsity"))
     iwae_k: int = setting(1000, "importance samples of the IWAE bound on log p(x)", low=1)
     probe_sigma: float = setting(1e-4, "deterministic codes: std of the probe channel their information is read "
                                  "through", low=0, low_open=True)

@@ -67,7 +67,7 @@ class WrappedModel(nn.Module):
     _prior_loc: Tensor  # [d] buffers of the default p(z)
     _prior_scale: Tensor
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, posterior,
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, *, posterior,
                  prior, input_shape: tuple[int, ...], latent_dim: int):
         super().__init__()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
@@ -207,14 +207,16 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
         if not isinstance(h, Tensor) or h.dim() != 2:
             raise ValueError(f"posterior='none' needs an encoder whose output is a code [N, d]; got "
                              f"{_describe(h)}")
-        return DeterministicWrappedModel(encoder, decoder, fn, None, None, shape, h.shape[-1])
+        return DeterministicWrappedModel(encoder, decoder, fn, posterior=None, prior=None, input_shape=shape,
+                                         latent_dim=h.shape[-1])
     family = _family(posterior, encoder_params(h)) if isinstance(posterior, str) else posterior
     q = family(_params_for(family, h))
     if not isinstance(q, Distribution) or tuple(q.batch_shape) != (1,) or len(q.event_shape) != 1:
         raise ValueError(f"posterior gives {_describe(q)} for one example; it must give a torch distribution "
                          "with batch_shape [N] and event_shape [d] (a diagonal Gaussian is "
                          "Independent(Normal(loc, scale), 1))")
-    model = WrappedModel(encoder, decoder, fn, family, prior, shape, q.event_shape[0])
+    model = WrappedModel(encoder, decoder, fn, posterior=family, prior=prior, input_shape=shape,
+                         latent_dim=q.event_shape[0])
     if prior is not None:
         p = model.prior()
         if not isinstance(p, Distribution) or tuple(p.event_shape) != tuple(q.event_shape):

@@ -1,16 +1,17 @@
 """Datasets: digits (bundled with scikit-learn, the default), MNIST (IDX files), linear-Gaussian data.
 
 ``load(name, **options) -> Dataset`` is the one entry point; ``DATASETS`` (``ibkit.registry.DATASETS``) is its
-registry, one loader per source, each registered below with its image shape (``register_dataset``):
+registry, one loader per source, each registered below with its image shape and committed reference sweep
+(``register_dataset``):
 
 - ``digits`` (``digits.py``): scikit-learn's 8x8 digits (1,797 images), scaled to [0, 1]; needs no files.
 - ``mnist`` (``mnist.py``, reading ``idx.py``'s format): the 28x28 MNIST digits (LeCun, Cortes & Burges) read
   from IDX files in a folder (the ``path`` option, else ``$IBKIT_DATA``, else the user cache, which it can fill
   by download).
-- ``gaussian`` (``gaussian.py``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X), I(X;Z) and
-  the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked against
-  true answers; with ``latent_dims=(d1, d2)`` a two-layer source z2 -> z1 -> x with the same closed forms per layer
-  (``TwoLayerGaussianDataset`` in ``gaussian.py``).
+- ``gaussian`` (the package ``gaussian/``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X),
+  I(X;Z) and the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked
+  against true answers; with ``latent_dims=(d1, d2)`` a two-layer source z2 -> z1 -> x with the same closed forms
+  per layer. The dataset's ``.truth`` is the ``LinearGaussianChain`` that generated it.
 
 Every loader returns the ``Dataset`` record (``dataset.py``); the image loaders share the split and
 binarisation in ``_split.py``. Nothing happens at import: no files are read, nothing is downloaded, no seeds
@@ -30,8 +31,8 @@ from ibkit.data.idx import IDX_DTYPES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse
 from ibkit.data.mnist import DOWNLOAD_TIMEOUT, MIRROR, MIRRORS, MNIST_FILES, MNIST_MD5, cache_dir, load_mnist
 from ibkit.registry import DATASETS, LIKELIHOODS, register_dataset
 
-register_dataset("digits", image_shape=(1, 8, 8))(load_digits)
-register_dataset("mnist", image_shape=(1, 28, 28))(load_mnist)
+register_dataset("digits", image_shape=(1, 8, 8), reference="rate_distortion")(load_digits)
+register_dataset("mnist", image_shape=(1, 28, 28), reference="rate_distortion_mnist")(load_mnist)
 register_dataset("gaussian")(load_gaussian)
 
 

@@ -62,7 +62,7 @@ def binarize_pixels(x: np.ndarray, mode: str, seed: int) -> tuple[np.ndarray, st
     return x.astype(np.float32), "gaussian"
 
 
-def split_dataset(name: str, x: np.ndarray, y: np.ndarray, likelihood: str, test_fraction, seed,
+def split_dataset(name: str, x: np.ndarray, y: np.ndarray, *, likelihood: str, test_fraction, seed,
                   source: str, provenance: dict | None = None) -> Dataset:
     """A ``Dataset`` of rows x [N, D] float32 and labels y [N], split by ``split_indices(N, test_fraction, seed)``;
     its provenance's ``split`` names the ``source`` (e.g. "t10k") and the sizes."""

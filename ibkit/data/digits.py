@@ -22,7 +22,7 @@ def load_digits(*, binarize: str = "threshold", test_fraction: float = 0.2, seed
     check_image_options(binarize, test_fraction, seed)
     pixels, labels = read_digits()
     x, likelihood = binarize_pixels(pixels / 16.0, binarize, seed)
-    return split_dataset("digits", x, labels, likelihood, test_fraction, seed,
+    return split_dataset("digits", x, labels, likelihood=likelihood, test_fraction=test_fraction, seed=seed,
                          source="scikit-learn's 1,797 digits", provenance={"binarize": binarize})
 
 

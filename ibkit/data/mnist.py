@@ -189,7 +189,7 @@ def _read_pairs(folder: Path, found: dict[str, Path | None]) -> dict[str, tuple[
 
 
 def _train_test_dataset(
-    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], found: dict[str, Path | None],
+    train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], found: dict[str, Path | None], *,
     binarize: str, seed: int,
 ) -> Dataset:
     """The canonical split: train = the train pair, test = the t10k pair, binarised together."""
@@ -246,9 +246,9 @@ def load_mnist(
     if len(pairs) == 1:  # one pair only: split it
         ((which, (images, labels)),) = pairs.items()
         x, likelihood = binarize_pixels(images / 255.0, binarize, seed)
-        return split_dataset("mnist", x, labels, likelihood, test_fraction, seed,
+        return split_dataset("mnist", x, labels, likelihood=likelihood, test_fraction=test_fraction, seed=seed,
                              source="t10k" if which == "test" else "train", provenance=provenance)
-    ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize, seed)
+    ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize=binarize, seed=seed)
     split = f"train {len(ds.train):,} / t10k {len(ds.test):,} (the canonical split)"
     return dataclasses.replace(ds, provenance={**provenance, "split": split})
 

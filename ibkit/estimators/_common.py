@@ -41,7 +41,7 @@ def prepare(model, x, call: str, *, posterior: bool = True, prior: bool = True, 
     (its ``check_data``, else its ``support``); and on the first ``CHECK_ROWS`` rows, what the model returns has
     the protocol's shapes (q(z|x) batch [n], event [d]; p(z) event [d]; a code [n, d]) and log p(x|z) is finite.
     """
-    _check_methods(model, call, posterior, prior, likelihood)
+    _check_methods(model, call, posterior=posterior, prior=prior, likelihood=likelihood)
     x = check_model_data(model, x).to(model_device(model))
     with seeded_no_grad(0, x.device):
         _check_outputs(model, x[:CHECK_ROWS], prior, likelihood)
@@ -69,7 +69,7 @@ def missing_likelihood(model, call: str) -> str:
             "(x [N, D], z [S, N, d] -> [S, N])")
 
 
-def _check_methods(model, call: str, posterior: bool, prior: bool, likelihood: bool) -> None:
+def _check_methods(model, call: str, *, posterior: bool, prior: bool, likelihood: bool) -> None:
     """Refuse a model without the methods ``call`` uses, saying which one is missing and what to do."""
     name, has_code = type(model).__name__, callable(getattr(model, "encode", None))
     if posterior and not has_posterior(model):
@@ -163,7 +163,7 @@ def budget_bytes(memory_budget: int | None) -> int:
     return int(memory_budget)
 
 
-def too_large(call: str, needed: int, budget: int, what: str, remedy: str) -> ValueError:
+def too_large(call: str, needed: int, budget: int, *, what: str, remedy: str) -> ValueError:
     """The error of a request that cannot fit its memory budget even chunked, with the sizes."""
     return ValueError(f"{call} needs at least {_size(needed)} ({what}) but memory_budget is {_size(budget)}; "
                       f"{remedy}")

@@ -110,7 +110,7 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
         check_number("entropy", entropy)
     rows_per_block = _rows_per_block(n, model.posterior(x[:1]).event_shape.numel(), budget_bytes(memory_budget))
     with seeded_no_grad(seed, x.device):
-        nce, loo = _contrastive_terms(model, x, rows_per_block, fast, chunk_size)
+        nce, loo = _contrastive_terms(model, x, rows_per_block, fast=fast, chunk_size=chunk_size)
     out: dict[str, float | str] = {
         "infonce": nce.mean().item(),
         "infonce_se": (nce.std() / math.sqrt(n)).item(),
@@ -208,12 +208,12 @@ def _rows_per_block(n: int, d: int, budget: int) -> int:
     table, per_row = 8 * n * (2 * d + 3), 16 * n  # the [N, d] posterior tables; a row of the block and scratch
     if table + per_row > budget:
         raise too_large(f"mi_bounds on N = {n} points", table + per_row, budget,
-                        "the posterior's N x d tables and one row of the N x N matrix of log q(z_i|x_j)",
-                        "use fewer points or a larger memory_budget")
+                        what="the posterior's N x d tables and one row of the N x N matrix of log q(z_i|x_j)",
+                        remedy="use fewer points or a larger memory_budget")
     return max(1, min(PAIR_BUDGET // n, (budget - table) // per_row))
 
 
-def _contrastive_terms(model, x: Tensor, rows_per_block: int, fast: bool, chunk_size: int) -> tuple[Tensor, Tensor]:
+def _contrastive_terms(model, x: Tensor, rows_per_block: int, *, fast: bool, chunk_size: int) -> tuple[Tensor, Tensor]:
     """The per-point InfoNCE and leave-one-out terms [N], float64, one draw z_i ~ q(z|x_i) each, block by block."""
     n = len(x)
     z = torch.cat([model.posterior(x[s]).sample() for s in row_chunks(n, chunk_size)])  # [N, d]
@@ -310,7 +310,7 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
         q = model.posterior(x)
         units = q.unit_kl(q.rsample((n_samples,))).mean(0).double()  # [N, d]
         means = q.layer_means(seed=seed).double()  # [N, d]
-        nce = [_layer_infonce(q, model, k, mixture, budget) for k in range(len(dims))]
+        nce = [_layer_infonce(q, model, k, mixture=mixture, budget=budget) for k in range(len(dims))]
     per_row = torch.stack([t.sum(-1) for t in units.split(dims, -1)], -1)  # [N, L]
     above = per_row.flip(-1).cumsum(-1).flip(-1)  # [N, L]: sum over k >= l
     gen = torch.Generator().manual_seed(seed)
@@ -333,7 +333,7 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
         mi_upper=above.mean(0).tolist(), mi_upper_se=se(above)))
 
 
-def _layer_infonce(q, model, k: int, mixture: int, budget: int) -> Tensor:
+def _layer_infonce(q, model, k: int, *, mixture: int, budget: int) -> Tensor:
     """InfoNCE terms [N] on I(X; z_l) (see ``per_layer``): z_i from one ancestral draw per row, log q(z_i|x_j) from
     the mixture over ``mixture`` draws of the layer's parents for each x_j, in blocks of rows i within ``budget``."""
     draws = model.layers(q.rsample((mixture,)))  # [M, N, d_k] per layer k

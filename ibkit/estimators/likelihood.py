@@ -43,7 +43,7 @@ def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFA
     Closed form where torch registers the KL; otherwise Monte Carlo with ``n_samples`` draws per example
     (``rate_standard_error`` with the same arguments gives its standard error).
     """
-    return reduce(_kl_rows(model, x, n_samples, seed, chunk_size)[0], per_example)
+    return reduce(_kl_rows(model, x, n_samples=n_samples, seed=seed, chunk_size=chunk_size)[0], per_example)
 
 
 def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -55,13 +55,13 @@ def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_s
     draws, the error of the mean rate
     is sqrt(sum_n s_n^2 / S) / N, and of row n's KL estimate s_n / sqrt(S) (``per_example=True``). NaN for S = 1.
     """
-    variances = _kl_rows(model, x, n_samples, seed, chunk_size)[1]  # of each row's estimate
+    variances = _kl_rows(model, x, n_samples=n_samples, seed=seed, chunk_size=chunk_size)[1]  # of each row's estimate
     if per_example:
         return variances.sqrt().cpu()
     return (variances.sum().sqrt() / len(variances)).item()
 
 
-def _kl_rows(model, x, n_samples: int, seed: int, chunk_size: int) -> tuple[Tensor, Tensor]:
+def _kl_rows(model, x, *, n_samples: int, seed: int, chunk_size: int) -> tuple[Tensor, Tensor]:
     """Per row: the estimate of KL(q(z|x_n) || p(z)) [N] and that estimate's Monte Carlo variance [N]."""
     x = prepare(model, x, "rate", likelihood=False)
     check_number("n_samples", n_samples, low=1, integer=True)
@@ -90,8 +90,9 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
     For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
     """
     x = prepare(model, x, "distortion", posterior=False, prior=False)
-    return _expected_over_codes(model, x, model.log_likelihood, -1.0, n_samples, seed, chunk_size, per_example,
-                                "distortion", allow_long)
+    return _expected_over_codes(model, x, model.log_likelihood, sign=-1.0, n_samples=n_samples, seed=seed,
+                                chunk_size=chunk_size, per_example=per_example, call="distortion",
+                                allow_long=allow_long)
 
 
 def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
@@ -114,11 +115,11 @@ def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAUL
                              f"{[*z.shape[:-1], xs.shape[-1]]}, E[x|z] for each sample and row")
         return -(xs - mean).pow(2).sum(-1)
 
-    return _expected_over_codes(model, x, negative_squared_error, -1.0, n_samples, seed, chunk_size, per_example,
-                                "mse", allow_long)
+    return _expected_over_codes(model, x, negative_squared_error, sign=-1.0, n_samples=n_samples, seed=seed,
+                                chunk_size=chunk_size, per_example=per_example, call="mse", allow_long=allow_long)
 
 
-def _expected_over_codes(model, x: Tensor, score, sign: float, n_samples: int, seed: int, chunk_size: int,
+def _expected_over_codes(model, x: Tensor, score, *, sign: float, n_samples: int, seed: int, chunk_size: int,
                          per_example: bool, call: str, allow_long: bool) -> float | Tensor:
     """sign * E_q score(x, z) per example for checked x [N, D] (score: x [n, D], z [S, n, d] -> [S, n]); z =
     encode(x) for a code without a posterior. ``call`` names it in progress lines and refusals."""
@@ -135,12 +136,12 @@ def _expected_over_codes(model, x: Tensor, score, sign: float, n_samples: int, s
                 out.append(sign * score(xs, model.encode(xs).unsqueeze(0))[0])
                 bar.update(len(xs))
                 continue
-            out.append(sign * expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples, samples, score,
-                                                           bar))
+            out.append(sign * expected_log_likelihood_rows(model, model.posterior(xs), xs, n_samples=n_samples,
+                                                           samples=samples, score=score, progress=bar))
     return reduce(torch.cat(out), per_example)
 
 
-def expected_log_likelihood_rows(model, q, x: Tensor, n_samples: int, samples: int, score=None,
+def expected_log_likelihood_rows(model, q, x: Tensor, *, n_samples: int, samples: int, score=None,
                                  progress: Progress | None = None) -> Tensor:
     """mean_s log p(x|z_s), z_s ~ q, per row [n] for the proposal q (batch [n]), ``samples`` draws at a time
     (or the mean of another ``score(x, z)`` of the samples); each chunk's pairs counted on ``progress``."""
@@ -183,8 +184,8 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     check_number("k", k, low=1, integer=True)
     budget, per_pair = budget_bytes(memory_budget), _pair_bytes(model, x)
     if per_pair > budget:
-        raise too_large("iwae", per_pair, budget, "one (sample, row) pair through the decoder",
-                        "raise memory_budget")
+        raise too_large("iwae", per_pair, budget, what="one (sample, row) pair through the decoder",
+                        remedy="raise memory_budget")
     samples, rows = plan_chunks(k, min(chunk_size, budget // per_pair))
     out = []
     with seeded_no_grad(seed, x.device), decoder_progress("iwae", k * len(x), x.device,
@@ -192,7 +193,8 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
                                                           allow_long=allow_long) as progress:
         prior = model.prior()
         for s in row_chunks(len(x), rows):
-            out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k, samples, progress))
+            out.append(importance_weighted_rows(model, prior, model.posterior(x[s]), x[s], k=k, samples=samples,
+                                                progress=progress))
     return reduce(torch.cat(out), per_example)
 
 
@@ -205,7 +207,7 @@ def _pair_bytes(model, x: Tensor) -> int:
     return 4 * (2 * x.shape[-1] + (widths or 4 * x.shape[-1]) + 8 * d)
 
 
-def importance_weighted_rows(model, prior, q, x: Tensor, k: int, samples: int,
+def importance_weighted_rows(model, prior, q, x: Tensor, *, k: int, samples: int,
                              progress: Progress | None = None) -> Tensor:
     """log (1/k) sum_i p(x, z_i) / q(z_i|x) per row [n] for the proposal q (batch [n]), drawing ``samples`` of the
     k at a time and combining them with a running log-sum-exp; each chunk's pairs counted on ``progress``."""

@@ -116,7 +116,8 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
                                                           allow_long=allow_long, at_most=True) as progress:
         prior = model.prior()
         for s in row_chunks(len(x), rows):
-            parts.append(_adaptive_rows(model, prior, x[s], k, samples, stages, widen, refit_widen, progress))
+            parts.append(_adaptive_rows(model, prior, x[s], k=k, samples=samples, stages=stages, widen=widen,
+                                        refit_widen=refit_widen, progress=progress))
     cols = {key: torch.cat([p[key] for p in parts]).cpu() for key in parts[0]}
     ess = cols["ess"].double().numpy()
     per_row = pd.DataFrame({
@@ -183,7 +184,7 @@ class _WeightedMoments:
         return ess, self.center + self.m1, 0.5 * (cov + cov.mT)
 
 
-def _importance_pass(model, prior: Distribution, x: Tensor, k: int, samples: int, draw, log_proposal,
+def _importance_pass(model, prior: Distribution, x: Tensor, *, k: int, samples: int, draw, log_proposal,
                      center: Tensor, progress: Progress) -> _WeightedMoments:
     """k draws z ~ r (``draw(S) -> [S, n, d]``, ``samples`` at a time) weighted by p(x, z) / r(z)
     (``log_proposal(z) -> log r(z)`` [S, n], float64); their accumulated moments (each chunk's pairs counted on
@@ -212,7 +213,7 @@ def _gaussian_proposal(mean: Tensor, cov: Tensor, widen: float, previous: tuple[
             torch.where(ok[:, None, None], tril, previous[2]))
 
 
-def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, stages: int, widen: float,
+def _adaptive_rows(model, prior: Distribution, x: Tensor, *, k: int, samples: int, stages: int, widen: float,
                    refit_widen: float, progress: Progress) -> dict[str, Tensor]:
     """``posterior_correlation``'s stages for the rows x [n, D]; per row [n]: ess, q_correlation,
     true_correlation, ess_from_q and stage."""
@@ -226,8 +227,8 @@ def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, 
         return z
 
     mean_q = q.mean.double()  # exact for the Gaussian families; an IAF's is Monte Carlo (256 draws)
-    plain = _importance_pass(model, prior, x, k, samples, draw_q, lambda z: q.log_prob(z).double(), mean_q,
-                             progress)
+    plain = _importance_pass(model, prior, x, k=k, samples=samples, draw=draw_q,
+                             log_proposal=lambda z: q.log_prob(z).double(), center=mean_q, progress=progress)
     cov_q, dtype = covariance(q, first[0]), first[0].dtype
     first.clear()
     best_ess, _, best_cov = plain.result()
@@ -249,8 +250,8 @@ def _adaptive_rows(model, prior: Distribution, x: Tensor, k: int, samples: int, 
             shrink = (weight / (weight + d))[:, None, None]  # ESS effective draws against d for the old fit
             proposal = _gaussian_proposal(mean, shrink * cov + (1 - shrink) * proposal[1], refit_widen, proposal)
         draw, log_density = _gaussian_sampler(proposal[0], proposal[2], dtype)
-        ess, mean, cov = _importance_pass(model, prior, x, k, samples, draw, log_density, proposal[0],
-                                          progress).result()
+        ess, mean, cov = _importance_pass(model, prior, x, k=k, samples=samples, draw=draw, log_proposal=log_density,
+                                          center=proposal[0], progress=progress).result()
         pooled.add(ess, mean, cov)
         better = ess > best_ess
         best_ess = torch.where(better, ess, best_ess)
@@ -382,7 +383,7 @@ def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_
     with seeded(seed, x.device), decoder_progress("amortization_gap", passes, x.device, work=work,
                                                   knobs="max_steps (or steps), k", allow_long=allow_long,
                                                   at_most=steps is None) as bar:
-        h, progress = _optimise_params(model, x, h0, prior, lr, n_samples, budget=budget,
+        h, progress = _optimise_params(model, x, h0, prior, lr=lr, n_samples=n_samples, budget=budget,
                                        decays=lr_decays if steps is None else None, check_every=check_every,
                                        check_samples=check_samples, tol=tol, seed=seed, bar=bar)
         with torch.no_grad():
@@ -391,9 +392,12 @@ def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_
             samples, _ = plan_chunks(k, max(1, DEFAULT_CHUNK // len(x)))
             amortised = model.posterior_from_params(h0)
             out: dict = {  # both ELBOs at the same draws eps: their difference carries no fresh Monte Carlo noise
-                "elbo_amortised": _common_elbo_rows(model, prior, amortised, x, ELBO_DRAWS, seed, bar).mean().item(),
-                "elbo_optimised": _common_elbo_rows(model, prior, optimised, x, ELBO_DRAWS, seed, bar).mean().item(),
-                "log_px": importance_weighted_rows(model, prior, optimised, x, k, samples, bar).mean().item(),
+                "elbo_amortised": _common_elbo_rows(model, prior, amortised, x, n_draws=ELBO_DRAWS, seed=seed,
+                                                    bar=bar).mean().item(),
+                "elbo_optimised": _common_elbo_rows(model, prior, optimised, x, n_draws=ELBO_DRAWS, seed=seed,
+                                                    bar=bar).mean().item(),
+                "log_px": importance_weighted_rows(model, prior, optimised, x, k=k, samples=samples,
+                                                   progress=bar).mean().item(),
             }
     out["amortization_gap"] = out["elbo_optimised"] - out["elbo_amortised"]
     out["approximation_gap"] = out["log_px"] - out["elbo_optimised"]
@@ -411,7 +415,7 @@ def _amortised_params(model, x: Tensor) -> Tensor:
     return h.detach().clone()
 
 
-def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float, n_samples: int, *, budget: int,
+def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, *, lr: float, n_samples: int, budget: int,
                      decays: int | None, check_every: int, check_samples: int, tol: float, seed: int,
                      bar: Progress | None = None) -> tuple[Tensor, dict]:
     """Per-datapoint variational parameters h [N, P] moved by Adam on the ELBO of ``posterior_from_params(h)``,
@@ -427,8 +431,8 @@ def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float
     while True:
         if t % check_every == 0 or t in (budget - check_every, budget):
             checks = {s: e for s, e in checks.items() if s >= t - check_every}
-            checks[t] = _common_elbo_rows(model, prior, model.posterior_from_params(h.detach()), x, check_samples,
-                                          seed, bar)
+            checks[t] = _common_elbo_rows(model, prior, model.posterior_from_params(h.detach()), x,
+                                          n_draws=check_samples, seed=seed, bar=bar)
             if t - check_every in checks:
                 gain = (checks[t] - checks[t - check_every]).mean().item()
                 if decays is not None and gain < tol and t < budget:
@@ -453,7 +457,7 @@ def _optimise_params(model, x: Tensor, h: Tensor, prior: Distribution, lr: float
     return h.detach(), {"steps": t, "last_improvement": gain, "converged": bool(converged), "lr": final_lr}
 
 
-def _common_elbo_rows(model, prior: Distribution, q: Distribution, x: Tensor, n_draws: int, seed: int,
+def _common_elbo_rows(model, prior: Distribution, q: Distribution, x: Tensor, *, n_draws: int, seed: int,
                       bar: Progress | None = None) -> Tensor:
     """The per-row ELBO [N] (float64) of q (batch [N]) at common random numbers: mean_s log p(x|z_s) - KL(q || p)
     with z_s = ``rsample_from(q, eps_s)``, eps [n_draws, N, d] standard normal from a generator seeded with

@@ -139,7 +139,8 @@ class Autoencoder(nn.Module):
         z, rate_terms = self.sample_code(x, eps)
         distortion = -self.log_likelihood(x, z)
         rate, trained = rate_terms.sum(-1), self.trained_rate(rate_terms)
-        return ForwardOutput(distortion, rate, distortion + self.regularizer(z, trained), z, trained)
+        return ForwardOutput(distortion=distortion, rate=rate, loss=distortion + self.regularizer(z, trained), z=z,
+                             trained_rate=trained)
 
 
 class StochasticAutoencoder(Autoencoder):

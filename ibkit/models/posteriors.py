@@ -1,11 +1,11 @@
 """Posterior families q(z|x): each maps the encoder's output to a ``torch.distributions`` object, and names the
 prior N(0, I) in the form torch has a closed-form KL against.
 
-Each family is registered by name in ``ibkit.registry.POSTERIORS`` (``@register_posterior("diagonal")``), which
-``VAEConfig.posterior`` and ``ibkit.wrap(posterior=...)`` read: "diagonal", "full" and "iaf" here. The operations on
-the distributions they return (``rsample_from``, ``add_noise``, ``covariance``, ``diagonal_normal``) and the KL
-helpers live in ``ibkit.distributions``; checkpoints written before a family's present parameterisation are
-converted when they load (``ibkit.models.checkpoint``).
+Each family is registered by name in ``ibkit.registry.POSTERIORS`` (``@register_posterior("diagonal", colour=0)``,
+with the colour figures give it), which ``VAEConfig.posterior`` and ``ibkit.wrap(posterior=...)`` read: "diagonal",
+"full" and "iaf" here. The operations on the distributions they return (``rsample_from``, ``add_noise``,
+``covariance``, ``diagonal_normal``) and the KL helpers live in ``ibkit.distributions``; checkpoints written before a
+family's present parameterisation are converted when they load (``ibkit.models.checkpoint``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class DiagonalGaussian(PosteriorFamily):
         return Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
 
 
-@register_posterior("full")
+@register_posterior("full", colour=4)
 class FullGaussian(PosteriorFamily):
     """Full-covariance Gaussian q(z|x) = N(mu(x), L(x) L(x)^T) with L lower triangular: a linear IAF (Kingma et al.
     2016, sec. 3). It can hold the correlations the true posterior has given x (Berkson's paradox) that the
@@ -138,7 +138,7 @@ class FullGaussian(PosteriorFamily):
         return MultivariateNormal(loc, scale_tril=torch.diag(scale), validate_args=False)
 
 
-@register_posterior("iaf")
+@register_posterior("iaf", colour=2)
 class IAF(PosteriorFamily):
     """Inverse autoregressive flow (Kingma et al. 2016): a diagonal Gaussian and ``flow_steps`` MADE steps with
     reversed orderings between steps, conditioned on a context from the encoder (see ``ibkit.models.iaf``).

@@ -42,7 +42,7 @@ def free_bits_rate(terms: Tensor, floors: Tensor) -> Tensor:
     return torch.where(keep, terms, floors.expand_as(terms).to(terms.dtype)).sum(-1)
 
 
-def rate_penalty(rate: Tensor, beta: Tensor, progress: Tensor, warmup_epochs: Tensor, capacity: Tensor,
+def rate_penalty(rate: Tensor, beta: Tensor, progress: Tensor, *, warmup_epochs: Tensor, capacity: Tensor,
                  gamma: Tensor, capacity_epochs: Tensor) -> Tensor:
     """The rate's part of each example's loss [..., N] for the rate R [..., N] (clipped by free bits, if any).
 
@@ -55,7 +55,7 @@ def rate_penalty(rate: Tensor, beta: Tensor, progress: Tensor, warmup_epochs: Te
     return torch.where(torch.isnan(capacity), weighted, gamma * side * (rate - target))
 
 
-def used_values(beta: Tensor, progress: Tensor, warmup_epochs: Tensor, capacity: Tensor,
+def used_values(beta: Tensor, progress: Tensor, *, warmup_epochs: Tensor, capacity: Tensor,
                 capacity_epochs: Tensor) -> tuple[Tensor, Tensor]:
     """(beta_t, C_t) at progress t, each [] or [K]: what the history records as beta_used and capacity_used
     (beta_t is NaN under a capacity target, which replaces beta; C_t is NaN without one)."""
@@ -130,7 +130,8 @@ class RateScheduled(StochasticAutoencoder):
         """(beta_t, C_t) [K] now, as the loss uses them (``used_values``)."""
         if self._plain():
             return self.beta.reshape(-1), torch.full_like(self.beta.reshape(-1), torch.nan)
-        return used_values(self.beta, self.progress, self.warmup_epochs, self.capacity, self.capacity_epochs)
+        return used_values(self.beta, self.progress, warmup_epochs=self.warmup_epochs, capacity=self.capacity,
+                           capacity_epochs=self.capacity_epochs)
 
     def trained_rate(self, rate_terms: Tensor) -> Tensor:
         if self.config.free_bits == 0 and not self.free_bits.dim():
@@ -141,8 +142,8 @@ class RateScheduled(StochasticAutoencoder):
     def regularizer(self, z: Tensor, rate: Tensor) -> Tensor:
         if self._plain():
             return self.beta * rate
-        return rate_penalty(rate, self.beta, self.progress, self.warmup_epochs, self.capacity, self.gamma,
-                            self.capacity_epochs)
+        return rate_penalty(rate, self.beta, self.progress, warmup_epochs=self.warmup_epochs, capacity=self.capacity,
+                            gamma=self.gamma, capacity_epochs=self.capacity_epochs)
 
 
 __all__ = ["ramp", "free_bits_rate", "rate_penalty", "used_values", "ScheduledConfig", "RateScheduled"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from ibkit.store.folder import MANIFEST, RUNS, RunFolder
 
 
-def check_folder(folder: str | os.PathLike, experiment: str, config: dict, overwrite: bool,
+def check_folder(folder: str | os.PathLike, experiment: str, config: dict, *, overwrite: bool,
                  defaults: dict | None = None, grows: Sequence[str] = ()) -> Path:
     """Make sure ``folder`` can take this run: a folder (not a file), writable, and not holding the results of a
     different experiment or config unless ``overwrite``. The same experiment and config resume: the sweep skips the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,9 +39,10 @@ def install(folder: Path, blocks: list[tuple[str, str, str]]) -> list[str]:
             info = folder / "my_ibkit_study-0.1.dist-info"
             info.mkdir()
             (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-ibkit-study\nVersion: 0.1\n")
-            header, _, lines = code.partition("\n")  # [project.entry-points."GROUP"] and its lines
-            group = re.search(r'"([^"]+)"', header).group(1)
-            (info / "entry_points.txt").write_text(f"[{group}]\n{lines}")
+            groups = tomllib.loads(code)["project"]["entry-points"]  # pyproject's table, as entry_points.txt
+            (info / "entry_points.txt").write_text("".join(
+                f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in points.items())
+                for group, points in groups.items()))
         elif language == "python":
             scripts.append(code)
     return scripts

@@ -84,7 +84,11 @@ def test_a_refused_command_never_costs_stored_results(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------------------
 # the Python API
 
-MODEL = ibkit.build_model("vae", 6, 2, hidden=(4,), seed=0)
+@pytest.fixture(scope="module")
+def model(tiny_vae):
+    return tiny_vae(input_dim=6, latent_dim=2, hidden=(4,), seed=0)
+
+
 GOOD = torch.rand(10, 6).round()
 BAD = {
     "nan": (GOOD.clone().index_put_((torch.tensor([3]), torch.tensor([1])), torch.tensor(math.nan)),
@@ -100,50 +104,50 @@ BAD = {
     "support": (GOOD * 3, r"x has values in \[0, 3\] but likelihood='bernoulli' needs values in \[0, 1\]"),
 }
 CALLS = {
-    "rate": lambda x: E.rate(MODEL, x),
-    "distortion": lambda x: E.distortion(MODEL, x),
-    "elbo": lambda x: E.elbo(MODEL, x),
-    "iwae": lambda x: E.iwae(MODEL, x, 3),
-    "mi_bounds": lambda x: E.mi_bounds(MODEL, x),
-    "active_units": lambda x: E.active_units(MODEL, x),
-    "kl_per_dim": lambda x: E.kl_per_dim(MODEL, x),
-    "posterior_correlation": lambda x: E.posterior_correlation(MODEL, x, k=3),
-    "fit": lambda x: ibkit.fit(MODEL, x, epochs=1, progress=False),
-    "fit_many": lambda x: ibkit.fit_many([MODEL, MODEL], x, epochs=1, progress=False),
+    "rate": lambda m, x: E.rate(m, x),
+    "distortion": lambda m, x: E.distortion(m, x),
+    "elbo": lambda m, x: E.elbo(m, x),
+    "iwae": lambda m, x: E.iwae(m, x, 3),
+    "mi_bounds": lambda m, x: E.mi_bounds(m, x),
+    "active_units": lambda m, x: E.active_units(m, x),
+    "kl_per_dim": lambda m, x: E.kl_per_dim(m, x),
+    "posterior_correlation": lambda m, x: E.posterior_correlation(m, x, k=3),
+    "fit": lambda m, x: ibkit.fit(m, x, epochs=1, progress=False),
+    "fit_many": lambda m, x: ibkit.fit_many([m, m], x, epochs=1, progress=False),
 }
 
 
 @pytest.mark.parametrize("bad", sorted(BAD))
 @pytest.mark.parametrize("call", sorted(CALLS))
-def test_bad_tensors_get_a_value_error_naming_what_was_expected_and_what_came(call, bad):
+def test_bad_tensors_get_a_value_error_naming_what_was_expected_and_what_came(model, call, bad):
     x, message = BAD[bad]
     with pytest.raises(ValueError, match=message.replace("x ", "x(_train)? ", 1) if call.startswith("fit")
                        else message):
-        CALLS[call](x)
+        CALLS[call](model, x)
 
 
-def test_labels_of_another_length_are_refused():
+def test_labels_of_another_length_are_refused(model):
     with pytest.raises(ValueError, match=r"y must hold one label per row of x: expected shape \[10\], got \[9\]"):
-        E.label_information(MODEL, GOOD, torch.zeros(9, dtype=torch.long))
+        E.label_information(model, GOOD, torch.zeros(9, dtype=torch.long))
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: E.iwae(MODEL, GOOD, 0), "k=0 must be >= 1"),
-    (lambda: E.iwae(MODEL, GOOD, 2.5), "k=2.5 must be an integer"),
-    (lambda: E.mi_bounds(MODEL, GOOD[:1]), "mi_bounds needs at least 2 data points"),
-    (lambda: E.rate(MODEL, GOOD, seed=-1), "seed=-1 must be >= 0"),
-    (lambda: E.iwae(MODEL, GOOD, 2, memory_budget=0), "memory_budget=0 must be >= 1"),
-    (lambda: ibkit.fit(MODEL, GOOD, epochs=0), "epochs=0 must be >= 1"),
-    (lambda: ibkit.fit(MODEL, GOOD, lr=-1.0), "lr=-1.0 must be > 0"),
-    (lambda: ibkit.fit_many([], GOOD), "models is empty"),
-    (lambda: ibkit.fit_many([MODEL, MODEL], GOOD, seed=[0, 1, 2]), "seed has 3 values for 2 models"),
-    (lambda: ibkit.build_model("vae", 6, 0), "latent_dim=0 must be >= 1"),
-    (lambda: ibkit.build_model("gan", 6, 2), "kind='gan' is not a registered model kind; registered: ae,"),
-    (lambda: ibkit.data.load("cifar"), "is not known"),
+    (lambda m: E.iwae(m, GOOD, 0), "k=0 must be >= 1"),
+    (lambda m: E.iwae(m, GOOD, 2.5), "k=2.5 must be an integer"),
+    (lambda m: E.mi_bounds(m, GOOD[:1]), "mi_bounds needs at least 2 data points"),
+    (lambda m: E.rate(m, GOOD, seed=-1), "seed=-1 must be >= 0"),
+    (lambda m: E.iwae(m, GOOD, 2, memory_budget=0), "memory_budget=0 must be >= 1"),
+    (lambda m: ibkit.fit(m, GOOD, epochs=0), "epochs=0 must be >= 1"),
+    (lambda m: ibkit.fit(m, GOOD, lr=-1.0), "lr=-1.0 must be > 0"),
+    (lambda m: ibkit.fit_many([], GOOD), "models is empty"),
+    (lambda m: ibkit.fit_many([m, m], GOOD, seed=[0, 1, 2]), "seed has 3 values for 2 models"),
+    (lambda m: ibkit.build_model("vae", 6, 0), "latent_dim=0 must be >= 1"),
+    (lambda m: ibkit.build_model("gan", 6, 2), "kind='gan' is not a registered model kind; registered: ae,"),
+    (lambda m: ibkit.data.load("cifar"), "is not known"),
 ])
-def test_bad_arguments_get_a_value_error_naming_them(call, message):
+def test_bad_arguments_get_a_value_error_naming_them(model, call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        call()
+        call(model)
 
 
 def test_the_generated_commands_can_reach_the_run(stub_runs, capsys):

@@ -173,9 +173,9 @@ def test_a_half_written_record_is_never_read_as_complete(tmp_path, capsys):
 # memory
 
 
-def test_mi_bounds_chunks_to_its_memory_budget_and_refuses_what_cannot_fit():
+def test_mi_bounds_chunks_to_its_memory_budget_and_refuses_what_cannot_fit(tiny_vae):
     x = (torch.rand(600, 64, generator=torch.Generator().manual_seed(0)) > 0.6).float()
-    model = ibkit.build_model("vae", 64, 8, hidden=(32,), seed=0)
+    model = tiny_vae(input_dim=64, latent_dim=8, hidden=(32,), seed=0)
     whole = E.mi_bounds(model, x, seed=1)
     tight = E.mi_bounds(model, x, seed=1, memory_budget=200_000)  # blocks of ~8 rows instead of all 600
     assert tight["infonce"] == pytest.approx(whole["infonce"], abs=1e-9)
@@ -186,9 +186,10 @@ def test_mi_bounds_chunks_to_its_memory_budget_and_refuses_what_cannot_fit():
         E.mi_bounds(model, x, memory_budget=100_000)
 
 
-def test_iwae_chunks_to_its_memory_budget_and_refuses_what_cannot_fit():
+def test_iwae_chunks_to_its_memory_budget_and_refuses_what_cannot_fit(tiny_vae):
     x = (torch.rand(300, 64, generator=torch.Generator().manual_seed(0)) > 0.6).float()
-    model = ibkit.build_model("vae", 64, 8, hidden=(32,), seed=0)
+    model = tiny_vae(input_dim=64, latent_dim=8, hidden=(32,), seed=0)
+
     whole, tight = E.iwae(model, x, 200, seed=1), E.iwae(model, x, 200, seed=1, memory_budget=50_000)
     assert tight == pytest.approx(whole, abs=0.05)  # other chunks, other draws: the same bound within noise
     with pytest.raises(ValueError, match=r"iwae needs at least .* \(one \(sample, row\) pair through the decoder\) "

@@ -26,10 +26,10 @@ class _Payload:
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_a_checkpoint_that_carries_pickled_code_is_refused_and_the_code_never_runs(tmp_path):
+def test_a_checkpoint_that_carries_pickled_code_is_refused_and_the_code_never_runs(tmp_path, tiny_vae):
     marker = tmp_path / "ran"
     folder = tmp_path / "run"
-    model = ibkit.build_model("vae", 8, 2, hidden=(4,))
+    model = tiny_vae(input_dim=8, latent_dim=2, hidden=(4,))
     state = {"config": {"kind": "vae"}, "state_dict": model.state_dict(), "x": _Payload(marker)}
     (folder / "checkpoints").mkdir(parents=True)
     torch.save(state, folder / "checkpoints" / "vae-d2-beta1.0-seed0.pt")
@@ -52,8 +52,9 @@ def test_tensors_that_are_not_an_ibkit_model_are_refused_by_name(tmp_path, blob,
         load_checkpoint(path)
 
 
-def test_a_checkpoint_of_ours_round_trips(tmp_path):
-    model = ibkit.build_model("vae", 8, 2, hidden=(4,), seed=3)
+def test_a_checkpoint_of_ours_round_trips(tmp_path, tiny_vae):
+    model = tiny_vae(input_dim=8, latent_dim=2, hidden=(4,), seed=3)
+
     save_checkpoint(model, tmp_path / "m.pt")
     back = load_checkpoint(tmp_path / "m.pt")
     x = torch.rand(5, 8).round()
