@@ -49,8 +49,14 @@ PROBE_SIGMAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4)  # the probe curve of a deterministi
 
 @dataclass
 class Analysis:
-    """What ``analyse`` measured. ``row``: the results-schema row (with ``_se`` columns); ``tables``: the side tables
-    (kl_per_dim, probe_curve, per_layer, label_information, where they apply); ``name`` and ``dataset`` label it."""
+    """What ``analyse`` measured.
+
+    Attributes:
+        row: the results-schema row (with ``_se`` columns).
+        tables: the side tables (kl_per_dim, probe_curve, per_layer, label_information, where they apply).
+        name: the model's label (the row's ``run_id``).
+        dataset: the data's label; "" for the given rows.
+    """
 
     row: dict
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -58,14 +64,25 @@ class Analysis:
     dataset: str = ""
 
     def value(self, metric: str) -> str:
-        """'4.31 ± 0.12' (mean ± one standard error), '∞' for a bound that does not exist, '–' for none."""
+        """'4.31 ± 0.12' (mean ± one standard error), '∞' for a bound that does not exist, '–' for none.
+
+        Args:
+            metric: a column of ``row`` (its standard error is ``{metric}_se``).
+
+        Returns:
+            the value rounded to its uncertainty, as text.
+        """
         mean, se = self.row.get(metric, math.nan), self.row.get(f"{metric}_se", math.nan)
         if mean == math.inf:
             return "∞"
         return round_to_uncertainty(mean, se)
 
     def report(self) -> str:
-        """report.md: the headline numbers, what they say, and the side tables."""
+        """report.md: the headline numbers, what they say, and the side tables.
+
+        Returns:
+            the report, markdown.
+        """
         r, stochastic = self.row, not math.isnan(self.row.get("rate", math.nan))
         iwae_rows = "" if _missing(r.get("iwae")) else f"IWAE on {r['iwae_rows']}, "
         lines = [f"# Analysis of {self.name}", "",
@@ -117,7 +134,14 @@ class Analysis:
         return [text]
 
     def write(self, out: str | Path) -> list[Path]:
-        """runs.csv, report.md, a CSV per side table and the figures (PNG and PDF) into ``out``; returns the paths."""
+        """runs.csv, report.md, a CSV per side table and the figures (PNG and PDF) into ``out``; returns the paths.
+
+        Args:
+            out: the folder, made if missing; its manifest.json is written last.
+
+        Returns:
+            the paths written.
+        """
         from ibkit import plots
         from ibkit.store import atomic_write_text, write_manifest
 
@@ -151,7 +175,26 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     """Measure one trained ``model`` on the rows of x [N, D] (module docstring); ``labels`` [N] adds the label
     information. Returns an ``Analysis``; ``.write(out)`` stores the report, the table and the figures. An IWAE
     whose k x iwae_rows decoder passes would take more than an hour is refused (a ValueError naming the estimate)
-    unless ``allow_long``."""
+    unless ``allow_long``.
+
+    Args:
+        model: a protocol model (``ibkit.interface``) or a deterministic code (``encode``).
+        x: [N, D] data in the model's support (a tensor or array).
+        labels: [N] class labels, or None.
+        k: importance samples per row of the IWAE bound.
+        seed: seeds every estimator's draws.
+        eval_rows: the first rows the information bracket, probe curve and per-layer table use, >= 2.
+        iwae_rows: the first rows the IWAE bound uses.
+        name: the model's label in the row and the report.
+        dataset: the data's label in the row and the report.
+        allow_long: run an IWAE estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        the ``Analysis``: ``row`` and the side ``tables``.
+
+    Raises:
+        ValueError: labels without one per row, an argument out of range, or the estimators' own refusals.
+    """
     check_number("k", k, low=1, integer=True)
     check_number("eval_rows", eval_rows, low=2, integer=True)
     check_number("iwae_rows", iwae_rows, low=1, integer=True)

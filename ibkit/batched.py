@@ -38,13 +38,30 @@ from ibkit.train import (
 
 
 def varying(config) -> tuple[str, ...]:
-    """What may differ between the models of one batch: the config's knobs (fields marked ``knob``) and the seed."""
+    """What may differ between the models of one batch: the config's knobs (fields marked ``knob``) and the seed.
+
+    Args:
+        config: a model's config.
+
+    Returns:
+        the names of the knob fields, then "seed".
+    """
     return (*knob_fields(config), "seed")
 
 
 def architecture(model: nn.Module) -> tuple:
     """What must be equal for models to train as one batch: class and config apart from its knobs and seed, and
-    the shape and trainability of every parameter."""
+    the shape and trainability of every parameter.
+
+    Args:
+        model: an ibkit model (with a dataclass ``config``).
+
+    Returns:
+        (class name, the config's other fields, (name, shape, requires_grad) of every parameter).
+
+    Raises:
+        ValueError: a model without a dataclass config.
+    """
     config = getattr(model, "config", None)
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise ValueError(f"fit_many needs ibkit models (with a config); got {type(model).__name__}")
@@ -77,11 +94,16 @@ def fit_many(models: Sequence[nn.Module], x_train, training: TrainingConfig | No
             order after each epoch, and a model whose loss became NaN or infinite is not called for that epoch or
             after. E.g. ``TensorBoardCallback([folder_of_model_0, folder_of_model_1, ...])``.
         progress: as in ``fit``.
+        **settings: fields of ``TrainingConfig`` replacing those of ``training`` (epochs=50, lr=1e-3, ...).
 
     Returns:
-        one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss became NaN or
-        infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs before). The
-        other models are unaffected by one that diverges.
+        one entry per model: its per-epoch history (as ``fit`` returns it), or, for a model whose loss became NaN
+            or infinite, the ``DivergenceError`` ``fit`` would have raised (its ``history`` holds the epochs
+            before). The other models are unaffected by one that diverges.
+
+    Raises:
+        ValueError: no models, models of different architectures, a number of seeds that is neither one nor one
+            per model, or a setting ``fit`` refuses.
     """
     models = list(models)
     if not models:
@@ -140,7 +162,17 @@ def _difference(a: nn.Module, b: nn.Module) -> str:
 def models_per_batch(model: nn.Module, batch_size: int, device: torch.device, budget: int | None = None) -> int:
     """How many copies of ``model`` train at once within ``budget`` bytes (default: 2 GiB on the CPU, half the
     free memory of a GPU): per model, the weights with their gradients and Adam's two moments (4 copies) and the
-    activations of a minibatch, forward and backward (about 4 floats per unit of every layer's width)."""
+    activations of a minibatch, forward and backward (about 4 floats per unit of every layer's width).
+
+    Args:
+        model: one of the models.
+        batch_size: rows per minibatch.
+        device: where they train.
+        budget: bytes, or None for the default above.
+
+    Returns:
+        the number of models per batch, at least 1.
+    """
     if budget is None:
         budget = torch.cuda.mem_get_info(device)[0] // 2 if device.type == "cuda" else 2 * 2**30
     weights = sum(p.numel() for p in model.parameters())
@@ -235,7 +267,14 @@ STACKED = (StackedLinear, StackedImageConvs)  # the modules that stack their K m
 def stack_models(models: Sequence[nn.Module]) -> nn.Module:
     """One model whose forward computes all K ``models`` at once: a copy of the first with every ``nn.Linear``
     replaced by a ``StackedLinear`` of the K layers, and every other parameter, and every buffer whose value
-    differs between the models, stacked as [K, 1, *shape] (a model axis and a singleton example axis)."""
+    differs between the models, stacked as [K, 1, *shape] (a model axis and a singleton example axis).
+
+    Args:
+        models: K models of one architecture (``architecture``).
+
+    Returns:
+        the stacked model.
+    """
     stacked = copy.deepcopy(models[0])
     for name, module in list(stacked.named_modules()):
         if isinstance(module, nn.ReLU):  # on a fresh matmul output that backward does not need: in place
@@ -257,7 +296,12 @@ def stack_models(models: Sequence[nn.Module]) -> nn.Module:
 
 
 def unstack_into(stacked: nn.Module, models: Sequence[nn.Module]) -> None:
-    """Copy the trained weights of ``stack_models(models)`` back into each of ``models``."""
+    """Copy the trained weights of ``stack_models(models)`` back into each of ``models``.
+
+    Args:
+        stacked: the model ``stack_models(models)`` made.
+        models: the K models, in the same order.
+    """
     with torch.no_grad():
         for name, module in stacked.named_modules():
             if isinstance(module, STACKED):

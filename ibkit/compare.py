@@ -33,6 +33,10 @@ def combine(dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = N
 
     Returns:
         The combined table, one row per source's row (run and split), in the order of ``dirs``.
+
+    Raises:
+        ValueError: no folders, a folder without runs.csv or manifest.json, two sources of one name, or an ``out``
+            that is a source, lies inside or holds one, is a file, or holds files without ``overwrite``.
     """
     if isinstance(dirs, (str, os.PathLike)) or not len(dirs):
         raise ValueError(f"dirs={dirs!r}: expected a list of one or more folders written by ibkit run or ibkit "
@@ -89,7 +93,14 @@ def combine(dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = N
 def plot_combined(folder: str | os.PathLike) -> list[Path]:
     """Redraw the figure of a folder ``combine`` wrote, from its stored table: every source on one rate-distortion
     plane, each in its own colour and named in the legend (``ibkit.plots.rate_distortion`` with ``by="source"``),
-    as ``FOLDER/figures/rate_distortion.pdf`` and ``.png``; returns the paths. ``ibkit plot`` calls it."""
+    as ``FOLDER/figures/rate_distortion.pdf`` and ``.png``; returns the paths. ``ibkit plot`` calls it.
+
+    Args:
+        folder: a folder ``combine`` wrote.
+
+    Returns:
+        the paths of the figure's files.
+    """
     from ibkit import plots
 
     store = RunFolder(folder)

@@ -38,15 +38,34 @@ class LatentVariableModel(Protocol):
     """
 
     def posterior(self, x: Tensor) -> Distribution:
-        """q(z|x) for x [N, D]: batch_shape [N], event_shape [d]."""
+        """q(z|x) for x [N, D]: batch_shape [N], event_shape [d].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            q(z|x), a ``torch.distributions`` object with batch_shape [N] and event_shape [d].
+        """
         ...
 
     def prior(self) -> Distribution:
-        """p(z): batch_shape [], event_shape [d]."""
+        """p(z): batch_shape [], event_shape [d].
+
+        Returns:
+            p(z), a ``torch.distributions`` object with batch_shape [] and event_shape [d].
+        """
         ...
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N] (summed over the D data dimensions), finite."""
+        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N] (summed over the D data dimensions), finite.
+
+        Args:
+            x: [N, D] data.
+            z: [S, N, d] codes, S per row.
+
+        Returns:
+            [S, N] log p(x|z) in nats.
+        """
         ...
 
 
@@ -56,7 +75,14 @@ class DeterministicCode(Protocol):
     (``HasLogLikelihood``, ``HasDecode``); the code's width d is read from what ``encode`` returns."""
 
     def encode(self, x: Tensor) -> Tensor:
-        """The code f(x) [N, d] for x [N, D]."""
+        """The code f(x) [N, d] for x [N, D].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            [N, d] the code.
+        """
         ...
 
 
@@ -65,7 +91,15 @@ class HasLogLikelihood(Protocol):
     """The decoder's density, for a deterministic code whose distortion -log p(x|f(x)) is wanted."""
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N]."""
+        """log p(x|z) for x [N, D] and z [S, N, d]: [S, N].
+
+        Args:
+            x: [N, D] data.
+            z: [S, N, d] codes.
+
+        Returns:
+            [S, N] log p(x|z) in nats.
+        """
         ...
 
 
@@ -74,7 +108,14 @@ class HasDecode(Protocol):
     """The decoder's mean, for the squared-error distortion ``estimators.mse``."""
 
     def decode(self, z: Tensor) -> Tensor:
-        """E[x|z], the likelihood's mean, [..., N, D] for z [..., N, d]."""
+        """E[x|z], the likelihood's mean, [..., N, D] for z [..., N, d].
+
+        Args:
+            z: [..., N, d] codes.
+
+        Returns:
+            [..., N, D] E[x|z].
+        """
         ...
 
 
@@ -94,7 +135,15 @@ class HasCheckData(Protocol):
 
     def check_data(self, x: Tensor, name: str = "x") -> None:
         """Raise ValueError, naming ``name``, the values found and the fix, for x [N, D] outside the likelihood's
-        support (e.g. pixels in [0, 255] under a Bernoulli likelihood)."""
+        support (e.g. pixels in [0, 255] under a Bernoulli likelihood).
+
+        Args:
+            x: [N, D] data.
+            name: what the message calls x.
+
+        Raises:
+            ValueError: values outside the likelihood's support.
+        """
         ...
 
 
@@ -115,11 +164,25 @@ class HasPosteriorParams(Protocol):
     ``posterior(x)`` equals ``posterior_from_params(posterior_params(x))``."""
 
     def posterior_params(self, x: Tensor) -> Tensor:
-        """The encoder's variational parameters h [N, P] for x [N, D]."""
+        """The encoder's variational parameters h [N, P] for x [N, D].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            h [N, P].
+        """
         ...
 
     def posterior_from_params(self, h: Tensor) -> Distribution:
-        """q(z|x) for given parameters h [N, P]: batch_shape [N], event_shape [d]."""
+        """q(z|x) for given parameters h [N, P]: batch_shape [N], event_shape [d].
+
+        Args:
+            h: [N, P] variational parameters.
+
+        Returns:
+            q(z|x), batch_shape [N], event_shape [d].
+        """
         ...
 
 
@@ -135,26 +198,44 @@ class Experiment(Protocol):
     QUICK: dict  # the overrides of --quick (about a minute on two CPU cores)
 
     def run(self, config: Any, out_dir: str | Path | None = None, executor: Any = None) -> pd.DataFrame:
-        """Train and evaluate the grid of ``config``: one row per run and split (``RunRecord``)."""
+        """Train and evaluate the grid of ``config``: one row per run and split (``RunRecord``).
+
+        Args:
+            config: the experiment's ``Config``.
+            out_dir: the run folder the runs are stored in (``ibkit.sweep.run_grid``'s ``out_dir``).
+            executor: where the training groups run (``ibkit.executors``; ``run_grid``'s default: this process).
+
+        Returns:
+            the results table.
+        """
         ...
 
     def plot(self, run_dir: str | Path, command: str | Sequence[str] | None = None) -> list[Path]:
         """Draw the figures and findings from the tables stored in ``run_dir``, never retraining; their paths.
         ``command`` is the command line findings.md names as its writer (``ibkit.results.write_findings``; None:
-        this process's)."""
+        this process's).
+
+        Args:
+            run_dir: a run folder ``run`` wrote.
+            command: the command line findings.md names; None: this process's.
+
+        Returns:
+            the paths written.
+        """
         ...
 
 
 class ForwardOutput(NamedTuple):
     """What an autoencoder's forward pass returns, per example (never one bare sum).
 
-    distortion: [N] -log p(x|z) in nats, at the sampled (or deterministic) code.
-    rate:       [N] KL(q(z|x) || p(z)) in nats; NaN for codes without a posterior.
-    loss:       [N] the training objective, distortion plus the variant's regulariser.
-    z:          [N, d] the code the decoder saw.
-    trained_rate: [N] the rate the loss used: ``rate``, except under free bits, which count a group of latents
-                whose minibatch-mean KL is below its floor as the floor (``ibkit.models.schedules``); None: the
-                rate itself. Reports use ``rate``.
+    Attributes:
+        distortion: [N] -log p(x|z) in nats, at the sampled (or deterministic) code.
+        rate: [N] KL(q(z|x) || p(z)) in nats; NaN for codes without a posterior.
+        loss: [N] the training objective, distortion plus the variant's regulariser.
+        z: [N, d] the code the decoder saw.
+        trained_rate: [N] the rate the loss used: ``rate``, except under free bits, which count a group of latents
+            whose minibatch-mean KL is below its floor as the floor (``ibkit.models.schedules``); None: the rate
+            itself. Reports use ``rate``.
     """
 
     distortion: Tensor
@@ -172,6 +253,30 @@ class RunRecord:
     never zero; a failed run keeps its configuration, ``status="failed"`` and the ``error``. ``knobs`` holds
     one value per knob of every registered kind (beta, noise, sparsity, ...; NaN where the run's kind has none):
     columns that come from the model configs, placed after ``latent_dim``.
+
+    Attributes:
+        experiment: the experiment's name.
+        run_id: the run's id (e.g. "vae-d8-beta1.0-seed0").
+        dataset: the dataset's name.
+        kind: the model kind.
+        posterior: the posterior family ("" where the kind has none).
+        latent_dim: d.
+        knobs: knob name -> value, from the model configs.
+        seed: the run's seed.
+        split: the split evaluated (e.g. "test").
+        rate: E_x KL(q(z|x) || p(z)).
+        distortion: -E_x E_q log p(x|z).
+        elbo: -(distortion + rate).
+        iwae: importance-weighted lower bound on log p(x).
+        mi_lower: lower bound on I(X;Z).
+        mi_upper: upper bound on I(X;Z).
+        active_units: latent dims with Var_x E_q[z] > 0.01.
+        status: ok | failed | diverged.
+        error: the failure's message ("" for ok).
+        train_seconds: the wall time of the training call of the run's batch (fit_many of K models, or fit of one)
+            divided by K: a share of the batch's time, the same for each of its runs; building and evaluation not
+            counted.
+        extra: experiment-specific columns.
     """
 
     experiment: str
@@ -198,6 +303,11 @@ class RunRecord:
     extra: dict = field(default_factory=dict)  # experiment-specific columns
 
     def to_row(self) -> dict:
+        """The flat row of a results table: the fields, the knobs after ``latent_dim``, the extra columns last.
+
+        Returns:
+            {column: value}.
+        """
         row = {}
         for f in fields(self):
             if f.name not in ("knobs", "extra"):
@@ -212,7 +322,14 @@ RESULT_COLUMNS = tuple(f.name for f in fields(RunRecord) if f.name not in ("knob
 
 
 def is_stochastic(model) -> bool:
-    """True when ``model`` follows the latent-variable protocol (has a posterior)."""
+    """True when ``model`` follows the latent-variable protocol (has a posterior).
+
+    Args:
+        model: any object.
+
+    Returns:
+        whether it has callable ``posterior`` and ``prior``.
+    """
     return callable(getattr(model, "posterior", None)) and callable(getattr(model, "prior", None))
 
 

@@ -51,7 +51,11 @@ ELBO_LABEL = "constant ELBO: D + R = −ELBO (labelled)"
 
 
 def style() -> dict:
-    """The house rc parameters; draw inside ``with plt.rc_context(style()):``."""
+    """The house rc parameters; draw inside ``with plt.rc_context(style()):``.
+
+    Returns:
+        matplotlib rc parameters: seaborn's "ticks" style with a light grid, no top or right spines, 7-9 pt text.
+    """
     return {
         **sns.axes_style("ticks"),
         "axes.grid": True,
@@ -74,7 +78,14 @@ PALETTE_SIZE = 10  # seaborn's "colorblind" palette
 
 class KindStyle(NamedTuple):
     """How figures draw a kind: legend label, matplotlib marker, colour (an index into seaborn's "colorblind"
-    palette) and whether a sweep's points are joined into a curve."""
+    palette) and whether a sweep's points are joined into a curve.
+
+    Attributes:
+        label: the legend label.
+        marker: the matplotlib marker.
+        colour: an index into seaborn's "colorblind" palette.
+        line: whether a sweep's points are joined into a curve.
+    """
 
     label: str
     marker: str
@@ -91,7 +102,14 @@ def kind_style(kind: str) -> KindStyle:
     """The figure style of model kind ``kind``: what ``register_model`` was given (label, marker, colour, line),
     each missing part the first marker and colour no kind registered before it has. A kind that is not registered
     (e.g. in a table stored by a session that had it) gets its name as label and a marker and colour derived from
-    the name."""
+    the name.
+
+    Args:
+        kind: a model kind, registered or not.
+
+    Returns:
+        its ``KindStyle``.
+    """
     if kind not in MODELS:
         h = sum(map(ord, str(kind)))
         return KindStyle(str(kind), MARKERS[h % len(MARKERS)], 4 + h % (PALETTE_SIZE - 4), True)
@@ -109,18 +127,39 @@ def kind_style(kind: str) -> KindStyle:
 def family_colours() -> dict[str, tuple[float, float, float]]:
     """{posterior family: its colour} for the registered families that name one (``register_posterior(name,
     colour=i)``, an index into the palette), in registration order. On the rate-distortion plane a diagonal posterior
-    takes its kind's colour."""
+    takes its kind's colour.
+
+    Returns:
+        {family: RGB colour}.
+    """
     return {name: PALETTE[POSTERIORS.info(name)["colour"] % len(PALETTE)] for name in POSTERIORS
             if POSTERIORS.info(name).get("colour") is not None}
 
 
 def kind_colour(kind: str) -> tuple[float, float, float]:
-    """The kind's colour in every figure: its registered palette index in seaborn's "colorblind" palette."""
+    """The kind's colour in every figure: its registered palette index in seaborn's "colorblind" palette.
+
+    Args:
+        kind: a model kind.
+
+    Returns:
+        its RGB colour.
+    """
     return PALETTE[kind_style(kind).colour % len(PALETTE)]
 
 
 def figure_of(ax: Axes) -> Figure:
-    """The (top-level) figure that holds ``ax``."""
+    """The (top-level) figure that holds ``ax``.
+
+    Args:
+        ax: matplotlib axes.
+
+    Returns:
+        the figure.
+
+    Raises:
+        ValueError: axes that belong to no figure.
+    """
     fig = ax.get_figure(root=True)
     if fig is None:
         raise ValueError(f"{ax!r} belongs to no figure; draw into axes made by plt.subplots or fig.add_subplot")
@@ -128,7 +167,15 @@ def figure_of(ax: Axes) -> Figure:
 
 
 def figure_for(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    """``ax`` and the figure it belongs to; without one, a new figure of ``figsize`` inches holding one axes."""
+    """``ax`` and the figure it belongs to; without one, a new figure of ``figsize`` inches holding one axes.
+
+    Args:
+        ax: axes to draw into, or None.
+        figsize: (width, height) in inches of a new figure.
+
+    Returns:
+        (figure, axes).
+    """
     if ax is None:
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
@@ -142,7 +189,18 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     a figure seen alone says what it was measured on. ``quick``: mark the figure "quick run, not for citing" in its
     top right corner; None (the default) marks it when ``folder`` sits in a quick run's folder (``run_dir/figures``
     of a run whose manifest says ``quick``, or whose name ends in -quick: ``ibkit.store.is_quick``). The PDF
-    carries no creation date, so redrawing an unchanged table leaves the file byte for byte as it was."""
+    carries no creation date, so redrawing an unchanged table leaves the file byte for byte as it was.
+
+    Args:
+        fig: the figure; it is closed once saved.
+        folder: the folder to write into, made if missing.
+        name: the files' name, without suffix.
+        data: what the figure was measured on, written above it; None: nothing.
+        quick: mark the figure as a quick run's; None: when ``folder``'s parent is a quick run's folder.
+
+    Returns:
+        the paths of the PDF and the PNG.
+    """
     from ibkit.store import is_quick
 
     quick = is_quick(Path(folder).parent) if quick is None else quick
@@ -176,7 +234,13 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
 def fit_to_width(text: Text, width: float, shortest: int = 12) -> None:
     """Re-wrap ``text`` (a title, a legend entry, an axis label) at its spaces until it is at most ``width`` display
     units wide (pixels: compare with ``ax.get_window_extent().width``), keeping lines of ``shortest`` characters or
-    more; a text that fits is left as it is."""
+    more; a text that fits is left as it is.
+
+    Args:
+        text: the matplotlib text, changed in place.
+        width: the most display units it may take.
+        shortest: the shortest line length, in characters.
+    """
     words = " ".join(text.get_text().split())
     chars = len(words)
     while chars > shortest and (drawn := text.get_window_extent().width) > width:
@@ -186,7 +250,16 @@ def fit_to_width(text: Text, width: float, shortest: int = 12) -> None:
 
 def set_title(ax: Axes, title: str, **kwargs) -> Text:
     """``ax.set_title(title)``, wrapped onto more lines where it is wider than the axes (so that it does not run
-    past the panel into its neighbour or the figure's edge)."""
+    past the panel into its neighbour or the figure's edge).
+
+    Args:
+        ax: the axes.
+        title: the title.
+        **kwargs: passed to ``ax.set_title``.
+
+    Returns:
+        the title's text.
+    """
     text = ax.set_title(title, **kwargs)
     fit_to_width(text, ax.get_window_extent().width)
     return text
@@ -195,7 +268,16 @@ def set_title(ax: Axes, title: str, **kwargs) -> Text:
 def mean_interval(df: pd.DataFrame, by: str | Sequence[str], cols=("rate", "distortion")) -> pd.DataFrame:
     """Mean over seeds of ``cols`` for each value (or combination of values, NaN included) of ``by``, and
     ``COL_err``: the half-width of the 95% bootstrap interval over seeds, the tables' interval (0 for one seed: no
-    bar). ``by=()``: one row over all of ``df``."""
+    bar). ``by=()``: one row over all of ``df``.
+
+    Args:
+        df: a results table, one row per seed.
+        by: the column or columns to group by.
+        cols: the columns to average.
+
+    Returns:
+        one row per group: its ``by`` values, then each column's mean and ``COL_err``.
+    """
     keys = [by] if isinstance(by, str) else list(by)
     groups = df.groupby(keys[0] if isinstance(by, str) else keys, dropna=False) if keys else [((), df)]
     rows = []
@@ -209,7 +291,13 @@ def mean_interval(df: pd.DataFrame, by: str | Sequence[str], cols=("rate", "dist
 
 
 def note_left_out(fig: Figure, runs: pd.DataFrame, split: str) -> None:
-    """A footnote naming the runs the figure leaves out (diverged or failed), so none is dropped silently."""
+    """A footnote naming the runs the figure leaves out (diverged or failed), so none is dropped silently.
+
+    Args:
+        fig: the figure.
+        runs: the results table drawn.
+        split: the split drawn.
+    """
     note = left_out(runs, split)
     if note:
         fig.text(0.0, -0.02, textwrap.fill(note, 120), fontsize=5.5, color="0.3", va="top", ha="left")
@@ -253,6 +341,19 @@ def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float =
     ``by`` (a column: ``source`` of a table ``ibkit.results.combine`` put together) draws the rows of each of its
     values apart, in a colour of its own (in the order they first appear) and named first in the legend ("mine:
     VAE"), so that runs of one kind and knobs from different sources are never averaged into one point.
+
+    Args:
+        df: a results table (``ibkit.results.load``), or None for the bare plane.
+        split: the split drawn.
+        width: a new figure's width in inches.
+        ax: axes to draw into; None: a new figure.
+        source: where the table comes from, named in the legend; None: not named.
+        by: a column whose values are drawn apart (``source``); None: none.
+        legend_below: the legend below the axes in any case; None: where the figure has room (always for a new
+            figure).
+
+    Returns:
+        the figure drawn into.
     """
     runs = _PLANE_COLUMNS if df is None else df[(df["split"] == split) & (df["status"] == "ok")]
     with plt.rc_context(style()):
@@ -270,8 +371,8 @@ def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float =
             labels += _draw_stochastic(ax, part[has_rate[part.index]], part_own)
             deterministic = part[~has_rate[part.index]]
             for kind in _in_house_order(deterministic["kind"]):
-                _draw_deterministic(ax, kind, deterministic[deterministic["kind"] == kind], span, part_own)
-        _finish_plane(ax, runs, labels, split, earlier, source, below)
+                _draw_deterministic(ax, kind, deterministic[deterministic["kind"] == kind], span=span, own=part_own)
+        _finish_plane(ax, runs, labels, split, earlier=earlier, source=source, below=below)
     if df is not None:
         note_left_out(fig, df, split)
     return fig
@@ -312,13 +413,13 @@ def _draw_stochastic(ax: Axes, rows: pd.DataFrame, own: Own = None) -> list[_Lab
         tell_apart = ({"family"} if len({v.partition(", ")[0] for v in present}) > 1 else set()) | \
             ({"network"} if any(", " in v for v in present) else set())  # what the legend must tell apart
         for family in order:
-            label = _draw_sweep(ax, kind, family, of_kind[families == family], tell_apart, own)
+            label = _draw_sweep(ax, kind, family, of_kind[families == family], tell_apart=tell_apart, own=own)
             if label is not None:
                 labels.append(label)
     return labels
 
 
-def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart: set[str],
+def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, *, tell_apart: set[str],
                 own: Own = None) -> _Labels | None:
     """The mean points of one kind and family (and network), one per combination of its knobs, with seed
     intervals; a curve when the kind's style joins its sweeps. The legend names the family where ``tell_apart``
@@ -356,7 +457,7 @@ def _draw_sweep(ax: Axes, kind: str, family: str, rows: pd.DataFrame, tell_apart
     return _Labels(pts, named, colour, lambda p: (4, 3)) if len(pts) > 1 and named else None
 
 
-def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, span: float, own: Own = None) -> None:
+def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, *, span: float, own: Own = None) -> None:
     """A code without a rate: hollow at what crosses the probe channel (an arrow: a lower bound), or, for a table
     without probe measurements, a dashed line at its distortion. ``own``: as in ``_draw_sweep``."""
     look, colour = kind_style(kind), kind_colour(kind) if own is None else own[0]
@@ -375,7 +476,7 @@ def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, span: float, ow
                    label=f"{prefix}{look.label}: D = {rows['distortion'].mean():.1f} (rate unbounded)")
 
 
-def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: str,
+def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: str, *,
                   earlier: tuple[list, list] = ([], []), source: str | None = None, below: bool = True) -> None:
     """Limits, the entropy floor, short axis labels (the legend's title says what R and D are), the legend, then
     the point labels and the labelled constant-ELBO lines (once the limits and the legend are final: their overlap
@@ -397,7 +498,7 @@ def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: st
     if source is not None:  # a line of its own, without a symbol, above the table's series
         handles, names = [Line2D([], [], ls="none"), *handles], [f"reference sweep: {source}", *names]
     legend = _place_legend(ax, [_elbo_line(), *handles, *earlier[0]], [ELBO_LABEL, *names, *earlier[1]],
-                           PLANE_KEY, below)
+                           title=PLANE_KEY, below=below)
     # labels keep clear of every marker, of the texts, arrows and legend already there, of the labels drawn before
     # them, and they cross no curve, floor or error bar
     placed = _marker_boxes(ax) + [t.get_window_extent() for t in ax.texts] + [legend.get_window_extent()]
@@ -412,7 +513,7 @@ def _elbo_line() -> Line2D:
     return Line2D([], [], color="0.8", lw=0.6, zorder=0)
 
 
-def _place_legend(ax: Axes, handles: list, names: list[str], title: str, below: bool) -> Legend:
+def _place_legend(ax: Axes, handles: list, names: list[str], *, title: str, below: bool) -> Legend:
     """The legend below the x-axis label, its entries wrapped to the axes' width: there in any case when ``below``,
     else only where it stays inside the figure; otherwise inside the axes, framed, wrapped to 60% of the axes'
     width, at matplotlib's emptiest spot for it, fixed there (labels drawn later keep off it)."""
@@ -443,13 +544,30 @@ def _fit_legend(legend: Legend, width: float) -> None:
 
 
 def knob_text(first: pd.Series, last: pd.Series, columns: Sequence[str]) -> str:
-    """'β=0.5' for one point, 'β=5.28–20' from ``first`` to ``last`` of a group; knobs joined by ', '."""
+    """'β=0.5' for one point, 'β=5.28–20' from ``first`` to ``last`` of a group; knobs joined by ', '.
+
+    Args:
+        first: the first row of the group.
+        last: its last row.
+        columns: the knob columns to name.
+
+    Returns:
+        the text.
+    """
     return ", ".join(f"{knob_symbol(c)}={first[c]:.3g}" + (f"–{last[c]:.3g}" if last[c] != first[c] else "")
                      for c in columns)
 
 
 def data_title(runs: pd.DataFrame, split: str = "test") -> str:
-    """'mnist, test split' for a figure's title: the dataset(s) the rows come from and the split drawn."""
+    """'mnist, test split' for a figure's title: the dataset(s) the rows come from and the split drawn.
+
+    Args:
+        runs: the results rows drawn.
+        split: the split drawn.
+
+    Returns:
+        the text.
+    """
     names = ", ".join(sorted(set(runs["dataset"].dropna().astype(str)))) if "dataset" in runs else ""
     return f"{names}, {split} split" if names else f"{split} split"
 
@@ -569,7 +687,8 @@ def _constant_elbo_lines(ax: Axes, placed: list[Bbox] | None = None, lines: list
     for c in MaxNLocator(n, steps=[1, 2, 2.5, 5, 10]).tick_values(x0 + y0, x1 + y1):
         if not x0 + y0 < c < x1 + y1:
             continue
-        label = _level_label(ax, float(c), (max(x0, c - y1), min(x1, c - y0)), placed, lines or [], frame)
+        label = _level_label(ax, float(c), (max(x0, c - y1), min(x1, c - y0)), placed=placed, lines=lines or [],
+                             frame=frame)
         if label is None:
             continue
         line = _elbo_line()
@@ -579,7 +698,7 @@ def _constant_elbo_lines(ax: Axes, placed: list[Bbox] | None = None, lines: list
     ax.set_ylim(y0, y1)
 
 
-def _level_label(ax: Axes, c: float, span: tuple[float, float], placed: list[Bbox], lines: list[Outline],
+def _level_label(ax: Axes, c: float, span: tuple[float, float], *, placed: list[Bbox], lines: list[Outline],
                  frame: Bbox) -> Text | None:
     """"−ELBO = c" along the line D = c - R, centred on it at a fraction of its visible stretch ``span`` (rate
     from, to): the middle first, then further out; the clear spot, else the one touching least, or None where the
@@ -624,7 +743,14 @@ def _level_outline(ax: Axes, c: float, r: float, pad: float = 1.0) -> Outline:
 
 def reference_folder(dataset: str) -> Path | None:
     """The committed rate-distortion reference of ``dataset`` (its registered ``reference``, a folder of results/) in
-    the checkout ibkit runs from, if it is there."""
+    the checkout ibkit runs from, if it is there.
+
+    Args:
+        dataset: a registered dataset's name.
+
+    Returns:
+        the folder, or None.
+    """
     name = DATASETS.info(dataset).get("reference")
     folder = Path(__file__).resolve().parents[1] / "results" / name if name else None
     return folder if folder is not None and (folder / "runs.csv").is_file() else None
@@ -634,7 +760,14 @@ def plane_figure(a: Analysis) -> Figure:
     """The model's point (a star; hollow for a deterministic code, placed at its probe information) on the
     rate-distortion plane with its I(X;Z) bracket as a band at its distortion (InfoNCE to the upper bound; for a
     deterministic code, whose information has no upper bound, an arrow), beside the committed reference sweep of its
-    dataset, named in the legend; where there is none, on the bare plane with its constant-ELBO lines, saying so."""
+    dataset, named in the legend; where there is none, on the bare plane with its constant-ELBO lines, saying so.
+
+    Args:
+        a: what ``ibkit.analyse`` measured.
+
+    Returns:
+        the figure.
+    """
     from ibkit.store import load
 
     r, stochastic = a.row, not math.isnan(a.row["rate"])
@@ -671,7 +804,14 @@ def plane_figure(a: Analysis) -> Figure:
 
 
 def bracket_figure(a: Analysis) -> Figure:
-    """The sandwich mi_lower <= I(X;Z) <= mi_upper with the rate and the log N ceiling of InfoNCE, in nats."""
+    """The sandwich mi_lower <= I(X;Z) <= mi_upper with the rate and the log N ceiling of InfoNCE, in nats.
+
+    Args:
+        a: what ``ibkit.analyse`` measured.
+
+    Returns:
+        the figure.
+    """
     r = a.row
     with plt.rc_context(style()):
         fig, ax = figure_for(None, (SINGLE_COLUMN * 1.45, SINGLE_COLUMN * 0.6))
@@ -700,7 +840,14 @@ def bracket_figure(a: Analysis) -> Figure:
 
 def kl_figure(kl: pd.DataFrame) -> Figure:
     """Each latent dimension's E KL(q(z_k|x) ‖ p(z_k)), largest first (``ibkit analyse``'s ``kl_per_dim`` table:
-    dimension, kl)."""
+    dimension, kl).
+
+    Args:
+        kl: the table, columns dimension and kl.
+
+    Returns:
+        the figure.
+    """
     with plt.rc_context(style()):
         fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))
         ordered = kl.sort_values("kl", ascending=False)
@@ -714,7 +861,14 @@ def kl_figure(kl: pd.DataFrame) -> Figure:
 
 def probe_figure(a: Analysis) -> Figure:
     """A deterministic code's probe curve: InfoNCE (and the upper bound where stored) on I(X; Z + σε) against the
-    probe noise σ, under the log N ceiling."""
+    probe noise σ, under the log N ceiling.
+
+    Args:
+        a: what ``ibkit.analyse`` measured, with a ``probe_curve`` table.
+
+    Returns:
+        the figure.
+    """
     curve = a.tables["probe_curve"]
     with plt.rc_context(style()):
         fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))
@@ -735,7 +889,14 @@ def probe_figure(a: Analysis) -> Figure:
 
 def label_figure(a: Analysis) -> Figure:
     """I(z_k; label) per latent dimension above the noise floor of shuffled labels, titled with the label probe's
-    accuracy and chance."""
+    accuracy and chance.
+
+    Args:
+        a: what ``ibkit.analyse`` measured, with a ``label_information`` table.
+
+    Returns:
+        the figure.
+    """
     info = a.tables["label_information"]
     with plt.rc_context(style()):
         fig, ax = figure_for(None, (SINGLE_COLUMN * 1.2, SINGLE_COLUMN * 0.8))

@@ -152,8 +152,8 @@ class Progress:
             if 0 < self.done < self.total:
                 left = f", about {duration((self.total - self.done) * elapsed / self.done)} left"
             extra = "; " + ", ".join(f"{k} {v}" for k, v in self.postfix.items()) if self.postfix else ""
-            LOG.info("%s: %s of %s %s%s, %s elapsed%s%s", self.desc, number(self.done), number(self.total),
-                     self.unit, share, duration(elapsed), left, extra)
+            LOG.info("%s", f"{self.desc}: {number(self.done)} of {number(self.total)} {self.unit}{share}, "
+                           f"{duration(elapsed)} elapsed{left}{extra}")
 
 
 def number(x: float) -> str:

@@ -35,6 +35,11 @@ class Registry:
 
     ``REGISTRY[name]`` returns the entry (a ValueError names the registered ones and how to add one);
     ``name in REGISTRY``, ``iter(REGISTRY)`` and ``len(REGISTRY)`` work as for a dict of names.
+
+    Args:
+        what: how errors name an entry ("dataset").
+        argument: the argument that names an entry ("kind"), for the error message.
+        decorator: how a user adds one, for the error message.
     """
 
     def __init__(self, what: str, argument: str, decorator: str):
@@ -45,7 +50,19 @@ class Registry:
         self._info: dict[str, dict[str, Any]] = {}
 
     def add(self, name: str, entry: T, **info) -> T:
-        """Register ``entry`` under ``name`` (replacing an earlier one of that name), with ``info``."""
+        """Register ``entry`` under ``name`` (replacing an earlier one of that name), with ``info``.
+
+        Args:
+            name: an identifier (letters, digits, underscores).
+            entry: what ``REGISTRY[name]`` returns.
+            **info: what ``info(name)`` returns beside it.
+
+        Returns:
+            ``entry``, unchanged.
+
+        Raises:
+            ValueError: a name that is not an identifier.
+        """
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"{self.what} name {name!r} must be a name of letters, digits and underscores, "
                              "e.g. 'my_name'")
@@ -54,12 +71,24 @@ class Registry:
         return entry
 
     def remove(self, name: str) -> None:
-        """Unregister ``name`` (nothing happens if it is not registered): for tests and plugins that clean up."""
+        """Unregister ``name`` (nothing happens if it is not registered): for tests and plugins that clean up.
+
+        Args:
+            name: the registered name.
+        """
         self._entries.pop(name, None)
         self._info.pop(name, None)
 
     def register(self, name: str, **info) -> Callable[[T], T]:
-        """Decorator form of ``add``: ``@REGISTRY.register("name", key=value)``."""
+        """Decorator form of ``add``: ``@REGISTRY.register("name", key=value)``.
+
+        Args:
+            name: an identifier (letters, digits, underscores).
+            **info: what ``info(name)`` returns beside the entry.
+
+        Returns:
+            the decorator, which registers its argument and returns it unchanged.
+        """
         return lambda entry: self.add(name, entry, **info)
 
     def __getitem__(self, name: str) -> Any:
@@ -71,7 +100,14 @@ class Registry:
                              f"(add one with {self.decorator})") from None
 
     def info(self, name: str) -> dict[str, Any]:
-        """What was registered with ``name`` beside its entry ({} for a name not registered)."""
+        """What was registered with ``name`` beside its entry ({} for a name not registered).
+
+        Args:
+            name: the registered name.
+
+        Returns:
+            the info dict.
+        """
         return self._info.get(name, {})
 
     def __contains__(self, name: object) -> bool:
@@ -84,6 +120,11 @@ class Registry:
         return len(self._entries)
 
     def items(self) -> list[tuple[str, Any]]:
+        """The (name, entry) pairs in registration order.
+
+        Returns:
+            the pairs.
+        """
         return list(self._entries.items())
 
     def __repr__(self) -> str:
@@ -104,10 +145,17 @@ def register_model(kind: str, *, label: str | None = None, marker: str | None = 
     Args:
         kind: the name ``build_model(kind=...)`` takes.
         label: how tables and legends name the kind (default: ``kind``).
-        marker, colour, line: how figures draw it (a matplotlib marker, an index into seaborn's "colorblind"
-            palette, whether a sweep's points are joined); ``ibkit.plots.kind_style`` fills what is not given.
+        marker: the matplotlib marker figures draw it with.
+        colour: an index into seaborn's "colorblind" palette.
+        line: whether a sweep's points are joined. ``ibkit.plots.kind_style`` fills what is not given.
 
     The class needs a ``Config`` attribute, a dataclass of its fields (a subclass of ``ibkit.models.ModelConfig``).
+
+    Returns:
+        the class decorator; it returns the class.
+
+    Raises:
+        ValueError: (when the decorator is applied) a class without a dataclass ``Config``.
     """
     def register(cls: type) -> type:
         import dataclasses
@@ -133,6 +181,9 @@ def register_dataset(name: str, *, image_shape: tuple[int, int, int] | None = No
             None for data that is no image.
         reference: the folder of ``results/`` holding the committed rate-distortion sweep on it, which
             ``ibkit analyse`` draws a model beside; None where there is none.
+
+    Returns:
+        the decorator; it returns the loader unchanged.
     """
     return DATASETS.register(name, image_shape=image_shape, reference=reference)
 
@@ -143,12 +194,22 @@ def register_posterior(name: str, *, colour: int | None = None) -> Callable[[T],
     Args:
         name: what ``build_model("vae", ..., posterior=name)`` and ``ibkit.wrap(posterior=name)`` take.
         colour: its colour in figures that compare families (an index into seaborn's "colorblind" palette).
+
+    Returns:
+        the class decorator; it returns the class unchanged.
     """
     return POSTERIORS.register(name, colour=colour)
 
 
 def register_likelihood(name: str) -> Callable[[T], T]:
-    """Class decorator on a decoder likelihood (``ibkit.models.likelihoods.Likelihood``): ``likelihood=name``."""
+    """Class decorator on a decoder likelihood (``ibkit.models.likelihoods.Likelihood``): ``likelihood=name``.
+
+    Args:
+        name: what ``build_model(..., likelihood=name)`` takes.
+
+    Returns:
+        the class decorator; it returns the class unchanged.
+    """
     return LIKELIHOODS.register(name)
 
 
@@ -159,17 +220,30 @@ def register_column(name: str, *, help: str = "") -> Callable[[T], T]:
     Args:
         name: the column's name in ``runs.csv`` and the report.
         help: what it measures, with its unit (nats unless said).
+
+    Returns:
+        the decorator; it returns the function unchanged.
     """
     return COLUMNS.register(name, help=help)
 
 
 def experiments() -> dict[str, EntryPoint]:
-    """The experiments the installed packages register (entry-point group ``ibkit.experiments``), by name."""
+    """The experiments the installed packages register (entry-point group ``ibkit.experiments``), by name.
+
+    Returns:
+        {name: entry point}, sorted by name; nothing is imported.
+    """
     return {ep.name: ep for ep in sorted(entry_points(group=EXPERIMENT_GROUP), key=lambda ep: ep.name)}
 
 
 def experiment(name: str | None) -> ModuleType:
     """The experiment module registered as ``name``, checked against the ``Experiment`` protocol.
+
+    Args:
+        name: the experiment's registered name.
+
+    Returns:
+        the imported module.
 
     Raises:
         ValueError: an unknown name (with the registered ones), or a module lacking what an experiment defines.

@@ -52,7 +52,16 @@ Build = Callable[[RunSpec], nn.Module]  # spec -> an untrained model
 
 @dataclass(frozen=True)
 class GridContext:
-    """What every training group of a sweep shares; sent once to each worker."""
+    """What every training group of a sweep shares; sent once to each worker.
+
+    Attributes:
+        experiment: the experiment's name, written into every row.
+        ds: the dataset: train on ``ds.train``, evaluate on its splits.
+        evaluate: ``(model, spec) -> {split: metrics}`` of a trained model.
+        build: ``spec -> model``, or None for ``spec.build``.
+        training: the sweep's training settings.
+        out_dir: the run folder, or None.
+    """
 
     experiment: str
     ds: Dataset
@@ -113,15 +122,16 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[RunSpec], evaluate: E
     if done:
         print(f"{len(done)} of {len(ids)} runs already finished in {out_dir}; "
               f"{'nothing to train' if not todo else f'training the other {len(todo)}'}", file=sys.stderr)
-    context = GridContext(experiment, ds, evaluate, build, training, None if out_dir is None else str(out_dir))
+    context = GridContext(experiment=experiment, ds=ds, evaluate=evaluate, build=build, training=training,
+                          out_dir=None if out_dir is None else str(out_dir))
     executor = executor or InProcess()
-    groups = _groups(todo, training, ds, build, executor.workers)
+    groups = _groups(todo, training, ds, build, workers=executor.workers)
     counts = dict(done=0, failed=0)
     with Progress(experiment, len(todo), "runs") as bar:  # a bar on a terminal, a log line every 30 s
         for group, result in executor.run(train_group, context, groups):
             if isinstance(result, BaseException):  # the group's worker failed (and its retries, if any)
                 error = f"the worker running it failed: {type(result).__name__}: {result}"
-                result = [(spec, *_failed(experiment, ds, spec, "failed", error), None) for spec in group]
+                result = [(spec, *_failed(experiment, ds, spec, status="failed", error=error), None) for spec in group]
             for spec, run_rows, tables, model in result:
                 rows += run_rows
                 tqdm.write(run_summary(run_rows), file=sys.stderr)
@@ -138,7 +148,14 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[RunSpec], evaluate: E
 
 
 def run_summary(run_rows: list[dict]) -> str:
-    """One line for a finished run: its id, status, training seconds and headline numbers (test split, nats)."""
+    """One line for a finished run: its id, status, training seconds and headline numbers (test split, nats).
+
+    Args:
+        run_rows: the run's rows, one per split.
+
+    Returns:
+        the line.
+    """
     row = next((r for r in run_rows if r.get("split") == "test"), run_rows[0])
     if row["status"] != "ok":
         return f"{row['run_id']}: {row['status']} ({str(row.get('error', ''))[:100]})"
@@ -161,7 +178,15 @@ def _build(context: GridContext, spec: RunSpec) -> nn.Module:
 
 def train_group(context: GridContext, group: list[RunSpec]) -> GroupResult:
     """Build, train (as one batched model when there are several) and evaluate a group of specs, wherever it
-    runs. Per spec: its rows, its side-table rows and the trained model (None where the run failed)."""
+    runs. Per spec: its rows, its side-table rows and the trained model (None where the run failed).
+
+    Args:
+        context: what the sweep's groups share.
+        group: the specs trained together.
+
+    Returns:
+        per spec: (spec, rows, side tables, model or None).
+    """
     ds = context.ds
     out: GroupResult = []
     models: list[tuple[RunSpec, nn.Module]] = []
@@ -169,7 +194,8 @@ def train_group(context: GridContext, group: list[RunSpec]) -> GroupResult:
         try:
             models.append((spec, _build(context, spec)))
         except Exception as e:
-            out.append((spec, *_failed(context.experiment, ds, spec, "failed", f"{type(e).__name__}: {e}"), None))
+            out.append((spec, *_failed(context.experiment, ds, spec, status="failed", error=f"{type(e).__name__}: {e}"),
+                        None))
     start = time.perf_counter()
     try:
         with _training_log(context, [spec for spec, _ in models]) as callbacks:
@@ -182,7 +208,7 @@ def train_group(context: GridContext, group: list[RunSpec]) -> GroupResult:
     with Progress("evaluating", len(models), "runs") as bar:
         for (spec, model), outcome in zip(models, trained, strict=True):
             bar.set_postfix(run=spec.run_id)
-            out.append(_outcome(context, spec, model, outcome, seconds))
+            out.append(_outcome(context, spec, model, outcome, seconds=seconds))
             bar.update(1)
     return out
 
@@ -202,14 +228,15 @@ def _training_log(context: GridContext, specs: list[RunSpec]) -> Iterator[list]:
         yield [callback]
 
 
-def _outcome(context: GridContext, spec: RunSpec, model: nn.Module, outcome, seconds: float) -> tuple:
+def _outcome(context: GridContext, spec: RunSpec, model: nn.Module, outcome, *, seconds: float) -> tuple:
     """One run of a trained group: its rows, side tables and model (evaluated), or its failed rows."""
     ds = context.ds
     if isinstance(outcome, DivergenceError):
-        return spec, *_failed(context.experiment, ds, spec, "diverged", str(outcome), _last_finite(outcome)), None
+        return spec, *_failed(context.experiment, ds, spec, status="diverged", error=str(outcome),
+                              extra=_last_finite(outcome)), None
     if isinstance(outcome, Exception):
         error = f"{type(outcome).__name__}: {outcome}"
-        return spec, *_failed(context.experiment, ds, spec, "failed", error), None
+        return spec, *_failed(context.experiment, ds, spec, status="failed", error=error), None
     run_rows, tables = _evaluated(context, spec, model, seconds)
     if context.training.curves:
         tables[HISTORY] = outcome.assign(run_id=spec.run_id)
@@ -227,7 +254,7 @@ def _train(models: list, seeds: list[int], x, training: TrainingConfig, **run) -
         return [e]
 
 
-def _groups(specs: list[RunSpec], training: TrainingConfig, ds: Dataset, build: Build | None,
+def _groups(specs: list[RunSpec], training: TrainingConfig, ds: Dataset, build: Build | None, *,
             workers: int = 1) -> list[list[RunSpec]]:
     """The specs in training groups: one per spec, or (batched) one per architecture, split to fit memory. With
     several workers the batches are also cut into near-equal parts of at most 1/(4 workers) of the runs, and the
@@ -255,7 +282,7 @@ def _groups(specs: list[RunSpec], training: TrainingConfig, ds: Dataset, build: 
     return [group for group, _ in sized]
 
 
-def _failed(experiment: str, ds: Dataset, spec: RunSpec, status: str, error: str,
+def _failed(experiment: str, ds: Dataset, spec: RunSpec, *, status: str, error: str,
             extra: dict | None = None) -> tuple[list[dict], dict]:
     base, setting = _schema(experiment, ds, spec)
     return [RunRecord(**base, split=s, status=status, error=error, extra={**setting, **(extra or {})}).to_row()
@@ -292,5 +319,5 @@ def _evaluated(context: GridContext, spec: RunSpec, model: nn.Module, seconds: f
             rows.append(RunRecord(**base, split=split, train_seconds=seconds, **known, extra=extra).to_row())
         return rows, tables
     except Exception as e:  # a failed cell is a row, never a stopped sweep
-        return _failed(context.experiment, ds, spec, "failed", f"{type(e).__name__}: {e}")
+        return _failed(context.experiment, ds, spec, status="failed", error=f"{type(e).__name__}: {e}")
 

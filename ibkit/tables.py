@@ -163,7 +163,8 @@ def format_table(df: pd.DataFrame, fmt: str = "markdown", split: str = "test", s
         note += ". ∞: no upper bound exists (a deterministic code can carry any amount of information)"
     if fmt == "latex":
         kinds = [k for k in summary["kind"] if isinstance(k, str)] if "kind" in summary else []
-        return _latex(columns, body, data, said, note + ".", set(metrics), kinds, booktabs, siunitx)
+        return _latex(columns, body, data, said, note=note + ".", metrics=set(metrics), kinds=kinds, booktabs=booktabs,
+                      siunitx=siunitx)
     lines = ["| " + " | ".join(f"{c} (nats)" if c in metrics and c != "active_units" else c for c in columns) + " |",
              "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -185,7 +186,7 @@ def tex(text: str) -> str:
     return _TEX_PATTERN.sub(lambda m: _TEX[m.group()], text)
 
 
-def _latex(columns: Sequence[str], body: list[list[str]], data: str, said: list[tuple[str, str]], note: str,
+def _latex(columns: Sequence[str], body: list[list[str]], data: str, said: list[tuple[str, str]], *, note: str,
            metrics: set[str], kinds: list[str], booktabs: bool, siunitx: bool) -> str:
     """A LaTeX ``table`` float: a paper's headers, and the caption: the ``data`` sentence, what each symbol header
     means, the constant columns (``said``: column, cell) by their headers, then ``note``; the packages it needs in a

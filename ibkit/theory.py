@@ -15,6 +15,14 @@ def gaussian_channel_capacity(latent_dim: int, sigma: float, power: float = 1.0)
 
     A noisy AE with a tanh-bounded code has |c| <= 1, so power <= 1 per dimension and I(X;Z) <= C; the
     amplitude constraint is stricter than the power constraint, so C is an upper bound, not always attained.
+
+    Args:
+        latent_dim: d, the number of channels.
+        sigma: the noise std, > 0.
+        power: the input power per channel, >= 0.
+
+    Returns:
+        C in nats.
     """
     check_number("latent_dim", latent_dim, low=1, integer=True)
     check_number("sigma", sigma, low=0, low_open=True)
@@ -30,6 +38,16 @@ def covariance_capacity(covariance, sigma: float) -> float:
     For any X and code Z = f(X) of covariance Sigma, I(X; Z + sigma eps) = h(Z + sigma eps) - h(sigma eps) <= C; it
     is at most d/2 log(1 + P / sigma^2) with P = tr(Sigma) / d, the code's mean power per dimension (Hadamard's
     inequality and Jensen's), so it is ``gaussian_channel_capacity`` at the measured power, or tighter.
+
+    Args:
+        covariance: Sigma [d, d], the code's covariance (a tensor or array).
+        sigma: the channel's noise std, > 0.
+
+    Returns:
+        C in nats.
+
+    Raises:
+        ValueError: a covariance that is not a finite square matrix, or a sigma <= 0.
     """
     check_number("sigma", sigma, low=0, low_open=True)
     cov = torch.as_tensor(covariance, dtype=torch.float64)
@@ -43,7 +61,15 @@ def ppca_max_log_likelihood(x, latent_dim: int) -> float:
     """The maximum mean log-likelihood of probabilistic PCA with ``latent_dim`` factors on the rows of x [N, D]
     (Tipping & Bishop 1999, eq. 8 and 15): L_max / N = -1/2 [D ln 2 pi + sum_{j<=k} ln lambda_j
     + (D - k) ln sigma^2 + D], lambda the eigenvalues of the sample covariance (largest first) and sigma^2 the
-    mean of the D - k discarded ones. A linear VAE with a diagonal posterior reaches it (Lucas et al. 2019)."""
+    mean of the D - k discarded ones. A linear VAE with a diagonal posterior reaches it (Lucas et al. 2019).
+
+    Args:
+        x: [N, D] data.
+        latent_dim: k, in 1..D-1.
+
+    Returns:
+        L_max / N in nats.
+    """
     x = check_data(x).double()
     check_number("latent_dim", latent_dim, low=1, high=x.shape[1] - 1, integer=True)
     xc = x - x.mean(0)
@@ -73,6 +99,14 @@ def gaussian_rd(eigenvalues, theta: float, max_dims: int | None = None) -> tuple
     whole variance to the distortion, so the point can lie above the unconstrained curve. A linear beta-VAE
     with a fixed decoder variance s^2 reaches this point at theta = beta * s^2 (``vae_water_level``), with
     rate = I(X;Z) (its aggregate posterior is the prior).
+
+    Args:
+        eigenvalues: the source's covariance eigenvalues, positive, in any order.
+        theta: the water level, > 0.
+        max_dims: k, the most directions that may carry rate; None: all.
+
+    Returns:
+        (rate in nats, mse).
     """
     lam = _spectrum(eigenvalues)
     check_number("theta", theta, low=0, low_open=True)
@@ -86,7 +120,15 @@ def gaussian_rd(eigenvalues, theta: float, max_dims: int | None = None) -> tuple
 
 def vae_water_level(beta: float, scale: float) -> float:
     """theta = beta * scale^2: the water level a linear beta-VAE with decoder N(Wz + b, scale^2 I) reaches
-    (its loss ||x - Wz||^2 / (2 scale^2) + beta KL is, times scale^2, the Lagrangian D/2 + theta R)."""
+    (its loss ||x - Wz||^2 / (2 scale^2) + beta KL is, times scale^2, the Lagrangian D/2 + theta R).
+
+    Args:
+        beta: the VAE's beta, > 0.
+        scale: its fixed decoder std, > 0.
+
+    Returns:
+        theta.
+    """
     check_number("beta", beta, low=0, low_open=True)
     check_number("scale", scale, low=0, low_open=True)
     return beta * scale**2
@@ -94,7 +136,16 @@ def vae_water_level(beta: float, scale: float) -> float:
 
 def active_directions(eigenvalues, theta: float, max_dims: int | None = None) -> int:
     """How many directions carry rate at water level ``theta``: those with lambda_i > theta, at most
-    ``max_dims``; a beta-VAE's active units."""
+    ``max_dims``; a beta-VAE's active units.
+
+    Args:
+        eigenvalues: the source's covariance eigenvalues, positive.
+        theta: the water level, > 0.
+        max_dims: the most directions that may carry rate; None: all.
+
+    Returns:
+        the number of directions.
+    """
     lam = _spectrum(eigenvalues)
     check_number("theta", theta, low=0, low_open=True)
     return min(sum(v > theta for v in lam), max_dims if max_dims is not None else len(lam))
@@ -102,7 +153,16 @@ def active_directions(eigenvalues, theta: float, max_dims: int | None = None) ->
 
 def gaussian_rd_curve(eigenvalues, n: int = 200, max_dims: int | None = None):
     """Shannon's R(D) curve for plotting: a DataFrame of ``n`` points (theta, rate, mse), theta log-spaced from
-    a thousandth of the smallest eigenvalue to the largest (where the rate reaches 0)."""
+    a thousandth of the smallest eigenvalue to the largest (where the rate reaches 0).
+
+    Args:
+        eigenvalues: the source's covariance eigenvalues, positive.
+        n: the number of points, >= 2.
+        max_dims: the most directions that may carry rate; None: all.
+
+    Returns:
+        a DataFrame with the columns theta, rate (nats) and mse, one row per point.
+    """
     import numpy as np
     import pandas as pd
 
@@ -116,7 +176,16 @@ def gaussian_rd_curve(eigenvalues, n: int = 200, max_dims: int | None = None):
 def gaussian_rate_at(eigenvalues, mse: float, max_dims: int | None = None) -> float:
     """Shannon's R(D) at distortion D = ``mse`` (nats): the water level theta with D(theta) = mse found by
     bisection (D(theta) is continuous and increasing), then R(theta) (``gaussian_rd``). 0 at or beyond the total
-    variance; infinite below the least distortion ``max_dims`` directions allow (the discarded variance)."""
+    variance; infinite below the least distortion ``max_dims`` directions allow (the discarded variance).
+
+    Args:
+        eigenvalues: the source's covariance eigenvalues, positive.
+        mse: the distortion D, >= 0.
+        max_dims: the most directions that may carry rate; None: all.
+
+    Returns:
+        R(D) in nats (0 or inf at the ends).
+    """
     lam = _spectrum(eigenvalues)
     check_number("mse", mse, low=0)
     floor = sum(lam[max_dims:]) if max_dims is not None else 0.0

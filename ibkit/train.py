@@ -29,7 +29,13 @@ seconds, and the monitor_* columns with ``x_monitor``, ...), the row the returne
 
 
 class DivergenceError(ValueError):
-    """Training produced a NaN or infinite loss. ``history`` holds the epochs finished before it."""
+    """Training produced a NaN or infinite loss. ``history`` holds the epochs finished before it.
+
+    Args:
+        message: what happened and what to do.
+        epoch: the epoch whose loss became NaN or infinite.
+        history: the epochs finished before it, one row each (as ``fit`` returns).
+    """
 
     def __init__(self, message: str, epoch: int, history: pd.DataFrame):
         super().__init__(message)
@@ -170,7 +176,14 @@ class TensorBoardCallback:
     (loss, rate, distortion, seconds, monitor_loss, beta_used, ...; booleans as 0 or 1) becomes the scalar of that
     name at step = epoch, flushed at once, so ``tensorboard --logdir`` shows a run while it trains. A folder is
     made when its first epoch is written. ``close()`` (or the end of a ``with`` block) closes the event files.
-    Needs the ``tensorboard`` extra (``torch.utils.tensorboard``)."""
+    Needs the ``tensorboard`` extra (``torch.utils.tensorboard``).
+
+    Args:
+        log_dir: one folder, or a sequence of folders, one per model of ``fit_many``.
+
+    Raises:
+        ValueError: an empty sequence of folders, or no ``tensorboard`` package.
+    """
 
     def __init__(self, log_dir: str | Path | Sequence[str | Path]):
         dirs = [log_dir] if isinstance(log_dir, (str, Path)) else list(log_dir)
@@ -193,6 +206,7 @@ class TensorBoardCallback:
         writer.flush()
 
     def close(self) -> None:
+        """Close the event files written so far."""
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -204,7 +218,7 @@ class TensorBoardCallback:
         self.close()
 
 
-def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None,
+def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps: Tensor | None, *,
                frozen: Sequence[nn.Parameter] = ()) -> Tensor:
     """One Adam step on each model's mean per-example loss; the one step ``fit`` and ``fit_many`` share.
 
@@ -275,9 +289,10 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
                 frozen: Sequence[nn.Parameter] = ()
                 if aggressive is not None and aggressive.on:
                     frozen = aggressive.encoder_steps(optimizer, batch_size, noise_for)  # then a decoder step
-                totals += train_step(net, optimizer, xb, noise_for(idx.shape[1]), frozen)
+                totals += train_step(net, optimizer, xb, noise_for(idx.shape[1]), frozen=frozen)
             seconds = (time.perf_counter() - start) / k
-            monitored = [{}] * k if monitor is None else monitor_losses(net, monitor, seeds[0], latent_dim, k, stacked)
+            monitored = [{}] * k if monitor is None else monitor_losses(
+                net, monitor, seed=seeds[0], latent_dim=latent_dim, k=k, stacked=stacked)
             extra: list[dict] = [{} for _ in range(k)]
             if scheduled is not None:
                 for j, (beta_t, capacity_t) in enumerate((used / n).tolist()):
@@ -325,7 +340,7 @@ class Aggressive:
         best, total, seen = math.inf, 0.0, 0
         for step in range(1, self.MAX_STEPS + 1):
             idx = torch.randint(len(self.x), (min(batch_size, len(self.x)),), generator=self.order).to(self.x.device)
-            total += float(train_step(self.net, optimizer, self.x[idx], noise_for(len(idx)), self.decoder)[0])
+            total += float(train_step(self.net, optimizer, self.x[idx], noise_for(len(idx)), frozen=self.decoder)[0])
             seen += len(idx)
             self.steps += 1
             if step % self.CHECK_EVERY == 0:
@@ -347,7 +362,7 @@ class Aggressive:
         return {**row, "mi": mi}
 
 
-def monitor_losses(net: nn.Module, x: Tensor, seed: int, latent_dim: int, k: int, stacked: bool,
+def monitor_losses(net: nn.Module, x: Tensor, *, seed: int, latent_dim: int, k: int, stacked: bool,
                    chunk: int = 1024) -> list[dict]:
     """Per model of ``net`` (one, or ``stacked``: a stack of k): the mean loss, rate and distortion over x [M, D],
     as columns monitor_loss, monitor_rate, monitor_distortion. One draw of the code's noise per row, from a

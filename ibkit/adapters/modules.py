@@ -62,6 +62,19 @@ class WrappedModel(nn.Module):
     Shapes: x [N, D] with D = prod(input_shape); z [S, N, d]. The encoder maps [N, *input_shape] to the posterior's
     parameters h [N, P] (diagonal: loc and log variance, P = 2d); the decoder maps [B, d] to the likelihood's
     parameters [B, *shape] with prod(shape) = D (Bernoulli: logits; Gaussian: the mean, unit variance).
+
+    Made by ``wrap``, which checks its arguments.
+
+    Args:
+        encoder: the module from x [N, *input_shape] to the posterior's parameters.
+        decoder: the module from codes [B, d] to the likelihood's parameters [B, *shape].
+        likelihood: p(x|z) of the decoder's output.
+        posterior: a posterior family (an ``nn.Module``, trained with the encoder) or a callable from the encoder's
+            output to q(z|x).
+        prior: p(z): None for N(0, I_d), a distribution, a callable returning one, or an ``nn.Module`` returning
+            one (trained with the model).
+        input_shape: the shape the encoder takes per example.
+        latent_dim: d.
     """
 
     _prior_loc: Tensor  # [d] buffers of the default p(z)
@@ -97,20 +110,46 @@ class WrappedModel(nn.Module):
 
     def posterior_params(self, x: Tensor) -> Tensor:
         """The encoder's output h [N, P] for x [N, D] (seen by the encoder as [N, *input_shape]); for a named family,
-        a two-head output as one tensor (``encoder_params``)."""
+        a two-head output as one tensor (``encoder_params``).
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            h [N, P] (or, for a callable posterior, the encoder's own output).
+        """
         return _params_for(self.family, self.encoder(x.reshape(len(x), *self.input_shape)))
 
     def posterior_from_params(self, h: Tensor) -> Distribution:
-        """q(z|x) from the encoder's output: batch_shape [N], event_shape [d]."""
+        """q(z|x) from the encoder's output: batch_shape [N], event_shape [d].
+
+        Args:
+            h: the encoder's output (``posterior_params``).
+
+        Returns:
+            q(z|x), batch_shape [N], event_shape [d].
+        """
         fn = self.family if self.family is not None else self._posterior_fn
         assert fn is not None  # a DeterministicWrappedModel has no posterior at all
         return fn(h)
 
     def posterior(self, x: Tensor) -> Distribution:
+        """q(z|x): batch_shape [N], event_shape [d].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            q(z|x).
+        """
         return self.posterior_from_params(self.posterior_params(x))
 
     def prior(self) -> Distribution:
-        """p(z): the given prior, else N(0, I_d) in the form the named family has a closed-form KL against."""
+        """p(z): the given prior, else N(0, I_d) in the form the named family has a closed-form KL against.
+
+        Returns:
+            p(z), event_shape [d].
+        """
         if self.prior_module is not None:
             return self.prior_module()
         if self._prior is not None:
@@ -120,30 +159,67 @@ class WrappedModel(nn.Module):
         return Independent(Normal(self._prior_loc, self._prior_scale, validate_args=False), 1, validate_args=False)
 
     def encode(self, x: Tensor) -> Tensor:
-        """The code [N, d]: the posterior mean, or the encoder's output for a deterministic code."""
+        """The code [N, d]: the posterior mean, or the encoder's output for a deterministic code.
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            [N, d] the code.
+        """
         return self.posterior(x).mean
 
     # the decoder
 
     def decoder_params(self, z: Tensor) -> Tensor:
         """The decoder's output for codes z [..., d], flattened to [..., D]; the decoder sees [B, d], at most
-        ``DECODER_ROWS`` rows at a time."""
+        ``DECODER_ROWS`` rows at a time.
+
+        Args:
+            z: [..., d] codes.
+
+        Returns:
+            [..., D] the likelihood's parameters.
+        """
         flat = z.reshape(-1, z.shape[-1])
         out = torch.cat([self.decoder(flat[i: i + DECODER_ROWS]).reshape(-1, self.input_dim)
                          for i in range(0, len(flat), DECODER_ROWS)])
         return out.reshape(*z.shape[:-1], self.input_dim)
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and z [..., N, d]: [..., N]."""
+        """log p(x|z) for x [N, D] and z [..., N, d]: [..., N].
+
+        Args:
+            x: [N, D] data.
+            z: [..., N, d] codes.
+
+        Returns:
+            [..., N] log p(x|z) in nats.
+        """
         return self.likelihood.log_prob(x, self.decoder_params(z))
 
     def decode(self, z: Tensor) -> Tensor:
-        """E[x|z] [..., N, D] for z [..., N, d]."""
+        """E[x|z] [..., N, D] for z [..., N, d].
+
+        Args:
+            z: [..., N, d] codes.
+
+        Returns:
+            [..., N, D] the likelihood's mean.
+        """
         return self.likelihood.mean(self.decoder_params(z))
 
     def forward(self, x: Tensor, eps: Tensor | None = None) -> ForwardOutput:
         """Per-example distortion -log p(x|z), rate KL(q(z|x) || p(z)) and loss (their sum: the negative ELBO) of
-        x [N, D], at z ~ q(z|x) drawn with the standard normal ``eps`` [1, N, d] when given (``fit``)."""
+        x [N, D], at z ~ q(z|x) drawn with the standard normal ``eps`` [1, N, d] when given (``fit``).
+
+        Args:
+            x: [N, D] data.
+            eps: [1, N, d] standard normal noise, or None.
+
+        Returns:
+            ``ForwardOutput(distortion, rate, loss, z)``, each [N] but z [N, d].
+        """
         q = self.posterior(x)
         z = q.rsample((1,)) if eps is None else rsample_from(q, eps)  # [1, N, d]
         distortion = -self.log_likelihood(x, z)[0]
@@ -172,24 +248,34 @@ def wrap(encoder: nn.Module, decoder: nn.Module, *, likelihood: str | Callable[[
          input_shape: tuple[int, ...] | None = None) -> WrappedModel:
     """Turn plain torch modules into a model every estimator measures and ``ibkit.fit`` trains (the negative ELBO).
 
-    encoder:     a module from x [N, *input_shape] to the posterior's parameters [N, P]; for a named family also
-                 two heads [N, d] each, (mu, logvar) as a tuple or pythae's ModelOutput(embedding, log_covariance),
-                 read as the tensor [N, 2d] of their concatenation (``encoder_params``).
-    decoder:     a module from codes [B, d] to the likelihood's parameters [B, *shape], prod(shape) = D.
-    likelihood:  "bernoulli" (the decoder gives logits), "gaussian" (the decoder gives the mean; unit variance), or
-                 a callable from the decoder's output [B, *shape] to a ``torch.distributions`` object over the data
-                 (log_prob summed over the pixels).
-    posterior:   "diagonal" (the encoder's output split in halves, loc and log variance, as pythae and most VAE
-                 code do; P = 2d), "full" (loc, log variance and the strict lower triangle of a Cholesky factor;
-                 ``ibkit.models.posteriors.FullGaussian``), "iaf" (adds untrained flow steps: for training),
-                 "none" (the output is a deterministic code [N, d]), or a callable from the encoder's output to a
-                 distribution with batch_shape [N] and event_shape [d].
-    prior:       p(z): None for N(0, I_d); a distribution with event_shape [d]; or a callable returning one (a
-                 learned prior; an ``nn.Module`` trains with the model).
-    input_shape: the shape the encoder takes per example, e.g. (1, 28, 28) for a conv encoder of MNIST; default
-                 (D,) with D the in_features of the encoder's first ``nn.Linear``.
-
     The code's width d is read from one pass of a zero input through the encoder (in eval mode, no gradient).
+
+    Args:
+        encoder: a module from x [N, *input_shape] to the posterior's parameters [N, P]; for a named family also
+            two heads [N, d] each, (mu, logvar) as a tuple or pythae's ModelOutput(embedding, log_covariance),
+            read as the tensor [N, 2d] of their concatenation (``encoder_params``).
+        decoder: a module from codes [B, d] to the likelihood's parameters [B, *shape], prod(shape) = D.
+        likelihood: "bernoulli" (the decoder gives logits), "gaussian" (the decoder gives the mean; unit variance),
+            or a callable from the decoder's output [B, *shape] to a ``torch.distributions`` object over the data
+            (log_prob summed over the pixels).
+        posterior: "diagonal" (the encoder's output split in halves, loc and log variance, as pythae and most VAE
+            code do; P = 2d), "full" (loc, log variance and the strict lower triangle of a Cholesky factor;
+            ``ibkit.models.posteriors.FullGaussian``), "iaf" (adds untrained flow steps: for training), "none"
+            (the output is a deterministic code [N, d]), or a callable from the encoder's output to a distribution
+            with batch_shape [N] and event_shape [d].
+        prior: p(z): None for N(0, I_d); a distribution with event_shape [d]; or a callable returning one (a
+            learned prior; an ``nn.Module`` trains with the model).
+        input_shape: the shape the encoder takes per example, e.g. (1, 28, 28) for a conv encoder of MNIST; default
+            (D,) with D the in_features of the encoder's first ``nn.Linear``.
+
+    Returns:
+        the ``WrappedModel`` (a ``DeterministicWrappedModel`` with ``posterior="none"``); the modules are used as
+            they are, not copied.
+
+    Raises:
+        ValueError: an encoder or decoder that is no ``nn.Module``, an unknown likelihood or posterior, an input
+            shape that cannot be read, or an encoder, posterior or prior whose output does not have the shapes
+            above.
     """
     for name, module in (("encoder", encoder), ("decoder", decoder)):
         if not isinstance(module, nn.Module):
@@ -270,7 +356,17 @@ def encoder_params(out) -> Tensor:
     """The encoder's output as the one form the posterior families read, h [N, P]: a tensor as it is; two heads
     (loc, log variance) [N, d] each, as a tuple (or list) of two or pythae's ``ModelOutput`` (a mapping with
     ``embedding`` and ``log_covariance``), as their concatenation [N, 2d], the diagonal family's loc | log variance.
-    Anything else is refused with a ValueError naming what came."""
+    Anything else is refused with a ValueError naming what came.
+
+    Args:
+        out: the encoder's output.
+
+    Returns:
+        h [N, P].
+
+    Raises:
+        ValueError: an output of another form, or two heads of different shapes.
+    """
     if isinstance(out, Tensor):
         return out
     if isinstance(out, Mapping) and {"embedding", "log_covariance"} <= set(out):

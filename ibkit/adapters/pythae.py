@@ -103,7 +103,20 @@ class VampPrior(nn.Module):
 
 def wrap(model) -> WrappedModel:
     """A pythae model (``pythae.models``, e.g. VAE, BetaVAE, IWAE, VAMP; module docstring) as an ibkit model that
-    every estimator measures and ``ibkit.fit`` trains (the negative ELBO, on pythae's own parameters)."""
+    every estimator measures and ``ibkit.fit`` trains (the negative ELBO, on pythae's own parameters).
+
+    Args:
+        model: a pythae model (``pythae.models.BaseAE``) of the diagonal Gaussian family or a deterministic code,
+            with ``reconstruction_loss`` "bce" or "mse".
+
+    Returns:
+        the ``WrappedModel`` around the model's own encoder and decoder (deterministic for the codes without a
+            posterior; with the VampPrior for VAMP).
+
+    Raises:
+        ValueError: no pythae installed, a model that is not pythae's or of a family ibkit does not cover, or
+            another reconstruction loss.
+    """
     try:
         from pythae.models import BaseAE
     except ImportError:

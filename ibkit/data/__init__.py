@@ -37,7 +37,17 @@ register_dataset("gaussian")(load_gaussian)
 
 
 def options(name: str) -> dict[str, object]:
-    """The options ``load(name, ...)`` accepts, with their defaults."""
+    """The options ``load(name, ...)`` accepts, with their defaults.
+
+    Args:
+        name: a registered dataset (``DATASETS``).
+
+    Returns:
+        {option: default} of the dataset's loader.
+
+    Raises:
+        ValueError: an unknown name, with the valid ones.
+    """
     check_choice("name", name, DATASETS)
     return {p.name: p.default for p in inspect.signature(DATASETS[name]).parameters.values()}
 
@@ -46,6 +56,16 @@ def load(name: str = "digits", **opts) -> Dataset:
     """Load a dataset by registry name: ``load("digits")``, ``load("mnist", path=...)``, ``load("gaussian")``.
 
     Unknown names and unknown options are refused with a ValueError listing the valid ones.
+
+    Args:
+        name: a registered dataset (``DATASETS``: "digits", "mnist", "gaussian", ...).
+        **opts: the loader's options (``options(name)``), e.g. ``binarize``, ``test_fraction``, ``seed``.
+
+    Returns:
+        the ``Dataset``: ``.train`` and ``.test`` float32 [N, D], their labels, ``.likelihood``.
+
+    Raises:
+        ValueError: an unknown name or option, listing the valid ones.
     """
     valid = options(name)
     for key in opts:

@@ -33,6 +33,17 @@ def split_indices(n: int, test_fraction: float = 0.2, seed: int = 0) -> tuple[np
     A fixed permutation ``np.random.default_rng(seed).permutation(n)``; its first
     ``n - round(n * test_fraction)`` entries are train, the rest test. Loaders use this, so
     ``full[train_idx] == ds.train`` undoes the shuffle.
+
+    Args:
+        n: the number of rows.
+        test_fraction: the share of rows held out for test, in (0, 1).
+        seed: seeds the permutation.
+
+    Returns:
+        (train_idx, test_idx), int arrays.
+
+    Raises:
+        ValueError: ``test_fraction`` or ``seed`` out of range, or a fraction that leaves a split empty.
     """
     check_fraction(test_fraction)
     check_seed(seed)

@@ -15,17 +15,22 @@ from ibkit.registry import LIKELIHOODS
 class Dataset:
     """A train/test pair of flattened inputs, with labels where the source has them.
 
-    name:         the registry name it was loaded under ("digits", "mnist", "gaussian").
-    train:        [N_train, D] float32.
-    test:         [N_test, D] float32.
-    likelihood:   "bernoulli" (binary pixels) or "gaussian" (real values); the decoder to use.
-    train_labels: [N_train] int64, or None.
-    test_labels:  [N_test] int64, or None.
-    provenance:   where the rows came from, for a run's manifest: ``split`` (e.g. "t10k split 8,000/2,000
-                  (test_fraction 0.2, seed 0)"), and for files read from disk the ``folder``, its ``origin``
-                  (path, IBKIT_DATA or cache) and the ``files`` with their SHA-256.
-
     Equality is identity (``eq=False``): comparing tensors element-wise has no single truth value.
+
+    Attributes:
+        name: the registry name it was loaded under ("digits", "mnist", "gaussian").
+        train: [N_train, D] float32.
+        test: [N_test, D] float32.
+        likelihood: "bernoulli" (binary pixels) or "gaussian" (real values); the decoder to use.
+        train_labels: [N_train] int64, or None.
+        test_labels: [N_test] int64, or None.
+        provenance: where the rows came from, for a run's manifest: ``split`` (e.g. "t10k split 8,000/2,000
+            (test_fraction 0.2, seed 0)"), and for files read from disk the ``folder``, its ``origin`` (path,
+            IBKIT_DATA or cache) and the ``files`` with their SHA-256.
+
+    Raises:
+        ValueError: a likelihood that is not registered, splits that are not float32 [N, D] of one width, or labels
+            that are not int64 [N] (one per row).
     """
 
     name: str

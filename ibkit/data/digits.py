@@ -14,10 +14,17 @@ from ibkit.data.dataset import Dataset
 def load_digits(*, binarize: str = "threshold", test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """scikit-learn's 8x8 digits (1,797 images, grey levels 0..16) scaled to [0, 1]: D = 64.
 
-    binarize:      "threshold" (pixel > 0.5), "stochastic" (Bernoulli(pixel), seeded by ``seed``)
-                   or "none" (grey levels; likelihood "gaussian").
-    test_fraction: share of the 1,797 images held out for test, in (0, 1).
-    seed:          the split permutation (``split_indices``) and the stochastic binarisation.
+    Args:
+        binarize: "threshold" (pixel > 0.5), "stochastic" (Bernoulli(pixel), seeded by ``seed``) or "none" (grey
+            levels; likelihood "gaussian").
+        test_fraction: share of the 1,797 images held out for test, in (0, 1).
+        seed: the split permutation (``split_indices``) and the stochastic binarisation.
+
+    Returns:
+        the ``Dataset`` "digits" with labels, its likelihood "bernoulli" ("gaussian" with ``binarize="none"``).
+
+    Raises:
+        ValueError: an unknown ``binarize``, or ``test_fraction``, ``seed`` out of range.
     """
     check_image_options(binarize, test_fraction, seed)
     pixels, labels = read_digits()
@@ -31,7 +38,11 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
 
     Read straight from scikit-learn's ``datasets/data/digits.csv.gz`` (64 pixels and the label per line), which
     spares every process the 2 s import of ``sklearn.datasets``; ``sklearn.datasets.load_digits`` where the file
-    is not at that place."""
+    is not at that place.
+
+    Returns:
+        (pixels [1797, 64] float64 in 0..16, labels [1797] int).
+    """
     spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
     shipped = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz" if spec and spec.origin else None
     if shipped is None or not shipped.is_file():

@@ -20,6 +20,19 @@ def parse_idx(raw: bytes, *, source: str = "<bytes>", expected_magic: int | None
 
     Checks the magic number (against ``expected_magic`` when given) and that the byte count equals
     the header plus the product of the declared dimensions; errors are ValueErrors naming ``source``.
+
+    Args:
+        raw: the file's bytes, uncompressed.
+        source: the name messages give the bytes (a path).
+        expected_magic: the magic number the file must have (``IDX_IMAGES_MAGIC``, ``IDX_LABELS_MAGIC``), or None
+            for any IDX type.
+
+    Returns:
+        the data, of the declared shape and type, in native byte order.
+
+    Raises:
+        ValueError: a header that is short, of another magic number or no IDX header, or a byte count that
+            does not match the declared shape.
     """
     if len(raw) < 4:
         raise ValueError(f"{source}: {len(raw)} bytes is too short for an IDX header (at least 4 bytes expected)")
@@ -52,7 +65,19 @@ def parse_idx(raw: bytes, *, source: str = "<bytes>", expected_magic: int | None
 
 
 def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> np.ndarray:
-    """Read one IDX file, gzip-compressed or not (detected from its first bytes), with ``parse_idx``'s checks."""
+    """Read one IDX file, gzip-compressed or not (detected from its first bytes), with ``parse_idx``'s checks.
+
+    Args:
+        path: the file.
+        expected_magic: the magic number the file must have, or None for any IDX type.
+
+    Returns:
+        the data, of the declared shape and type.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an unreadable gzip file, or ``parse_idx``'s checks.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file {path} does not exist")

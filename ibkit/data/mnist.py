@@ -50,7 +50,11 @@ DOWNLOAD_TIMEOUT = 60.0  # seconds per connection attempt
 
 
 def cache_dir() -> Path:
-    """The folder ibkit downloads MNIST into: ``$XDG_CACHE_HOME/ibkit/mnist`` or ``~/.cache/ibkit/mnist``."""
+    """The folder ibkit downloads MNIST into: ``$XDG_CACHE_HOME/ibkit/mnist`` or ``~/.cache/ibkit/mnist``.
+
+    Returns:
+        the folder's path (it may not exist yet).
+    """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(root) / "ibkit" / "mnist"
 
@@ -224,14 +228,25 @@ def load_mnist(
 ) -> Dataset:
     """MNIST from IDX files: 28x28 digits scaled to [0, 1] (bytes / 255), flattened to D = 784.
 
-    path:          folder holding the files (or an ``mnist/`` subfolder of it); else ``$IBKIT_DATA``;
-                   else ``cache_dir()``. Only the cache is ever downloaded into.
-    binarize:      "threshold" (pixel > 0.5), "stochastic" (Bernoulli(pixel), seeded) or "none" (gaussian).
-    test_fraction: used only when one pair of files is present (e.g. the 10,000-image t10k set alone):
-                   that pair is split with ``split_indices``. With both pairs train = train, test = t10k.
-    seed:          the split, and the stochastic binarisation.
-    download:      when reading the cache and any of the four files is missing, fetch the missing ones
-                   from MIRROR, checking each against ``MNIST_MD5``.
+    Args:
+        path: folder holding the files (or an ``mnist/`` subfolder of it); else ``$IBKIT_DATA``; else
+            ``cache_dir()``. Only the cache is ever downloaded into.
+        binarize: "threshold" (pixel > 0.5), "stochastic" (Bernoulli(pixel), seeded) or "none" (gaussian).
+        test_fraction: used only when one pair of files is present (e.g. the 10,000-image t10k set alone): that
+            pair is split with ``split_indices``. With both pairs train = train, test = t10k.
+        seed: the split, and the stochastic binarisation.
+        download: when reading the cache and any of the four files is missing, fetch the missing ones from
+            MIRROR, checking each against ``MNIST_MD5``.
+
+    Returns:
+        the ``Dataset`` "mnist" with labels; its provenance names the folder, its origin and the files'
+            SHA-256.
+
+    Raises:
+        FileNotFoundError: no MNIST files where they were looked for, or a file without its partner.
+        ConnectionError: a missing file that no mirror could send.
+        ValueError: an unknown ``binarize``, an option out of range, a damaged file or a download whose checksum
+            does not match.
     """
     check_image_options(binarize, test_fraction, seed)
     if not isinstance(download, bool):

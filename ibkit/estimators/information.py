@@ -101,6 +101,25 @@ def mi_bounds(model, x, *, seed: int = 0, entropy: float | None = None, fast: bo
     Also ``infonce_se`` and ``loo_se``: standard errors of the means over i. The [N, N] matrix is built
     in blocks of rows: memory is O(N * rows), never O(N^2). The blocks shrink to fit ``memory_budget`` bytes
     (default ``MEMORY_BUDGET``); where even one row does not fit, it fails at once with the sizes.
+
+    Args:
+        model: a protocol model with ``posterior(x)``; ``prior()`` for the rate and ``log_likelihood`` when
+            ``entropy`` is given.
+        x: [N, D] data (a tensor or numpy array) in the model's support, N >= 2.
+        seed: seeds the draws of z; the caller's global random state is left untouched.
+        entropy: the data's differential entropy h(X) in nats, where known; adds ``entropy_minus_distortion``.
+        fast: expand log q(z_i|x_j) into matrix products for a diagonal Gaussian q (False: the reference
+            ``log_prob`` path).
+        chunk_size: rows per posterior call when drawing z and tabulating q(z|x_j).
+        memory_budget: bytes the blocks may take (None: ``MEMORY_BUDGET``, 1 GiB).
+
+    Returns:
+        a dict of the keys above (``infonce``, ``infonce_se``, ``loo``, ``loo_se``, ``rate``, ``log_n``, and
+            ``rate_note``, ``capacity``, ``entropy_minus_distortion`` where they apply), in nats.
+
+    Raises:
+        ValueError: fewer than 2 rows, a model without ``posterior``, x that does not fit the model, or tables
+            that cannot fit ``memory_budget``.
     """
     x = prepare(model, x, "mi_bounds", prior=False, likelihood=entropy is not None)
     n = len(x)
@@ -137,10 +156,13 @@ def tightest_upper(bounds: dict[str, tuple[float, float]]) -> tuple[float, float
     Carlo noise of an estimate whose mean is near 0, so it is left out and the note says so. Where nothing valid
     is left, the bound is +inf (the only certain one) and the note says why.
 
+    Args:
+        bounds: upper-bound estimates in nats, ``{name: (value, standard error)}``.
+
     Returns:
-        (value, standard error, note): the note is empty when every estimate was valid, else it names the one
-        used and the ones left out, e.g. "rate: the leave-one-out estimate -1.9e-05 is below 0 (Monte Carlo
-        noise)".
+        the tuple (value, standard error, note); the note is empty when every estimate was valid, else it names the one
+            used and the ones left out, e.g. "rate: the leave-one-out estimate -1.9e-05 is below 0 (Monte Carlo
+            noise)".
     """
     present = {name: b for name, b in bounds.items() if not math.isnan(b[0])}
     dropped = [f"the {name} estimate {v:.3g} is below 0 (Monte Carlo noise)" for name, (v, _) in present.items()
@@ -171,6 +193,19 @@ def information_bracket(model, x, *, seed: int = 0, entropy: float | None = None
 
     Also the estimators' own values (``infonce``, ``loo``, each with ``_se``; ``loo`` through the probe for a
     deterministic code), ``log_n`` and ``probe_sigma`` (0 for a stochastic code). Nats.
+
+    Args:
+        model: a protocol model with ``posterior(x)`` (stochastic) or ``encode(x)`` (deterministic).
+        x: [N, D] data (a tensor or numpy array) in the model's support, N >= 2.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        entropy: the data's differential entropy h(X) in nats, where known (then the model needs
+            ``log_likelihood``).
+        probe_sigma: the probe channel's noise std for a deterministic code; unused for a stochastic one.
+        memory_budget: bytes the N x N blocks of ``mi_bounds`` may take (None: ``MEMORY_BUDGET``).
+
+    Returns:
+        a dict: ``mi_lower``, ``mi_upper``, ``probe_upper`` (each with ``_se``; the upper ones with ``_note``),
+            ``infonce``, ``infonce_se``, ``loo``, ``loo_se``, ``log_n`` and ``probe_sigma``.
     """
     stochastic = is_stochastic(model)
     b = mi_bounds(model if stochastic else probe(model, probe_sigma), x, seed=seed, entropy=entropy,
@@ -241,6 +276,19 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
     bracket the curve should be read by: ``upper`` (with ``upper_se``, ``upper_note``), the smallest valid one of
     the leave-one-out bound, the rate and the capacity (``tightest_upper``), so that no probe bound is
     astronomically loose where the capacity holds.
+
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support, N >= 2.
+        sigmas: a probe noise std or a sequence of them, each > 0.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        entropy: the data's differential entropy h(X) in nats, where known; passed to ``mi_bounds``.
+
+    Returns:
+        a DataFrame with one row per sigma and the columns above.
+
+    Raises:
+        ValueError: an empty ``sigmas`` or a sigma <= 0.
     """
     sigmas = [sigmas] if isinstance(sigmas, (int, float)) else list(sigmas)
     if not sigmas:
@@ -257,7 +305,19 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
 
 def kl_per_dim(model, x, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
     """E_x KL(q(z_k|x) || p(z_k)) for each latent dimension k: [d], nats. Needs a diagonal Gaussian
-    posterior and prior (``Independent(Normal, 1)``; then the rate is the sum of these)."""
+    posterior and prior (``Independent(Normal, 1)``; then the rate is the sum of these).
+
+    Args:
+        model: a protocol model with ``posterior(x)`` and ``prior()``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        chunk_size: rows per posterior call.
+
+    Returns:
+        [d] the mean KL of each dimension in nats, on the CPU.
+
+    Raises:
+        ValueError: a posterior or prior that is not a diagonal Gaussian.
+    """
     x = prepare(model, x, "kl_per_dim", likelihood=False)
     prior = model.prior()
     totals = []
@@ -293,6 +353,23 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
     active_units_kl  units with E_x KL_u > ``kl_threshold`` nats (NVAE's criterion, Vahdat & Kautz 2020).
 
     Also ``latent_dim`` (d_l). Nats; randomness from ``seed``.
+
+    Args:
+        model: a hierarchical model (``latent_dims`` and a posterior with ``unit_kl``, as ``kind="hvae"``).
+        x: [N, D] data (a tensor or numpy array) in the model's support, N >= 2.
+        seed: seeds the draws and the bootstrap resamples; the caller's global random state is left untouched.
+        n_samples: draws per row for the conditional KLs.
+        mixture: ancestral draws of each layer's parents in the marginal q(z_l|x_j).
+        threshold: the variance above which a unit counts in ``active_units``.
+        kl_threshold: the mean KL (nats) above which a unit counts in ``active_units_kl``.
+        bootstrap: resamples of the rows for the standard errors of the counts.
+        memory_budget: bytes one block of the InfoNCE matrix may take (None: ``MEMORY_BUDGET``).
+
+    Returns:
+        a DataFrame, one row per layer: ``layer``, ``latent_dim`` and the columns above, each with ``_se``.
+
+    Raises:
+        ValueError: a model with one latent layer, or fewer than 2 rows.
     """
     x = prepare(model, x, "per_layer", likelihood=False)
     dims = tuple(getattr(model, "latent_dims", ()) or ())
@@ -368,14 +445,24 @@ def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3,
     <= I(X; Z) <= R, and a collapsed code (R ~ 0) keeps no label information however its means move (a means-based
     estimate, rescaled, reads that movement as information the channel does not carry).
 
-    Returns a dict:
-        mi_per_dim: I(z_k; y) for each dimension k [d], nats (scikit-learn's ``mutual_info_classif``, the
-            k-nearest-neighbour estimator of Ross 2014).
-        mi_noise:   the estimator's noise floor: the largest per-dimension value it gives with the labels
-            shuffled (``permutations`` times), where the true value is 0. A value of ``mi_per_dim`` below it is
-            not told apart from 0.
-        accuracy:   test accuracy of a logistic-regression probe trained on the drawn codes (stratified split).
-        chance:     the accuracy of always guessing the most common class.
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        y: [N] class labels (a tensor or array).
+        seed: seeds the draw of the code, the estimators, the shuffles and the split.
+        test_fraction: the share of rows held out to score the probe, in (0, 1).
+        permutations: label shuffles for ``mi_noise``.
+
+    Returns:
+        a dict of ``mi_per_dim``: I(z_k; y) for each dimension k [d], nats (scikit-learn's
+            ``mutual_info_classif``, the k-nearest-neighbour estimator of Ross 2014); ``mi_noise``: the estimator's
+            noise floor, the largest per-dimension value it gives with the labels shuffled (``permutations`` times),
+            where the true value is 0 (a value of ``mi_per_dim`` below it is not told apart from 0); ``accuracy``:
+            the test accuracy of a logistic-regression probe trained on the drawn codes (stratified split);
+            ``chance``: the accuracy of always guessing the most common class.
+
+    Raises:
+        ValueError: y without one label per row of x, or ``test_fraction``, ``permutations`` out of range.
     """
     from sklearn.feature_selection import mutual_info_classif
     from sklearn.linear_model import LogisticRegression
@@ -407,7 +494,17 @@ def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3,
 
 def channel_codes(model, x, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
     """The code that crosses the latent channel, one draw z_i ~ q(z|x_i) per row [N, d]; for a deterministic
-    model (no posterior), its code encode(x)."""
+    model (no posterior), its code encode(x).
+
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: rows per posterior (or encode) call.
+
+    Returns:
+        [N, d] the codes, on the model's device.
+    """
     x = prepare(model, x, "channel_codes", posterior=False, prior=False, likelihood=False)
     with seeded_no_grad(seed, x.device):
         draw = (lambda xs: model.posterior(xs).sample()) if has_posterior(model) else model.encode

@@ -42,6 +42,20 @@ def rate(model, x, *, n_samples: int = 64, seed: int = 0, chunk_size: int = DEFA
 
     Closed form where torch registers the KL; otherwise Monte Carlo with ``n_samples`` draws per example
     (``rate_standard_error`` with the same arguments gives its standard error).
+
+    Args:
+        model: a protocol model (``ibkit.interface``) with ``posterior(x)`` and ``prior()``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        n_samples: draws of z per example for a Monte Carlo KL; unused where the KL is closed form.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per pass.
+        per_example: return each row's KL instead of the mean.
+
+    Returns:
+        the rate in nats (a float), or [N] per example on the CPU with ``per_example=True``.
+
+    Raises:
+        ValueError: a model without ``posterior`` or ``prior``, or x that does not fit the model.
     """
     return reduce(_kl_rows(model, x, n_samples=n_samples, seed=seed, chunk_size=chunk_size)[0], per_example)
 
@@ -54,6 +68,17 @@ def rate_standard_error(model, x, *, n_samples: int = 64, seed: int = 0, chunk_s
     variance of the one-draw KL estimates for row n (``ibkit.distributions.kl_samples``) over its S = ``n_samples``
     draws, the error of the mean rate
     is sqrt(sum_n s_n^2 / S) / N, and of row n's KL estimate s_n / sqrt(S) (``per_example=True``). NaN for S = 1.
+
+    Args:
+        model: a protocol model (``ibkit.interface``) with ``posterior(x)`` and ``prior()``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        n_samples: S, draws of z per example, as given to ``rate``.
+        seed: seeds the draws, as given to ``rate``.
+        chunk_size: at most this many (sample, row) pairs per pass.
+        per_example: return each row's standard error instead of that of the mean.
+
+    Returns:
+        the standard error in nats (a float), or [N] per example on the CPU with ``per_example=True``.
     """
     variances = _kl_rows(model, x, n_samples=n_samples, seed=seed, chunk_size=chunk_size)[1]  # of each row's estimate
     if per_example:
@@ -88,6 +113,22 @@ def distortion(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int =
     refused up front where they would take more than an hour, unless ``allow_long``).
 
     For a deterministic code (a model with ``encode`` and no posterior) z = encode(x) and D = -E_x log p(x|f(x)).
+
+    Args:
+        model: a protocol model with ``log_likelihood(x, z)`` and ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        n_samples: draws of z per example (one pass for a deterministic code).
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per decoder pass.
+        per_example: return each row's distortion instead of the mean.
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        the distortion in nats (a float), or [N] per example on the CPU with ``per_example=True``.
+
+    Raises:
+        ValueError: a model without the methods it needs, x that does not fit the model, or work estimated at
+            more than an hour without ``allow_long``.
     """
     x = prepare(model, x, "distortion", posterior=False, prior=False)
     return _expected_over_codes(model, x, model.log_likelihood, sign=-1.0, n_samples=n_samples, seed=seed,
@@ -101,6 +142,22 @@ def mse(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAUL
     distortion of Shannon's rate-distortion function under squared error (``ibkit.theory.gaussian_rd``); E[x|z]
     is the model's ``decode(z)`` [..., N, D], the likelihood's mean (the Bernoulli probabilities for binary data).
     Deterministic codes, and ``allow_long``, as in ``distortion``.
+
+    Args:
+        model: a protocol model with ``decode(z)`` and ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        n_samples: draws of z per example (one pass for a deterministic code).
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per decoder pass.
+        per_example: return each row's squared error instead of the mean.
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        the squared error (a float), or [N] per example on the CPU with ``per_example=True``.
+
+    Raises:
+        ValueError: a model without ``decode`` (or whose ``decode(z)`` returns the wrong shape), x that does not
+            fit the model, or work estimated at more than an hour without ``allow_long``.
     """
     if not callable(getattr(model, "decode", None)):
         raise ValueError(f"mse needs the decoder's mean E[x|z]: {type(model).__name__} has no decode(z); add a "
@@ -158,7 +215,21 @@ def expected_log_likelihood_rows(model, q, x: Tensor, *, n_samples: int, samples
 def elbo(model, x, n_samples: int = 1, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
          per_example: bool = False, allow_long: bool = False) -> float | Tensor:
     """ELBO = -(D + R) = E_q log p(x|z) - KL(q(z|x) || p(z)) <= log p(x) (Kingma & Welling 2014); ``allow_long`` as
-    in ``distortion``."""
+    in ``distortion``.
+
+    Args:
+        model: a protocol model (``ibkit.interface``): ``posterior``, ``prior``, ``log_likelihood``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        n_samples: draws of z per example for the distortion term (the rate's own Monte Carlo, where it has no
+            closed form, uses ``rate``'s default).
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per decoder pass.
+        per_example: return each row's ELBO instead of the mean.
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        the ELBO in nats (a float), or [N] per example on the CPU with ``per_example=True``.
+    """
     d = distortion(model, x, n_samples, seed=seed, chunk_size=chunk_size, per_example=True, allow_long=allow_long)
     r = rate(model, x, seed=seed, chunk_size=chunk_size, per_example=True)
     return reduce(-(torch.as_tensor(d) + torch.as_tensor(r)), per_example)
@@ -179,6 +250,24 @@ def iwae(model, x, k: int, *, seed: int = 0, chunk_size: int = DEFAULT_CHUNK,
     Time: k N decoder passes for x [N, D]. Their progress shows (a bar on a terminal, a line on the "ibkit" log
     every 30 s), and the first chunks are timed: where the passes would take more than an hour at the measured
     rate, the call fails there with a ValueError naming the estimate, unless ``allow_long=True``.
+
+    Args:
+        model: a protocol model (``ibkit.interface``): ``posterior``, ``prior``, ``log_likelihood``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        k: importance samples per row.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per decoder pass.
+        per_example: return each row's bound instead of the mean.
+        memory_budget: bytes one pass may take (None: ``MEMORY_BUDGET``, 1 GiB).
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        mean_x log (1/k sum_i p(x, z_i)/q(z_i|x)) in nats, or [N] per example on the CPU with
+            ``per_example=True``.
+
+    Raises:
+        ValueError: a model without the protocol's methods, x that does not fit the model, one (sample, row) pair
+            larger than ``memory_budget``, or work estimated at more than an hour without ``allow_long``.
     """
     x = prepare(model, x, "iwae")
     check_number("k", k, low=1, integer=True)

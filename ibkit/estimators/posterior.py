@@ -96,11 +96,28 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
     the rate the first chunks measure, the call fails there with a ValueError naming the estimate, unless
     ``allow_long=True``.
 
-    Returns "q", "true", "ess" (the mean over rows of the chosen stage's ESS), "ess_median", "ess_q10", "ess_q90",
-    "ess_min", "ess_from_q" (the mean ESS of q itself as the proposal, what the estimator without adaptation gets),
-    "reliable_rows", "rows" (N), "min_ess", "k", "stages", and "per_row": a DataFrame with one row per data row:
-    row, ess, q_correlation, true_correlation, reliable (bool), ess_from_q and stage (the stage its estimate came
-    from: -1 plain q, 0.. as above).
+    Args:
+        model: a protocol model (``ibkit.interface``): ``posterior``, ``prior``, ``log_likelihood``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        k: draws per row at each stage, >= 2.
+        stages: adaptive stages after stage 0 (0: stage 0 alone).
+        widen: s, the factor stage 0 widens q's standard deviations by, >= 1.
+        refit_widen: the factor each refitted proposal is widened by, >= 1.
+        min_ess: the ESS a row needs to count as ``reliable``.
+        seed: seeds the draws; the caller's global random state is left untouched.
+        chunk_size: at most this many (sample, row) pairs per decoder pass.
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        a dict of "q", "true", "ess" (the mean over rows of the chosen stage's ESS), "ess_median", "ess_q10",
+            "ess_q90", "ess_min", "ess_from_q" (the mean ESS of q itself as the proposal, what the estimator
+            without adaptation gets), "reliable_rows", "rows" (N), "min_ess", "k", "stages", and "per_row": a
+            DataFrame with one row per data row: row, ess, q_correlation, true_correlation, reliable (bool),
+            ess_from_q and stage (the stage its estimate came from: -1 plain q, 0.. as above).
+
+    Raises:
+        ValueError: a model without the protocol's methods, x that does not fit the model, an argument out of
+            range, or work estimated at more than an hour without ``allow_long``.
     """
     x = prepare(model, x, "posterior_correlation")
     check_number("k", k, low=2, integer=True)
@@ -312,6 +329,14 @@ def rate_decomposition(model, x, *, seed: int = 0) -> dict:
     index_information: I(n; z) under q(n, z) = q(z|x_n) / N, estimated by InfoNCE with one draw per row (its
                        expectation is exactly I(n; z), which is at most log N);
     marginal_kl:       KL(q(z) || p(z)) = R - I(n; z), the price of an aggregate posterior unlike the prior.
+
+    Args:
+        model: a protocol model with ``posterior(x)`` and ``prior()``.
+        x: [N, D] data (a tensor or numpy array) in the model's support, N >= 2.
+        seed: seeds the draws (``mi_bounds``); the caller's global random state is left untouched.
+
+    Returns:
+        a dict of ``rate`` (R), ``index_information`` and ``marginal_kl``, in nats.
     """
     from ibkit.estimators.information import mi_bounds
 
@@ -356,6 +381,30 @@ def amortization_gap(model, x, steps: int | None = None, lr: float = 1e-2, *, n_
     N ``check_samples`` each, and N (2 ELBO_DRAWS + k) at the end. Their progress shows (a bar on a terminal, a line
     on the "ibkit" log every 30 s), and where they would take more than an hour at the rate the first steps measure,
     the call fails there with a ValueError naming the estimate, unless ``allow_long=True``.
+
+    Args:
+        model: a protocol model with ``posterior_params(x)`` and ``posterior_from_params(h)`` (an ibkit VAE).
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        steps: Adam steps at a constant ``lr``; None: until converged (at most ``max_steps``).
+        lr: Adam's (initial) step size.
+        n_samples: reparameterised draws of z per row at each step.
+        k: importance samples per row from q* for ``log_px``.
+        check_every: steps between two evaluations of the per-row ELBO.
+        tol: the mean gain (nats) over ``check_every`` steps below which the ELBO has reached a plateau.
+        max_steps: the most steps with ``steps=None``.
+        lr_decays: tenfold cuts of the step size before a plateau stops the optimisation.
+        check_samples: the common random draws per row at each check.
+        seed: seeds the draws.
+        allow_long: run work estimated to take more than an hour instead of refusing it.
+
+    Returns:
+        a dict of ``elbo_amortised``, ``elbo_optimised``, ``log_px``, ``amortization_gap``,
+            ``approximation_gap`` (nats), ``steps``, ``last_improvement``, ``converged`` and ``lr``.
+
+    Raises:
+        ValueError: a model without ``posterior_params`` and ``posterior_from_params`` (or the rest of the
+            protocol), x that does not fit the model, an argument out of range, or work estimated at more than an
+            hour without ``allow_long``.
     """
     if not (callable(getattr(model, "posterior_params", None))
             and callable(getattr(model, "posterior_from_params", None))):

@@ -26,6 +26,13 @@ class Probe:
     ``support`` are the model's, where it has them (and absent where it does not). As sigma -> 0 the information
     of a deterministic code through the probe grows without bound (up to log N on N data points: Goldfeld et
     al. 2019).
+
+    Args:
+        model: a model with ``encode(x)`` (a deterministic code) or ``posterior(x)``.
+        sigma: the probe noise's std, > 0.
+
+    Raises:
+        ValueError: a sigma <= 0, or a model with neither ``encode`` nor ``posterior``.
     """
 
     def __init__(self, model, sigma: float):
@@ -52,11 +59,28 @@ class Probe:
         return getattr(self.model, "buffers", lambda: iter(()))()
 
     def encode(self, x: Tensor) -> Tensor:
-        """The channel's input: the code [N, d] (the posterior mean for stochastic models)."""
+        """The channel's input: the code [N, d] (the posterior mean for stochastic models).
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            [N, d] the mean of the probed q(z|x): the code, or the model's posterior mean.
+        """
         return self.posterior(x).mean
 
     def posterior(self, x: Tensor) -> Distribution:
-        """q(z|x) of the probed channel: batch_shape [N], event_shape [d]."""
+        """q(z|x) of the probed channel: batch_shape [N], event_shape [d].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            N(encode(x), sigma^2 I) for a deterministic code, else the model's q(z|x) convolved with N(0, sigma^2 I).
+
+        Raises:
+            UnsupportedPosterior: a posterior family ``ibkit.distributions.add_noise`` cannot add noise to.
+        """
         name = type(self.model).__name__
         if not callable(getattr(self.model, "posterior", None)):
             code = self.model.encode(x)
@@ -72,7 +96,14 @@ class Probe:
                                        f"{e}") from None
 
     def prior(self) -> Distribution:
-        """The model's prior, or N(0, I_d) with d the width of the code (its ``latent_dim`` before any code is seen)."""
+        """The model's prior, or N(0, I_d) with d the width of the code (its ``latent_dim`` before any code is seen).
+
+        Returns:
+            p(z), event_shape [d].
+
+        Raises:
+            ValueError: a model without a prior or ``latent_dim`` whose code has not been seen yet.
+        """
         if callable(getattr(self.model, "prior", None)):
             return self.model.prior()
         d = self._width if self._width is not None else getattr(self.model, "latent_dim", None)
@@ -84,5 +115,13 @@ class Probe:
 
 
 def probe(model, sigma: float) -> Probe:
-    """Wrap ``model`` in a Gaussian probe channel of std ``sigma`` (see ``Probe``)."""
+    """Wrap ``model`` in a Gaussian probe channel of std ``sigma`` (see ``Probe``).
+
+    Args:
+        model: a model with ``encode(x)`` (a deterministic code) or ``posterior(x)``.
+        sigma: the probe noise's std, > 0.
+
+    Returns:
+        the ``Probe``, a protocol model that every estimator accepts.
+    """
     return Probe(model, sigma)

@@ -10,7 +10,16 @@ from ibkit.estimators._common import DEFAULT_CHUNK, has_posterior, prepare, row_
 
 
 def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """E_q[z|x] [N, d] for a protocol model, or the code encode(x) for a deterministic one."""
+    """The posterior means E_q[z|x], [N, d], for a protocol model, or the code encode(x) for a deterministic one.
+
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        chunk_size: rows per posterior (or encode) call.
+
+    Returns:
+        [N, d] the means (or codes), on the model's device.
+    """
     x = prepare(model, x, "code_means", posterior=False, prior=False, likelihood=False)
     with seeded_no_grad(0, x.device):
         get = (lambda xs: model.posterior(xs).mean) if has_posterior(model) else model.encode
@@ -18,13 +27,23 @@ def code_means(model, x, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
 
 
 def code_covariance(model, x, *, seed: int = 0, n_samples: int = 64, chunk_size: int = DEFAULT_CHUNK) -> torch.Tensor:
-    """Cov[Z] [d, d] (float64) of the code over the rows of x, the empirical distribution of X.
+    """Cov[Z], [d, d] float64, of the code over the rows of x, the empirical distribution of X.
 
     A deterministic code: the covariance of encode(x). A posterior: the law of total covariance,
     Cov_x E_q[z|x] + E_x Cov_q(z|x), closed form for Gaussian q and from ``n_samples`` draws per row otherwise
     (``ibkit.distributions.covariance``). Denominators are N (the empirical distribution, not an estimate of a
     population's covariance), so ``ibkit.theory.covariance_capacity`` of it bounds what the code sends through a
     Gaussian channel on these rows exactly.
+
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)``.
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        seed: seeds the draws of a non-Gaussian q; the caller's global random state is left untouched.
+        n_samples: draws per row for a non-Gaussian q's covariance, >= 2.
+        chunk_size: rows per posterior (or encode) call.
+
+    Returns:
+        [d, d] Cov[Z], float64, on the CPU.
     """
     check_number("n_samples", n_samples, low=2, integer=True)
     if not has_posterior(model):
@@ -46,7 +65,16 @@ def _covariance_of_rows(rows: torch.Tensor) -> torch.Tensor:
 
 
 def active_units(model, x, threshold: float = 0.01) -> int:
-    """The number of latent dimensions u with Var_x E_q[z_u|x] > threshold (Burda et al. 2016, sec. 5.2)."""
+    """The number of latent dimensions u with Var_x E_q[z_u|x] > threshold (Burda et al. 2016, sec. 5.2).
+
+    Args:
+        model: a protocol model with ``posterior(x)`` or ``encode(x)`` (then the code's variance counts).
+        x: [N, D] data (a tensor or numpy array) in the model's support.
+        threshold: the variance over the rows above which a dimension is active, >= 0.
+
+    Returns:
+        the count of active dimensions.
+    """
     check_number("threshold", threshold, low=0)
     means = code_means(model, x)
     return int((means.var(dim=0, unbiased=False) > threshold).sum())

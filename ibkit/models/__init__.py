@@ -3,7 +3,7 @@ fixed-noise (``noisy_ae``), variational (``vae``) and hierarchical variational (
 its own typed config.
 
     m = build_model(kind="vae", input_dim=64, latent_dim=8, beta=4.0)   # fields of VAEConfig
-    @register_model("my_kind")                                          # a kind of your own: see the README
+    @register_model("my_kind")                                          # a kind of your own: docs/extending.md
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ class AEConfig(ModelConfig):
 
 @register_model("ae", label="AE", marker="D", colour=2)
 class DeterministicAE(Autoencoder):
-    """Plain autoencoder; its code can carry unbounded information (measure it through a probe channel)."""
+    """Plain autoencoder; its code can carry unbounded information (measure it through a probe channel).
+
+    Args:
+        config: an ``AEConfig`` (``build`` and ``ibkit.build_model`` make it from keyword fields).
+    """
 
     Config = AEConfig

@@ -59,7 +59,12 @@ def written_format(model: nn.Module) -> int:
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:
-    """Write the model's kind, config, weights and their format to ``path`` atomically (temp file, then rename)."""
+    """Write the model's kind, config, weights and their format to ``path`` atomically (temp file, then rename).
+
+    Args:
+        model: a registered kind's model (with ``KIND`` and ``config``); its weights are saved from the CPU.
+        path: the file to write.
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob = {"kind": model.KIND, "config": dataclasses.asdict(model.config), "state_dict": state,  # type: ignore
             "format": written_format(model)}
@@ -71,7 +76,18 @@ def load_checkpoint(path: str | os.PathLike) -> nn.Module:
     """Rebuild a model saved by ``save_checkpoint`` through the registry, on the CPU (a checkpoint written on a GPU
     loads on a machine without one). Loads tensors only (``weights_only=True``), never pickled code; weights of an
     older format are brought to the current one first (``upgrade_state_dict``). A kind that is not registered is a
-    ValueError naming it (register it, e.g. by importing the module that defines it)."""
+    ValueError naming it (register it, e.g. by importing the module that defines it).
+
+    Args:
+        path: a file written by ``save_checkpoint``.
+
+    Returns:
+        the model, on the CPU.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a file that is no ibkit weights-only checkpoint, or of a kind that is not registered.
+    """
     from ibkit.models import build_model
 
     try:

@@ -16,7 +16,26 @@ from ibkit.registry import LIKELIHOODS
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What every kind shares: the data and code widths, the networks, the likelihood and the seed."""
+    """What every kind shares: the data and code widths, the networks, the likelihood and the seed.
+
+    Args:
+        input_dim: D, width of the data.
+        latent_dim: d, width of the code.
+        hidden: encoder widths; () = linear.
+        decoder_hidden: decoder widths; None mirrors ``hidden``.
+        network: encoder and decoder: "mlp" (perceptrons of the widths above) or "conv" (stride-2 convolutions of
+            ``channels`` on images of ``image_shape`` before the encoder's perceptron, transposed ones after the
+            decoder's).
+        image_shape: conv: (C, H, W) of one example; None: (1, s, s) when input_dim = s^2 (784 -> (1, 28, 28)).
+        channels: conv: channels per convolution.
+        likelihood: the p(x|z) family (``ibkit.registry.LIKELIHOODS``: "bernoulli", "gaussian", ...).
+        scale: gaussian: a fixed decoder std; None: learned.
+        seed: seed of the weight initialisation.
+
+    Raises:
+        ValueError: a field of the wrong type or out of its range (``ibkit.config.validate``), an ``image_shape``
+            without ``network="conv"`` or that does not fit, or a ``scale`` without ``likelihood="gaussian"``.
+    """
 
     input_dim: int = field(metadata={"low": 1})  # D, width of the data
     latent_dim: int = field(metadata={"low": 1, "id": "d"})  # d, width of the code
@@ -48,7 +67,19 @@ class ModelConfig:
 
 def check_image_shape(image_shape, input_dim: int, channels: tuple[int, ...]) -> tuple[int, int, int]:
     """The (C, H, W) a conv network sees: ``image_shape``, or (1, s, s) where ``input_dim`` = s^2; refused where it
-    does not hold ``input_dim`` numbers or where ``channels``' stride-2 convolutions would halve it below 1x1."""
+    does not hold ``input_dim`` numbers or where ``channels``' stride-2 convolutions would halve it below 1x1.
+
+    Args:
+        image_shape: (C, H, W), or None for a square single-channel image.
+        input_dim: D, the width of the flattened data.
+        channels: the channels of the stride-2 convolutions.
+
+    Returns:
+        (C, H, W).
+
+    Raises:
+        ValueError: a shape that does not hold ``input_dim`` numbers, no convolution, or too many of them.
+    """
     if image_shape is None:
         side = math.isqrt(input_dim)
         if side * side != input_dim:

@@ -34,6 +34,19 @@ INFERENCE = ("top_down", "bottom_up")
 
 @dataclass(frozen=True)
 class HVAEConfig(ScheduledConfig):
+    """The shared fields (``ModelConfig``), beta and the KL schedules (``ibkit.models.schedules.ScheduledConfig``)
+    and the layers.
+
+    Args:
+        latent_dims: (d_1, ..., d_L), z_1 nearest the data; they sum to latent_dim. None: one layer of latent_dim.
+        inference: "top_down" (the ladder's order) or "bottom_up".
+        layer_hidden: widths of the networks between latent layers (p(z_l | z_{l+1}), q's z -> z maps, the
+            ladder's h_l -> h_{l+1}); None: ``hidden``.
+
+    Raises:
+        ValueError: ``latent_dims`` that do not sum to ``latent_dim`` (and the shared fields' checks).
+    """
+
     # (d_1, ..., d_L), z_1 nearest the data; they sum to latent_dim. None: one layer of latent_dim
     latent_dims: tuple[int, ...] | None = field(default=None, metadata={"low": 1, "id": "layers"})
     inference: str = field(default="top_down", metadata={"choices": INFERENCE, "id": ""})
@@ -75,6 +88,9 @@ class HierarchicalVAE(RateScheduled):
 
     Modules: ``encoder`` (everything q(z|x) uses: ``encoder.trunk`` and ``encoder.heads``), ``priors`` (the networks
     of p(z_l | z_{l+1}), l < L) and ``decoder`` (p(x | z_1)), so ``trainable="encoder"`` trains q alone.
+
+    Args:
+        config: an ``HVAEConfig`` (``build`` and ``ibkit.build_model`` make it from keyword fields).
     """
 
     Config = HVAEConfig
@@ -110,45 +126,107 @@ class HierarchicalVAE(RateScheduled):
         return typing.cast(tuple[int, ...], self.config.latent_dims)
 
     def layers(self, z: Tensor) -> list[Tensor]:
-        """z [..., sum d_l] split into its layers [z_1 [..., d_1], ..., z_L]."""
+        """z [..., sum d_l] split into its layers [z_1 [..., d_1], ..., z_L].
+
+        Args:
+            z: [..., sum d_l] concatenated codes.
+
+        Returns:
+            [z_1 [..., d_1], ..., z_L [..., d_L]].
+        """
         return list(z.split(self.latent_dims, dim=-1))
 
     def encoder_width(self) -> int:
         return 1  # the base's placeholder encoder, replaced in __init__
 
     def posterior(self, x: Tensor) -> HierarchicalPosterior:
-        """q(z|x) over z = (z_1, ..., z_L): batch_shape [N], event_shape [sum d_l]."""
+        """q(z|x) over z = (z_1, ..., z_L): batch_shape [N], event_shape [sum d_l].
+
+        Args:
+            x: [N, D] data.
+
+        Returns:
+            the ``HierarchicalPosterior`` of x.
+        """
         return HierarchicalPosterior(self, x)
 
     def posterior_params(self, x: Tensor) -> Tensor:
+        """Refused: a hierarchical VAE has no per-example variational parameters.
+
+        Args:
+            x: [N, D] data.
+
+        Raises:
+            ValueError: always (``amortization_gap`` needs a one-layer model).
+        """
         raise ValueError("a hierarchical VAE has no per-example variational parameters: its q(z_l | .) are networks "
                          "of the other layers (amortization_gap needs a one-layer model)")
 
     def prior(self) -> HierarchicalPrior:
-        """p(z) = p(z_L) prod_l p(z_l | z_{l+1}): batch_shape [], event_shape [sum d_l]."""
+        """p(z) = p(z_L) prod_l p(z_l | z_{l+1}): batch_shape [], event_shape [sum d_l].
+
+        Returns:
+            the ``HierarchicalPrior``.
+        """
         return HierarchicalPrior(self)
 
     def layer_prior(self, k: int, above: Tensor | None) -> Normal:
         """p(z_l | z_{l+1} = above) elementwise for layer index k = l - 1 (k = 0 is z_1); N(0, 1) for the top
-        (above None)."""
+        (above None).
+
+        Args:
+            k: the layer index l - 1.
+            above: [..., d_{l+1}] the layer above, or None for the top layer.
+
+        Returns:
+            p(z_l | z_{l+1}), elementwise Normal [..., d_l].
+        """
         if above is None:
             d = self.latent_dims[k]
             return Normal(self._prior_loc[:d], self._prior_scale[:d], validate_args=False)
         return gaussian(self.priors[k](above))
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
-        """log p(x | z_1) for x [N, D] and z [..., N, sum d_l]: [..., N]."""
+        """log p(x | z_1) for x [N, D] and z [..., N, sum d_l]: [..., N].
+
+        Args:
+            x: [N, D] data.
+            z: [..., N, sum d_l] codes; only z_1 is read.
+
+        Returns:
+            [..., N] log p(x | z_1) in nats.
+        """
         return self.likelihood.log_prob(x, self.decoder(z[..., : self.latent_dims[0]]))
 
     def decode(self, z: Tensor) -> Tensor:
+        """E[x | z_1], the likelihood's mean.
+
+        Args:
+            z: [..., N, sum d_l] codes; only z_1 is read.
+
+        Returns:
+            [..., N, D] E[x | z_1].
+        """
         return self.likelihood.mean(self.decoder(z[..., : self.latent_dims[0]]))
 
     def kl_terms(self, q: Distribution, z: Tensor) -> Tensor:
-        """The conditional KL of each layer [N, L] at the samples z [1, N, d] (``HierarchicalPosterior.layer_kl``)."""
+        """The conditional KL of each layer [N, L] at the samples z [1, N, d] (``HierarchicalPosterior.layer_kl``).
+
+        Args:
+            q: the ``HierarchicalPosterior``, batch_shape [N].
+            z: [1, N, d] samples of q.
+
+        Returns:
+            [N, L] each layer's conditional KL in nats.
+        """
         return typing.cast(HierarchicalPosterior, q).layer_kl(z).mean(0)
 
     def rate_groups(self) -> Tensor:
-        """Free bits clip each layer's minibatch-mean KL at lambda d_l (Kingma et al. 2016's groups)."""
+        """Free bits clip each layer's minibatch-mean KL at lambda d_l (Kingma et al. 2016's groups).
+
+        Returns:
+            [L] the layers' widths (d_1, ..., d_L).
+        """
         return torch.tensor([float(d) for d in self.latent_dims])
 
 

@@ -22,19 +22,49 @@ class Likelihood(nn.Module):
     support: constraints.Constraint = constraints.real
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        """log p(x|z) for x [N, D] and decoder output [..., N, D]; returns [..., N]."""
+        """log p(x|z) for x [N, D] and decoder output [..., N, D]; returns [..., N].
+
+        Args:
+            x: [N, D] data.
+            params: [..., N, D] the decoder's output.
+
+        Returns:
+            [..., N] log p(x|z) in nats, summed over the D pixels.
+        """
         raise NotImplementedError
 
     def mean(self, params: Tensor) -> Tensor:
-        """E[x|z] [..., N, D] from the decoder output."""
+        """E[x|z] [..., N, D] from the decoder output.
+
+        Args:
+            params: [..., N, D] the decoder's output.
+
+        Returns:
+            [..., N, D] E[x|z].
+        """
         raise NotImplementedError
 
     def marginal_params(self, x: Tensor) -> Tensor:
-        """The decoder output [D] under which p(x|z) is each dimension's marginal over the rows of x [N, D]."""
+        """The decoder output [D] under which p(x|z) is each dimension's marginal over the rows of x [N, D].
+
+        Args:
+            x: [N, D] the training rows.
+
+        Returns:
+            [D] the decoder output (``Autoencoder.start_at_marginal`` sets the decoder's bias to it).
+        """
         raise NotImplementedError
 
     def check_data(self, x: Tensor, name: str = "x") -> None:
-        """Refuse data this likelihood cannot score (hook; default accepts any finite reals)."""
+        """Refuse data this likelihood cannot score (hook; default accepts any finite reals).
+
+        Args:
+            x: [N, D] data.
+            name: what the message calls x.
+
+        Raises:
+            ValueError: (in an override) values this likelihood cannot score.
+        """
 
 
 class BernoulliLikelihood(Likelihood):

@@ -13,6 +13,14 @@ from ibkit.registry import register_model
 
 @dataclass(frozen=True)
 class NoisyAEConfig(ModelConfig):
+    """The shared fields (``ModelConfig``), the channel noise and the code's bound.
+
+    Args:
+        noise: std of the fixed Gaussian channel noise (required, > 0; a knob).
+        code_bound: "tanh": the code is bounded (power <= 1 per dimension); None: unbounded, it can out-shout the
+            noise.
+    """
+
     # std of the fixed Gaussian channel noise (required, > 0)
     noise: float = field(kw_only=True, metadata={"knob": True, "symbol": "σ", "low": 0, "low_open": True,
                                                  "help": "std of the Gaussian channel noise"})
@@ -26,6 +34,9 @@ class NoisyAE(StochasticAutoencoder):
     I(X;Z) <= d/2 log(1 + 1/noise^2)) or c(x) = f(x) (code_bound=None: the encoder can out-shout the noise).
 
     Trained on distortion alone; its reported rate KL(q(z|x) || N(0, I)) still bounds I(X;Z).
+
+    Args:
+        config: a ``NoisyAEConfig`` (``build`` and ``ibkit.build_model`` make it from keyword fields).
     """
 
     Config = NoisyAEConfig
@@ -33,6 +44,14 @@ class NoisyAE(StochasticAutoencoder):
     noise: Tensor  # the knob's buffer: [] alone, [K, 1] in fit_many's stacked model
 
     def posterior_from_params(self, h: Tensor) -> Distribution:
+        """q(z|x) = N(c(x), noise^2 I), c(x) the (bounded) code.
+
+        Args:
+            h: [N, d] the encoder's output f(x).
+
+        Returns:
+            q(z|x), batch_shape [N], event_shape [d].
+        """
         code = torch.tanh(h) if self.config.code_bound == "tanh" else h
         scale = self.noise.unsqueeze(-1).expand_as(code)  # [1] here, [K, 1, 1] in fit_many's stacked model
         return Independent(Normal(code, scale, validate_args=False), 1, validate_args=False)

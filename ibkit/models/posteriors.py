@@ -22,7 +22,12 @@ from ibkit.registry import register_posterior
 
 
 class PosteriorFamily(nn.Module):
-    """Turns encoder features [N, n_params] into q(z|x) with batch_shape [N], event_shape [d]."""
+    """Turns encoder features [N, n_params] into q(z|x) with batch_shape [N], event_shape [d].
+
+    Args:
+        latent_dim: d.
+        **options: a family's own options (the IAF's ``flow_steps``); others ignore them.
+    """
 
     def __init__(self, latent_dim: int, **options):
         super().__init__()
@@ -30,14 +35,28 @@ class PosteriorFamily(nn.Module):
 
     @classmethod
     def n_params(cls, latent_dim: int) -> int:
-        """Width of the encoder output this family consumes for a d-dimensional latent."""
+        """Width of the encoder output this family consumes for a d-dimensional latent.
+
+        Args:
+            latent_dim: d.
+
+        Returns:
+            P, the encoder output's width.
+        """
         raise NotImplementedError
 
     def widen(self, head: nn.Linear) -> nn.Linear:
         """The encoder's last layer, built with the diagonal family's 2d outputs (loc and log variance, which
         every family here reads first), widened to this family's ``n_params``: those rows as they are, the extra
         ones from ``extra_rows``. Called after the rest of the model is built, so that one seed gives every family
-        the same decoder and the same loc and variance outputs, and a family's extra draws disturb nothing."""
+        the same decoder and the same loc and variance outputs, and a family's extra draws disturb nothing.
+
+        Args:
+            head: the encoder's last layer, with 2d outputs.
+
+        Returns:
+            ``head`` itself where it is wide enough, else the widened layer.
+        """
         extra = self.n_params(self.latent_dim) - head.out_features
         if extra <= 0:
             return head
@@ -50,25 +69,54 @@ class PosteriorFamily(nn.Module):
 
     def extra_rows(self, in_features: int, extra: int) -> tuple[Tensor, Tensor]:
         """The initial weight [extra, in] and bias [extra] of the family's outputs beyond loc and log variance:
-        PyTorch's default initialisation of a linear layer."""
+        PyTorch's default initialisation of a linear layer.
+
+        Args:
+            in_features: the layer's input width.
+            extra: the number of extra outputs.
+
+        Returns:
+            (weight [extra, in], bias [extra]).
+        """
         layer = nn.Linear(in_features, extra)
         return layer.weight.detach(), layer.bias.detach()
 
     def prior(self, loc: Tensor, scale: Tensor) -> Distribution:
-        """p(z) = N(loc, diag(scale^2)) (loc, scale [d]) as a diagonal Normal."""
+        """p(z) = N(loc, diag(scale^2)) (loc, scale [d]) as a diagonal Normal.
+
+        Args:
+            loc: [d] the prior's mean.
+            scale: [d] its standard deviations.
+
+        Returns:
+            p(z), event_shape [d].
+        """
         return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
     def kl_terms(self, q: Distribution, p: Distribution, z: Tensor) -> Tensor:
         """KL(q || p) [N, G] in the groups of latents free bits clip (``group_sizes``): one group of all d here,
-        closed form where torch has it, else Monte Carlo at the samples z [1, N, d]."""
+        closed form where torch has it, else Monte Carlo at the samples z [1, N, d].
+
+        Args:
+            q: q(z|x), batch_shape [N].
+            p: p(z).
+            z: [1, N, d] samples of q.
+
+        Returns:
+            [N, G] the KL's groups in nats.
+        """
         return kl_or_monte_carlo(q, p, z).unsqueeze(-1)
 
     def group_sizes(self) -> Tensor:
-        """The number of latent units in each of ``kl_terms``' groups [G]."""
+        """The number of latent units in each of ``kl_terms``' groups [G].
+
+        Returns:
+            [G] the group sizes: one group of d here.
+        """
         return torch.tensor([float(self.latent_dim)])
 
 
-@register_posterior("diagonal")
+@register_posterior("diagonal", colour=0)
 class DiagonalGaussian(PosteriorFamily):
     """Mean-field Gaussian q(z|x) = N(mu(x), diag(exp(logvar(x)))) (Kingma & Welling 2014)."""
 

@@ -68,7 +68,23 @@ class ScheduledConfig(ModelConfig):
     """The fields of every kind whose loss weighs a KL rate: beta and the KL schedules. The schedules are knobs
     (they sweep, are results columns, and enter a run id when a spec sets them); ``quiet`` ones are left out of a
     summary table where every run has them at their default (off); ``aggressive`` changes the training loop
-    itself, so models with it train one at a time."""
+    itself, so models with it train one at a time.
+
+    Args:
+        beta: weight of the rate in the loss, >= 0.
+        warmup_epochs: beta rises linearly from 0 over this many epochs (0: no warm-up).
+        capacity: None: off; else the loss is D + gamma |R - C_t|, C_t rising linearly to it over capacity_epochs
+            (nats).
+        gamma: weight of the rate's distance from its capacity target, > 0.
+        capacity_epochs: the epochs over which C_t rises to ``capacity``.
+        free_bits: lambda, nats per latent unit: each group's minibatch-mean KL counts as at least lambda times its
+            size.
+        aggressive: He et al. 2019: encoder-only steps until its loss stops improving, then one decoder step, while
+            MI rises.
+
+    Raises:
+        ValueError: a ``capacity`` with a beta other than 1 (and the shared fields' checks).
+    """
 
     beta: float = field(default=1.0, metadata={"knob": True, "symbol": "β", "low": 0,
                                                "help": "weight of the rate in the loss"})  # weight of the rate
@@ -113,11 +129,19 @@ class RateScheduled(StochasticAutoencoder):
 
     def rate_groups(self) -> Tensor:
         """The number of latent units in each group of the rate [G] (``kl_terms``' groups), which free bits clip
-        at lambda times that size: here one group of all d."""
+        at lambda times that size: here one group of all d.
+
+        Returns:
+            [G] the group sizes.
+        """
         return torch.tensor([float(self.config.latent_dim)])
 
     def set_progress(self, epochs: float) -> None:
-        """Set the training progress t, in epochs, that the schedules read."""
+        """Set the training progress t, in epochs, that the schedules read.
+
+        Args:
+            epochs: t, fractional epochs of training done.
+        """
         self.progress.fill_(epochs)
 
     def _plain(self) -> bool:
@@ -127,7 +151,11 @@ class RateScheduled(StochasticAutoencoder):
                 and not self.capacity.dim() and self.config.capacity is None)
 
     def schedule_values(self) -> tuple[Tensor, Tensor]:
-        """(beta_t, C_t) [K] now, as the loss uses them (``used_values``)."""
+        """(beta_t, C_t) [K] now, as the loss uses them (``used_values``).
+
+        Returns:
+            (beta_t [K], C_t [K]); K = 1 for a model alone.
+        """
         if self._plain():
             return self.beta.reshape(-1), torch.full_like(self.beta.reshape(-1), torch.nan)
         return used_values(self.beta, self.progress, warmup_epochs=self.warmup_epochs, capacity=self.capacity,

@@ -122,7 +122,14 @@ class RunFolder:
         return path
 
     def records(self) -> list[dict]:
-        """The run records in the order the runs finished; a ValueError names one that cannot be read."""
+        """The run records in the order the runs finished; a ValueError names one that cannot be read.
+
+        Returns:
+            one dict per record: ``rows`` (its results rows) and ``tables`` (its side-table rows by name).
+
+        Raises:
+            ValueError: a record that is not readable JSON.
+        """
         paths = sorted((self.path / RECORDS).glob("*.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
         records = []
         for path in paths:
@@ -134,13 +141,24 @@ class RunFolder:
         return records
 
     def read_records(self) -> pd.DataFrame | None:
-        """The results rows of every recorded run, or None if none is."""
+        """The results rows of every recorded run, or None if none is.
+
+        Returns:
+            the rows, unfilled, or None.
+        """
         rows = [row for record in self.records() for row in record["rows"]]
         return pd.DataFrame(rows) if rows else None
 
     def side_table(self, name: str) -> pd.DataFrame:
         """Side table ``name`` (e.g. "probe_curve"): the rows every recorded run added to it, else ``NAME.csv``, else
-        an empty table."""
+        an empty table.
+
+        Args:
+            name: the side table's name.
+
+        Returns:
+            its rows (text columns read as text).
+        """
         parts = [pd.DataFrame(r["tables"][name]) for r in self.records() if r["tables"].get(name)]
         if parts:
             return pd.concat(parts, ignore_index=True)
@@ -152,7 +170,15 @@ class RunFolder:
 
     def write_runs(self, df: pd.DataFrame, lead: Sequence[str] = ()) -> Path:
         """Store the tidy table as ``runs.csv``: the ``lead`` columns (e.g. a combined table's ``source``), then the
-        schema's (the knob columns after latent_dim), then the rest; returns its path."""
+        schema's (the knob columns after latent_dim), then the rest; returns its path.
+
+        Args:
+            df: the tidy table.
+            lead: columns to put first.
+
+        Returns:
+            the path of runs.csv.
+        """
         first = [*lead, *(c for c in schema_columns() if c in df.columns and c not in lead)]
         df = df[first + [c for c in df.columns if c not in first]]
         path = self.path / RUNS
@@ -169,7 +195,15 @@ class RunFolder:
     def load(self) -> pd.DataFrame:
         """The tidy table (one row per run and split): assembled from the run records, or read from ``runs.csv``
         where there are none (a folder copied without them). A FileNotFoundError where there is neither, a
-        ValueError for a table that is not an ibkit results table."""
+        ValueError for a table that is not an ibkit results table.
+
+        Returns:
+            the table, its gaps filled (``filled``).
+
+        Raises:
+            FileNotFoundError: neither run records nor runs.csv.
+            ValueError: an unreadable table, or one without the columns run_id, kind, split and status.
+        """
         df = self.read_records()
         path = self.path / (RECORDS if df is not None else RUNS)
         if df is None:
@@ -186,7 +220,11 @@ class RunFolder:
         return _valid_upper(filled(df))
 
     def finished_run_ids(self) -> set[str]:
-        """The run_ids stored here whose rows all have status "ok" (a resumed sweep skips them)."""
+        """The run_ids stored here whose rows all have status "ok" (a resumed sweep skips them).
+
+        Returns:
+            the run ids; empty for a folder without results.
+        """
         if not (self.path / RUNS).is_file() and not any((self.path / RECORDS).glob("*.json")):
             return set()
         df = self.load()
@@ -196,12 +234,29 @@ class RunFolder:
     # -- checkpoints ---------------------------------------------------------------------------------------------
 
     def checkpoint(self, run_id: str) -> Path:
-        """The path of run ``run_id``'s checkpoint: ``checkpoints/RUN_ID.pt``."""
+        """The path of run ``run_id``'s checkpoint: ``checkpoints/RUN_ID.pt``.
+
+        Args:
+            run_id: the run's id.
+
+        Returns:
+            the path (the file may not exist).
+        """
         return self.path / CHECKPOINTS / f"{run_id}.pt"
 
     def load_model(self, run_id: str):
         """The trained model of run ``run_id`` (its checkpoint), for a notebook's analysis; a ValueError names the
-        runs that have a checkpoint where this one has none."""
+        runs that have a checkpoint where this one has none.
+
+        Args:
+            run_id: the run's id (the ``run_id`` column of ``load()``).
+
+        Returns:
+            the model, on the CPU (``ibkit.load_checkpoint``).
+
+        Raises:
+            ValueError: a run without a checkpoint here, naming those with one.
+        """
         from ibkit.models import load_checkpoint
 
         path = self.checkpoint(run_id)
@@ -216,7 +271,11 @@ class RunFolder:
     def remove_stale_temps(self) -> list[Path]:
         """Delete the temporary files (``.NAME.*.tmp``, ``.NAME.tmp.png``) that a writer killed mid-write (SIGKILL)
         left in the folder, its records, checkpoints and figures; the files they were to replace are whole. Call it
-        only where no other process writes to the folder (a sweep resuming in it). Returns the paths removed."""
+        only where no other process writes to the folder (a sweep resuming in it). Returns the paths removed.
+
+        Returns:
+            the paths removed.
+        """
         stale = [p for sub in ("", RECORDS, CHECKPOINTS, "figures") for p in (self.path / sub).glob(".*.tmp*")
                  if p.is_file()]
         for path in stale:
@@ -234,7 +293,14 @@ class RunFolder:
 
     def read_manifest(self) -> dict | None:
         """The manifest, or None when there is none. Read as JSON data, nothing executed; a ValueError for one that
-        is not a JSON object."""
+        is not a JSON object.
+
+        Returns:
+            the manifest, or None.
+
+        Raises:
+            ValueError: a manifest that is not a JSON object.
+        """
         path = self.path / MANIFEST
         if not path.is_file():
             return None
@@ -250,7 +316,14 @@ class RunFolder:
     def write_manifest(self, **fields) -> Path:
         """Write ``manifest.json``: the given fields (experiment, config, seeds, times...) plus this process's
         command line (``sys.argv``), the git state (``git``: given, the state when the run started; else now, the
-        folder itself excluded) and the environment; returns its path."""
+        folder itself excluded) and the environment; returns its path.
+
+        Args:
+            **fields: the manifest's fields; ``git`` replaces the git state read now.
+
+        Returns:
+            the path of manifest.json.
+        """
         git = fields.pop("git", None) or git_state(exclude=self.path)
         manifest = {**fields, "command": sys.argv, "git": git, "environment": environment()}
         path = self.path / MANIFEST
@@ -259,12 +332,20 @@ class RunFolder:
 
     def data_text(self) -> str | None:
         """The data the manifest names, with its split (``ibkit.store.provenance.data_of``): "mnist, t10k split
-        8,000/2,000 (test_fraction 0.2, seed 0)"; None without a manifest or data."""
+        8,000/2,000 (test_fraction 0.2, seed 0)"; None without a manifest or data.
+
+        Returns:
+            the text, or None.
+        """
         return data_of(self.read_manifest() or {})
 
     def is_quick(self) -> bool:
         """Whether the folder holds a quick run (``ibkit run --quick``): its manifest says ``quick``, or, without a
-        manifest that says, its name ends in -quick (the default folder of a quick run)."""
+        manifest that says, its name ends in -quick (the default folder of a quick run).
+
+        Returns:
+            True for a quick run.
+        """
         return quick_of(self.read_manifest() or {}, self.path)
 
     def write_findings(self, text: str, command: str | Sequence[str] | None = None) -> Path:
@@ -300,7 +381,14 @@ class RunFolder:
 
         The holder removes the file while it still holds the lock, and a process that locked a file which is then no
         longer the one at ``.lock`` (removed as it waited to check) tries again on the new one: two processes never
-        both hold the lock of one folder."""
+        both hold the lock of one folder.
+
+        Yields:
+            nothing; the lock is held inside the block.
+
+        Raises:
+            ValueError: the folder locked by another process, naming it.
+        """
         import fcntl  # POSIX; imported here so that reading results works where it is missing
 
         path = self.path / LOCK
@@ -359,82 +447,205 @@ def _valid_upper(df: pd.DataFrame) -> pd.DataFrame:
 # -- the same operations on a folder given by its path -------------------------------------------------------------
 
 def load(folder: str | os.PathLike) -> pd.DataFrame:
-    """The tidy table of a stored run folder (one row per run and split): ``RunFolder.load``."""
+    """The tidy table of a stored run folder (one row per run and split): ``RunFolder.load``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the table.
+
+    Raises:
+        FileNotFoundError: no results in the folder.
+        ValueError: a table that is not an ibkit results table.
+    """
     return RunFolder(folder).load()
 
 
 def load_model(folder: str | os.PathLike, run_id: str):
-    """The trained model of run ``run_id`` of a stored run folder (its checkpoint): ``RunFolder.load_model``."""
+    """The trained model of run ``run_id`` of a stored run folder (its checkpoint): ``RunFolder.load_model``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+        run_id: the run's id (the ``run_id`` column of ``load(folder)``).
+
+    Returns:
+        the model, on the CPU.
+
+    Raises:
+        ValueError: a run without a checkpoint, naming those with one.
+    """
     return RunFolder(folder).load_model(run_id)
 
 
 def side_table(folder: str | os.PathLike, name: str) -> pd.DataFrame:
-    """Side table ``name`` (e.g. "probe_curve") of a run folder: ``RunFolder.side_table``."""
+    """Side table ``name`` (e.g. "probe_curve") of a run folder: ``RunFolder.side_table``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+        name: the side table's name.
+
+    Returns:
+        its rows; an empty table where the folder has none.
+    """
     return RunFolder(folder).side_table(name)
 
 
 def read_records(folder: str | os.PathLike) -> pd.DataFrame | None:
-    """The results rows of every run recorded in ``folder/records``, or None: ``RunFolder.read_records``."""
+    """The results rows of every run recorded in ``folder/records``, or None: ``RunFolder.read_records``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the rows, or None.
+    """
     return RunFolder(folder).read_records()
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
-    """The manifest of a run folder, or None when there is none: ``RunFolder.read_manifest``."""
+    """The manifest of a run folder, or None when there is none: ``RunFolder.read_manifest``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the manifest (config, seeds, git state, environment, ...), or None.
+    """
     return RunFolder(folder).read_manifest()
 
 
 def data_text(folder: str | os.PathLike) -> str | None:
-    """The data a run folder's manifest names, with its split: ``RunFolder.data_text``."""
+    """The data a run folder's manifest names, with its split: ``RunFolder.data_text``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the text, or None.
+    """
     return RunFolder(folder).data_text()
 
 
 def is_quick(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` holds a quick run (``ibkit run --quick``): ``RunFolder.is_quick``."""
+    """Whether ``folder`` holds a quick run (``ibkit run --quick``): ``RunFolder.is_quick``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        True for a quick run.
+    """
     return RunFolder(folder).is_quick()
 
 
 def finished_run_ids(folder: str | os.PathLike) -> set[str]:
-    """The run_ids stored in ``folder`` whose rows all have status "ok": ``RunFolder.finished_run_ids``."""
+    """The run_ids stored in ``folder`` whose rows all have status "ok": ``RunFolder.finished_run_ids``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the run ids.
+    """
     return RunFolder(folder).finished_run_ids()
 
 
 def write_record(folder: str | os.PathLike, run_id: str, rows: list[dict],
                  tables: dict[str, pd.DataFrame] | None = None) -> Path:
-    """Store one finished run as ``folder/records/RUN_ID.json``: ``RunFolder.write_record``."""
+    """Store one finished run as ``folder/records/RUN_ID.json``: ``RunFolder.write_record``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+        run_id: the run's id.
+        rows: its rows of the results table (one per split).
+        tables: the rows it adds to side tables: name -> DataFrame.
+
+    Returns:
+        the record's path.
+    """
     return RunFolder(folder).write_record(run_id, rows, tables)
 
 
 def write_runs(df: pd.DataFrame, folder: str | os.PathLike, lead: Sequence[str] = ()) -> Path:
-    """Store the tidy table as ``folder/runs.csv``: ``RunFolder.write_runs``."""
+    """Store the tidy table as ``folder/runs.csv``: ``RunFolder.write_runs``.
+
+    Args:
+        df: the tidy table.
+        folder: the run folder (a path or a ``RunFolder``).
+        lead: columns to put first.
+
+    Returns:
+        the path of runs.csv.
+    """
     return RunFolder(folder).write_runs(df, lead)
 
 
 def write_tables(folder: str | os.PathLike) -> None:
-    """Assemble ``runs.csv`` and the side tables from the run records: ``RunFolder.write_tables``."""
+    """Assemble ``runs.csv`` and the side tables from the run records: ``RunFolder.write_tables``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+    """
     RunFolder(folder).write_tables()
 
 
 def write_manifest(folder: str | os.PathLike, **fields) -> Path:
-    """Write ``folder/manifest.json``: ``RunFolder.write_manifest``."""
+    """Write ``folder/manifest.json``: ``RunFolder.write_manifest``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+        **fields: the manifest's fields.
+
+    Returns:
+        the path of manifest.json.
+    """
     return RunFolder(folder).write_manifest(**fields)
 
 
 def write_findings(folder: str | os.PathLike, text: str, command: str | Sequence[str] | None = None) -> Path:
     """Write ``folder/findings.md`` from an experiment's generated ``text``, naming ``command`` as its writer (None:
-    this process's command line): ``RunFolder.write_findings``."""
+    this process's command line): ``RunFolder.write_findings``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+        text: the findings, a markdown title line first.
+        command: the command writing them, as text or words; None: this process's.
+
+    Returns:
+        the path of findings.md.
+    """
     return RunFolder(folder).write_findings(text, command)
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temp files a killed writer left in a run folder: ``RunFolder.remove_stale_temps``."""
+    """Delete the temp files a killed writer left in a run folder: ``RunFolder.remove_stale_temps``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the paths removed.
+    """
     return RunFolder(folder).remove_stale_temps()
 
 
 def clear(folder: str | os.PathLike) -> None:
-    """Remove the tables, run records and generated notes of a run folder: ``RunFolder.clear``."""
+    """Remove the tables, run records and generated notes of a run folder: ``RunFolder.clear``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+    """
     RunFolder(folder).clear()
 
 
 def folder_lock(folder: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
-    """Hold the advisory lock of a run folder for a ``with`` block: ``RunFolder.lock``."""
+    """Hold the advisory lock of a run folder for a ``with`` block: ``RunFolder.lock``.
+
+    Args:
+        folder: the run folder (a path or a ``RunFolder``).
+
+    Returns:
+        the context manager holding the lock.
+    """
     return RunFolder(folder).lock()

@@ -50,8 +50,8 @@ def test_with_the_exact_posterior_every_importance_sample_gives_log_p_x(sigma, l
 
 
 @pytest.fixture(scope="module")
-def vae_and_its_wrapping():
-    own = ibkit.build_model("vae", 64, 4, hidden=(16,), seed=3)
+def vae_and_its_wrapping(tiny_vae):
+    own = tiny_vae(input_dim=64, latent_dim=4, seed=3)
     return own, ibkit.wrap(copy.deepcopy(own.encoder), copy.deepcopy(own.decoder), likelihood="bernoulli")
 
 
@@ -63,8 +63,8 @@ def test_a_wrapped_network_measures_as_the_same_network_built_by_ibkit(digits, v
         assert estimate(wrapped, x) == pytest.approx(estimate(own, x), rel=1e-5, abs=1e-5)
 
 
-def test_a_wrapped_network_trains_as_the_same_network_built_by_ibkit(digits):
-    own = ibkit.build_model("vae", 64, 4, hidden=(16,), seed=3)
+def test_a_wrapped_network_trains_as_the_same_network_built_by_ibkit(digits, tiny_vae):
+    own = tiny_vae(input_dim=64, latent_dim=4, seed=3)
     wrapped = ibkit.wrap(copy.deepcopy(own.encoder), copy.deepcopy(own.decoder), likelihood="bernoulli")
     ours = ibkit.fit(own, digits.train, epochs=3, seed=1, progress=False)
     theirs = ibkit.fit(wrapped, digits.train, epochs=3, seed=1, progress=False)

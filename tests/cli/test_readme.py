@@ -14,12 +14,14 @@ How the blocks of a page are read (the convention for whoever writes one):
   the shared MNIST test set, and is left out with a warning where that is absent.
 - `<!-- skip: REASON -->` on the line before a fence: the block is shown and never run (it needs your own files,
   a cluster, the network, the full MNIST, or hours). `<!-- slow: REASON -->`: it runs only under `pytest -m slow`.
+  `<!-- needs: MODULE -->`: it runs where MODULE is installed (an optional extra), and is left out with a warning
+  elsewhere.
 - A python line ending in `# → QUOTE` states what the expression on it (or the name it assigns) evaluates to:
   every number in QUOTE, up to its first "; " or ": ", must be one of the values it returns (a tuple's, a dict's,
   a table's or a tensor's, flattened) to the quoted number's last digit, give or take one in that digit.
 - Every python block that runs checks something: a `# →` quote, an `assert` or a `print(...)`.
-- After each page, no committed file of the clone has changed and every file the page wrote is one git ignores
-  (a default results folder is never a committed reference folder).
+- After each page, no committed file of the clone has changed (a default results folder is never a committed
+  reference folder), and the page wrote nothing outside results/ that git does not ignore.
 
 The pages share one clone, in order, so a page's `ibkit run ... --quick` after an earlier page's is the
 resumption the pages promise (it skips the finished runs). Run this file as a script (`python
@@ -51,7 +53,7 @@ CHEAP = {"epochs": "1", "seeds": "0", "hidden": "16", "iwae_k": "5", "eval_rows"
          "train_rows": "50", "decomposition_rows": "50", "correlation_k": "20", "amortization_max_steps": "20",
          "frozen_epochs": "1", "min_ess": "2", "layer_hidden": "8", "warmup_epochs": "1"}
 ENVIRONMENT = ("pip", "pytest")  # commands of a bash block that are this test's own environment, not run
-MARKER = re.compile(r"<!--\s*(skip|slow)\s*:\s*(\S.*?)\s*-->")
+MARKER = re.compile(r"<!--\s*(skip|slow|needs)\s*:\s*(\S.*?)\s*-->")
 FENCE = re.compile(r"^( *)```(\w*)\s*$")
 QUOTE = re.compile(r"#\s*→\s*(.*)$")
 NUMBER = re.compile(r"(?<![\w.])[-−]?(\d+)(?:\.(\d+))?(?:[eE]([-−+]?\d+))?(?![\w.])")
@@ -64,7 +66,7 @@ class Block:
     line: int  # of the first line of code, 1-based
     language: str
     code: str
-    marker: str = ""  # "", "skip" or "slow"
+    marker: str = ""  # "", "skip", "slow" or "needs"
     reason: str = ""
 
     @property
@@ -211,9 +213,10 @@ def test_a_page_runs(clone, page, slow):
     for line in output.splitlines():
         if line.startswith(NOT_RUN):
             warnings.warn(f"{page}: {line}", stacklevel=1)
-    changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
-                             capture_output=True, text=True, check=True).stdout
-    assert not changed, f"{page} changed committed files or wrote files git does not ignore:\n{changed}"
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=clone,
+                            capture_output=True, text=True, check=True).stdout.splitlines()
+    changed = [line for line in status if not (line.startswith("?? ") and line[3:].startswith("results/"))]
+    assert not changed, f"{page} changed committed files or wrote outside results/:\n" + "\n".join(changed)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,6 +230,9 @@ def run_page(page: str, slow: bool) -> int:
             continue
         if block.marker == "slow" and not slow:
             print(f"{NOT_RUN}{page}:{block.line - 1}: slow ({block.reason}); pytest -m slow runs it")
+            continue
+        if block.marker == "needs" and importlib.util.find_spec(block.reason) is None:
+            print(f"{NOT_RUN}{page}:{block.line - 1}: {block.reason} is not installed")
             continue
         print(f"--- {page}:{block.line - 1} ({block.language})", flush=True)
         try:
@@ -351,7 +357,8 @@ def cheap(args: list[str]) -> tuple[list[str], Path | None]:
     fields = {f.name: f for f in dataclasses.fields(experiment(name).Config)}
     given = {args[i + 1].split("=", 1)[0]: args[i + 1].split("=", 1)[1] for i, word in enumerate(args)
              if word == "--set"}
-    extra = [x for key, value in CHEAP.items() if key in fields and key not in given for x in ("--set", f"{key}={value}")]
+    extra = [x for key, value in CHEAP.items() if key in fields and key not in given
+             for x in ("--set", f"{key}={value}")]
     if "--out" in args:
         return [*args, *extra], None
     dataset = given.get("dataset", fields["dataset"].default if "dataset" in fields else "digits")

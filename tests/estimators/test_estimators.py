@@ -11,8 +11,8 @@ from ibkit import estimators as E
 
 
 @pytest.fixture(scope="module")
-def source():
-    ds = ibkit.data.load("gaussian", input_dim=6, latent_dim=3, noise=0.7, n_train=10, n_test=400, seed=3)
+def source(gaussian_source):
+    ds = gaussian_source(input_dim=6, latent_dim=3, noise=0.7, n_train=10, n_test=400, seed=3)
     return ds, ds.true_model(), ds.test
 
 
@@ -161,7 +161,7 @@ def test_estimators_leave_global_rng_alone(source):
     assert E.iwae(ShiftedPosterior(model), x, 5, seed=4) == E.iwae(ShiftedPosterior(model), x, 5, seed=4)
 
 
-def test_bad_input_is_refused(source):
+def test_bad_input_is_refused(source, tiny_vae):
     _, model, x = source
     bad = x.clone()
     bad[3, 1] = math.nan
@@ -175,7 +175,7 @@ def test_bad_input_is_refused(source):
         E.iwae(model, x, 0)
     with pytest.raises(ValueError, match="probe"):
         E.rate(LinearCode(torch.eye(6)), x)
-    vae = ibkit.build_model("vae", input_dim=6, latent_dim=2)
+    vae = tiny_vae(input_dim=6, latent_dim=2, hidden=(256, 256))
     with pytest.raises(ValueError, match="input_dim=6"):
         E.elbo(vae, torch.rand(5, 7))
     with pytest.raises(ValueError, match="bernoulli"):

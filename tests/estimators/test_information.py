@@ -124,10 +124,10 @@ def test_probe_curve_of_a_deterministic_code_climbs_to_log_n():
     assert (curve["rate"] >= curve["infonce"] - 1e-6).all()
 
 
-def test_trained_vae_on_gaussian_data_obeys_the_sandwich():
+def test_trained_vae_on_gaussian_data_obeys_the_sandwich(gaussian_source, tiny_vae):
     """h(X) - D <= I(X;Z) <= R (Alemi et al. 2018): checked through infonce/loo, which bracket I."""
-    ds = ibkit.data.load("gaussian", input_dim=8, latent_dim=2, noise=0.5, n_train=3000, n_test=2000, seed=0)
-    m = ibkit.build_model("vae", 8, 2, hidden=(), likelihood="gaussian")
+    ds = gaussian_source(n_train=3000, n_test=2000)  # D=8, k=2, sigma=0.5, seed 0
+    m = tiny_vae(input_dim=8, latent_dim=2, hidden=(), likelihood="gaussian")
     ibkit.fit(m, ds.train, epochs=20, lr=1e-2, progress=False)
     b = E.mi_bounds(m, ds.test, entropy=ds.entropy())
     tol = 4 * max(b["infonce_se"], b["loo_se"])
@@ -138,9 +138,9 @@ def test_trained_vae_on_gaussian_data_obeys_the_sandwich():
     assert b["infonce"] == pytest.approx(ds.mutual_information(), abs=0.3)
 
 
-def test_kl_per_dim_sums_to_rate_and_capacity_bounds_noisy_ae():
+def test_kl_per_dim_sums_to_rate_and_capacity_bounds_noisy_ae(tiny_vae):
     ds = ibkit.data.load("digits")
-    vae = ibkit.build_model("vae", 64, 4, hidden=(32,), beta=0.5)
+    vae = tiny_vae(input_dim=64, latent_dim=4, hidden=(32,), beta=0.5)
     ibkit.fit(vae, ds.train, epochs=3, progress=False)
     per_dim = E.kl_per_dim(vae, ds.test)
     assert per_dim.shape == (4,)

@@ -75,8 +75,8 @@ def test_a_collapsed_code_keeps_no_label_information_though_its_means_move():
     assert informative["mi_per_dim"].min() > 3 * informative["mi_noise"]
 
 
-def test_a_trained_collapsed_vae_keeps_at_most_its_rate_of_the_label(digits):
-    vae = ibkit.build_model("vae", digits.input_dim, 8, hidden=(32,), beta=20.0)
+def test_a_trained_collapsed_vae_keeps_at_most_its_rate_of_the_label(digits, tiny_vae):
+    vae = tiny_vae(input_dim=digits.input_dim, latent_dim=8, hidden=(32,), beta=20.0)
     ibkit.fit(vae, digits.train, epochs=4, seed=0, progress=False)
     r = E.rate(vae, digits.test)
     assert r < 0.05 and E.active_units(vae, digits.test) == 0  # collapsed

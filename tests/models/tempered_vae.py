@@ -1,4 +1,4 @@
-"""A model kind of a user's own, in the user's own file: the README's "Adding a model kind" example, verbatim."""
+"""A model kind of a user's own, in the user's own file: docs/extending.md's "A model kind" example, verbatim."""
 
 from dataclasses import dataclass, field
 

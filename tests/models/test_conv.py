@@ -17,8 +17,8 @@ from ibkit.models.networks import conv_sizes
 
 @pytest.mark.parametrize("input_dim,image_shape,expected", [(784, None, (1, 28, 28)), (64, None, (1, 8, 8)),
                                                            (3 * 7 * 9, (3, 7, 9), (3, 7, 9))])
-def test_the_image_shape_and_every_shape_through_the_networks(input_dim, image_shape, expected):
-    m = ibkit.build_model("vae", input_dim, 5, network="conv", image_shape=image_shape, hidden=(16,), channels=(4, 8))
+def test_the_image_shape_and_every_shape_through_the_networks(input_dim, image_shape, expected, tiny_vae):
+    m = tiny_vae(input_dim=input_dim, latent_dim=5, network="conv", image_shape=image_shape, channels=(4, 8))
     assert m.config.image_shape == expected
     x = torch.rand(6, input_dim)
     assert m.posterior(x).event_shape == (5,) and m.posterior(x).batch_shape == (6,)
@@ -37,9 +37,9 @@ def test_the_image_shape_and_every_shape_through_the_networks(input_dim, image_s
     (dict(input_dim=64, network="mlp", image_shape=(1, 8, 8)), "image_shape=.* applies only to network='conv'"),
     (dict(input_dim=64, network="cnn"), "network='cnn' is not known; choose one of: mlp, conv"),
 ])
-def test_bad_conv_options_are_named(fields, message):
+def test_bad_conv_options_are_named(fields, message, tiny_vae):
     with pytest.raises(ValueError, match=message):
-        ibkit.build_model("vae", latent_dim=2, **{"network": "conv", **fields})
+        tiny_vae(latent_dim=2, hidden=(256, 256), **{"network": "conv", **fields})
 
 
 @pytest.mark.parametrize("kind,options", [("vae", {}), ("ae", {}), ("noisy_ae", dict(noise=0.2)),
@@ -57,8 +57,8 @@ def test_fit_many_trains_conv_models_as_each_alone(digits, kind, options):
     assert history["loss"].iloc[-1] < history["loss"].iloc[0]
 
 
-def test_the_stacked_convolutions_are_grouped_and_counted_for_memory():
-    models = [ibkit.build_model("vae", 784, 8, network="conv", hidden=(), seed=s) for s in range(4)]
+def test_the_stacked_convolutions_are_grouped_and_counted_for_memory(tiny_vae):
+    models = [tiny_vae(input_dim=784, latent_dim=8, network="conv", hidden=(), seed=s) for s in range(4)]
     stacked = stack_models(models)
     first = stacked.encoder[0].convs[0]
     assert (first.in_channels, first.out_channels, first.groups) == (4, 128, 4)
@@ -99,8 +99,8 @@ class Bias(nn.Module):
         return x + self.bias
 
 
-def test_a_plain_torch_conv_vae_wrapped_measures_as_the_same_network_built_by_ibkit(digits):
-    own = ibkit.build_model("vae", 64, 3, network="conv", channels=(4, 8), hidden=(16,), seed=0)
+def test_a_plain_torch_conv_vae_wrapped_measures_as_the_same_network_built_by_ibkit(digits, tiny_vae):
+    own = tiny_vae(input_dim=64, latent_dim=3, network="conv", channels=(4, 8), seed=0)
     ibkit.fit(own, digits.train, epochs=3, progress=False)
     plain = PlainConvVAE(3)
     with torch.no_grad():  # the same weights, in the same order

@@ -11,13 +11,13 @@ from ibkit.models.generating import generating_hvae, generating_vae
 
 
 @pytest.fixture(scope="module")
-def one():
-    return ibkit.data.load("gaussian", n_train=20, n_test=20)
+def one(gaussian_source):
+    return gaussian_source(n_train=20, n_test=20)
 
 
 @pytest.fixture(scope="module")
-def two():
-    return ibkit.data.load("gaussian", latent_dims=(3, 2), n_train=20, n_test=20)
+def two(gaussian_source):
+    return gaussian_source(latent_dims=(3, 2), n_train=20, n_test=20)
 
 
 def test_vae_from_the_chain_or_the_dataset_is_the_same(one):

@@ -14,8 +14,8 @@ INFERENCE = ("top_down", "bottom_up")
 
 
 @pytest.fixture(scope="module")
-def source():
-    return ibkit.data.load("gaussian", latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=2000, seed=0)
+def source(gaussian_source):
+    return gaussian_source(latent_dims=(3, 2), input_dim=8, n_train=4000, n_test=2000, seed=0)
 
 
 @pytest.mark.parametrize("inference", INFERENCE)
@@ -126,7 +126,7 @@ def _posterior_and_sample(m, x):
     return q, q.rsample((1,))
 
 
-def test_hvae_configs_refuse_bad_layers_and_checkpoints_round_trip(tmp_path, digits):
+def test_hvae_configs_refuse_bad_layers_and_checkpoints_round_trip(tmp_path, digits, tiny_vae):
     with pytest.raises(ValueError, match=r"latent_dims=\(4, 2\) must sum to latent_dim=5"):
         ibkit.build_model("hvae", 64, 5, latent_dims=(4, 2))
     with pytest.raises(ValueError, match="inference='sideways'"):
@@ -145,5 +145,5 @@ def test_hvae_configs_refuse_bad_layers_and_checkpoints_round_trip(tmp_path, dig
     with pytest.raises(ValueError, match="no per-example variational parameters"):
         E.amortization_gap(m, digits.test[:4])
     with pytest.raises(ValueError, match="per_layer needs a hierarchical model"):
-        E.per_layer(ibkit.build_model("vae", digits.input_dim, 4, hidden=(8,)), digits.test[:10])
+        E.per_layer(tiny_vae(input_dim=digits.input_dim, latent_dim=4, hidden=(8,)), digits.test[:10])
     assert math.isfinite(E.iwae(m, digits.test[:20], 50))

@@ -1,4 +1,4 @@
-"""A kind registered from outside ibkit (tests/models/tempered_vae.py, the README's example) works end to end:
+"""A kind registered from outside ibkit (tests/models/tempered_vae.py, docs/extending.md's example) works end to end:
 build, fit, fit_many, checkpoints, run_grid and the rate-distortion plane, without editing ibkit."""
 
 import importlib.util

@@ -22,8 +22,8 @@ from ibkit.theory import ppca_max_log_likelihood
 X = (torch.rand(64, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
 
 
-def test_full_posterior_is_a_valid_cholesky_gaussian_with_closed_form_rate():
-    m = ibkit.build_model("vae", 12, 4, hidden=(16,), posterior="full", seed=3)
+def test_full_posterior_is_a_valid_cholesky_gaussian_with_closed_form_rate(tiny_vae):
+    m = tiny_vae(input_dim=12, latent_dim=4, posterior="full", seed=3)
     q = m.posterior(X)
     assert isinstance(q, MultivariateNormal) and q.batch_shape == (64,) and q.event_shape == (4,)
     L = q.scale_tril
@@ -41,15 +41,15 @@ def test_full_posterior_is_a_valid_cholesky_gaussian_with_closed_form_rate():
     torch.testing.assert_close(out.rate, closed.float(), rtol=1e-4, atol=1e-5)
 
 
-def test_linear_vae_with_full_posterior_reaches_ppca_optimum():
-    ds = ibkit.data.load("gaussian", input_dim=8, latent_dim=2, noise=0.5, n_train=5000, n_test=5000, seed=0)
-    m = ibkit.build_model("vae", 8, 2, hidden=(), likelihood="gaussian", posterior="full")
+def test_linear_vae_with_full_posterior_reaches_ppca_optimum(gaussian_source, tiny_vae):
+    ds = gaussian_source(n_train=5000, n_test=5000)  # D=8, k=2, sigma=0.5, seed 0
+    m = tiny_vae(input_dim=8, latent_dim=2, hidden=(), likelihood="gaussian", posterior="full")
     ibkit.fit(m, ds.train, epochs=30, lr=1e-2, batch_size=256, progress=False)  # within 0.5% of the optimum
     assert E.elbo(m, ds.test, n_samples=10) == pytest.approx(ppca_max_log_likelihood(ds.test, 2), rel=0.01)
 
 
-def test_full_posterior_with_estimators_probe_and_checkpoint(tmp_path):
-    m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", beta=2.0)
+def test_full_posterior_with_estimators_probe_and_checkpoint(tmp_path, tiny_vae):
+    m = tiny_vae(input_dim=12, latent_dim=3, posterior="full", beta=2.0)
     b = E.mi_bounds(m, X)
     assert b["infonce"] <= math.log(64) and b["rate"] > 0
     probed = E.probe(m, 0.5).posterior(X)
@@ -60,11 +60,11 @@ def test_full_posterior_with_estimators_probe_and_checkpoint(tmp_path):
     torch.testing.assert_close(back.posterior(X).scale_tril, m.posterior(X).scale_tril)
 
 
-def test_every_family_starts_from_the_diagonal_models_decoder_and_q():
+def test_every_family_starts_from_the_diagonal_models_decoder_and_q(tiny_vae):
     """One seed, any family: the same decoder, the same loc and variance outputs; a full family's L starts
     diagonal and an IAF's steps start as the identity, so both start with the diagonal family's q; an IAF's extra
     context rows are drawn after all that."""
-    diagonal, full, iaf = (ibkit.build_model("vae", 12, 4, hidden=(16, 16), posterior=f, seed=7)
+    diagonal, full, iaf = (tiny_vae(input_dim=12, latent_dim=4, hidden=(16, 16), posterior=f, seed=7)
                            for f in ("diagonal", "full", "iaf"))
     qd, qf = diagonal.posterior(X), full.posterior(X)
     torch.testing.assert_close(qf.loc, qd.mean, rtol=1e-6, atol=1e-7)  # a wider matmul: other rounding
@@ -81,15 +81,15 @@ def test_every_family_starts_from_the_diagonal_models_decoder_and_q():
         assert torch.equal(other.encoder[-1].weight[:8], diagonal.encoder[-1].weight)
         assert torch.equal(other.encoder[0].weight, diagonal.encoder[0].weight)
     assert full.encoder[-1].out_features == 8 + 6 and iaf.encoder[-1].out_features == 8 + 8
-    moved = ibkit.build_model("vae", 12, 4, hidden=(16, 16), posterior="full", seed=8).start_from(diagonal)
+    moved = tiny_vae(input_dim=12, latent_dim=4, hidden=(16, 16), posterior="full", seed=8).start_from(diagonal)
     torch.testing.assert_close(moved.posterior(X).covariance_matrix, qf.covariance_matrix, rtol=0, atol=0)
 
 
-def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was(tmp_path):
+def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was(tmp_path, tiny_vae):
     """Format 1 (no "format" key) stored a full family with diag(L) = exp(v) and absolute off-diagonals, which no
     weights of today's family reproduce: it loads with that parameterisation (``FullGaussianFormat1``, put in place
     at load), round-trips as format 1, and today's models as the current format."""
-    m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
+    m = tiny_vae(input_dim=12, latent_dim=3, posterior="full", seed=1)
     m.family = FullGaussianFormat1(3)  # a model trained before format 2
     ibkit.fit(m, X, epochs=2, progress=False)
     h = m.posterior_params(X)
@@ -104,7 +104,7 @@ def test_a_full_checkpoint_of_the_old_parameterisation_loads_as_the_model_it_was
     save_checkpoint(old, tmp_path / "again.pt")
     assert torch.load(tmp_path / "again.pt")["format"] == 1
     torch.testing.assert_close(load_checkpoint(tmp_path / "again.pt").posterior(X).scale_tril, L)
-    new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=1)
+    new = tiny_vae(input_dim=12, latent_dim=3, posterior="full", seed=1)
     save_checkpoint(new, tmp_path / "new.pt")
     back = load_checkpoint(tmp_path / "new.pt")
     assert type(back.family) is FullGaussian and torch.load(tmp_path / "new.pt")["format"] == FORMAT
@@ -121,12 +121,12 @@ class UndividedStep(IAFStep):
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
-def test_an_iaf_checkpoint_before_format_3_loads_as_the_same_distribution(tmp_path, steps):
+def test_an_iaf_checkpoint_before_format_3_loads_as_the_same_distribution(tmp_path, steps, tiny_vae, moved_iaf):
     """Before format 3 an IAF step was sigma * z + (1 - sigma) * m, not divided by its starting gate sigma_0: such a
     file loads into today's divided steps with the gate folded into its weights (``checkpoint._divide_iaf``), and
     q(z|x) is the distribution it was: the same sample at the same noise, the same density at any z. It saves back
     as the current format; a new IAF starts as the identity and round-trips as the current format."""
-    m = _iaf(d=3, steps=steps)
+    m = moved_iaf(d=3, steps=steps)
     for step in m.family.steps:
         step.__class__ = UndividedStep  # a model trained before format 3
     z = torch.randn(4, len(X), 3, generator=torch.Generator().manual_seed(2))
@@ -158,7 +158,7 @@ def test_an_iaf_checkpoint_before_format_3_loads_as_the_same_distribution(tmp_pa
     with torch.no_grad():
         torch.testing.assert_close(load_checkpoint(tmp_path / "again.pt").posterior(X).log_prob(z), before,
                                    rtol=1e-5, atol=1e-4)
-    new = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
+    new = tiny_vae(input_dim=12, latent_dim=3, posterior="iaf", seed=0)
     save_checkpoint(new, tmp_path / "new.pt")
     back = load_checkpoint(tmp_path / "new.pt")
     assert torch.load(tmp_path / "new.pt")["format"] == FORMAT
@@ -166,18 +166,18 @@ def test_an_iaf_checkpoint_before_format_3_loads_as_the_same_distribution(tmp_pa
         torch.testing.assert_close(back.posterior(X).log_prob(z), new.posterior(X).log_prob(z))
 
 
-def test_a_current_checkpoint_is_not_upgraded():
+def test_a_current_checkpoint_is_not_upgraded(tiny_vae):
     """Weights of the current format pass through ``upgrade_state_dict`` untouched, whatever the family."""
     for family in ("diagonal", "full", "iaf"):
-        m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior=family, seed=0)
+        m = tiny_vae(input_dim=12, latent_dim=3, posterior=family, seed=0)
         state = m.state_dict()
         assert upgrade_state_dict(state, m, FORMAT) is state
         assert type(m.family) is POSTERIORS[family]
 
 
-def test_full_family_off_diagonals_are_in_units_of_their_rows_sigma():
+def test_full_family_off_diagonals_are_in_units_of_their_rows_sigma(tiny_vae):
     """L = diag(sigma) (I + B): the diagonal is the diagonal family's sigma = exp(v / 2), L_ij = sigma_i B_ij."""
-    m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="full", seed=2)
+    m = tiny_vae(input_dim=12, latent_dim=3, posterior="full", seed=2)
     ibkit.fit(m, X, epochs=2, progress=False)
     h = m.posterior_params(X)
     L = m.posterior(X).scale_tril
@@ -188,14 +188,14 @@ def test_full_family_off_diagonals_are_in_units_of_their_rows_sigma():
     torch.testing.assert_close(L[:, 2, 1], sigma[:, 2] * h[:, 8])
 
 
-def test_full_family_started_as_the_diagonal_reaches_its_elbo_on_a_fixed_decoder():
+def test_full_family_started_as_the_diagonal_reaches_its_elbo_on_a_fixed_decoder(tiny_vae):
     """On one fixed decoder (a trained diagonal VAE's, frozen), a full family started from the diagonal encoder
     and trained as long as the diagonal one goes on training ends at least as high: it contains the diagonal
     family and starts exactly at it. The old parameterisation (off-diagonals drawn at random) started lower."""
     ds = ibkit.data.load("digits")
-    diagonal = ibkit.build_model("vae", 64, 6, hidden=(64, 64), seed=0)
+    diagonal = tiny_vae(input_dim=64, latent_dim=6, hidden=(64, 64), seed=0)
     ibkit.fit(diagonal, ds.train, epochs=15, lr=3e-3, progress=False)
-    full = ibkit.build_model("vae", 64, 6, hidden=(64, 64), posterior="full", seed=0).start_from(diagonal)
+    full = tiny_vae(input_dim=64, latent_dim=6, hidden=(64, 64), posterior="full", seed=0).start_from(diagonal)
     start = E.elbo(full, ds.test, n_samples=20)
     assert start == pytest.approx(E.elbo(diagonal, ds.test, n_samples=20), abs=1e-3)  # the same q
     for m in (diagonal, full):
@@ -205,16 +205,16 @@ def test_full_family_started_as_the_diagonal_reaches_its_elbo_on_a_fixed_decoder
     assert E.elbo(full, ds.test, n_samples=20) > start
 
 
-def test_posterior_family_only_for_vae():
+def test_posterior_family_only_for_vae(tiny_vae):
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['posterior'\] for kind='ae'"):
         ibkit.build_model("ae", 12, 3, posterior="full")
     with pytest.raises(ValueError, match="posterior='flow' is not known; choose one of: diagonal, full, iaf"):
-        ibkit.build_model("vae", 12, 3, posterior="flow")
+        tiny_vae(input_dim=12, latent_dim=3, posterior="flow")
 
 
 @pytest.fixture(scope="module")
-def source():
-    return ibkit.data.load("gaussian", n_train=5000, n_test=2000)
+def source(gaussian_source):
+    return gaussian_source(n_train=5000, n_test=2000)
 
 
 def test_default_source_has_a_correlated_exact_posterior(source):
@@ -304,8 +304,8 @@ def test_encoder_training_moves_an_iaf_flow_but_not_the_decoder(source):
     assert {n for n in before if n.startswith(("encoder.", "family."))} == moved  # q(z|x): encoder and flow steps
 
 
-def test_fit_trainable_is_checked():
-    m = ibkit.build_model("vae", 12, 3, hidden=(16,))
+def test_fit_trainable_is_checked(tiny_vae):
+    m = tiny_vae(input_dim=12, latent_dim=3)
     with pytest.raises(ValueError, match="trainable='decoder' is not known; choose one of: all, encoder"):
         ibkit.fit(m, X, trainable="decoder")
 
@@ -378,18 +378,24 @@ def test_rate_decomposition(source):
         E.amortization_gap(source.true_model(), x)
 
 
-def _iaf(d=3, steps=2, seed=0):
-    m = ibkit.build_model("vae", 12, d, hidden=(16,), posterior="iaf", flow_steps=steps, seed=seed)
-    with torch.no_grad():  # move the flow well away from the identity it starts near
-        for p in m.family.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    return m
+@pytest.fixture(scope="session")
+def moved_iaf(tiny_vae):
+    """moved_iaf(d=3, steps=2, seed=0) -> an IAF VAE on 12 inputs, its flow moved well away from the identity."""
+
+    def make(d=3, steps=2, seed=0):
+        m = tiny_vae(input_dim=12, latent_dim=d, posterior="iaf", flow_steps=steps, seed=seed)
+        with torch.no_grad():  # move the flow well away from the identity it starts near
+            for p in m.family.parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        return m
+
+    return make
 
 
-def test_iaf_log_prob_of_arbitrary_z_is_the_change_of_variables_answer():
+def test_iaf_log_prob_of_arbitrary_z_is_the_change_of_variables_answer(moved_iaf):
     """log q(z_T) = log q_0(z_0) - log |det d z_T / d z_0|, the Jacobian by autograd (brute force), at z_T that the
     flow did not sample: log_prob must invert the steps."""
-    m = _iaf()
+    m = moved_iaf()
     q = m.posterior(X[:1])
     loc, scale, context = q.loc[0].double(), q.scale[0].double(), q.context[0].double()
     base = torch.distributions.Independent(torch.distributions.Normal(loc, scale), 1)
@@ -413,8 +419,8 @@ def test_iaf_log_prob_of_arbitrary_z_is_the_change_of_variables_answer():
         assert q.log_prob(z_t.float().unsqueeze(0)).item() == pytest.approx(brute.item(), rel=1e-6, abs=1e-4)
 
 
-def test_iaf_sampling_log_prob_and_pairs():
-    m = _iaf(d=4)
+def test_iaf_sampling_log_prob_and_pairs(moved_iaf):
+    m = moved_iaf(d=4)
     q = m.posterior(X[:5])
     z = q.rsample((7,))  # [7, 5, 4]
     drawn = q.log_prob(z)  # the density computed while sampling
@@ -428,9 +434,9 @@ def test_iaf_sampling_log_prob_and_pairs():
     torch.testing.assert_close(pairs.diagonal(), drawn[0], atol=2e-3, rtol=1e-5)
 
 
-def test_iaf_vae_trains_and_measures():
+def test_iaf_vae_trains_and_measures(tiny_vae):
     ds = ibkit.data.load("digits")
-    m = ibkit.build_model("vae", ds.input_dim, 4, hidden=(32,), posterior="iaf", beta=0.5)
+    m = tiny_vae(input_dim=ds.input_dim, latent_dim=4, hidden=(32,), posterior="iaf", beta=0.5)
     h = ibkit.fit(m, ds.train, epochs=5, progress=False)
     assert h["loss"].iloc[-1] < h["loss"].iloc[0]
     rate = E.rate(m, ds.test, n_samples=32, per_example=True)
@@ -438,22 +444,22 @@ def test_iaf_vae_trains_and_measures():
     assert E.iwae(m, ds.test, 50) >= E.elbo(m, ds.test, n_samples=20) - 0.1
     assert E.mi_bounds(m, ds.test[:200])["infonce"] <= math.log(200)
     with pytest.raises(ValueError, match="flow_steps=0 must be >= 1"):
-        ibkit.build_model("vae", 12, 3, posterior="iaf", flow_steps=0)
+        tiny_vae(input_dim=12, latent_dim=3, posterior="iaf", flow_steps=0)
 
 
-def test_iaf_kl_samples_are_the_base_closed_form_plus_an_unbiased_flow_correction():
+def test_iaf_kl_samples_are_the_base_closed_form_plus_an_unbiased_flow_correction(tiny_vae):
     """KL(q || p) = KL(q_0 || p) + E[log p(z_0) - log p(z_T) - sum_t log |det|]. A flow at the identity (as it
     starts) gives the diagonal family's closed form at every draw, with no noise at all; a flow moved away agrees
     with the plain log ratio log q(z) - log p(z) in the mean over many draws, also at draws it did not sample
     (by inversion), and scatters less than it near the identity."""
-    start = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
-    diagonal = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="diagonal", seed=0)
+    start = tiny_vae(input_dim=12, latent_dim=3, posterior="iaf", seed=0)
+    diagonal = tiny_vae(input_dim=12, latent_dim=3, posterior="diagonal", seed=0)
     with torch.no_grad():
         q, prior = start.posterior(X), start.prior()
         exact = torch.distributions.kl_divergence(diagonal.posterior(X), prior)
         torch.testing.assert_close(kl_samples(q, prior, n_samples=5), exact.expand(5, -1), rtol=1e-5, atol=1e-5)
     for shake, fewer in ((0.3, 1.0), (0.05, 0.5)):
-        m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior="iaf", seed=0)
+        m = tiny_vae(input_dim=12, latent_dim=3, posterior="iaf", seed=0)
         with torch.no_grad():
             for p in m.family.parameters():
                 p.add_(shake * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
@@ -468,10 +474,10 @@ def test_iaf_kl_samples_are_the_base_closed_form_plus_an_unbiased_flow_correctio
         assert (ours.std(0) < fewer * plain.std(0)).all()
 
 
-def test_rate_standard_error_matches_the_spread_of_the_monte_carlo_rate():
+def test_rate_standard_error_matches_the_spread_of_the_monte_carlo_rate(tiny_vae, moved_iaf):
     """For IAF the rate is Monte Carlo; its standard error, sqrt(sum_n s_n^2 / S) / N, must match the spread of
     the estimate over independent seeds (and be 0 where the KL is closed form)."""
-    m = _iaf(d=3)
+    m = moved_iaf(d=3)
     x = (torch.rand(200, 12, generator=torch.Generator().manual_seed(5)) > 0.5).float()
     estimates = torch.tensor([E.rate(m, x, n_samples=8, seed=s) for s in range(60)])
     se = E.rate_standard_error(m, x, n_samples=8)
@@ -481,7 +487,7 @@ def test_rate_standard_error_matches_the_spread_of_the_monte_carlo_rate():
     assert rows.std(0).mean().item() == pytest.approx(per_row.mean().item(), rel=0.15)
     assert se == pytest.approx((per_row.pow(2).sum().sqrt() / len(x)).item(), rel=1e-6)
     assert math.isnan(E.rate_standard_error(m, x, n_samples=1))
-    assert E.rate_standard_error(ibkit.build_model("vae", 12, 3, posterior="full"), x) == 0.0
+    assert E.rate_standard_error(tiny_vae(input_dim=12, latent_dim=3, hidden=(256, 256), posterior="full"), x) == 0.0
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -489,8 +495,8 @@ def test_rate_standard_error_matches_the_spread_of_the_monte_carlo_rate():
 
 
 @pytest.mark.parametrize("family", ["diagonal", "full", "iaf"])
-def test_rsample_from_is_what_rsample_draws_at_that_noise(family):
-    m = ibkit.build_model("vae", 12, 3, hidden=(16,), posterior=family, seed=1)
+def test_rsample_from_is_what_rsample_draws_at_that_noise(family, tiny_vae):
+    m = tiny_vae(input_dim=12, latent_dim=3, posterior=family, seed=1)
     q = m.posterior(X[:5])
     torch.manual_seed(0)
     drawn = q.rsample((4,))
@@ -551,8 +557,8 @@ def test_a_new_family_registers_its_own_rule():
         op.register(int)
 
 
-def test_probe_of_a_posterior_without_a_noise_rule_names_the_known_ones():
-    m = _iaf()
+def test_probe_of_a_posterior_without_a_noise_rule_names_the_known_ones(moved_iaf):
+    m = moved_iaf()
     with pytest.raises(ValueError, match=r"probe\(sigma=0.1\) cannot add its noise to VAE.posterior: add_noise has no "
                                          r"rule for IAFDistribution; it knows: Independent, MultivariateNormal"):
         E.mi_bounds(E.probe(m, 0.1), X)

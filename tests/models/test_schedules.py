@@ -39,23 +39,23 @@ def test_a_capacity_target_is_the_batch_mean_objective():
     torch.testing.assert_close(warm, 2.0 * 0.25 * rate.detach())
 
 
-def test_schedule_configs_refuse_what_they_cannot_mean_and_name_runs_by_what_is_set():
+def test_schedule_configs_refuse_what_they_cannot_mean_and_name_runs_by_what_is_set(tiny_vae):
     with pytest.raises(ValueError, match=r"beta=4.0 with capacity=4.0: a capacity target replaces beta"):
-        ibkit.build_model("vae", 8, 2, beta=4.0, capacity=4.0)
+        tiny_vae(input_dim=8, latent_dim=2, beta=4.0, capacity=4.0)
     with pytest.raises(ValueError, match="free_bits=-0.1"):
-        ibkit.build_model("vae", 8, 2, free_bits=-0.1)
+        tiny_vae(input_dim=8, latent_dim=2, free_bits=-0.1)
     assert RunSpec("vae", dict(latent_dim=8, beta=4.0, free_bits=0.5), 1).run_id == "vae-d8-beta4.0-freebits0.5-seed1"
     assert RunSpec("vae", dict(latent_dim=8, beta=4.0), 1).run_id == "vae-d8-beta4.0-seed1"
 
 
 @pytest.fixture(scope="module")
-def scheduled(digits):
+def scheduled(digits, tiny_vae):
     """Digits VAEs (d = 8) trained as one fit_many batch for 30 epochs: plain beta = 4, beta = 4 with free bits
     (0.5 nats per unit: floor 4 nats), a capacity of 4 nats reached at epoch 20, and beta = 1 warmed up over 10
     epochs."""
     settings = [dict(beta=4.0), dict(beta=4.0, free_bits=0.5), dict(capacity=4.0, capacity_epochs=20.0),
                 dict(warmup_epochs=10.0)]
-    models = [ibkit.build_model("vae", digits.input_dim, 8, hidden=(64,), seed=0, **s) for s in settings]
+    models = [tiny_vae(input_dim=digits.input_dim, latent_dim=8, hidden=(64,), seed=0, **s) for s in settings]
     histories = ibkit.fit_many(models, digits.train, epochs=30, seed=0, progress=False)
     return models, histories
 
@@ -84,16 +84,16 @@ def test_the_warm_up_is_visible_in_the_history(scheduled):
     assert beta[4] == pytest.approx(0.45, abs=0.01)
 
 
-def test_a_scheduled_model_trains_alike_alone_and_in_a_batch(scheduled, digits):
+def test_a_scheduled_model_trains_alike_alone_and_in_a_batch(scheduled, digits, tiny_vae):
     """fit_many stacks the schedules' knobs like any other: the free-bits VAE trained alone ends where it did."""
-    alone = ibkit.build_model("vae", digits.input_dim, 8, hidden=(64,), seed=0, beta=4.0, free_bits=0.5)
+    alone = tiny_vae(input_dim=digits.input_dim, latent_dim=8, hidden=(64,), seed=0, beta=4.0, free_bits=0.5)
     history = ibkit.fit(alone, digits.train, epochs=30, seed=0, progress=False)
     assert history["rate"].iloc[-1] == pytest.approx(scheduled[1][1]["rate"].iloc[-1], abs=0.02)
 
 
-def test_a_step_can_keep_a_part_of_the_model_and_its_adam_moments_still():
+def test_a_step_can_keep_a_part_of_the_model_and_its_adam_moments_still(tiny_vae):
     x = (torch.rand(32, 12, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    m = ibkit.build_model("vae", 12, 2, hidden=(8,), seed=0)
+    m = tiny_vae(input_dim=12, latent_dim=2, hidden=(8,), seed=0)
     optimizer = torch.optim.Adam(m.parameters(), lr=1e-2)
     decoder = list(m.decoder.parameters())
     decoder[-1].requires_grad_(False)  # a part frozen before (trainable="encoder", say) stays frozen after the step
@@ -105,26 +105,26 @@ def test_a_step_can_keep_a_part_of_the_model_and_its_adam_moments_still():
     assert all(p in optimizer.state for p in m.encoder.parameters())
 
 
-def test_aggressive_training_takes_encoder_steps_until_the_mutual_information_stops_rising(digits):
+def test_aggressive_training_takes_encoder_steps_until_the_mutual_information_stops_rising(digits, tiny_vae):
     """He et al. 2019: while aggressive, each epoch takes many encoder-only steps; once the MI estimate falls the
     training is plain for good; fit_many trains such a model as fit does."""
-    m = ibkit.build_model("vae", digits.input_dim, 4, hidden=(32,), seed=0, aggressive=True)
+    m = tiny_vae(input_dim=digits.input_dim, latent_dim=4, hidden=(32,), seed=0, aggressive=True)
     h = ibkit.fit(m, digits.train[:256], epochs=6, batch_size=64, seed=0, progress=False)
     assert {"aggressive", "encoder_steps", "mi"} <= set(h.columns) and bool(h["aggressive"].iloc[0])
     steps = h["encoder_steps"].values
     assert steps[0] >= 4 * 15  # at least 15 encoder steps before each of the epoch's 4 decoder steps
     assert (h["mi"].diff().dropna() > 0).all() and h["aggressive"].all()  # the MI kept rising: aggressive throughout
-    again = ibkit.build_model("vae", digits.input_dim, 4, hidden=(32,), seed=0, aggressive=True)
+    again = tiny_vae(input_dim=digits.input_dim, latent_dim=4, hidden=(32,), seed=0, aggressive=True)
     (batched,) = ibkit.fit_many([again], digits.train[:256], epochs=6, batch_size=64, seed=0, progress=False)
     assert batched["loss"].values == pytest.approx(h["loss"].values, rel=1e-5)
 
 
-def test_aggressive_training_turns_plain_for_good_once_the_mutual_information_falls(monkeypatch, digits):
+def test_aggressive_training_turns_plain_for_good_once_the_mutual_information_falls(monkeypatch, digits, tiny_vae):
     import ibkit.estimators
 
     estimates = iter([0.5, 0.9, 0.7, 2.0])  # rises, rises, falls (off from here), rises again (stays off)
     monkeypatch.setattr(ibkit.estimators, "mi_bounds", lambda *a, **k: {"infonce": next(estimates)})
-    m = ibkit.build_model("vae", digits.input_dim, 2, hidden=(8,), seed=0, aggressive=True)
+    m = tiny_vae(input_dim=digits.input_dim, latent_dim=2, hidden=(8,), seed=0, aggressive=True)
     h = ibkit.fit(m, digits.train[:128], epochs=4, batch_size=64, seed=0, progress=False)
     assert h["aggressive"].tolist() == [True, True, True, False]  # epoch 3 was aggressive, and measured the fall
     assert (h["encoder_steps"].values[:3] >= 2 * 15).all() and h["encoder_steps"].iloc[3] == 0

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 import torch
 
-import ibkit
 from ibkit import estimators as E
 from ibkit.cli import main
 from ibkit.results import load
@@ -189,7 +188,6 @@ def test_mi_bounds_chunks_to_its_memory_budget_and_refuses_what_cannot_fit(tiny_
 def test_iwae_chunks_to_its_memory_budget_and_refuses_what_cannot_fit(tiny_vae):
     x = (torch.rand(300, 64, generator=torch.Generator().manual_seed(0)) > 0.6).float()
     model = tiny_vae(input_dim=64, latent_dim=8, hidden=(32,), seed=0)
-
     whole, tight = E.iwae(model, x, 200, seed=1), E.iwae(model, x, 200, seed=1, memory_budget=50_000)
     assert tight == pytest.approx(whole, abs=0.05)  # other chunks, other draws: the same bound within noise
     with pytest.raises(ValueError, match=r"iwae needs at least .* \(one \(sample, row\) pair through the decoder\) "

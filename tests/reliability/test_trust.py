@@ -10,7 +10,6 @@ import textwrap
 import pytest
 import torch
 
-import ibkit
 from ibkit.models import load_checkpoint, save_checkpoint
 from ibkit.results import load_model
 
@@ -54,7 +53,6 @@ def test_tensors_that_are_not_an_ibkit_model_are_refused_by_name(tmp_path, blob,
 
 def test_a_checkpoint_of_ours_round_trips(tmp_path, tiny_vae):
     model = tiny_vae(input_dim=8, latent_dim=2, hidden=(4,), seed=3)
-
     save_checkpoint(model, tmp_path / "m.pt")
     back = load_checkpoint(tmp_path / "m.pt")
     x = torch.rand(5, 8).round()

@@ -55,13 +55,17 @@ class LinearGaussianChain:
     log p(x | z_1). All it returns is float32; the closed forms are computed in float64 from the float32
     parameters. With one link it is probabilistic PCA: p(z) = N(0, I_k), p(x | z) = N(W z + b, sigma^2 I).
 
-    weights: (W_1 [D, d_1], W_2 [d_1, d_2], ..., W_L [d_{L-1}, d_L]) float32 loading matrices, the data's first.
-    offset:  b [D] float32, the mean of x.
-    noises:  (s_0, s_1, ..., s_{L-1}) > 0: s_0 the observation noise std of x given z_1, s_l that of z_l given
-             z_{l+1}; one per link.
-
     The names of the one- and two-link sources read the same numbers: ``W`` = W_1, ``b``, ``noise`` = s_0, and
     with two links or more ``A`` = W_2, ``layer_noise`` = s_1.
+
+    Args:
+        weights: (W_1 [D, d_1], W_2 [d_1, d_2], ..., W_L [d_{L-1}, d_L]) float32 loading matrices, the data's first.
+        offset: b [D] float32, the mean of x.
+        noises: (s_0, s_1, ..., s_{L-1}) > 0: s_0 the observation noise std of x given z_1, s_l that of z_l given
+            z_{l+1}; one per link.
+
+    Raises:
+        ValueError: weights whose shapes do not chain, an offset not [D], or noises not one std > 0 per link.
     """
 
     weights: tuple[Tensor, ...]
@@ -214,40 +218,83 @@ class LinearGaussianChain:
 
     def covariance(self) -> Tensor:
         """Cov x = W_1 Cov(z_1) W_1^T + s_0^2 I: [D, D] float32, the covariance of the marginal p(x) = N(b, Cov x)
-        (W W^T + sigma^2 I for one link)."""
+        (W W^T + sigma^2 I for one link).
+
+        Returns:
+            [D, D] float32, Cov x.
+        """
         return self._covariance64().float()
 
     def log_px(self, x: Tensor) -> Tensor:
-        """log p(x) = log N(x; b, Cov x) per row, in float64 via a Cholesky factor: x [N, D] -> [N] float32."""
+        """log p(x) = log N(x; b, Cov x) per row, in float64 via a Cholesky factor: x [N, D] -> [N] float32.
+
+        Args:
+            x: [N, D] rows.
+
+        Returns:
+            [N] float32, log p(x) of each row in nats.
+        """
         x = check_data(x, "x", self.input_dim)
         return _log_normal64(x, self.offset, self._covariance64()).float()
 
     def entropy(self) -> float:
-        """h(X) = 1/2 log det(2 pi e Cov x) in nats."""
+        """h(X) = 1/2 log det(2 pi e Cov x) in nats.
+
+        Returns:
+            h(X) in nats.
+        """
         return float(0.5 * (self.input_dim * (_LOG_2PI + 1) + _logdet64(self._covariance64())))
 
     def mutual_information(self) -> float:
         """I(X;Z) between x and the whole code = I(X;Z_1) (x depends on z only through z_1) = E_x KL(p(z|x) || p(z))
         = 1/2 [log det(posterior precision) - log det(prior precision)] in nats; for one link
-        1/2 log det(I + W^T W / sigma^2) (the prior precision is I)."""
+        1/2 log det(I + W^T W / sigma^2) (the prior precision is I).
+
+        Returns:
+            I(X;Z) in nats.
+        """
         return 0.5 * (_logdet64(self._precision64()) - _logdet64(self._precision64(prior=True)))
 
     def layer_information(self) -> tuple[float, ...]:
         """(I(X;Z_1), ..., I(X;Z_L)) in nats, I(X;Z_l) = h(X) - h(X|Z_l) = 1/2 [log det Cov x - log det Cov(x|z_l)]
-        with Cov(x|z_1) = s_0^2 I; non-increasing in l (data processing along z_L -> ... -> z_1 -> x)."""
+        with Cov(x|z_1) = s_0^2 I; non-increasing in l (data processing along z_L -> ... -> z_1 -> x).
+
+        Returns:
+            one I(X;Z_l) per layer, nearest the data first, in nats.
+        """
         logdet = _logdet64(self._covariance64())
         return tuple(0.5 * (logdet - self._conditional_logdet(layer)) for layer in range(1, self.depth + 1))
 
     def conditional_information(self, layer: int = 1) -> float:
         """I(X;Z_l|Z_{l+1}) = I(X;Z_l) - I(X;Z_{l+1}) in nats (chain rule; Z_{l+1} acts on x through Z_l), l =
-        ``layer`` in 1..L-1."""
+        ``layer`` in 1..L-1.
+
+        Args:
+            layer: l in 1..L-1.
+
+        Returns:
+            I(X;Z_l|Z_{l+1}) in nats.
+
+        Raises:
+            ValueError: a chain of one link, or a layer outside 1..L-1.
+        """
         self._check_layer(layer, last=self.depth - 1)
         info = self.layer_information()
         return info[layer - 1] - info[layer]
 
     def latent_information(self, layer: int = 1) -> float:
         """I(Z_l;Z_{l+1}) = h(Z_l) - h(Z_l|Z_{l+1}) = 1/2 log det Cov(z_l) - d_l log s_l in nats, l = ``layer`` in
-        1..L-1 (for two links 1/2 log det(A A^T + s1^2 I) - d1/2 log s1^2)."""
+        1..L-1 (for two links 1/2 log det(A A^T + s1^2 I) - d1/2 log s1^2).
+
+        Args:
+            layer: l in 1..L-1.
+
+        Returns:
+            I(Z_l;Z_{l+1}) in nats.
+
+        Raises:
+            ValueError: a chain of one link, or a layer outside 1..L-1.
+        """
         self._check_layer(layer, last=self.depth - 1)
         return 0.5 * _logdet64(self._covariance64(layer)) - self.latent_dims[layer - 1] * math.log(self.noises[layer])
 
@@ -262,14 +309,25 @@ class LinearGaussianChain:
 
     def prior(self) -> MultivariateNormal:
         """p(z) = N(0, Cov(z)): event_shape [d_1 + ... + d_L], float32 (N(0, I_k) for one link), a
-        MultivariateNormal so that KL(posterior || prior) is analytic."""
+        MultivariateNormal so that KL(posterior || prior) is analytic.
+
+        Returns:
+            p(z), event_shape [d_1 + ... + d_L].
+        """
         scale_tril = torch.linalg.cholesky(self._prior_covariance64()).float()
         return MultivariateNormal(torch.zeros(self.latent_dim), scale_tril=scale_tril)
 
     def posterior(self, x: Tensor) -> MultivariateNormal:
         """The exact p(z | x) = N(S [W_1^T (x - b) / s_0^2; 0], S), S the inverse of the posterior precision
         (Bishop 2006, eq. 2.116-2.117; Tipping & Bishop 1999, eq. 6-7 for one link): x [N, D] -> batch_shape [N],
-        event_shape [d_1 + ... + d_L], float32."""
+        event_shape [d_1 + ... + d_L], float32.
+
+        Args:
+            x: [N, D] rows.
+
+        Returns:
+            p(z | x), batch_shape [N], event_shape [d_1 + ... + d_L].
+        """
         x = check_data(x, "x", self.input_dim).double()
         cov = _inverse64(self._precision64())  # [d, d]
         d1 = self.latent_dims[0]
@@ -279,7 +337,18 @@ class LinearGaussianChain:
 
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x | z_1) = sum_d log N(x_d; (W_1 z_1 + b)_d, s_0^2), z_1 = z[..., :d_1]:
-        x [N, D], z [S, N, d_1 + ... + d_L] -> [S, N] float32."""
+        x [N, D], z [S, N, d_1 + ... + d_L] -> [S, N] float32.
+
+        Args:
+            x: [N, D] rows.
+            z: [S, N, d_1 + ... + d_L] codes, S samples per row.
+
+        Returns:
+            [S, N] float32, log p(x | z_1) in nats.
+
+        Raises:
+            ValueError: x or z of the wrong shape.
+        """
         x = check_data(x, "x", self.input_dim)
         if not isinstance(z, Tensor) or z.dim() < 2 or z.shape[-1] != self.latent_dim or z.shape[-2] != x.shape[0]:
             width = "k" if self.depth == 1 else " + ".join(f"d{i + 1}" for i in range(self.depth))
@@ -295,7 +364,17 @@ class LinearGaussianChain:
     def layer_posteriors(self, x: Tensor) -> TwoLayerPosteriors:
         """The exact posterior p(z1, z2 | x) of a two-link chain for x [N, D], factored top-down and bottom-up into
         diagonal Gaussians; the formulas are in ``TwoLayerPosteriors``. A ValueError if the chain has another depth
-        or a factor is not diagonal (W or A without the structure ``load_gaussian`` draws)."""
+        or a factor is not diagonal (W or A without the structure ``load_gaussian`` draws).
+
+        Args:
+            x: [N, D] rows.
+
+        Returns:
+            the ``TwoLayerPosteriors`` of the N rows.
+
+        Raises:
+            ValueError: a chain of another depth than two, or a factor that is not diagonal.
+        """
         if self.depth != 2:
             raise ValueError(f"layer_posteriors factors a two-layer posterior, but this chain has latent_dims="
                              f"{self.latent_dims}; use posterior(x) for the joint")

@@ -246,16 +246,16 @@ def test_a_nan_log_likelihood_is_refused_naming_the_likely_cause():
         E.iwae(BetaDecoder(), grey * 2, 3)  # pixels rescaled to [0, 2] by mistake
 
 
-def test_likelihoods_declare_their_support_and_ibkit_models_keep_their_message():
+def test_likelihoods_declare_their_support_and_ibkit_models_keep_their_message(tiny_vae):
     from ibkit.registry import LIKELIHOODS
 
     assert LIKELIHOODS["bernoulli"].support is constraints.unit_interval
     assert LIKELIHOODS["gaussian"].support is constraints.real
-    vae = ibkit.build_model("vae", D, 2, hidden=(8,))
+    vae = tiny_vae(input_dim=D, latent_dim=2, hidden=(8,))
     with pytest.raises(ValueError, match=r"x has values in \[0, 255\] but likelihood='bernoulli' needs values in "
                                          r"\[0, 1\]"):
         E.rate(vae, X * 255)
-    assert E.rate(ibkit.build_model("vae", D, 2, hidden=(8,), likelihood="gaussian"), X * 255) > 0
+    assert E.rate(tiny_vae(input_dim=D, latent_dim=2, hidden=(8,), likelihood="gaussian"), X * 255) > 0
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -293,9 +293,9 @@ class ProtocolOnly:
         return self._m.input_dim
 
 
-def test_estimators_read_only_the_protocol():
+def test_estimators_read_only_the_protocol(tiny_vae):
     """Every estimator gives the same numbers on an ibkit VAE and on a wrapper that exposes only the protocol."""
-    vae = ibkit.build_model("vae", D, 3, hidden=(8,), seed=2)
+    vae = tiny_vae(input_dim=D, latent_dim=3, hidden=(8,), seed=2)
     outside = ProtocolOnly(vae)
     for call in (lambda m: E.rate(m, X), lambda m: E.distortion(m, X), lambda m: E.mse(m, X),
                  lambda m: E.iwae(m, X, 4), lambda m: E.mi_bounds(m, X)["loo"], lambda m: E.active_units(m, X),
@@ -313,8 +313,8 @@ def test_amortization_gap_of_an_outside_model():
     assert r["approximation_gap"] > -0.5  # log p(x) from q* is above the optimised ELBO, up to noise
 
 
-def test_ibkit_models_follow_the_declared_protocols():
-    vae, ae = ibkit.build_model("vae", D, 2, hidden=(8,)), ibkit.build_model("ae", D, 2, hidden=(8,))
+def test_ibkit_models_follow_the_declared_protocols(tiny_vae):
+    vae, ae = tiny_vae(input_dim=D, latent_dim=2, hidden=(8,)), ibkit.build_model("ae", D, 2, hidden=(8,))
     for protocol in (interface.LatentVariableModel, interface.HasDecode, interface.HasInputDim,
                      interface.HasCheckData, interface.HasSupport, interface.HasPosteriorParams):
         assert isinstance(vae, protocol), protocol.__name__

@@ -159,7 +159,7 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
     [
         (["run", "nope"], "unknown experiment 'nope'; known experiments: information-flow, layer-information, "
                           "posterior-families, rate-distortion"),
-        (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: dataset,"),
+        (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: epochs, batch_size,"),
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
         (["run", "rate-distortion", "--set", "epochs"], "expected key=value"),
         (["run", "rate-distortion", "--set", "noise=-1"], "noise=-1.0 must be > 0"),
@@ -329,7 +329,7 @@ def test_run_help_lists_the_experiments_keys_with_types_defaults_and_meanings(ca
     assert "config keys (--set KEY=VALUE, repeatable):" in out
     assert "  epochs (int; default 100): passes over the training split" in out
     assert "  betas (floats (a,b,...); default 0.5,1.0,2.0,4.0): KL weights" in out
-    assert "  curves (bool; default true): per-epoch histories (history.csv)" in out
+    assert "  curves (bool; default true): per-epoch test-split losses of every run (the side table history.csv)" in out
     assert "default results/layer_information-digits; with --quick results/layer_information-digits-quick" in out
     assert main(["plot", "--help"]) == 0
     assert "a folder written by ibkit run" in capsys.readouterr().out

@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
-import ibkit
 from ibkit import estimators as E
 from ibkit.estimators.posterior import _WeightedMoments
 from ibkit.models.generating import generating_vae
@@ -17,8 +16,8 @@ ROWS = 40
 
 
 @pytest.fixture(scope="module")
-def source():
-    return ibkit.data.load("gaussian", n_train=200, n_test=200)
+def source(gaussian_source):
+    return gaussian_source(n_train=200, n_test=200)
 
 
 @pytest.fixture(scope="module")

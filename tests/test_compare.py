@@ -17,17 +17,17 @@ from ibkit.gallery import write_gallery
 from ibkit.results import combine, load
 from ibkit.tables import summarise
 
-REFERENCE = Path(__file__).resolve().parents[2] / "results" / "rate_distortion"  # a run folder, committed
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "rate_distortion"  # a run folder, committed
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory, digits):
+def sources(tmp_path_factory, digits, tiny_vae):
     """Two analyse reports of (untrained) VAEs of one kind and beta but different weights (seeds 0, 1), "mine" on
     digits and "theirs" on rows given without a name, and a run folder "run": the committed digits rate-distortion
     sweep's table and manifest, as ``ibkit run`` wrote them."""
     root = tmp_path_factory.mktemp("sources")
     for name, seed, dataset in (("mine", 0, "digits"), ("theirs", 1, "")):
-        model = ibkit.build_model("vae", 64, 2, hidden=(16,), beta=1.0, seed=seed)
+        model = tiny_vae(input_dim=64, latent_dim=2, beta=1.0, seed=seed)
         ibkit.analyse(model, digits.test, k=5, eval_rows=100, iwae_rows=50, name=name, dataset=dataset).write(
             root / name)
     (root / "run").mkdir()

@@ -50,9 +50,9 @@ def test_fit_many_follows_each_models_own_fit(kind, knobs, common, seeds):
     assert len({h["loss"].iloc[-1] for h in histories}) == 3  # the knobs reached each model
 
 
-def test_fit_many_on_a_frozen_generative_model():
+def test_fit_many_on_a_frozen_generative_model(gaussian_source):
     """trainable='encoder' stacks the frozen decoder too and leaves it as it was."""
-    source = ibkit.data.load("gaussian", n_train=600, n_test=10)
+    source = gaussian_source(n_train=600, n_test=10)
     models = [generating_vae(source, f, hidden=(8,), seed=s) for f, s in (("full", 0), ("full", 1))]
     alone = copy.deepcopy(models)
     ibkit.fit_many(models, source.train, epochs=2, lr=1e-2, seed=[0, 1], progress=False, trainable="encoder")
@@ -104,10 +104,10 @@ def test_knobs_are_stacked_only_where_they_differ():
     assert differ.encoder[0].weight.shape == (2, DS.input_dim, 32)
 
 
-def test_fit_many_refuses_what_it_cannot_batch():
-    a = ibkit.build_model("vae", DS.input_dim, 4, hidden=(32,))
+def test_fit_many_refuses_what_it_cannot_batch(tiny_vae):
+    a = tiny_vae(input_dim=DS.input_dim, latent_dim=4, hidden=(32,))
     with pytest.raises(ValueError, match=r"model 1 differs from model 0 in hidden: \(32,\) vs \(16,\)"):
-        ibkit.fit_many([a, ibkit.build_model("vae", DS.input_dim, 4, hidden=(16,))], X)
+        ibkit.fit_many([a, tiny_vae(input_dim=DS.input_dim, latent_dim=4, hidden=(16,))], X)
     with pytest.raises(ValueError, match="model 1 differs from model 0 in class: VAE vs DeterministicAE"):
         ibkit.fit_many([a, ibkit.build_model("ae", DS.input_dim, 4, hidden=(32,))], X)
     with pytest.raises(ValueError, match="seed has 3 values for 1 models"):
@@ -118,10 +118,10 @@ def test_fit_many_refuses_what_it_cannot_batch():
         ibkit.fit_many([a], X, max_models=0)
 
 
-def test_memory_budget_sets_how_many_train_at_once():
+def test_memory_budget_sets_how_many_train_at_once(tiny_vae):
     from ibkit.batched import models_per_batch
 
-    m = ibkit.build_model("vae", DS.input_dim, 8, hidden=(128, 128))
+    m = tiny_vae(input_dim=DS.input_dim, latent_dim=8, hidden=(128, 128))
     cpu = torch.device("cpu")
     one = 4 * (4 * sum(p.numel() for p in m.parameters()) + 4 * 128 * (128 + 128 + 16 + 128 + 128 + 64))
     assert models_per_batch(m, 128, cpu, budget=int(2.5 * one)) == 2

@@ -20,8 +20,8 @@ SECONDS = {"s": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 
 @pytest.fixture(scope="module")
-def vae(digits):
-    return ibkit.build_model("vae", digits.input_dim, 2, hidden=(16,), seed=0).eval()
+def vae(digits, tiny_vae):
+    return tiny_vae(input_dim=digits.input_dim, latent_dim=2, seed=0).eval()
 
 
 def refusal(error: pytest.ExceptionInfo) -> dict:

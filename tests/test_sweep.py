@@ -1,4 +1,5 @@
-"""run_grid: batched groups give the table one-at-a-time training gives."""
+"""run_grid: batched groups give the table one-at-a-time training gives; each run is stored under the id of its
+spec, and a model built otherwise fails loudly."""
 
 import pandas as pd
 import pytest
@@ -148,3 +149,12 @@ def test_a_sweep_logs_its_training_and_evaluation_before_its_first_run_finishes(
     assert any(line.startswith("fit_many (2 models): 1 of 2 epochs") for line in lines[:first_run])
     assert any(line.startswith("evaluating: 1 of 2 runs") for line in lines[:first_run])
     assert any(line.startswith("t: 2 of 2 runs (100.0%)") for line in lines)
+
+
+def test_run_grid_refuses_a_built_model_that_is_not_its_spec(tiny_vae):
+    """A ``build`` hook that drops a knob (here beta) would store a run under the wrong name: it fails loudly."""
+    specs = [RunSpec("vae", dict(latent_dim=2, hidden=(8,), beta=0.5))]
+    rows = run_grid("t", DS, specs, lambda m, s: {"test": {}}, TrainingConfig(epochs=1),
+                    build=lambda spec: tiny_vae(input_dim=DS.input_dim, latent_dim=2, hidden=(8,)))
+    assert (rows["status"] == "failed").all()
+    assert "the built model differs from its spec: beta=1.0 (spec: 0.5)" in rows["error"].iloc[0]

@@ -21,8 +21,8 @@ from ibkit.store import schema_columns
 
 
 @pytest.fixture(scope="module")
-def trained_vae(digits):
-    m = ibkit.build_model("vae", 64, 4, hidden=(32,), seed=0)
+def trained_vae(digits, tiny_vae):
+    m = tiny_vae(input_dim=64, latent_dim=4, hidden=(32,), seed=0)
     ibkit.fit(m, digits.train, epochs=10, progress=False)
     return m
 
