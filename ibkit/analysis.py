@@ -143,7 +143,7 @@ class Analysis:
             the paths written.
         """
         from ibkit import plots
-        from ibkit.store import atomic_write_text, write_manifest
+        from ibkit.store import RunFolder, atomic_write_text
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +165,7 @@ class Analysis:
         atomic_write_text(paths[1], self.report() + "\n## Figures\n\n" + "".join(
             f"![{p.stem}](figures/{p.name})\n\n" for p in paths if p.suffix == ".png"))
         # last: a folder with a manifest is whole (ibkit compare reads it): the command, git state and environment
-        paths.append(write_manifest(out, experiment="analyse", name=self.name, data={
+        paths.append(RunFolder(out).write_manifest(experiment="analyse", name=self.name, data={
             "name": self.dataset or "the given rows", "split": f"{self.row['rows']:,} rows"}))
         return paths
 

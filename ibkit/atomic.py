@@ -1,5 +1,5 @@
 """Atomic file writes: a reader sees the old file or the whole new one, never half, and a process killed at any
-instant leaves no partial file in its place (only a hidden temp file, which ``ibkit.store.remove_stale_temps`` clears).
+instant leaves no partial file in its place (only a hidden temp file, which ``RunFolder.remove_stale_temps`` clears).
 The new file gets the permissions any other new file would (0666 less the umask), not the temp file's 0600."""
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ def cmd_run(args) -> int:
     except OSError as e:  # where access() said yes but the file system says no (/proc, a read-only mount)
         raise ValueError(f"--out {folder} is not writable ({e.strerror}); pick a folder you can write to") from None
     try:
-        with store.folder_lock(folder):
+        with store.RunFolder(folder).lock():
             return _run_in(folder, exp, config, args, executor=executor, ds=ds)
     finally:
         if hasattr(executor, "close"):
@@ -104,22 +104,22 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, *, executor, ds) 
     from ibkit import store
 
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
-        store.clear(folder)
+        store.RunFolder(folder).clear()
     data = None if ds is None else store.data_record(ds)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 data=data, executor=args.executor, jobs=args.jobs, threads=getattr(executor, "threads", None),
                 device=str(resolve_device(config.device)), started=_now(),
                 git=store.git_state(exclude=folder))  # the code that ran: the tree as the run starts
-    store.write_manifest(folder, **meta, finished=None)
+    store.RunFolder(folder).write_manifest(**meta, finished=None)
     try:
         df = exp.run(config, out_dir=folder, executor=executor)
     except KeyboardInterrupt:
-        kept = len(store.finished_run_ids(folder))
+        kept = len(store.RunFolder(folder).finished_run_ids())
         print(f"ibkit: interrupted; {kept} finished runs are kept in {folder}; to resume, run the same command "
               "again (it skips them)", file=sys.stderr)
         return 130
-    store.write_tables(folder)
-    store.write_manifest(folder, **meta, finished=_now())
+    store.RunFolder(folder).write_tables()
+    store.RunFolder(folder).write_manifest(**meta, finished=_now())
     _file_backend()
     figures = exp.plot(folder, command=args.argv)
     bad = df[df["status"] != "ok"]["run_id"].unique()
@@ -127,7 +127,7 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, *, executor, ds) 
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
     print("figures and notes: " + ", ".join(str(p) for p in figures))
-    print(format_table(store.load(folder), "markdown"))  # the table as stored, as `ibkit table` prints it
+    print(format_table(store.RunFolder(folder).load(), "markdown"))  # the table as stored, as `ibkit table` prints it
     return 0
 
 
@@ -147,7 +147,7 @@ def results_dir(text: str) -> Path:
 def _experiment_of(folder: Path) -> types.ModuleType:
     from ibkit import store
 
-    manifest = store.read_manifest(folder)
+    manifest = store.RunFolder(folder).read_manifest()
     if manifest is None:
         raise FileNotFoundError(f"no manifest.json in {folder}; is it a folder written by ibkit run?")
     if manifest.get("experiment") == "analyse":
@@ -160,7 +160,7 @@ def cmd_plot(args) -> int:
     from ibkit import compare, store
 
     folder = results_dir(args.dir)
-    combined = (store.read_manifest(folder) or {}).get("experiment") == store.COMBINED
+    combined = (store.RunFolder(folder).read_manifest() or {}).get("experiment") == store.COMBINED
     exp = None if combined else _experiment_of(folder)
     _file_backend()
     for path in compare.plot_combined(folder) if exp is None else exp.plot(folder, command=args.argv):
@@ -180,9 +180,9 @@ def cmd_table(args) -> int:
     from ibkit import store
 
     folder = results_dir(args.dir)
-    runs = store.load(folder)
+    runs = store.RunFolder(folder).load()
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    print(format_table(runs, args.format, source=store.data_text(folder), columns=columns,
+    print(format_table(runs, args.format, source=store.RunFolder(folder).data_text(), columns=columns,
                        booktabs=not args.no_booktabs, siunitx=args.siunitx))
     skipped = left_out(runs)
     if args.format == "csv" and skipped:  # the CSV itself stays parseable: the note goes to stderr
@@ -281,7 +281,7 @@ def cmd_compare(args) -> int:
     _file_backend()
     runs = compare.combine(args.dirs, args.out, overwrite=args.overwrite)
     out = Path(args.out)
-    print(format_table(runs, "markdown", source=store.data_text(out)))
+    print(format_table(runs, "markdown", source=store.RunFolder(out).data_text()))
     print(f"\n{runs['source'].nunique()} sources, {len(runs)} rows -> {out / store.RUNS}; the plane: "
           f"{out / 'figures' / 'rate_distortion.png'}")
     return 0

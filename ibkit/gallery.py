@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ibkit.store import COMBINED, atomic_write_text, data_text, read_manifest
+from ibkit.store import COMBINED, RunFolder, atomic_write_text
 
 
 def reproduce_command(folder: Path, manifest: dict) -> str:
@@ -39,11 +39,11 @@ def write_gallery(root: str | os.PathLike = "results") -> Path:
     root = Path(root)
     sections = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith("-quick")):
-        manifest = read_manifest(folder)
+        manifest = RunFolder(folder).read_manifest()
         if manifest is None or manifest.get("experiment") in ("analyse", COMBINED):  # a report, not a run folder
             continue
         git = manifest.get("git", {})
-        data = data_text(folder)
+        data = RunFolder(folder).data_text()
         lines = [f"## {folder.name}", "", *([f"Data: {data}.", ""] if data else []),
                  f"`{reproduce_command(folder, manifest)}` (seeds {manifest.get('seeds')}; commit "
                  f"{str(git.get('commit'))[:7]}{', dirty tree' if git.get('dirty') else ''}; finished "

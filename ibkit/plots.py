@@ -188,7 +188,7 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     ``ibkit.results.data_text(run_dir)``: "mnist, t10k split 8,000/2,000 ...") is written above the figure, so that
     a figure seen alone says what it was measured on. ``quick``: mark the figure "quick run, not for citing" in its
     top right corner; None (the default) marks it when ``folder`` sits in a quick run's folder (``run_dir/figures``
-    of a run whose manifest says ``quick``, or whose name ends in -quick: ``ibkit.store.is_quick``). The PDF
+    of a run whose manifest says ``quick``, or whose name ends in -quick: ``RunFolder.is_quick``). The PDF
     carries no creation date, so redrawing an unchanged table leaves the file byte for byte as it was.
 
     Args:
@@ -201,9 +201,9 @@ def save_figure(fig: Figure, folder: str | os.PathLike, name: str, data: str | N
     Returns:
         the paths of the PDF and the PNG.
     """
-    from ibkit.store import is_quick
+    from ibkit.store import RunFolder
 
-    quick = is_quick(Path(folder).parent) if quick is None else quick
+    quick = RunFolder(Path(folder).parent).is_quick() if quick is None else quick
     if data or quick:  # above the figure, or above what reaches over it (a title of two lines, a legend beside)
         content = fig.get_tightbbox()
         top, right = max(1.0, content.y1 / fig.get_figheight()), max(1.0, content.x1 / fig.get_figwidth())
@@ -768,11 +768,11 @@ def plane_figure(a: Analysis) -> Figure:
     Returns:
         the figure.
     """
-    from ibkit.store import load
+    from ibkit.store import RunFolder
 
     r, stochastic = a.row, not math.isnan(a.row["rate"])
     folder = reference_folder(a.dataset)
-    reference = load(folder) if folder is not None else None
+    reference = RunFolder(folder).load() if folder is not None else None
     d, lower = r["distortion"], r["mi_lower"]
     x, x_err = (r["rate"], r["rate_se"]) if stochastic else (lower, r["mi_lower_se"])
     upper = r["mi_upper"] if stochastic and math.isfinite(r["mi_upper"]) else None

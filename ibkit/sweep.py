@@ -30,15 +30,7 @@ from ibkit.executors import InProcess
 from ibkit.interface import RunRecord
 from ibkit.models import save_checkpoint
 from ibkit.progress import Progress
-from ibkit.store import (
-    CHECKPOINTS,
-    finished_run_ids,
-    interrupts_deferred,
-    load,
-    remove_stale_temps,
-    write_record,
-    write_tables,
-)
+from ibkit.store import RunFolder, interrupts_deferred
 from ibkit.train import DivergenceError, TensorBoardCallback, fit, tensorboard_writer_class
 
 TENSORBOARD = "tensorboard"  # the run folder's subfolder of TensorBoard event files, one folder per run id
@@ -114,10 +106,11 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[RunSpec], evaluate: E
     ids = {spec.run_id for spec in specs}
     rows: list[dict] = []
     done: set[str] = set()
-    if out_dir is not None:
-        remove_stale_temps(out_dir)  # what a killed earlier attempt was writing: never read, now gone
-        done = finished_run_ids(out_dir) & ids  # rows of other grids are dropped
-        rows = load(out_dir).query("run_id in @done").to_dict("records") if done else []
+    folder = None if out_dir is None else RunFolder(out_dir)
+    if folder is not None:
+        folder.remove_stale_temps()  # what a killed earlier attempt was writing: never read, now gone
+        done = folder.finished_run_ids() & ids  # rows of other grids are dropped
+        rows = folder.load().query("run_id in @done").to_dict("records") if done else []
     todo = [spec for spec in specs if spec.run_id not in done]
     if done:
         print(f"{len(done)} of {len(ids)} runs already finished in {out_dir}; "
@@ -136,12 +129,12 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[RunSpec], evaluate: E
                 rows += run_rows
                 tqdm.write(run_summary(run_rows), file=sys.stderr)
                 counts["done" if all(r["status"] == "ok" for r in run_rows) else "failed"] += 1
-                if out_dir is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
+                if folder is not None:  # the checkpoint first: a record always has its model; Ctrl-C waits
                     with interrupts_deferred():
                         if model is not None:
-                            save_checkpoint(model, Path(out_dir) / CHECKPOINTS / f"{spec.run_id}.pt")
-                        write_record(out_dir, spec.run_id, run_rows, tables)
-                        write_tables(out_dir)
+                            save_checkpoint(model, folder.checkpoint(spec.run_id))
+                        folder.write_record(spec.run_id, run_rows, tables)
+                        folder.write_tables()
             bar.set_postfix(**counts, running=executor.running())
             bar.update(len(group))
     return pd.DataFrame(rows)

@@ -277,8 +277,8 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from ibkit.store import folder_lock\n"
-        f"with folder_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(600)")],
+        "import sys, time; from ibkit.store import RunFolder\n"
+        f"with RunFolder({str(out)!r}).lock():\n    print('locked', flush=True); time.sleep(600)")],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -289,9 +289,9 @@ def test_a_folder_in_use_by_another_run_is_refused_and_a_killed_holder_blocks_no
     finally:
         holder.kill()
         holder.wait()
-    from ibkit.store import folder_lock
+    from ibkit.store import RunFolder
 
-    with folder_lock(out):  # the killed holder's lock went with its process
+    with RunFolder(out).lock():  # the killed holder's lock went with its process
         assert f"pid {os.getpid()} on" in (out / ".lock").read_text()
     assert not (out / ".lock").exists()  # removed as the block ended (the killed holder's file, now ours, too)
 
@@ -302,9 +302,9 @@ def test_the_lock_file_goes_when_its_block_ends_by_ctrl_c_and_a_removed_file_is_
     file it holds is the one at the path."""
     import fcntl
 
-    from ibkit.store import folder_lock
+    from ibkit.store import RunFolder
 
-    with pytest.raises(KeyboardInterrupt), folder_lock(tmp_path):
+    with pytest.raises(KeyboardInterrupt), RunFolder(tmp_path).lock():
         assert (tmp_path / ".lock").is_file()
         raise KeyboardInterrupt
     assert not (tmp_path / ".lock").exists()
@@ -317,7 +317,7 @@ def test_the_lock_file_goes_when_its_block_ends_by_ctrl_c_and_a_removed_file_is_
         return flock(fd, op)
 
     monkeypatch.setattr(fcntl, "flock", holder_leaves_first)
-    with folder_lock(tmp_path):
+    with RunFolder(tmp_path).lock():
         assert len(calls) == 2 and os.stat(tmp_path / ".lock").st_ino == calls[1]
         assert f"pid {os.getpid()} on" in (tmp_path / ".lock").read_text()
     assert not (tmp_path / ".lock").exists()

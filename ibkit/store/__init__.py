@@ -7,8 +7,8 @@ their provenance (git state, environment, data, the writing command) and the fol
     folder.read_manifest()            # provenance
     folder.load_model(run_id)         # a run's trained model
 
-Every write is atomic, so a process killed at any instant leaves each file whole. ``ibkit.results`` re-exports the
-reading functions users call.
+Every write is atomic, so a process killed at any instant leaves each file whole. Code reads and writes a folder
+through its ``RunFolder``; ``ibkit.results`` gives users the reading functions by a folder's path.
 """
 
 from ibkit.store.folder import (
@@ -20,26 +20,10 @@ from ibkit.store.folder import (
     RUNS,
     RunFolder,
     atomic_write_text,
-    clear,
-    data_text,
     filled,
-    finished_run_ids,
-    folder_lock,
     interrupts_deferred,
-    is_quick,
-    load,
-    load_model,
-    read_manifest,
-    read_records,
-    remove_stale_temps,
     schema_columns,
-    side_table,
     text_columns,
-    write_findings,
-    write_manifest,
-    write_record,
-    write_runs,
-    write_tables,
 )
 from ibkit.store.guard import check_folder
 from ibkit.store.provenance import (
@@ -68,22 +52,6 @@ __all__ = [
     "schema_columns",
     "text_columns",
     "filled",
-    "load",
-    "load_model",
-    "side_table",
-    "read_records",
-    "read_manifest",
-    "data_text",
-    "is_quick",
-    "finished_run_ids",
-    "write_record",
-    "write_runs",
-    "write_tables",
-    "write_manifest",
-    "write_findings",
-    "remove_stale_temps",
-    "clear",
-    "folder_lock",
     "check_folder",
     "git_state",
     "environment",

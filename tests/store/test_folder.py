@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import ibkit
-from ibkit.store import RECORDS, RUNS, RunFolder, remove_stale_temps
+from ibkit.store import RECORDS, RUNS, RunFolder
 
 
 def test_records_assemble_into_the_table_and_its_side_tables(tmp_path):
@@ -95,7 +95,7 @@ def test_a_resumed_sweep_removes_the_temp_files_a_killed_writer_left(tmp_path):
     kept = [tmp_path / "runs.csv", tmp_path / "records" / "vae-d2-seed0.json", tmp_path / "figures" / "rd.pdf"]
     for path in stale + kept:
         path.write_text("x")
-    assert sorted(remove_stale_temps(tmp_path)) == sorted(stale)
+    assert sorted(RunFolder(tmp_path).remove_stale_temps()) == sorted(stale)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
 
 
