@@ -348,8 +348,8 @@ def _fit_group(models: list, seeds: list[int], x: Tensor, training: TrainingConf
     each epoch for its model j) and copy the weights back."""
     stacked = stack_models(models).to(x.device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(stacked, trainable)], lr=training.lr, fused=True)
-    outcomes = train_epochs(stacked, optimizer, x, seeds, epochs=training.epochs, batch_size=training.batch_size,
-                            stacked=True, progress=progress, desc=f"fit_many ({len(models)} models)",
+    outcomes = train_epochs(stacked, optimizer, x, seeds, training=training, stacked=True, progress=progress,
+                            desc=f"fit_many ({len(models)} models)",
                             monitor=monitor, on_epoch=hooks)
     unstack_into(stacked, models)
     for m in models:

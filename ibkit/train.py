@@ -150,9 +150,8 @@ def fit(model: nn.Module, x_train, training: TrainingConfig | None = None, *, se
     model.to(device)
     optimizer = torch.optim.Adam([p for _, p in trainable_parameters(model, trainable)], lr=config.lr)
     hooks = [lambda epoch, row, _, cb=cb: cb(epoch, row) for cb in callbacks]
-    (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], epochs=config.epochs,
-                              batch_size=config.batch_size, stacked=False, progress=progress, desc="fit",
-                              monitor=monitor, on_epoch=hooks)
+    (outcome,) = train_epochs(model, optimizer, x.to(device), [seed], training=config, stacked=False,
+                              progress=progress, desc="fit", monitor=monitor, on_epoch=hooks)
     if isinstance(outcome, DivergenceError):
         raise outcome
     return outcome
@@ -243,15 +242,17 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, xb: Tensor, eps
         return torch.stack((out.loss.sum(-1), out.rate.sum(-1), out.distortion.sum(-1), trained.sum(-1)), dim=-1)
 
 
-def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *, epochs: int,
-                 batch_size: int, stacked: bool, progress: bool, desc: str, monitor: Tensor | None = None,
+def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, seeds: list[int], *,
+                 training: TrainingConfig, stacked: bool, progress: bool, desc: str, monitor: Tensor | None = None,
                  on_epoch: Sequence[Callback] = ()) -> list[pd.DataFrame | DivergenceError]:
     """The epochs of ``fit`` (one model, ``stacked=False``) or of ``fit_many`` (``net`` a stack of len(seeds)
     models): per model, its minibatch order and channel noise from its seed (models sharing one seed share them),
     one ``train_step`` per minibatch of x [N, D], and after each epoch the means over ``monitor`` [M, D], if given
     (``monitor_losses``), and ``hook(epoch, row, j)`` for each of ``on_epoch`` with a copy of model j's history
     row. Returns per model its history, or the ``DivergenceError`` of the epoch its loss became NaN or infinite;
-    training stops once every model has diverged. ``progress``: the bar and log lines of ``ibkit.progress``."""
+    training stops once every model has diverged. ``training``: its ``epochs`` and ``batch_size`` (the optimiser holds
+    the step size); ``progress``: the bar and log lines of ``ibkit.progress``."""
+    epochs, batch_size = training.epochs, training.batch_size
     k, n, device = len(seeds), x.shape[0], x.device
     shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model
     streams = seeds[:1] if shared else seeds

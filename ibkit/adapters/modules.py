@@ -34,7 +34,6 @@ from ibkit.models.posteriors import PosteriorFamily  # and with it the families 
 from ibkit.registry import LIKELIHOODS, POSTERIORS
 
 DECODER_ROWS = 4096  # codes per decoder call (the estimators' chunks hold up to 16,384 (sample, row) pairs)
-LIKELIHOOD_NAMES = ("bernoulli", "gaussian")
 
 
 class CallableLikelihood(Likelihood):
@@ -326,13 +325,13 @@ def _input_shape(encoder: nn.Module, input_shape) -> tuple[int, ...]:
 
 def _likelihood(likelihood, shape: tuple[int, ...]) -> Likelihood:
     if isinstance(likelihood, str):
-        check_choice("likelihood", likelihood, LIKELIHOOD_NAMES)
+        check_choice("likelihood", likelihood, LIKELIHOODS)
         return LIKELIHOODS[likelihood](**({"scale": 1.0} if likelihood == "gaussian" else {}))
     if isinstance(likelihood, Likelihood):
         return likelihood
     if callable(likelihood):
         return CallableLikelihood(likelihood, shape)
-    raise ValueError(f"likelihood={likelihood!r} is neither one of {', '.join(LIKELIHOOD_NAMES)} nor a callable "
+    raise ValueError(f"likelihood={likelihood!r} is neither one of {', '.join(LIKELIHOODS)} nor a callable "
                      "from the decoder's output to a distribution over the data")
 
 
