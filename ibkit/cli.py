@@ -103,23 +103,24 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, *, executor, ds) 
     """``ibkit run``'s work in its locked folder: the manifest, the sweep, the tables and figures."""
     from ibkit import store
 
+    run = store.RunFolder(folder)
     if args.overwrite:  # only once every input is known good: a bad flag never costs stored results
-        store.RunFolder(folder).clear()
+        run.clear()
     data = None if ds is None else store.data_record(ds)
     meta = dict(experiment=args.experiment, config=asdict(config), quick=args.quick, seeds=list(config.seeds),
                 data=data, executor=args.executor, jobs=args.jobs, threads=getattr(executor, "threads", None),
                 device=str(resolve_device(config.device)), started=_now(),
                 git=store.git_state(exclude=folder))  # the code that ran: the tree as the run starts
-    store.RunFolder(folder).write_manifest(**meta, finished=None)
+    run.write_manifest(**meta, finished=None)
     try:
         df = exp.run(config, out_dir=folder, executor=executor)
     except KeyboardInterrupt:
-        kept = len(store.RunFolder(folder).finished_run_ids())
+        kept = len(run.finished_run_ids())
         print(f"ibkit: interrupted; {kept} finished runs are kept in {folder}; to resume, run the same command "
               "again (it skips them)", file=sys.stderr)
         return 130
-    store.RunFolder(folder).write_tables()
-    store.RunFolder(folder).write_manifest(**meta, finished=_now())
+    run.write_tables()
+    run.write_manifest(**meta, finished=_now())
     _file_backend()
     figures = exp.plot(folder, command=args.argv)
     bad = df[df["status"] != "ok"]["run_id"].unique()
@@ -127,7 +128,7 @@ def _run_in(folder: Path, exp: types.ModuleType, config, args, *, executor, ds) 
     if len(bad):
         print(f"{len(bad)} runs did not finish ok: {', '.join(bad)} (see the status and error columns)")
     print("figures and notes: " + ", ".join(str(p) for p in figures))
-    print(format_table(store.RunFolder(folder).load(), "markdown"))  # the table as stored, as `ibkit table` prints it
+    print(format_table(run.load(), "markdown"))  # the table as stored, as `ibkit table` prints it
     return 0
 
 
