@@ -276,6 +276,56 @@ def cmd_analyse(args) -> int:
     return 0
 
 
+def _new_file(text: str, suffix: str = "", overwrite: bool = False) -> Path:
+    """An output file path that may be written: refused where it exists (unless ``overwrite``), lacks ``suffix``
+    or its folder does not exist."""
+    path = Path(text)
+    if suffix and path.suffix != suffix:
+        raise ValueError(f"OUT={text!r} must end in {suffix}")
+    if path.exists() and not overwrite:
+        raise ValueError(f"OUT={text!r} exists; pass --overwrite to replace it, or choose another name")
+    if not path.parent.is_dir():
+        raise ValueError(f"OUT={text!r}: no folder {path.parent}")
+    return path
+
+
+def cmd_compress(args) -> int:
+    import math
+
+    from ibkit import estimators as E
+    from ibkit.atomic import atomic_open
+    from ibkit.coding import compress
+
+    out = _new_file(args.out, overwrite=args.overwrite)
+    model, _ = load_model_argument(args.model)
+    x, _, dataset = load_rows(args.data, None)
+    data = compress(model, x, seed=args.seed, latent_bins=args.latent_bins, chains=args.chains)
+    with atomic_open(out, binary=True) as f:  # the whole file or none of it
+        f.write(data)
+    bits = 8 * len(data) / len(x)
+    neg_elbo = -E.elbo(model, x, n_samples=64) / math.log(2)
+    print(f"{len(x)} rows of {dataset} -> {out}: {len(data):,} bytes, {bits:.2f} bits per example (the header, "
+          f"seed words and padding included); -ELBO {neg_elbo:.2f} bits per example (64 samples); ratio "
+          f"{bits / neg_elbo:.4f}")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    import numpy as np
+
+    from ibkit.coding import decompress
+
+    out = _new_file(args.out, suffix=".npy", overwrite=args.overwrite)
+    source = Path(args.input)
+    if not source.is_file():
+        raise ValueError(f"IN={args.input!r}: no such file")
+    model, _ = load_model_argument(args.model)
+    rows = decompress(model, source.read_bytes())
+    np.save(out, rows.numpy().astype(np.uint8))
+    print(f"{len(rows)} rows of {rows.shape[1]} values -> {out}")
+    return 0
+
+
 def cmd_compare(args) -> int:
     from ibkit import compare, store
 
@@ -356,6 +406,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                          "manifest.json (each source's, whole) and figures/rate_distortion.pdf|png")
     compare.add_argument("--overwrite", action="store_true", help="replace the tables and manifest --out holds")
     compare.set_defaults(func=cmd_compare)
+    model_help = "an ibkit checkpoint (.pt), or module.py:factory, as ibkit analyse takes it"
+    compress = sub.add_parser("compress", help="bits-back code binary rows with a model into one file")
+    compress.add_argument("model", help=model_help)
+    compress.add_argument("data", help="a dataset name (its test split) or FILE.npy of binary rows [N, D]")
+    compress.add_argument("out", help="the file to write")
+    compress.add_argument("--seed", type=int, default=0, help="the seed words the first pops read (default 0)")
+    compress.add_argument("--latent-bins", type=int, default=4096, help="equal-mass prior bins per latent "
+                          "dimension (default 4096)")
+    compress.add_argument("--chains", type=int, default=16, help="independent ANS chains (default 16)")
+    compress.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    compress.set_defaults(func=cmd_compress)
+    decompress = sub.add_parser("decompress", help="the rows of a file ibkit compress wrote, as FILE.npy")
+    decompress.add_argument("model", help=model_help + " (the one that compressed it)")
+    decompress.add_argument("input", metavar="IN", help="the file ibkit compress wrote")
+    decompress.add_argument("out", help="FILE.npy to write the rows [N, D] into")
+    decompress.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    decompress.set_defaults(func=cmd_decompress)
     return parser
 
 

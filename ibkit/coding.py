@@ -27,7 +27,10 @@ one row of every chain per network call.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +138,72 @@ def _means(model, codes: np.ndarray, medians: Tensor) -> np.ndarray:
     return model.decode(z.unsqueeze(0))[0].double().clamp(0.0, 1.0).numpy()
 
 
+class _Coder:
+    """What bits-back needs of a model, checked once: the bins, the posterior's mass on them and the decoder."""
+
+    def __init__(self, model, x: Tensor, latent_bins: int, chains: int):
+        constriction = _constriction()
+        check_number("latent_bins", latent_bins, low=2, high=2**16, integer=True)
+        check_number("chains", chains, low=1, integer=True)
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
+        _check_model(self.model, x)
+        self.stream = constriction.stream
+        self.categorical = self.stream.model.Categorical(perfect=False)
+        self.bernoulli = self.stream.model.Bernoulli(perfect=False)
+        self.uniform = self.stream.model.Uniform(latent_bins)
+        with torch.no_grad():
+            self.edges, self.medians = _bins(self.model, latent_bins)
+        self.latent_dim = self.medians.shape[0]
+        self.chains = chains
+
+    def shards(self, n: int) -> list[list[int]]:
+        """Chain c codes rows c, c + K, c + 2K, ... (K chains): step t codes one row of every chain."""
+        k = min(self.chains, n)
+        return [list(range(c, n, k)) for c in range(k)]
+
+    def seed_words(self, seed: int, n: int) -> np.ndarray:
+        """[K, W] the seed words each chain starts from: enough for any first pop of q's d bins."""
+        words = math.ceil(PRECISION_BITS * self.latent_dim / WORD_BITS) + 2
+        with seeded(seed):
+            return torch.randint(0, 2**31, (len(self.shards(n)), words), dtype=torch.int64).numpy().astype(np.uint32)
+
+    def encode(self, x: Tensor, seed: int) -> tuple[list, np.ndarray, np.ndarray]:
+        """The chains' coders after every row of binary x [N, D] is pushed; each row's net increment in bits [N];
+        the seed words [K, W]."""
+        shards, initial = self.shards(len(x)), self.seed_words(seed, len(x))
+        coders = [self.stream.stack.AnsCoder(words.copy()) for words in initial]
+        increments, symbols = np.zeros(len(x)), x.numpy().astype(np.int32)
+        with torch.no_grad():
+            for t in range(len(shards[0])):
+                active = [c for c in range(len(shards)) if t < len(shards[c])]
+                batch = [shards[c][t] for c in active]
+                q = _posterior_bins(self.model, x[batch], self.edges)
+                before = [coders[c].num_valid_bits() for c in active]
+                codes = np.stack([coders[c].decode(self.categorical, q[i]) for i, c in enumerate(active)])
+                means = _means(self.model, codes, self.medians)
+                for i, c in enumerate(active):
+                    coders[c].encode_reverse(symbols[batch[i]], self.bernoulli, means[i])
+                    coders[c].encode_reverse(codes[i].astype(np.int32), self.uniform)
+                    increments[batch[i]] = coders[c].num_valid_bits() - before[i]
+        return coders, increments, initial
+
+    def decode(self, coders: list, n: int, width: int) -> np.ndarray:
+        """The rows [N, D] popped from the chains' coders, the last row first, each stack left as before that row."""
+        shards, decoded = self.shards(n), np.zeros((n, width), dtype=np.int32)
+        with torch.no_grad():
+            for t in reversed(range(len(shards[0]))):
+                active = [c for c in range(len(shards)) if t < len(shards[c])]
+                batch = [shards[c][t] for c in active]
+                codes = np.stack([coders[c].decode(self.uniform, self.latent_dim) for c in active])
+                means = _means(self.model, codes, self.medians)
+                for i, c in enumerate(active):
+                    decoded[batch[i]] = coders[c].decode(self.bernoulli, means[i])
+                q = _posterior_bins(self.model, torch.as_tensor(decoded[batch], dtype=torch.float32), self.edges)
+                for i, c in enumerate(active):
+                    coders[c].encode_reverse(codes[i].astype(np.int32), self.categorical, q[i])
+        return decoded
+
+
 def bits_back(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains: int = 16) -> CodeLength:
     """Encode every row of binary x into ANS bitstreams by bits-back coding (BB-ANS), decode them and check the round
     trip (module docstring).
@@ -155,61 +224,120 @@ def bits_back(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chain
     Raises:
         ValueError: a model or data bits-back cannot code (the message says why), or a failed round trip.
     """
-    constriction = _constriction()
     check_number("seed", seed, low=0, integer=True)
-    check_number("latent_bins", latent_bins, low=2, high=2**16, integer=True)
-    check_number("chains", chains, low=1, integer=True)
     x = _binary_rows(x)
-    model = model.eval() if isinstance(model, torch.nn.Module) else model
-    _check_model(model, x)
-    stream = constriction.stream
-    categorical, bernoulli = stream.model.Categorical(perfect=False), stream.model.Bernoulli(perfect=False)
-    uniform = stream.model.Uniform(latent_bins)
-    n = len(x)
-    k = min(chains, n)
-    rows = [list(range(c, n, k)) for c in range(k)]  # chain c codes rows c, c + k, ...: step t is rows t k .. t k + k-1
-    steps = len(rows[0])
-    with torch.no_grad():
-        edges, medians = _bins(model, latent_bins)
-        d = medians.shape[0]
-        words = math.ceil(PRECISION_BITS * d / WORD_BITS) + 2  # enough for any first pop of q's d bins
-        with seeded(seed):
-            initial = torch.randint(0, 2**31, (k, words), dtype=torch.int64).numpy().astype(np.uint32)
-        coders = [stream.stack.AnsCoder(initial[c].copy()) for c in range(k)]
-        increments = np.zeros(n)
-        symbols = x.numpy().astype(np.int32)
-        for t in range(steps):  # encode
-            active = [c for c in range(k) if t < len(rows[c])]
-            batch = [rows[c][t] for c in active]
-            q = _posterior_bins(model, x[batch], edges)
-            before = [coders[c].num_valid_bits() for c in active]
-            codes = np.stack([coders[c].decode(categorical, q[i]) for i, c in enumerate(active)])
-            means = _means(model, codes, medians)
-            for i, c in enumerate(active):
-                coders[c].encode_reverse(symbols[batch[i]], bernoulli, means[i])
-                coders[c].encode_reverse(codes[i].astype(np.int32), uniform)
-                increments[batch[i]] = coders[c].num_valid_bits() - before[i]
-        total = sum(coder.num_bits() for coder in coders)
-        decoded = np.zeros_like(symbols)
-        for t in reversed(range(steps)):  # decode: the last row first, leaving each stack as it was before it
-            active = [c for c in range(k) if t < len(rows[c])]
-            batch = [rows[c][t] for c in active]
-            codes = np.stack([coders[c].decode(uniform, d) for c in active])
-            means = _means(model, codes, medians)
-            for i, c in enumerate(active):
-                decoded[batch[i]] = coders[c].decode(bernoulli, means[i])
-            q = _posterior_bins(model, torch.as_tensor(decoded[batch], dtype=torch.float32), edges)
-            for i, c in enumerate(active):
-                coders[c].encode_reverse(codes[i].astype(np.int32), categorical, q[i])
-    if not np.array_equal(decoded, symbols) or any(
-            not np.array_equal(coders[c].get_compressed(), initial[c]) for c in range(k)):
+    coder = _Coder(model, x, latent_bins, chains)
+    coders, increments, initial = coder.encode(x, seed)
+    total = sum(c.num_bits() for c in coders)
+    decoded = coder.decode(coders, len(x), x.shape[1])
+    if not np.array_equal(decoded, x.numpy().astype(np.int32)) or any(
+            not np.array_equal(c.get_compressed(), words) for c, words in zip(coders, initial, strict=True)):
         raise ValueError("bits-back round trip failed: the decoded rows or the seed words differ from what was "
                          "encoded (the network gave different numbers for the same inputs)")
     initial_bits = int(initial.size * WORD_BITS)
-    per_example = torch.as_tensor(increments * math.log(2), dtype=torch.float64)
     return CodeLength(total_bits=int(total), initial_bits=initial_bits,
-                      nats_per_example=(total - initial_bits) * math.log(2) / n, per_example=per_example,
+                      nats_per_example=(total - initial_bits) * math.log(2) / len(x),
+                      per_example=torch.as_tensor(increments * math.log(2), dtype=torch.float64),
                       decoded=torch.as_tensor(decoded, dtype=torch.float32))
 
 
-__all__ = ["CodeLength", "bits_back", "DEFAULT_BINS"]
+# -- a self-describing file: compress / decompress ---------------------------------------------------------------
+
+MAGIC = b"IBKITBB\n"  # the file's first 8 bytes
+VERSION = 1
+_HEAD = struct.Struct("<8sHIIIIQ")  # magic, version, rows N, width D, latent bins, chains, seed
+_DIGEST = 32  # SHA-256 bytes: of the model's weights, and of the rows
+
+
+def fingerprint(model) -> bytes:
+    """SHA-256 of the model's weights (its ``state_dict``, names and values in order): a file names its model.
+
+    Raises:
+        ValueError: a model that is no ``torch.nn.Module`` (nothing to fingerprint).
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"compress needs a torch.nn.Module to fingerprint; got {type(model).__name__}")
+    digest = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.digest()
+
+
+def compress(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains: int = 16) -> bytes:
+    """Binary rows x [N, D] as one self-describing bytes object: a header (magic, version, N, D, the coding
+    parameters, the model's fingerprint, the rows' SHA-256), then each chain's bits-back stream (its length in words,
+    then its 32-bit words), then a CRC-32 of all before it. Its size is the rows' bits-back length plus the seed
+    words, the padding, ``header_bytes``, 4 bytes per chain and 4 of the CRC.
+
+    Args:
+        model: as ``bits_back`` takes it, and a ``torch.nn.Module`` (its weights are fingerprinted).
+        x: [N, D] binary rows.
+        seed, latent_bins, chains: as in ``bits_back``.
+
+    Returns:
+        the file's bytes.
+    """
+    check_number("seed", seed, low=0, integer=True)
+    x = _binary_rows(x)
+    coder = _Coder(model, x, latent_bins, chains)
+    coders, _, _ = coder.encode(x, seed)
+    streams = [c.get_compressed() for c in coders]
+    rows = hashlib.sha256(x.numpy().astype(np.uint8).tobytes()).digest()
+    head = _HEAD.pack(MAGIC, VERSION, len(x), x.shape[1], latent_bins, chains, seed) + fingerprint(model) + rows
+    body = b"".join(struct.pack("<I", len(s)) + s.astype("<u4").tobytes() for s in streams)
+    return head + body + struct.pack("<I", zlib.crc32(head + body))  # any flipped or lost byte is caught
+
+
+def header_bytes() -> int:
+    """The bytes of a file's header (before the chains' streams, each of which adds 4 bytes of length)."""
+    return _HEAD.size + 2 * _DIGEST
+
+
+def decompress(model, data: bytes) -> Tensor:
+    """The rows [N, D] (float32, 0 or 1) of a file ``compress`` wrote, decoded with ``model``.
+
+    Raises:
+        ValueError: not such a file, another version, another model (its fingerprint differs), a truncated or
+            corrupted file (the decoded rows' SHA-256 differs from the one stored): never wrong rows.
+    """
+    if len(data) < header_bytes() + 4 or data[:8] != MAGIC:
+        raise ValueError("not an ibkit bits-back file (it does not start with the ibkit header); was it written by "
+                         "ibkit compress?")
+    (crc,) = struct.unpack("<I", data[-4:])
+    if zlib.crc32(data[:-4]) != crc:
+        raise ValueError("the file is truncated or corrupted: its CRC-32 does not match its contents")
+    data = data[:-4]
+    magic, version, n, width, latent_bins, chains, seed = _HEAD.unpack_from(data)
+    if version != VERSION:
+        raise ValueError(f"an ibkit bits-back file of version {version}; this ibkit reads version {VERSION}")
+    model_digest = data[_HEAD.size: _HEAD.size + _DIGEST]
+    rows_digest = data[_HEAD.size + _DIGEST: header_bytes()]
+    if fingerprint(model) != model_digest:
+        raise ValueError("the file was compressed with another model (its weights' fingerprint differs); decompress "
+                         "with the model that compressed it")
+    streams, offset = [], header_bytes()
+    try:
+        for _ in range(min(chains, n)):
+            (words,) = struct.unpack_from("<I", data, offset)
+            stream = np.frombuffer(data, dtype="<u4", count=words, offset=offset + 4).astype(np.uint32)
+            streams.append(stream)
+            offset += 4 + 4 * words
+    except (struct.error, ValueError):
+        raise ValueError("the file is truncated: its streams end before the header says") from None
+    if offset != len(data):
+        raise ValueError(f"the file has {len(data) - offset} bytes beyond its streams: corrupted")
+    probe = torch.zeros(2, width)
+    coder = _Coder(model, probe, latent_bins, chains)
+    coders = [coder.stream.stack.AnsCoder(s.copy()) for s in streams]
+    try:
+        decoded = coder.decode(coders, n, width)
+    except Exception as e:  # a corrupted stream can make the coder refuse, or read past its end
+        raise ValueError(f"the file is corrupted: its streams do not decode ({type(e).__name__})") from None
+    if hashlib.sha256(decoded.astype(np.uint8).tobytes()).digest() != rows_digest:
+        raise ValueError("the file is corrupted: the decoded rows differ from the ones compressed (their SHA-256 "
+                         "does not match)")
+    return torch.as_tensor(decoded, dtype=torch.float32)
+
+
+__all__ = ["CodeLength", "bits_back", "compress", "decompress", "fingerprint", "header_bytes", "DEFAULT_BINS"]

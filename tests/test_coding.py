@@ -63,3 +63,59 @@ def test_what_it_cannot_code_is_refused_with_the_reason(tiny_vae, build, rows, m
     x = torch.rand(5, 64) if rows == "grey" else (torch.rand(5, 64) > 0.5).float()
     with pytest.raises(ValueError, match=message):
         bits_back(m, x)
+
+
+def test_a_compressed_file_decompresses_to_its_rows_and_costs_the_bits_back_length_plus_its_header(trained):
+    from ibkit.coding import compress, decompress, header_bytes
+
+    m, x = trained
+    data = compress(m, x)
+    assert torch.equal(decompress(m, data), x)
+    code = bits_back(m, x)
+    chains = min(16, len(x))
+    assert len(data) == code.total_bits // 8 + header_bytes() + 4 * chains + 4
+    assert header_bytes() < 128  # a few hundred bits, not a fixed large block
+
+
+def test_another_model_or_a_damaged_file_is_refused_never_decoded_to_wrong_rows(trained, tiny_vae):
+    from ibkit.coding import compress, decompress
+
+    m, x = trained
+    data = compress(m, x[:40])
+    other = ibkit.build_model("vae", 64, 8, hidden=(128, 128), seed=1)
+    with pytest.raises(ValueError, match="compressed with another model"):
+        decompress(other, data)
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        decompress(m, data[:-7])
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        decompress(m, bytes(flipped))
+    with pytest.raises(ValueError, match="not an ibkit bits-back file"):
+        decompress(m, b"PK\x03\x04 a zip file")
+
+
+def test_compress_and_decompress_at_the_command_line(trained, tmp_path, capsys):
+    import numpy as np
+
+    from ibkit.cli import main
+
+    m, x = trained
+    checkpoint, other = tmp_path / "vae.pt", tmp_path / "other.pt"
+    ibkit.save_checkpoint(m, checkpoint)
+    ibkit.save_checkpoint(ibkit.build_model("vae", 64, 8, hidden=(128, 128), seed=1), other)
+    assert main(["compress", str(checkpoint), "digits", str(tmp_path / "rows.ibb")]) == 0
+    said = capsys.readouterr().out
+    bits, neg_elbo = (float(said.split(" bits per example")[i].split()[-1]) for i in (0, 1))
+    size = (tmp_path / "rows.ibb").stat().st_size
+    assert said.startswith(f"{len(x)} rows of digits test split") and bits == pytest.approx(8 * size / len(x), abs=0.01)
+    assert neg_elbo == pytest.approx(-E.elbo(m, x, n_samples=64) / math.log(2), rel=0.01)
+    assert bits > neg_elbo  # the one-off header, seed words and padding weigh on 359 rows; bits_back measures the rows
+    assert main(["decompress", str(checkpoint), str(tmp_path / "rows.ibb"), str(tmp_path / "rows.npy")]) == 0
+    assert np.array_equal(np.load(tmp_path / "rows.npy"), x.numpy().astype(np.uint8))
+    capsys.readouterr()
+    assert main(["decompress", str(other), str(tmp_path / "rows.ibb"), str(tmp_path / "again.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "compressed with another model" in err and not (tmp_path / "again.npy").exists()
+    assert main(["compress", str(checkpoint), "digits", str(tmp_path / "rows.ibb")]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
