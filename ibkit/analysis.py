@@ -93,6 +93,9 @@ class Analysis:
                  (f"IWAE log p(x) bound (k = {r['k']})", "iwae"), ("I(X;Z) lower bound", "mi_lower"),
                  ("I(X;Z) upper bound", "mi_upper"), ("mean squared error", "mse")]
         lines += [f"| {label} | {self.value(key)} |" for label, key in names if not _missing(r.get(key))]
+        if not _missing(r.get("code_length")):
+            lines += [f"| code length (bits-back stream on the IWAE rows, nats per example) | "
+                      f"{r['code_length']:.4g} ({r['code_length_ratio']:.4f} × −ELBO) |"]
         lines += [f"| active units | {r['active_units']} of {r['latent_dim']} |"]
         lines += [f"| {column_help(name) or name} | {r[name]:.4g} |" for name in COLUMNS if name in r] + [""]
         lines += self._sentences(stochastic)
@@ -229,6 +232,7 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
             row.update(_mean_se("elbo", -(distortion + rate)))
             row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True,
                                            allow_long=allow_long)))
+            row.update(_code_length(model, x[:iwae_rows], (distortion + rate)[:iwae_rows], seed))
         try:
             kl = E.kl_per_dim(model, x).tolist()
             tables["kl_per_dim"] = pd.DataFrame(dict(dimension=range(len(kl)), kl=kl))
@@ -251,7 +255,21 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     return Analysis(row, tables, name, dataset)
 
 
+def _code_length(model, x: Tensor, neg_elbo: Tensor, seed: int) -> dict:
+    """-ELBO made a real code (``ibkit.coding.bits_back`` on the rows x): its nats per example, overhead included,
+    and its ratio to the rows' -ELBO; where the model or data cannot be coded, NaN and the reason."""
+    try:
+        from ibkit.coding import bits_back
+
+        code = bits_back(model, x, seed=seed)
+    except ValueError as e:  # not coded (the reason says why): continuous data, another posterior, no constriction
+        return dict(code_length=math.nan, code_length_ratio=math.nan, code_length_note=str(e))
+    return dict(code_length=code.nats_per_example, code_length_ratio=code.nats_per_example / float(neg_elbo.mean()),
+                code_length_note="")
+
+
 def _mean_se(name: str, values) -> dict:
+    """{name: the mean of values, name_se: its standard error} (float64)."""
     v = torch.as_tensor(values, dtype=torch.float64)
     return {name: float(v.mean()), f"{name}_se": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else math.nan}
 

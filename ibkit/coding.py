@@ -340,4 +340,169 @@ def decompress(model, data: bytes) -> Tensor:
     return torch.as_tensor(decoded, dtype=torch.float32)
 
 
-__all__ = ["CodeLength", "bits_back", "compress", "decompress", "fingerprint", "header_bytes", "DEFAULT_BINS"]
+
+
+# -- channel simulation: one exact sample of q(z|x), sent as candidate indices (Poisson functional representation) --
+
+CANDIDATE_CHUNK = 4096  # candidates drawn per step of the search (the receiver draws the same chunks)
+
+
+@dataclass
+class ChannelCode:
+    """What ``channel_simulation`` sent.
+
+    Attributes:
+        bits: [N] the code length of each row's indices, each index K >= 1 under the Elias delta code
+            (floor(log2 K) + 2 floor(log2(floor(log2 K) + 1)) + 1 bits).
+        kl_bits: [N] KL(q(z|x) || p(z)) of each row, in bits: the rate the channel costs.
+        z: [N, d] the sample each row sent, exactly distributed as q(z|x), which the receiver rebuilds.
+        indices: [N, B] the chosen candidate of each row and block (1-based).
+        blocks: the latent dimensions of each block (a tuple of tuples), shared by sender and receiver.
+        bound_bits: [N] the sum over blocks of KL + log2(KL + 1) + 4 bits (Li & El Gamal 2018).
+        proposal_scale: [d] (float64) the std of the shared candidates, centred on the prior's mean: the prior's
+            own, except where some row's q(z_j|x) is as wide as the prior (a collapsed dimension), where it is 1.5
+            times the widest q, so that max q / proposal stays finite (side information, like the blocks).
+    """
+
+    bits: Tensor
+    kl_bits: Tensor
+    z: Tensor
+    indices: Tensor
+    blocks: tuple[tuple[int, ...], ...]
+    bound_bits: Tensor
+    proposal_scale: Tensor
+
+
+def elias_delta_bits(k: int) -> int:
+    """The Elias delta code length of the integer k >= 1, in bits."""
+    n = k.bit_length() - 1  # floor(log2 k)
+    return n + 2 * ((n + 1).bit_length() - 1) + 1
+
+
+def _candidates(loc: Tensor, scale: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One chunk of the shared randomness: candidates [M, b] from the prior N(loc, scale^2) and their exponential
+    waiting times [M] (float64)."""
+    z = loc + scale * torch.randn(CANDIDATE_CHUNK, len(loc), generator=generator, dtype=torch.float64)
+    waits = torch.empty(CANDIDATE_CHUNK, dtype=torch.float64).exponential_(1.0, generator=generator)
+    return z, waits
+
+
+def _generator(seed: int, row: int, block: int) -> torch.Generator:
+    """The shared randomness of one row and block: the same stream at the sender and the receiver."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + row) * 10_007 + block) % 2**63)
+
+
+def _block_sample(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor,
+                  generator: torch.Generator) -> tuple[int, Tensor]:
+    """The Poisson functional representation of q against p for one block (Li & El Gamal 2018): candidates
+    Z_i ~ p with arrival times T_i (a unit Poisson process); the index K = argmin T_i p(Z_i) / q(Z_i) gives Z_K ~ q
+    exactly. The search stops once T_i / max(q/p) passes the best score, which no later candidate can beat; p is
+    wider than q in every dimension (``channel_simulation``'s proposal), so max q/p is finite."""
+    q = torch.distributions.Normal(q_loc, q_scale)
+    p = torch.distributions.Normal(p_loc, p_scale)
+    var = p_scale**2 - q_scale**2  # log max q/p: at z* = (loc_q s_p^2 - loc_p s_q^2) / (s_p^2 - s_q^2)
+    peak = (q_loc * p_scale**2 - p_loc * q_scale**2) / var
+    log_max = (q.log_prob(peak) - p.log_prob(peak)).sum().item()
+    best, best_index, best_z, time, seen = math.inf, 0, q_loc, 0.0, 0
+    while True:
+        z, waits = _candidates(p_loc, p_scale, generator)
+        times = time + waits.cumsum(0)
+        scores = times.log() - (q.log_prob(z) - p.log_prob(z)).sum(-1)
+        i = int(scores.argmin())
+        if scores[i].item() < best:
+            best, best_index, best_z = scores[i].item(), seen + i + 1, z[i]
+        time, seen = times[-1].item(), seen + CANDIDATE_CHUNK
+        if math.log(time) - log_max > best:
+            return best_index, best_z
+
+
+def _block_candidate(index: int, p_loc: Tensor, p_scale: Tensor, generator: torch.Generator) -> Tensor:
+    """The receiver's side: candidate ``index`` (1-based) of the shared stream."""
+    chunk = (index - 1) // CANDIDATE_CHUNK
+    for _ in range(chunk + 1):
+        z, _ = _candidates(p_loc, p_scale, generator)
+    return z[(index - 1) % CANDIDATE_CHUNK]
+
+
+def _blocks(kl_per_dim: Tensor, block_bits: float) -> tuple[tuple[int, ...], ...]:
+    """Consecutive latent dimensions grouped so that each block's mean KL stays under ``block_bits`` (a dimension
+    whose own KL is larger stands alone)."""
+    blocks: list[list[int]] = [[]]
+    total = 0.0
+    for j, kl in enumerate(kl_per_dim.tolist()):
+        if blocks[-1] and total + kl > block_bits:
+            blocks.append([])
+            total = 0.0
+        blocks[-1].append(j)
+        total += kl
+    return tuple(tuple(b) for b in blocks)
+
+
+def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> ChannelCode:
+    """Send one exact sample of q(z|x) for each row of x, at about its KL in bits, with the Poisson functional
+    representation: sender and receiver share candidates drawn from the prior by ``seed`` (Li & El Gamal 2018;
+    Havasi et al. 2019; Theis & Yosri 2022). The latent dimensions are grouped into blocks whose mean KL stays under
+    ``block_bits``, so that each block's search stays cheap (its expected candidates grow as 2^KL).
+
+    Args:
+        model: a protocol model with a diagonal Gaussian posterior and a diagonal Gaussian prior.
+        x: [N, D] rows (any values the model scores).
+        seed: the shared randomness.
+        block_bits: the most mean KL, in bits, of one block of dimensions.
+
+    Returns:
+        the ``ChannelCode``: bits, kl_bits, z, indices, blocks and the bound KL + log2(KL + 1) + 4 per block.
+
+    Raises:
+        ValueError: another posterior or prior.
+    """
+    check_number("seed", seed, low=0, integer=True)
+    check_number("block_bits", block_bits, low=1)
+    x = torch.as_tensor(x, dtype=torch.float32)
+    model = model.eval() if isinstance(model, torch.nn.Module) else model
+    with torch.no_grad():
+        q = model.posterior(x)
+        if diagonal_normal(q) is None:
+            raise ValueError("channel simulation needs a diagonal Gaussian posterior; got "
+                             f"{type(q).__name__}")
+        q_loc, q_scale = (t.double() for t in diagonal_normal(q))
+        p_loc, p_scale = (t[0].double() for t in diagonal_normal(model.prior().expand(torch.Size([1]))))
+    kl = torch.distributions.kl_divergence(torch.distributions.Normal(q_loc, q_scale),
+                                           torch.distributions.Normal(p_loc, p_scale)) / math.log(2)  # [N, d] bits
+    blocks = _blocks(kl.mean(0), block_bits)
+    widest = q_scale.max(0).values
+    proposal = torch.where(widest < 0.95 * p_scale, p_scale, 1.5 * widest)  # [d]
+    indices = torch.zeros(len(x), len(blocks), dtype=torch.long)
+    z = torch.zeros_like(q_loc)
+    for row in range(len(x)):
+        for b, dims in enumerate(blocks):
+            k, sample = _block_sample(q_loc[row, list(dims)], q_scale[row, list(dims)], p_loc[list(dims)],
+                                      proposal[list(dims)], _generator(seed, row, b))
+            indices[row, b], z[row, list(dims)] = k, sample
+    block_kl = torch.stack([kl[:, list(dims)].sum(-1) for dims in blocks], dim=-1)  # [N, B]
+    bits = torch.tensor([[float(elias_delta_bits(int(k))) for k in row] for row in indices.tolist()]).sum(-1)
+    bound = (block_kl + torch.log2(block_kl + 1) + 4).sum(-1)
+    return ChannelCode(bits=bits, kl_bits=kl.sum(-1), z=z.float(), indices=indices, blocks=blocks, bound_bits=bound,
+                       proposal_scale=proposal)
+
+
+def channel_decode(prior, code: ChannelCode, seed: int = 0) -> Tensor:
+    """The samples [N, d] the indices of ``code`` name, rebuilt from the prior and the shared seed alone (no x).
+
+    Args:
+        prior: p(z), a diagonal Gaussian (a model's ``prior()``).
+        code: what ``channel_simulation`` sent (its ``indices`` and ``blocks``).
+        seed: the shared randomness it used.
+    """
+    p_loc = diagonal_normal(prior.expand(torch.Size([1])))[0][0].double()
+    p_scale = code.proposal_scale.double()
+    z = torch.zeros(len(code.indices), len(p_loc), dtype=torch.float64)
+    for row, ks in enumerate(code.indices.tolist()):
+        for b, (dims, k) in enumerate(zip(code.blocks, ks, strict=True)):
+            z[row, list(dims)] = _block_candidate(k, p_loc[list(dims)], p_scale[list(dims)],
+                                                  _generator(seed, row, b))
+    return z.float()
+
+
+__all__ = ["CodeLength", "bits_back", "compress", "decompress", "fingerprint", "header_bytes", "DEFAULT_BINS",
+           "ChannelCode", "channel_simulation", "channel_decode", "elias_delta_bits"]
