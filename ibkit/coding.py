@@ -284,7 +284,8 @@ def compress(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains
     coders, _, _ = coder.encode(x, seed)
     streams = [c.get_compressed() for c in coders]
     rows = hashlib.sha256(x.numpy().astype(np.uint8).tobytes()).digest()
-    head = _HEAD.pack(MAGIC, VERSION, len(x), x.shape[1], latent_bins, chains, seed) + fingerprint(model) + rows
+    fields = (MAGIC, VERSION, len(x), x.shape[1], latent_bins, chains, seed)  # in _HEAD's order
+    head = _HEAD.pack(*fields) + fingerprint(model) + rows
     body = b"".join(struct.pack("<I", len(s)) + s.astype("<u4").tobytes() for s in streams)
     return head + body + struct.pack("<I", zlib.crc32(head + body))  # any flipped or lost byte is caught
 
@@ -392,7 +393,7 @@ def _generator(seed: int, row: int, block: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + row) * 10_007 + block) % 2**63)
 
 
-def _block_sample(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor,
+def _block_sample(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor, *,
                   generator: torch.Generator) -> tuple[int, Tensor]:
     """The Poisson functional representation of q against p for one block (Li & El Gamal 2018): candidates
     Z_i ~ p with arrival times T_i (a unit Poisson process); the index K = argmin T_i p(Z_i) / q(Z_i) gives Z_K ~ q
@@ -477,7 +478,7 @@ def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> C
     for row in range(len(x)):
         for b, dims in enumerate(blocks):
             k, sample = _block_sample(q_loc[row, list(dims)], q_scale[row, list(dims)], p_loc[list(dims)],
-                                      proposal[list(dims)], _generator(seed, row, b))
+                                      proposal[list(dims)], generator=_generator(seed, row, b))
             indices[row, b], z[row, list(dims)] = k, sample
     block_kl = torch.stack([kl[:, list(dims)].sum(-1) for dims in blocks], dim=-1)  # [N, B]
     bits = torch.tensor([[float(elias_delta_bits(int(k))) for k in row] for row in indices.tolist()]).sum(-1)
