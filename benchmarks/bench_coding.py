@@ -48,14 +48,14 @@ def bare_single_chain(model, x: torch.Tensor, bins: int = 4096) -> np.ndarray:
     symbols = x.numpy().astype(np.int32)
     with torch.no_grad():
         for i in range(len(x)):
-            codes = coder.decode(categorical, _posterior_bins(model, x[i:i + 1], edges)[0])
+            codes = coder.decode(categorical, _posterior_bins(model.posterior(x[i:i + 1]), edges)[0])
             coder.encode_reverse(symbols[i], bernoulli, _means(model, codes[None], medians)[0])
             coder.encode_reverse(codes.astype(np.int32), uniform)
         decoded = np.zeros_like(symbols)
         for i in reversed(range(len(x))):
             codes = coder.decode(uniform, medians.shape[0])
             decoded[i] = coder.decode(bernoulli, _means(model, codes[None], medians)[0])
-            q = _posterior_bins(model, torch.as_tensor(decoded[i:i + 1], dtype=torch.float32), edges)[0]
+            q = _posterior_bins(model.posterior(torch.as_tensor(decoded[i:i + 1], dtype=torch.float32)), edges)[0]
             coder.encode_reverse(codes.astype(np.int32), categorical, q)
     return decoded
 

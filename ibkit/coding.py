@@ -32,10 +32,12 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.distributions import MultivariateNormal
 
 from ibkit.checks import check_number
 from ibkit.distributions import diagonal_normal
@@ -86,6 +88,18 @@ def _binary_rows(x) -> Tensor:
     return x
 
 
+def _prior_loc_scale(prior) -> tuple[Tensor, Tensor] | None:
+    """(loc, scale) [d] (float64) of a prior with independent Gaussian dimensions: a diagonal Normal, or a
+    MultivariateNormal whose covariance is diagonal (the full family's form of N(0, I)); None for any other."""
+    if isinstance(prior, MultivariateNormal):
+        tril = prior.scale_tril.double()
+        if tril.dim() != 2 or not torch.equal(tril, torch.diag(tril.diagonal())):
+            return None
+        return prior.loc.double(), tril.diagonal()
+    found = diagonal_normal(prior.expand(torch.Size([1])))
+    return None if found is None else (found[0][0].double(), found[1][0].double())
+
+
 def _check_model(model, x: Tensor) -> None:
     """Refuse, with the reason, a model bits-back cannot code yet: no posterior, a posterior other than a diagonal
     Gaussian, a prior without a diagonal Gaussian CDF, or a likelihood that is not Bernoulli(decode(z))."""
@@ -94,14 +108,13 @@ def _check_model(model, x: Tensor) -> None:
                          f"{type(model).__name__} lacks some")
     with torch.no_grad():
         q = model.posterior(x[:2])
-        if diagonal_normal(q) is None:
-            raise ValueError(f"bits-back codes a diagonal Gaussian posterior for now; this model's q(z|x) is a "
-                             f"{type(q).__name__} (full-covariance, IAF and hierarchical posteriors are not coded "
-                             "yet)")
+        if diagonal_normal(q) is None and not isinstance(q, MultivariateNormal):
+            raise ValueError(f"bits-back codes a diagonal or full-covariance Gaussian posterior for now; this model's "
+                             f"q(z|x) is a {type(q).__name__} (IAF and hierarchical posteriors are not coded yet)")
         prior = model.prior()
-        if diagonal_normal(prior.expand(torch.Size([1]))) is None:
+        if _prior_loc_scale(prior) is None:
             raise ValueError(f"bits-back needs a prior with a per-dimension Gaussian CDF; got {type(prior).__name__}")
-        z = diagonal_normal(q)[0].unsqueeze(0)  # [1, 2, d]
+        z = q.mean.unsqueeze(0)  # [1, 2, d]
         p = model.decode(z).double().clamp(1e-12, 1 - 1e-12)
         bernoulli = (x[:2] * p.log() + (1 - x[:2]) * (-p).log1p()).sum(-1)
         stated = model.log_likelihood(x[:2], z).double()
@@ -114,8 +127,7 @@ def _check_model(model, x: Tensor) -> None:
 def _bins(model, latent_bins: int) -> tuple[Tensor, Tensor]:
     """The bin edges [d, B + 1] (float64, -inf and inf at the ends) of B equal-mass bins of the prior per dimension,
     and the bin medians [d, B] the decoder sees."""
-    loc, scale = diagonal_normal(model.prior().expand(torch.Size([1])))
-    loc, scale = loc[0].double(), scale[0].double()
+    loc, scale = _prior_loc_scale(model.prior())  # type: ignore[misc]  # checked by _check_model
     standard = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
     levels = torch.arange(latent_bins + 1, dtype=torch.float64) / latent_bins
     edges = loc[:, None] + scale[:, None] * standard.icdf(levels)[None, :]
@@ -124,11 +136,37 @@ def _bins(model, latent_bins: int) -> tuple[Tensor, Tensor]:
     return edges, medians
 
 
-def _posterior_bins(model, x: Tensor, edges: Tensor) -> np.ndarray:
-    """q's mass on each bin [K, d, B] (float64) for the rows x [K, D]."""
-    loc, scale = diagonal_normal(model.posterior(x))
-    cdf = torch.special.ndtr((edges[None] - loc.double()[..., None]) / scale.double()[..., None])  # [K, d, B + 1]
+def _posterior_bins(q, edges: Tensor) -> np.ndarray:
+    """A diagonal q(z|x)'s mass on each bin [K, d, B] (float64), for K rows."""
+    loc, scale = diagonal_normal(q)
+    return _bin_mass(loc.double(), scale.double(), edges[None])
+
+
+def _bin_mass(loc: Tensor, scale: Tensor, edges: Tensor) -> np.ndarray:
+    """The mass of N(loc, scale^2) ([...]) on the bins between consecutive edges ([..., B + 1]): [..., B]."""
+    cdf = torch.special.ndtr((edges - loc[..., None]) / scale[..., None])
     return (cdf[..., 1:] - cdf[..., :-1]).clamp_min(0.0).numpy()
+
+
+def _conditionals(q: MultivariateNormal, edges: Tensor, medians: Tensor, codes: np.ndarray | None = None,
+                  pop=None) -> tuple[np.ndarray, np.ndarray]:
+    """A full-covariance q(z|x) = N(mu, L L^T) coded one conditional at a time: z_j given the bins of z_<j (at their
+    medians) is N(mu_j + sum_k<j L_jk eps_k, L_jj^2), with eps_k = (z_k - mu_k - sum_i<k L_ki eps_i) / L_kk. With
+    ``pop(j, table [K, B]) -> codes [K]`` the bins are drawn one dimension after the other (the sender); with the
+    ``codes`` [K, d] given, their tables are rebuilt (the receiver, who pushes them back). Returns the codes and the
+    tables [K, d, B]."""
+    loc, tril = q.loc.double(), q.scale_tril.double()
+    n, d = loc.shape
+    eps = torch.zeros(n, d, dtype=torch.float64)
+    tables, chosen = [], np.zeros((n, d), dtype=np.int64) if codes is None else codes
+    for j in range(d):
+        mean = loc[:, j] + (tril[:, j, :j] * eps[:, :j]).sum(-1)
+        table = _bin_mass(mean, tril[:, j, j], edges[j].expand(n, -1))
+        if codes is None:
+            chosen[:, j] = pop(j, table)
+        tables.append(table)
+        eps[:, j] = (medians[j, torch.as_tensor(chosen[:, j])] - mean) / tril[:, j, j]
+    return chosen, np.stack(tables, axis=1)
 
 
 def _means(model, codes: np.ndarray, medians: Tensor) -> np.ndarray:
@@ -145,7 +183,7 @@ class _Coder:
         constriction = _constriction()
         check_number("latent_bins", latent_bins, low=2, high=2**16, integer=True)
         check_number("chains", chains, low=1, integer=True)
-        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
+        self.model: Any = model.eval() if isinstance(model, torch.nn.Module) else model
         _check_model(self.model, x)
         self.stream = constriction.stream
         self.categorical = self.stream.model.Categorical(perfect=False)
@@ -155,6 +193,26 @@ class _Coder:
             self.edges, self.medians = _bins(self.model, latent_bins)
         self.latent_dim = self.medians.shape[0]
         self.chains = chains
+
+    def _pop(self, coders: list, active: list[int], x: Tensor) -> np.ndarray:
+        """Pop each active chain's bins [K, d] of z ~ q(z|x) for its row of x [K, D]: all d at once for a diagonal
+        posterior, one conditional after another for a full-covariance one."""
+        q = self.model.posterior(x)
+        if diagonal_normal(q) is not None:
+            tables = _posterior_bins(q, self.edges)
+            return np.stack([coders[c].decode(self.categorical, tables[i]) for i, c in enumerate(active)])
+
+        def pop(j: int, table: np.ndarray) -> np.ndarray:
+            return np.array([coders[c].decode(self.categorical, table[i:i + 1])[0] for i, c in enumerate(active)])
+
+        return _conditionals(q, self.edges, self.medians, pop=pop)[0]
+
+    def _tables(self, x: Tensor, codes: np.ndarray) -> np.ndarray:
+        """The tables [K, d, B] that ``_pop`` drew the bins codes [K, d] of the rows x from (the receiver's side)."""
+        q = self.model.posterior(x)
+        if diagonal_normal(q) is not None:
+            return _posterior_bins(q, self.edges)
+        return _conditionals(q, self.edges, self.medians, codes=codes)[1]
 
     def shards(self, n: int) -> list[list[int]]:
         """Chain c codes rows c, c + K, c + 2K, ... (K chains): step t codes one row of every chain."""
@@ -177,9 +235,8 @@ class _Coder:
             for t in range(len(shards[0])):
                 active = [c for c in range(len(shards)) if t < len(shards[c])]
                 batch = [shards[c][t] for c in active]
-                q = _posterior_bins(self.model, x[batch], self.edges)
                 before = [coders[c].num_valid_bits() for c in active]
-                codes = np.stack([coders[c].decode(self.categorical, q[i]) for i, c in enumerate(active)])
+                codes = self._pop(coders, active, x[batch])
                 means = _means(self.model, codes, self.medians)
                 for i, c in enumerate(active):
                     coders[c].encode_reverse(symbols[batch[i]], self.bernoulli, means[i])
@@ -198,7 +255,7 @@ class _Coder:
                 means = _means(self.model, codes, self.medians)
                 for i, c in enumerate(active):
                     decoded[batch[i]] = coders[c].decode(self.bernoulli, means[i])
-                q = _posterior_bins(self.model, torch.as_tensor(decoded[batch], dtype=torch.float32), self.edges)
+                q = self._tables(torch.as_tensor(decoded[batch], dtype=torch.float32), codes)
                 for i, c in enumerate(active):
                     coders[c].encode_reverse(codes[i].astype(np.int32), self.categorical, q[i])
         return decoded
@@ -467,7 +524,10 @@ def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> C
             raise ValueError("channel simulation needs a diagonal Gaussian posterior; got "
                              f"{type(q).__name__}")
         q_loc, q_scale = (t.double() for t in diagonal_normal(q))
-        p_loc, p_scale = (t[0].double() for t in diagonal_normal(model.prior().expand(torch.Size([1]))))
+        prior = _prior_loc_scale(model.prior())
+        if prior is None:
+            raise ValueError("channel simulation needs a prior with independent Gaussian dimensions")
+        p_loc, p_scale = prior
     kl = torch.distributions.kl_divergence(torch.distributions.Normal(q_loc, q_scale),
                                            torch.distributions.Normal(p_loc, p_scale)) / math.log(2)  # [N, d] bits
     blocks = _blocks(kl.mean(0), block_bits)
@@ -495,7 +555,7 @@ def channel_decode(prior, code: ChannelCode, seed: int = 0) -> Tensor:
         code: what ``channel_simulation`` sent (its ``indices`` and ``blocks``).
         seed: the shared randomness it used.
     """
-    p_loc = diagonal_normal(prior.expand(torch.Size([1])))[0][0].double()
+    p_loc = _prior_loc_scale(prior)[0]  # type: ignore[index]  # channel_simulation checked it
     p_scale = code.proposal_scale.double()
     z = torch.zeros(len(code.indices), len(p_loc), dtype=torch.float64)
     for row, ks in enumerate(code.indices.tolist()):
