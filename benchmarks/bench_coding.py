@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 import ibkit
-from ibkit.coding import _bins, _means, _posterior_bins, bits_back, channel_simulation
+from ibkit.coding import _means, _prior_loc_scale, _standard_bins, _table, bits_back, channel_simulation
+from ibkit.distributions import diagonal_normal
 
 
 def mnist_rows(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
@@ -37,26 +38,37 @@ def mnist_rows(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 
 def bare_single_chain(model, x: torch.Tensor, bins: int = 4096) -> np.ndarray:
-    """BB-ANS with one constriction chain and one network call per row: encode every row, then decode them all."""
+    """BB-ANS with one constriction chain and one network call per row (the same bins and tables as ibkit's):
+    encode every row, then decode them all."""
     import constriction
 
     stream = constriction.stream
     categorical, bernoulli = stream.model.Categorical(perfect=False), stream.model.Bernoulli(perfect=False)
     uniform = stream.model.Uniform(bins)
-    edges, medians = _bins(model, bins)
+    edges, medians = _standard_bins(bins)
+    loc, scale = _prior_loc_scale(model.prior())
+    prior = (loc[None], scale[None])
     coder = stream.stack.AnsCoder(np.arange(1, 17, dtype=np.uint32))
     symbols = x.numpy().astype(np.int32)
+
+    def table(row: torch.Tensor) -> np.ndarray:
+        q_loc, q_scale = diagonal_normal(model.posterior(row))
+        return _table(prior, (q_loc.double(), q_scale.double()), edges)[0]
+
+    def latent(codes: np.ndarray) -> torch.Tensor:
+        return loc + scale * medians[torch.as_tensor(codes, dtype=torch.long)]
+
     with torch.no_grad():
         for i in range(len(x)):
-            codes = coder.decode(categorical, _posterior_bins(model.posterior(x[i:i + 1]), edges)[0])
-            coder.encode_reverse(symbols[i], bernoulli, _means(model, codes[None], medians)[0])
+            codes = coder.decode(categorical, table(x[i:i + 1]))
+            coder.encode_reverse(symbols[i], bernoulli, _means(model, latent(codes)[None])[0])
             coder.encode_reverse(codes.astype(np.int32), uniform)
         decoded = np.zeros_like(symbols)
         for i in reversed(range(len(x))):
-            codes = coder.decode(uniform, medians.shape[0])
-            decoded[i] = coder.decode(bernoulli, _means(model, codes[None], medians)[0])
-            q = _posterior_bins(model.posterior(torch.as_tensor(decoded[i:i + 1], dtype=torch.float32)), edges)[0]
-            coder.encode_reverse(codes.astype(np.int32), categorical, q)
+            codes = coder.decode(uniform, len(loc))
+            decoded[i] = coder.decode(bernoulli, _means(model, latent(codes)[None])[0])
+            coder.encode_reverse(codes.astype(np.int32), categorical,
+                                 table(torch.as_tensor(decoded[i:i + 1], dtype=torch.float32)))
     return decoded
 
 

@@ -13,16 +13,24 @@ recomputes q(z|x) and pushes z back, leaving the stack as the sender found it; t
 ``initial_bits`` of seed words, reported apart.
 
 The latent is discretised into ``latent_bins`` bins of equal mass under the prior, per dimension (z is sent as its
-bin index; the decoder sees the bin's median): the prior's bins cost exactly log ``latent_bins`` each, the
+bin index; the networks see the bin's median): the prior's bins cost exactly log ``latent_bins`` each, the
 posterior's bins are its mass on them, so the discretisation costs nothing in expectation where q is wide against
 the bins and adds the mismatch between z and its bin median where it is not; 2^12 bins per dimension keep it within
 a fraction of a percent of -ELBO for the models ibkit trains. The coder's 24-bit fixed-point probabilities add a
-little more (at most about 2^-24 relative per symbol, plus the floor it gives empty bins).
+little more (at most about 2^-24 relative per symbol, plus the floor it gives empty bins). The price of more bins is
+time: every row builds q's table over all of them, d x ``latent_bins`` entries, to pop z and again to push it back.
 
-Supported now: a diagonal Gaussian posterior, a prior with a diagonal Gaussian per-dimension CDF (``N(0, I)``) and
-a Bernoulli likelihood (``decode(z)``, the pixel probabilities) on binary x. Anything else is refused with a
-ValueError that says why. Rows run in ``chains`` independent ANS chains, so that the posterior and the decoder see
-one row of every chain per network call.
+The latent is coded in steps, each a Gaussian against a Gaussian prior (``_latent``):
+
+- a diagonal Gaussian q(z|x) against a prior with independent Gaussian dimensions: one step;
+- a full-covariance q = N(mu, L L^T): one conditional at a time, z_j given the medians of z_<j's bins;
+- a top-down hierarchical VAE (``hvae``, Sønderby et al. 2016's ladder): layer by layer from the top, as its
+  inference runs, z_l ~ q(z_l | z_{l+1}, x) on the equal-mass bins of p(z_l | z_{l+1}), both at z_{l+1}'s medians
+  (so every layer's prior push is uniform and the receiver pops all bins at once, then reads them top-down).
+
+The likelihood is Bernoulli (``decode(z)``, the pixel probabilities) on binary x. Anything else (an IAF's flow, a
+bottom-up hierarchy, a Gaussian likelihood) is refused with a ValueError that says why. Rows run in ``chains``
+independent ANS chains, so that the posterior and the decoder see one row of every chain per network call.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import hashlib
 import math
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +51,7 @@ from torch.distributions import MultivariateNormal
 from ibkit.checks import check_number
 from ibkit.distributions import diagonal_normal
 from ibkit.interface import is_stochastic
+from ibkit.models.hvae import HierarchicalPosterior, HierarchicalVAE
 from ibkit.seeding import seeded
 
 DEFAULT_BINS = 2**12  # equal-mass bins of the prior per latent dimension
@@ -100,21 +110,94 @@ def _prior_loc_scale(prior) -> tuple[Tensor, Tensor] | None:
     return None if found is None else (found[0][0].double(), found[1][0].double())
 
 
-def _check_model(model, x: Tensor) -> None:
-    """Refuse, with the reason, a model bits-back cannot code yet: no posterior, a posterior other than a diagonal
-    Gaussian, a prior without a diagonal Gaussian CDF, or a likelihood that is not Bernoulli(decode(z))."""
+LocScale = tuple[Tensor, Tensor]  # a Gaussian's loc and scale, each [K, n] float64
+
+
+@dataclass
+class _Latent:
+    """A model's latent as Gaussian steps coded one after the other: ``steps`` holds the latent dimensions of each
+    step, in the order the sender pops them; ``prior(s, z)`` and ``posterior(q, s, z)`` give p's and q's (loc,
+    scale) [K, n_s] of step s's dimensions given the values z [K, d] (float64) of the steps before it (the bin
+    medians; later dimensions are zeros, and are not read)."""
+
+    steps: list[list[int]]
+    prior: Callable[[int, Tensor], LocScale]
+    posterior: Callable[[Any, int, Tensor], LocScale]
+
+
+def _double(normal) -> LocScale:
+    return normal.loc.double(), normal.scale.double()
+
+
+def _flat(model, q) -> _Latent:
+    """A diagonal Gaussian q(z|x) (one step: every dimension at once) or a full-covariance one, N(mu, L L^T), coded
+    one conditional at a time: z_j given z_<j is N(mu_j + L_j,<j eps_<j, L_jj^2), eps_<j = L_<j,<j^-1 (z_<j -
+    mu_<j); against a prior with independent Gaussian dimensions."""
+    found = _prior_loc_scale(model.prior())
+    if found is None:
+        raise ValueError("bits-back needs a prior with a per-dimension Gaussian CDF; got "
+                         f"{type(model.prior()).__name__}")
+    loc, scale = found
+
+    def prior(s: int, z: Tensor) -> LocScale:
+        dims = steps[s]
+        return loc[dims].expand(len(z), -1), scale[dims].expand(len(z), -1)
+
+    if not isinstance(q, MultivariateNormal):
+        steps = [list(range(len(loc)))]
+        return _Latent(steps, prior, lambda q, s, z: tuple(t.double() for t in diagonal_normal(q)))  # type: ignore
+
+    def conditional(q: MultivariateNormal, j: int, z: Tensor) -> LocScale:
+        mu, tril = q.loc.double(), q.scale_tril.double()
+        eps = torch.linalg.solve_triangular(tril[:, :j, :j], (z[:, :j] - mu[:, :j]).unsqueeze(-1), upper=False)
+        mean = mu[:, j] + (tril[:, j, :j] * eps.squeeze(-1)).sum(-1)
+        return mean[:, None], tril[:, j, j, None]
+
+    steps = [[j] for j in range(len(loc))]
+    return _Latent(steps, prior, conditional)
+
+
+def _layered(model: HierarchicalVAE) -> _Latent:
+    """A top-down hierarchical VAE, layer by layer from the top, as its inference runs: z_L ~ q(z_L|x) on the bins
+    of p(z_L); then z_l ~ q(z_l | z_{l+1}, x) on the bins of p(z_l | z_{l+1}), both at the medians of z_{l+1}."""
+    top = len(model.latent_dims) - 1
+    ends = np.cumsum((0,) + model.latent_dims)
+    steps = [list(range(ends[k], ends[k + 1])) for k in range(top, -1, -1)]
+
+    def layers(z: Tensor) -> list[Tensor | None]:
+        return list(model.layers(z.float()))
+
+    def prior(s: int, z: Tensor) -> LocScale:
+        k = top - s
+        p = model.layer_prior(k, None if k == top else layers(z)[k + 1])
+        loc, scale = _double(p)
+        return loc.expand(len(z), -1), scale.expand(len(z), -1)
+
+    return _Latent(steps, prior, lambda q, s, z: _double(q.layer(top - s, layers(z))))
+
+
+def _latent(model, x: Tensor) -> _Latent:
+    """How bits-back codes the model's latent, after checking the model; refuses, with the reason, what it cannot
+    code: no posterior, a posterior other than a diagonal, full-covariance or top-down hierarchical Gaussian, a
+    prior without a Gaussian CDF per dimension, or a likelihood that is not Bernoulli(decode(z))."""
     if not is_stochastic(model) or not callable(getattr(model, "decode", None)):
         raise ValueError(f"bits-back needs posterior(x), prior() and decode(z) (the Bernoulli means); "
                          f"{type(model).__name__} lacks some")
     with torch.no_grad():
         q = model.posterior(x[:2])
-        if diagonal_normal(q) is None and not isinstance(q, MultivariateNormal):
-            raise ValueError(f"bits-back codes a diagonal or full-covariance Gaussian posterior for now; this model's "
-                             f"q(z|x) is a {type(q).__name__} (IAF and hierarchical posteriors are not coded yet)")
-        prior = model.prior()
-        if _prior_loc_scale(prior) is None:
-            raise ValueError(f"bits-back needs a prior with a per-dimension Gaussian CDF; got {type(prior).__name__}")
-        z = q.mean.unsqueeze(0)  # [1, 2, d]
+        if isinstance(q, HierarchicalPosterior):
+            if not q.top_down:
+                raise ValueError("bits-back codes a hierarchical VAE top-down, as its inference runs; this one infers "
+                                 "bottom-up (q(z_1|x) first), so the bins of z_l, equal-mass under p(z_l | z_{l+1}), "
+                                 "are unknown when z_l is drawn (build it with inference='top_down')")
+            latent = _layered(q.model)
+        elif diagonal_normal(q) is not None or isinstance(q, MultivariateNormal):
+            latent = _flat(model, q)
+        else:
+            raise ValueError(f"bits-back codes a diagonal, full-covariance or top-down hierarchical Gaussian "
+                             f"posterior; this model's q(z|x) is a {type(q).__name__} (an IAF's flow has no "
+                             f"per-dimension CDF to put on the bins)")
+        z = torch.zeros(1, 2, q.event_shape[-1])
         p = model.decode(z).double().clamp(1e-12, 1 - 1e-12)
         bernoulli = (x[:2] * p.log() + (1 - x[:2]) * (-p).log1p()).sum(-1)
         stated = model.log_likelihood(x[:2], z).double()
@@ -122,97 +205,70 @@ def _check_model(model, x: Tensor) -> None:
         raise ValueError("bits-back codes discrete data with a Bernoulli likelihood: log_likelihood(x, z) must be "
                          "the Bernoulli log-probability of x under decode(z); this model's is not (a Gaussian "
                          "likelihood on continuous x has no finite code length)")
+    return latent
 
 
-def _bins(model, latent_bins: int) -> tuple[Tensor, Tensor]:
-    """The bin edges [d, B + 1] (float64, -inf and inf at the ends) of B equal-mass bins of the prior per dimension,
-    and the bin medians [d, B] the decoder sees."""
-    loc, scale = _prior_loc_scale(model.prior())  # type: ignore[misc]  # checked by _check_model
+def _standard_bins(latent_bins: int) -> tuple[Tensor, Tensor]:
+    """The edges [B + 1] (float64, -inf and inf at the ends) and medians [B] of B equal-mass bins of N(0, 1): a
+    Gaussian p's bins are loc + scale times them."""
     standard = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), 1.0)
-    levels = torch.arange(latent_bins + 1, dtype=torch.float64) / latent_bins
-    edges = loc[:, None] + scale[:, None] * standard.icdf(levels)[None, :]
-    medians = loc[:, None] + scale[:, None] * standard.icdf((torch.arange(latent_bins, dtype=torch.float64) + 0.5)
-                                                            / latent_bins)[None, :]
-    return edges, medians
+    levels = torch.arange(2 * latent_bins + 1, dtype=torch.float64) / (2 * latent_bins)
+    both = standard.icdf(levels)
+    return both[0::2], both[1::2]
 
 
-def _posterior_bins(q, edges: Tensor) -> np.ndarray:
-    """A diagonal q(z|x)'s mass on each bin [K, d, B] (float64), for K rows."""
-    loc, scale = diagonal_normal(q)
-    return _bin_mass(loc.double(), scale.double(), edges[None])
+def _table(p: LocScale, q: LocScale, edges: Tensor) -> np.ndarray:
+    """q's mass [K, n, B] (float64) on the B equal-mass bins of p, whose edges are p's loc + scale times the
+    standard bin edges [B + 1]; p and q are elementwise Gaussians with loc and scale [K, n]. The CDF is erfc's
+    (Phi(t) = erfc(-t / sqrt 2) / 2: a quarter of the time of torch's ndtr in float64)."""
+    (p_loc, p_scale), (q_loc, q_scale) = p, q
+    slope = (p_scale / q_scale * -math.sqrt(0.5))[..., None]  # -t / sqrt 2 = slope * edge + shift
+    shift = ((q_loc - p_loc) / q_scale * math.sqrt(0.5))[..., None]
+    twice_cdf = torch.erfc(torch.addcmul(shift, slope, edges))  # [K, n, B + 1]
+    return (twice_cdf[..., 1:] - twice_cdf[..., :-1]).mul_(0.5).clamp_min_(0.0).numpy()
 
 
-def _bin_mass(loc: Tensor, scale: Tensor, edges: Tensor) -> np.ndarray:
-    """The mass of N(loc, scale^2) ([...]) on the bins between consecutive edges ([..., B + 1]): [..., B]."""
-    cdf = torch.special.ndtr((edges - loc[..., None]) / scale[..., None])
-    return (cdf[..., 1:] - cdf[..., :-1]).clamp_min(0.0).numpy()
-
-
-def _conditionals(q: MultivariateNormal, edges: Tensor, medians: Tensor, codes: np.ndarray | None = None,
-                  pop=None) -> tuple[np.ndarray, np.ndarray]:
-    """A full-covariance q(z|x) = N(mu, L L^T) coded one conditional at a time: z_j given the bins of z_<j (at their
-    medians) is N(mu_j + sum_k<j L_jk eps_k, L_jj^2), with eps_k = (z_k - mu_k - sum_i<k L_ki eps_i) / L_kk. With
-    ``pop(j, table [K, B]) -> codes [K]`` the bins are drawn one dimension after the other (the sender); with the
-    ``codes`` [K, d] given, their tables are rebuilt (the receiver, who pushes them back). Returns the codes and the
-    tables [K, d, B]."""
-    loc, tril = q.loc.double(), q.scale_tril.double()
-    n, d = loc.shape
-    eps = torch.zeros(n, d, dtype=torch.float64)
-    tables, chosen = [], np.zeros((n, d), dtype=np.int64) if codes is None else codes
-    for j in range(d):
-        mean = loc[:, j] + (tril[:, j, :j] * eps[:, :j]).sum(-1)
-        table = _bin_mass(mean, tril[:, j, j], edges[j].expand(n, -1))
-        if codes is None:
-            chosen[:, j] = pop(j, table)
-        tables.append(table)
-        eps[:, j] = (medians[j, torch.as_tensor(chosen[:, j])] - mean) / tril[:, j, j]
-    return chosen, np.stack(tables, axis=1)
-
-
-def _means(model, codes: np.ndarray, medians: Tensor) -> np.ndarray:
-    """The Bernoulli means [K, D] (float64) the decoder gives the bin medians of the bin indices codes [K, d]."""
-    d = medians.shape[0]
-    z = medians[torch.arange(d)[None, :], torch.as_tensor(codes, dtype=torch.long)].float()  # [K, d]
-    return model.decode(z.unsqueeze(0))[0].double().clamp(0.0, 1.0).numpy()
+def _means(model, z: Tensor) -> np.ndarray:
+    """The Bernoulli means [K, D] (float64) the decoder gives the latent values z [K, d]."""
+    return model.decode(z.float().unsqueeze(0))[0].double().clamp(0.0, 1.0).numpy()
 
 
 class _Coder:
-    """What bits-back needs of a model, checked once: the bins, the posterior's mass on them and the decoder."""
+    """What bits-back needs of a model, checked once: how its latent is coded, the bins and the decoder."""
 
     def __init__(self, model, x: Tensor, latent_bins: int, chains: int):
         constriction = _constriction()
         check_number("latent_bins", latent_bins, low=2, high=2**16, integer=True)
         check_number("chains", chains, low=1, integer=True)
         self.model: Any = model.eval() if isinstance(model, torch.nn.Module) else model
-        _check_model(self.model, x)
+        self.latent = _latent(self.model, x)
+        self.order = [j for dims in self.latent.steps for j in dims]  # the dimensions in the order they are popped
         self.stream = constriction.stream
         self.categorical = self.stream.model.Categorical(perfect=False)
         self.bernoulli = self.stream.model.Bernoulli(perfect=False)
         self.uniform = self.stream.model.Uniform(latent_bins)
-        with torch.no_grad():
-            self.edges, self.medians = _bins(self.model, latent_bins)
-        self.latent_dim = self.medians.shape[0]
+        self.edges, self.medians = _standard_bins(latent_bins)
+        self.latent_dim = len(self.order)
         self.chains = chains
 
-    def _pop(self, coders: list, active: list[int], x: Tensor) -> np.ndarray:
-        """Pop each active chain's bins [K, d] of z ~ q(z|x) for its row of x [K, D]: all d at once for a diagonal
-        posterior, one conditional after another for a full-covariance one."""
-        q = self.model.posterior(x)
-        if diagonal_normal(q) is not None:
-            tables = _posterior_bins(q, self.edges)
-            return np.stack([coders[c].decode(self.categorical, tables[i]) for i, c in enumerate(active)])
+    def walk(self, q, codes: np.ndarray, pop=None) -> tuple[Tensor, list[np.ndarray]]:
+        """Step through the latent: each step's prior bins at the medians of the steps before it, and, given q,
+        q's mass on them; ``pop(table [K, n, B]) -> [K, n]`` draws the step's bins into codes [K, d] (the sender),
+        else codes holds them (the receiver). Returns the medians z [K, d] (float64) and q's tables (step order)."""
+        z = torch.zeros(codes.shape, dtype=torch.float64)
+        tables = []
+        for s, dims in enumerate(self.latent.steps):
+            p_loc, p_scale = self.latent.prior(s, z)
+            if q is not None:
+                tables.append(_table((p_loc, p_scale), self.latent.posterior(q, s, z), self.edges))
+                if pop is not None:
+                    codes[:, dims] = pop(tables[-1])
+            z[:, dims] = p_loc + p_scale * self.medians[torch.as_tensor(codes[:, dims])]
+        return z, tables
 
-        def pop(j: int, table: np.ndarray) -> np.ndarray:
-            return np.array([coders[c].decode(self.categorical, table[i:i + 1])[0] for i, c in enumerate(active)])
-
-        return _conditionals(q, self.edges, self.medians, pop=pop)[0]
-
-    def _tables(self, x: Tensor, codes: np.ndarray) -> np.ndarray:
-        """The tables [K, d, B] that ``_pop`` drew the bins codes [K, d] of the rows x from (the receiver's side)."""
-        q = self.model.posterior(x)
-        if diagonal_normal(q) is not None:
-            return _posterior_bins(q, self.edges)
-        return _conditionals(q, self.edges, self.medians, codes=codes)[1]
+    def popper(self, coders: list, active: list[int]) -> Callable[[np.ndarray], np.ndarray]:
+        """pop(table [K, n, B]) -> [K, n]: each active chain pops its row's n bins under its row's table."""
+        return lambda table: np.stack([coders[c].decode(self.categorical, table[i]) for i, c in enumerate(active)])
 
     def shards(self, n: int) -> list[list[int]]:
         """Chain c codes rows c, c + K, c + 2K, ... (K chains): step t codes one row of every chain."""
@@ -225,19 +281,25 @@ class _Coder:
         with seeded(seed):
             return torch.randint(0, 2**31, (len(self.shards(n)), words), dtype=torch.int64).numpy().astype(np.uint32)
 
+    def steps(self, n: int):
+        """Each step t of the chains: the chains still coding (those with a t-th row) and their rows."""
+        shards = self.shards(n)
+        for t in range(len(shards[0])):
+            active = [c for c in range(len(shards)) if t < len(shards[c])]
+            yield active, [shards[c][t] for c in active]
+
     def encode(self, x: Tensor, seed: int) -> tuple[list, np.ndarray, np.ndarray]:
         """The chains' coders after every row of binary x [N, D] is pushed; each row's net increment in bits [N];
         the seed words [K, W]."""
-        shards, initial = self.shards(len(x)), self.seed_words(seed, len(x))
+        initial = self.seed_words(seed, len(x))
         coders = [self.stream.stack.AnsCoder(words.copy()) for words in initial]
         increments, symbols = np.zeros(len(x)), x.numpy().astype(np.int32)
         with torch.no_grad():
-            for t in range(len(shards[0])):
-                active = [c for c in range(len(shards)) if t < len(shards[c])]
-                batch = [shards[c][t] for c in active]
+            for active, batch in self.steps(len(x)):
                 before = [coders[c].num_valid_bits() for c in active]
-                codes = self._pop(coders, active, x[batch])
-                means = _means(self.model, codes, self.medians)
+                codes = np.zeros((len(batch), self.latent_dim), dtype=np.int64)
+                z, _ = self.walk(self.model.posterior(x[batch]), codes, self.popper(coders, active))
+                means = _means(self.model, z)
                 for i, c in enumerate(active):
                     coders[c].encode_reverse(symbols[batch[i]], self.bernoulli, means[i])
                     coders[c].encode_reverse(codes[i].astype(np.int32), self.uniform)
@@ -246,18 +308,19 @@ class _Coder:
 
     def decode(self, coders: list, n: int, width: int) -> np.ndarray:
         """The rows [N, D] popped from the chains' coders, the last row first, each stack left as before that row."""
-        shards, decoded = self.shards(n), np.zeros((n, width), dtype=np.int32)
+        decoded = np.zeros((n, width), dtype=np.int32)
         with torch.no_grad():
-            for t in reversed(range(len(shards[0]))):
-                active = [c for c in range(len(shards)) if t < len(shards[c])]
-                batch = [shards[c][t] for c in active]
-                codes = np.stack([coders[c].decode(self.uniform, self.latent_dim) for c in active])
-                means = _means(self.model, codes, self.medians)
+            for active, batch in reversed(list(self.steps(n))):
+                codes = np.stack([coders[c].decode(self.uniform, self.latent_dim) for c in active]).astype(np.int64)
+                z, _ = self.walk(None, codes)
+                means = _means(self.model, z)
                 for i, c in enumerate(active):
                     decoded[batch[i]] = coders[c].decode(self.bernoulli, means[i])
-                q = self._tables(torch.as_tensor(decoded[batch], dtype=torch.float32), codes)
+                _, tables = self.walk(self.model.posterior(torch.as_tensor(decoded[batch], dtype=torch.float32)),
+                                      codes)
+                table, popped = np.concatenate(tables, axis=1), codes[:, self.order].astype(np.int32)
                 for i, c in enumerate(active):
-                    coders[c].encode_reverse(codes[i].astype(np.int32), self.categorical, q[i])
+                    coders[c].encode_reverse(popped[i], self.categorical, table[i])
         return decoded
 
 
@@ -266,8 +329,9 @@ def bits_back(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chain
     trip (module docstring).
 
     Args:
-        model: a protocol model with a diagonal Gaussian posterior, a diagonal Gaussian prior and ``decode(z)`` giving
-            the Bernoulli pixel probabilities its ``log_likelihood`` scores (ibkit's Bernoulli VAEs, ``ibkit.wrap``).
+        model: a protocol model with ``decode(z)`` giving the Bernoulli pixel probabilities its ``log_likelihood``
+            scores, and a diagonal or full-covariance Gaussian posterior against a prior with independent Gaussian
+            dimensions, or a top-down ``hvae`` (ibkit's Bernoulli VAEs, ``ibkit.wrap``, pythae's VAEs).
         x: [N, D] binary rows (0 or 1).
         seed: the seed words the first pops read: the same seed gives the same bitstream.
         latent_bins: equal-mass bins of the prior per latent dimension (the latent's discretisation; at most 2^16).

@@ -87,3 +87,19 @@ def test_models_outside_the_gaussian_family_are_refused_by_name():
         adapter.wrap(iaf)
     with pytest.raises(ValueError, match="model is a Linear, not a pythae model"):
         adapter.wrap(torch.nn.Linear(2, 2))
+
+
+def test_a_pythae_vae_is_coded_by_bits_back_at_its_elbo_and_a_vamp_prior_is_refused(pythae_vae, digits):
+    """The wrapped pythae VAE codes every row exactly at its -ELBO (64 samples) to 2%; VAMP's mixture prior has no
+    Gaussian CDF per dimension to put the bins on, and is refused with that reason."""
+    pytest.importorskip("constriction")
+    from ibkit.coding import bits_back
+
+    m, x = adapter.wrap(pythae_vae), digits.test[:150]
+    code = bits_back(m, x)
+    assert torch.equal(code.decoded, x)
+    assert code.per_example.mean().item() == pytest.approx(-E.elbo(m, x, n_samples=64), rel=0.02)
+    vamp = pythae_models.VAMP(pythae_models.VAMPConfig(input_dim=SHAPE, latent_dim=4, number_components=3,
+                                                       reconstruction_loss="bce"))
+    with pytest.raises(ValueError, match="per-dimension Gaussian CDF; got"):
+        bits_back(adapter.wrap(vamp), x[:5])
