@@ -1,0 +1,67 @@
+"""The coding experiment's figure: each code's measured length against the bound it realises, across beta. Points
+are means over seeds, whiskers the 95% bootstrap interval over seeds (over the coded rows for one seed)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ibkit import plots
+
+
+def _points(runs: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
+    """Mean and half-width per beta; for one seed the half-width of the rows' interval (``COL_ex_lo/hi``)."""
+    pts = plots.mean_interval(runs, "beta", cols=cols).sort_values("beta")
+    if runs["seed"].nunique() == 1:
+        one = runs.set_index("beta").loc[pts["beta"]]
+        for c in cols:
+            if f"{c}_ex_lo" in one:
+                pts[f"{c}_err"] = ((one[f"{c}_ex_hi"] - one[f"{c}_ex_lo"]) / 2).to_numpy()
+    return pts
+
+
+def _beta_axis(ax: Axes, betas) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(betas, [f"{b:g}" for b in betas])
+    ax.minorticks_off()
+    ax.set_xlabel("KL weight β")
+
+
+def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
+    """Left: the bits-back stream's mean length per row against -ELBO, nats per example, each point labelled with
+    their ratio. Right: the bits that send one exact sample of q(z|x) (channel simulation) against the rate (KL,
+    bits) and the bound sum over blocks of KL + log2(KL + 1) + 4 (Li & El Gamal 2018)."""
+    ok = runs[(runs["status"] == "ok") & (runs["split"] == split)]
+    colour = plots.kind_colour("vae")
+    with plt.rc_context(plots.style()):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(plots.SINGLE_COLUMN * 2.6, plots.SINGLE_COLUMN * 0.95))
+        if len(ok):
+            pts = _points(ok, ("neg_elbo", "bits_back", "bits_back_ratio", "kl_bits", "bound_bits", "channel_bits"))
+            beta = pts["beta"].to_numpy()
+            left.plot(beta, pts["neg_elbo"], color="0.15", lw=1.2, marker="o", ms=3,
+                      label=f"−ELBO ({int(ok['elbo_samples'].iloc[0]) if 'elbo_samples' in ok else 64} draws)")
+            left.errorbar(beta, pts["bits_back"], yerr=pts["bits_back_err"], color=colour, marker="D", ms=4,
+                          ls="none", capsize=2, mfc="none", label="bits-back stream, per row")
+            for b, y, ratio in zip(beta, pts["bits_back"], pts["bits_back_ratio"], strict=True):
+                left.annotate(f"×{ratio:.4f}", (b, y), xytext=(4, 6), textcoords="offset points", fontsize=6,
+                              color=colour)
+            right.plot(beta, pts["bound_bits"], color="0.45", lw=1, ls="--",
+                       label="bound: Σ KL + log₂(KL+1) + 4 per block")
+            right.plot(beta, pts["kl_bits"], color="0.15", lw=1.2, marker="o", ms=3, label="rate: KL(q‖p)")
+            right.errorbar(beta, pts["channel_bits"], yerr=pts["channel_bits_err"], color=colour, marker="D", ms=4,
+                           ls="none", capsize=2, mfc="none", label="channel simulation: indices sent")
+            for ax in (left, right):
+                _beta_axis(ax, beta)
+                ax.set_ylim(bottom=0)
+                ax.margins(x=0.12)
+        left.set_ylabel("code length  [nats per example]")
+        right.set_ylabel("one sample of q(z|x)  [bits per example]")
+        left.set_title("−ELBO is a code length", loc="left")
+        right.set_title("the rate is the cost of one sample", loc="left")
+        left.legend(loc="lower right", frameon=False, fontsize=6)
+        right.legend(loc="upper right", frameon=False, fontsize=6)
+        fig.tight_layout()
+    plots.note_left_out(fig, runs, split)
+    return fig
