@@ -279,7 +279,7 @@ class _Coder:
         """[K, W] the seed words each chain starts from: enough for any first pop of q's d bins."""
         words = math.ceil(PRECISION_BITS * self.latent_dim / WORD_BITS) + 2
         with seeded(seed):
-            return torch.randint(0, 2**31, (len(self.shards(n)), words), dtype=torch.int64).numpy().astype(np.uint32)
+            return torch.randint(0, 2**32, (len(self.shards(n)), words), dtype=torch.int64).numpy().astype(np.uint32)
 
     def steps(self, n: int):
         """Each step t of the chains: the chains still coding (those with a t-th row) and their rows."""

@@ -38,12 +38,15 @@ def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
     with plt.rc_context(plots.style()):
         fig, (left, right) = plt.subplots(1, 2, figsize=(plots.SINGLE_COLUMN * 2.6, plots.SINGLE_COLUMN * 0.95))
         if len(ok):
-            pts = _points(ok, ("neg_elbo", "bits_back", "bits_back_ratio", "kl_bits", "bound_bits", "channel_bits"))
+            pts = _points(ok, ("neg_elbo", "bits_back", "bits_back_clean", "bits_back_ratio", "kl_bits", "bound_bits",
+                               "channel_bits"))
             beta = pts["beta"].to_numpy()
             left.plot(beta, pts["neg_elbo"], color="0.15", lw=1.2, marker="o", ms=3,
                       label=f"−ELBO ({int(ok['elbo_samples'].iloc[0]) if 'elbo_samples' in ok else 64} draws)")
             left.errorbar(beta, pts["bits_back"], yerr=pts["bits_back_err"], color=colour, marker="D", ms=4,
                           ls="none", capsize=2, mfc="none", label="bits-back stream, per row")
+            left.errorbar(beta, pts["bits_back_clean"], yerr=pts["bits_back_clean_err"], color="0.45", marker="s",
+                          ms=3, ls="none", capsize=2, mfc="none", label="clean bits: a chain per row")
             for b, y, ratio in zip(beta, pts["bits_back"], pts["bits_back_ratio"], strict=True):
                 left.annotate(f"×{ratio:.4f}", (b, y), xytext=(4, 6), textcoords="offset points", fontsize=6,
                               color=colour)

@@ -32,11 +32,14 @@ def _side(g: pd.DataFrame, column: str, above: str, below: str, level: str) -> s
 def _bits_back_line(beta: float, g: pd.DataFrame) -> str:
     rows, exact = int(g["code_rows"].sum()), int(g["rows_exact"].sum())
     excess = _side(g, "bits_back_excess", "above it", "below it", "level with it within the interval")
+    clean = _side(g, "bits_back_clean_excess", "above it", "below it", "level with it within the interval")
     decoded = f"all {plural(rows, 'row')} decoded exactly" if exact == rows else \
         f"only {exact} of {plural(rows, 'row')} decoded exactly"
     return (f"- β={beta:g}: {_text(g, 'bits_back')} nats per example against -ELBO {_text(g, 'neg_elbo')} "
             f"(ratio {g['bits_back_ratio'].mean():.4f}; the difference {_text(g, 'bits_back_excess')} nats, "
-            f"{excess}); {decoded}. With the chains' padding to whole words, the stored stream costs "
+            f"{excess}); with clean bits {_text(g, 'bits_back_clean')} (the difference "
+            f"{_text(g, 'bits_back_clean_excess')}, {clean}); -log p(x) is about {_text(g, 'iwae_nll')} (IWAE); "
+            f"{decoded}. With the chains' padding to whole words, the stored stream costs "
             f"{g['bits_back_stream'].mean():.2f} nats per row, and {int(g['initial_bits'].iloc[0]):,} seed bits "
             "once.")
 
@@ -62,6 +65,7 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
     if not len(ok):
         return "# Findings: coding\n\nNo run finished; see the status and error columns of runs.csv.\n"
     ok["channel_margin"] = ok["bound_bits"] - ok["channel_bits"]
+    ok["iwae_nll"], ok["iwae_nll_ex_lo"], ok["iwae_nll_ex_hi"] = -ok["iwae"], -ok["iwae_ex_hi"], -ok["iwae_ex_lo"]
     for side in ("lo", "hi"):  # the margin's interval, conservatively from the two means' intervals
         other = "hi" if side == "lo" else "lo"
         ok[f"channel_margin_ex_{side}"] = ok["bound_bits"] - ok[f"channel_bits_ex_{other}"] + \
@@ -79,7 +83,12 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
              "delta code) in bits per example.", "",
              "## -ELBO is the length of a real bitstream",
              "Each row's net increment of its chain's stream, against -ELBO "
-             f"({int(first['elbo_samples'])} draws per row); the difference is paired row by row."]
+             f"({int(first['elbo_samples'])} draws per row); the difference is paired row by row. Each row's pop of "
+             "z reads the bits the rows before it pushed, uniform only where the aggregate posterior matches the "
+             "prior (Townsend et al. 2019's clean bits), so its z are not exact draws of q(z|x) and the stream can "
+             "fall below -ELBO, though not below -log p(x) on average; with clean bits (every row in a chain of its "
+             "own, its pop reading fresh seed bits) each z is an exact draw of q(z|x) and the expected length is -ELBO, up "
+             "to the discretisation of z and the coder's 24-bit probabilities."]
     groups = sorted(ok.groupby("beta"), key=lambda item: item[0])
     lines += [_bits_back_line(beta, g) for beta, g in groups]
     lines += ["", "## The rate is the cost of sending one sample of q(z|x)",
@@ -88,13 +97,6 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
               "the rate KL(q‖p) and the bound Σ over blocks of KL + log₂(KL + 1) + 4, its KL against the "
               "candidates' proposal (Li & El Gamal 2018)."]
     lines += [_channel_line(beta, g) for beta, g in groups]
-    worst = ok["bits_back_ratio"].max()
-    lines.append("")
-    if worst >= 1:
-        lines.append(f"Across the sweep the bits-back stream is at most {100 * (worst - 1):.2f}% above -ELBO "
-                     f"(the largest ratio, {worst:.4f}).")
-    else:
-        lines.append(f"Across the sweep the bits-back stream is below the -ELBO estimate in every run (the largest "
-                     f"ratio, {worst:.4f}): discretising z can only lower the KL term (data processing), and the "
-                     "estimate carries its own Monte Carlo error.")
+    low, high = ok["bits_back_ratio"].min(), ok["bits_back_ratio"].max()
+    lines += ["", f"Across the sweep's runs the bits-back stream is {low:.4f} to {high:.4f} times -ELBO."]
     return "\n".join(lines) + "\n"
