@@ -414,7 +414,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     compress.add_argument("--seed", type=int, default=0, help="the seed words the first pops read (default 0)")
     compress.add_argument("--latent-bins", type=int, default=4096, help="equal-mass prior bins per latent "
                           "dimension (default 4096)")
-    compress.add_argument("--chains", type=int, default=16, help="independent ANS chains (default 16)")
+    compress.add_argument("--chains", type=int, default=1, help="independent ANS chains (default 1: each adds "
+                          "its seed words and padding to the file)")
     compress.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     compress.set_defaults(func=cmd_compress)
     decompress = sub.add_parser("decompress", help="the rows of a file ibkit compress wrote, as FILE.npy")

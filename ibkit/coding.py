@@ -385,7 +385,7 @@ def fingerprint(model) -> bytes:
     return digest.digest()
 
 
-def compress(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains: int = 16) -> bytes:
+def compress(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains: int = 1) -> bytes:
     """Binary rows x [N, D] as one self-describing bytes object: a header (magic, version, N, D, the coding
     parameters, the model's fingerprint, the rows' SHA-256), then each chain's bits-back stream (its length in words,
     then its 32-bit words), then a CRC-32 of all before it. Its size is the rows' bits-back length plus the seed
@@ -394,7 +394,10 @@ def compress(model, x, *, seed: int = 0, latent_bins: int = DEFAULT_BINS, chains
     Args:
         model: as ``bits_back`` takes it, and a ``torch.nn.Module`` (its weights are fingerprinted).
         x: [N, D] binary rows.
-        seed, latent_bins, chains: as in ``bits_back``.
+        seed, latent_bins: as in ``bits_back``.
+        chains: as in ``bits_back``, but one by default: every chain costs the file its seed words (32 (ceil(24 d
+            / 32) + 2) bits) and up to 31 bits of padding, which 16 chains make 4,096 bits at d = 8, while they code
+            only about 1.3 times as fast on a CPU (``benchmarks/bench_coding.py``).
 
     Returns:
         the file's bytes.
@@ -552,31 +555,42 @@ def _block_candidate(index: int, p_loc: Tensor, p_scale: Tensor, generator: torc
     return z[(index - 1) % CANDIDATE_CHUNK]
 
 
-def _blocks(kl_per_dim: Tensor, block_bits: float) -> tuple[tuple[int, ...], ...]:
-    """Consecutive latent dimensions grouped so that each block's mean KL stays under ``block_bits`` (a dimension
-    whose own KL is larger stands alone)."""
+def _search_bits(kl: Tensor) -> float:
+    """log2 of the mean over rows of 2^KL, for the rows' KL in bits [N]: the log2 of the expected number of
+    candidates a block's search draws, up to a small factor (about 2^KL each)."""
+    return ((torch.logsumexp(kl * math.log(2), 0) - math.log(len(kl))) / math.log(2)).item()
+
+
+def _blocks(kl: Tensor, block_bits: float) -> tuple[tuple[int, ...], ...]:
+    """Consecutive latent dimensions grouped so that each block's expected search, the mean over the rows of
+    2^(its KL in bits) for the rows' per-dimension KL [N, d], stays under 2^``block_bits`` candidates (a dimension
+    whose own exceeds it stands alone). The mean of 2^KL, not of KL: a few rows with a large KL set the cost."""
     blocks: list[list[int]] = [[]]
-    total = 0.0
-    for j, kl in enumerate(kl_per_dim.tolist()):
-        if blocks[-1] and total + kl > block_bits:
+    total = torch.zeros(len(kl), dtype=kl.dtype)
+    for j in range(kl.shape[1]):
+        if blocks[-1] and _search_bits(total + kl[:, j]) > block_bits:
             blocks.append([])
-            total = 0.0
+            total = torch.zeros_like(total)
         blocks[-1].append(j)
-        total += kl
+        total = total + kl[:, j]
     return tuple(tuple(b) for b in blocks)
+
+
+SEARCH_LIMIT_BITS = 36  # refuse a channel simulation whose expected search passes 2^36 candidates (hours)
 
 
 def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> ChannelCode:
     """Send one exact sample of q(z|x) for each row of x, at about its KL in bits, with the Poisson functional
     representation: sender and receiver share candidates drawn from the prior by ``seed`` (Li & El Gamal 2018;
-    Havasi et al. 2019; Theis & Yosri 2022). The latent dimensions are grouped into blocks whose mean KL stays under
-    ``block_bits``, so that each block's search stays cheap (its expected candidates grow as 2^KL).
+    Havasi et al. 2019; Theis & Yosri 2022). The latent dimensions are grouped into blocks whose expected search,
+    the mean over rows of 2^KL, stays under 2^``block_bits`` candidates (``_blocks``), so that each block's search
+    stays cheap; a search that would take hours is refused up front with its estimate.
 
     Args:
         model: a protocol model with a diagonal Gaussian posterior and a diagonal Gaussian prior.
         x: [N, D] rows (any values the model scores).
         seed: the shared randomness.
-        block_bits: the most mean KL, in bits, of one block of dimensions.
+        block_bits: log2 of the most candidates one block's search draws on average over the rows.
 
     Returns:
         the ``ChannelCode``: bits, kl_bits, z, indices, blocks and the bound KL + log2(KL + 1) + 4 per block
@@ -603,7 +617,13 @@ def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> C
     posterior = torch.distributions.Normal(q_loc, q_scale)
     kl, searched = (torch.distributions.kl_divergence(posterior, torch.distributions.Normal(p_loc, scale))
                     / math.log(2) for scale in (p_scale, proposal))  # [N, d] bits, against the prior and proposal
-    blocks = _blocks(searched.mean(0), block_bits)
+    blocks = _blocks(searched, block_bits)
+    expected = _search_bits(torch.stack([searched[:, list(dims)].sum(-1) for dims in blocks]).flatten()) + \
+        math.log2(len(x) * len(blocks))
+    if expected > SEARCH_LIMIT_BITS:
+        raise ValueError(f"channel simulation would draw about 2^{expected:.0f} candidates for these rows (hours; "
+                         f"the search of a block grows as 2^KL and some rows' KL in a single dimension is large): "
+                         f"send fewer rows, or a model with a smaller rate")
     indices = torch.zeros(len(x), len(blocks), dtype=torch.long)
     z = torch.zeros_like(q_loc)
     for row in range(len(x)):

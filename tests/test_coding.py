@@ -69,12 +69,15 @@ def test_a_compressed_file_decompresses_to_its_rows_and_costs_the_bits_back_leng
     from ibkit.coding import compress, decompress, header_bytes
 
     m, x = trained
-    data = compress(m, x)
+    data = compress(m, x)  # one chain
     assert torch.equal(decompress(m, data), x)
-    code = bits_back(m, x)
-    chains = min(16, len(x))
-    assert len(data) == code.total_bits // 8 + header_bytes() + 4 * chains + 4
+    code = bits_back(m, x, chains=1)
+    assert len(data) == code.total_bits // 8 + header_bytes() + 4 + 4
     assert header_bytes() < 128  # a few hundred bits, not a fixed large block
+    # 359 rows: the header, the seed words and the padding add under 4 bits per row to the rows' own length
+    assert 0 < 8 * len(data) / len(x) - code.per_example.mean().item() / math.log(2) < 4
+    sixteen = compress(m, x, chains=16)  # each chain adds its seed words (256 bits at d = 8) and padding
+    assert torch.equal(decompress(m, sixteen), x) and len(sixteen) > len(data) + 15 * 256 // 8
 
 
 def test_another_model_or_a_damaged_file_is_refused_never_decoded_to_wrong_rows(trained, tiny_vae):
@@ -276,3 +279,16 @@ def test_a_bottom_up_hierarchy_is_refused_with_the_reason():
     m = ibkit.build_model("hvae", 64, 6, latent_dims=(4, 2), hidden=(16,), inference="bottom_up")
     with pytest.raises(ValueError, match="top-down, as its inference runs; this one infers bottom-up"):
         bits_back(m, (torch.rand(4, 64) > 0.5).float())
+
+
+def test_blocks_bound_the_expected_search_and_a_search_of_hours_is_refused_up_front():
+    """Blocks keep the mean over rows of 2^KL (the candidates a search draws) under 2^block_bits: one row with
+    10 bits in a dimension isolates it, though the dimensions' mean KL (1, 5.5, 1 bits) would fit one block. A
+    posterior 9 prior stds out at std 0.001 (KL 68 bits in one dimension) is refused with the estimate."""
+    from ibkit.coding import _blocks, channel_simulation
+
+    assert _blocks(torch.ones(2, 3, dtype=torch.float64), 8.0) == ((0, 1, 2),)
+    kl = torch.tensor([[1.0, 10.0, 1.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert _blocks(kl, 8.0) == ((0,), (1,), (2,))
+    with pytest.raises(ValueError, match=r"would draw about 2\^\d+ candidates for these rows \(hours"):
+        channel_simulation(FixedPosterior([9.0], [0.001]), torch.zeros(4, 3))

@@ -79,7 +79,8 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
              f"{plural(seeds, 'seed')}, {spread}). Bits-back (BB-ANS on constriction's ANS coder, "
              f"{int(first['latent_bins']):,} equal-mass bins of the prior per latent dimension, "
              f"{int(first['chains'])} chains) in nats per example; channel simulation (the Poisson functional "
-             f"representation, blocks of at most {first['block_bits']:g} bits of mean KL, indices under the Elias "
+             f"representation, blocks of dimensions whose search draws at most 2^{first['block_bits']:g} candidates on "
+             "average, indices under the Elias "
              "delta code) in bits per example.", "",
              "## -ELBO is the length of a real bitstream",
              "Each row's net increment of its chain's stream, against -ELBO "
@@ -87,8 +88,8 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
              "z reads the bits the rows before it pushed, uniform only where the aggregate posterior matches the "
              "prior (Townsend et al. 2019's clean bits), so its z are not exact draws of q(z|x) and the stream can "
              "fall below -ELBO, though not below -log p(x) on average; with clean bits (every row in a chain of its "
-             "own, its pop reading fresh seed bits) each z is an exact draw of q(z|x) and the expected length is -ELBO, up "
-             "to the discretisation of z and the coder's 24-bit probabilities."]
+             "own, its pop reading fresh seed bits) each z is an exact draw of q(z|x) and the expected length is "
+             "-ELBO, up to the discretisation of z and the coder's 24-bit probabilities."]
     groups = sorted(ok.groupby("beta"), key=lambda item: item[0])
     lines += [_bits_back_line(beta, g) for beta, g in groups]
     lines += ["", "## The rate is the cost of sending one sample of q(z|x)",
