@@ -523,6 +523,15 @@ def _generator(seed: int, row: int, block: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1_000_003 + row) * 10_007 + block) % 2**63)
 
 
+def _log_max_ratio(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor) -> Tensor:
+    """log max_z q(z) / p(z) of elementwise Gaussians q and p, p wider than q (broadcast shapes; nats): the ratio
+    peaks at z* = (loc_q s_p^2 - loc_p s_q^2) / (s_p^2 - s_q^2). Its sum over a block is D_inf(q || p), which sets
+    how many candidates the block's search draws (about e^D_inf)."""
+    peak = (q_loc * p_scale**2 - p_loc * q_scale**2) / (p_scale**2 - q_scale**2)
+    q, p = torch.distributions.Normal(q_loc, q_scale), torch.distributions.Normal(p_loc, p_scale)
+    return q.log_prob(peak) - p.log_prob(peak)
+
+
 def _block_sample(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor, *,
                   generator: torch.Generator) -> tuple[int, Tensor]:
     """The Poisson functional representation of q against p for one block (Li & El Gamal 2018): candidates
@@ -531,9 +540,7 @@ def _block_sample(q_loc: Tensor, q_scale: Tensor, p_loc: Tensor, p_scale: Tensor
     wider than q in every dimension (``channel_simulation``'s proposal), so max q/p is finite."""
     q = torch.distributions.Normal(q_loc, q_scale)
     p = torch.distributions.Normal(p_loc, p_scale)
-    var = p_scale**2 - q_scale**2  # log max q/p: at z* = (loc_q s_p^2 - loc_p s_q^2) / (s_p^2 - s_q^2)
-    peak = (q_loc * p_scale**2 - p_loc * q_scale**2) / var
-    log_max = (q.log_prob(peak) - p.log_prob(peak)).sum().item()
+    log_max = _log_max_ratio(q_loc, q_scale, p_loc, p_scale).sum().item()
     best, best_index, best_z, time, seen = math.inf, 0, q_loc, 0.0, 0
     while True:
         z, waits = _candidates(p_loc, p_scale, generator)
@@ -555,24 +562,25 @@ def _block_candidate(index: int, p_loc: Tensor, p_scale: Tensor, generator: torc
     return z[(index - 1) % CANDIDATE_CHUNK]
 
 
-def _search_bits(kl: Tensor) -> float:
-    """log2 of the mean over rows of 2^KL, for the rows' KL in bits [N]: the log2 of the expected number of
-    candidates a block's search draws, up to a small factor (about 2^KL each)."""
-    return ((torch.logsumexp(kl * math.log(2), 0) - math.log(len(kl))) / math.log(2)).item()
+def _search_bits(peak: Tensor) -> float:
+    """log2 of the mean over rows of 2^D, for the rows' D_inf(q || p) in bits [N]: the log2 of the expected number
+    of candidates a block's search draws, up to a small factor (about 2^D each)."""
+    return ((torch.logsumexp(peak * math.log(2), 0) - math.log(len(peak))) / math.log(2)).item()
 
 
-def _blocks(kl: Tensor, block_bits: float) -> tuple[tuple[int, ...], ...]:
+def _blocks(peak: Tensor, block_bits: float) -> tuple[tuple[int, ...], ...]:
     """Consecutive latent dimensions grouped so that each block's expected search, the mean over the rows of
-    2^(its KL in bits) for the rows' per-dimension KL [N, d], stays under 2^``block_bits`` candidates (a dimension
-    whose own exceeds it stands alone). The mean of 2^KL, not of KL: a few rows with a large KL set the cost."""
+    2^D for the rows' per-dimension D = log2 max q/p [N, d] (bits; D_inf, at least the KL), stays under
+    2^``block_bits`` candidates (a dimension whose own exceeds it stands alone). The mean of 2^D, not of D: a few
+    rows with a large D set the cost; D, not the KL: where q is nearly as wide as p, max q/p far exceeds the KL."""
     blocks: list[list[int]] = [[]]
-    total = torch.zeros(len(kl), dtype=kl.dtype)
-    for j in range(kl.shape[1]):
-        if blocks[-1] and _search_bits(total + kl[:, j]) > block_bits:
+    total = torch.zeros(len(peak), dtype=peak.dtype)
+    for j in range(peak.shape[1]):
+        if blocks[-1] and _search_bits(total + peak[:, j]) > block_bits:
             blocks.append([])
             total = torch.zeros_like(total)
         blocks[-1].append(j)
-        total = total + kl[:, j]
+        total = total + peak[:, j]
     return tuple(tuple(b) for b in blocks)
 
 
@@ -583,8 +591,8 @@ def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> C
     """Send one exact sample of q(z|x) for each row of x, at about its KL in bits, with the Poisson functional
     representation: sender and receiver share candidates drawn from the prior by ``seed`` (Li & El Gamal 2018;
     Havasi et al. 2019; Theis & Yosri 2022). The latent dimensions are grouped into blocks whose expected search,
-    the mean over rows of 2^KL, stays under 2^``block_bits`` candidates (``_blocks``), so that each block's search
-    stays cheap; a search that would take hours is refused up front with its estimate.
+    the mean over rows of max q/p, stays under 2^``block_bits`` candidates (``_blocks``), so that each block's
+    search stays cheap; a search that would take hours is refused up front with its estimate.
 
     Args:
         model: a protocol model with a diagonal Gaussian posterior and a diagonal Gaussian prior.
@@ -617,13 +625,14 @@ def channel_simulation(model, x, *, seed: int = 0, block_bits: float = 8.0) -> C
     posterior = torch.distributions.Normal(q_loc, q_scale)
     kl, searched = (torch.distributions.kl_divergence(posterior, torch.distributions.Normal(p_loc, scale))
                     / math.log(2) for scale in (p_scale, proposal))  # [N, d] bits, against the prior and proposal
-    blocks = _blocks(searched, block_bits)
-    expected = _search_bits(torch.stack([searched[:, list(dims)].sum(-1) for dims in blocks]).flatten()) + \
+    peak = _log_max_ratio(q_loc, q_scale, p_loc, proposal) / math.log(2)  # [N, d] bits
+    blocks = _blocks(peak, block_bits)
+    expected = _search_bits(torch.stack([peak[:, list(dims)].sum(-1) for dims in blocks]).flatten()) + \
         math.log2(len(x) * len(blocks))
     if expected > SEARCH_LIMIT_BITS:
         raise ValueError(f"channel simulation would draw about 2^{expected:.0f} candidates for these rows (hours; "
-                         f"the search of a block grows as 2^KL and some rows' KL in a single dimension is large): "
-                         f"send fewer rows, or a model with a smaller rate")
+                         f"the search of a block grows as 2^(log2 max q/p) and some rows' is large in a single "
+                         f"dimension): send fewer rows, or a model with a smaller rate")
     indices = torch.zeros(len(x), len(blocks), dtype=torch.long)
     z = torch.zeros_like(q_loc)
     for row in range(len(x)):

@@ -282,9 +282,10 @@ def test_a_bottom_up_hierarchy_is_refused_with_the_reason():
 
 
 def test_blocks_bound_the_expected_search_and_a_search_of_hours_is_refused_up_front():
-    """Blocks keep the mean over rows of 2^KL (the candidates a search draws) under 2^block_bits: one row with
-    10 bits in a dimension isolates it, though the dimensions' mean KL (1, 5.5, 1 bits) would fit one block. A
-    posterior 9 prior stds out at std 0.001 (KL 68 bits in one dimension) is refused with the estimate."""
+    """Blocks keep the mean over rows of 2^D, D = log2 max q/p (the candidates a search draws), under
+    2^block_bits: one row with 10 bits in a dimension isolates it, though the dimensions' mean (1, 5.5, 1 bits)
+    would fit one block. A posterior 9 prior stds out at std 0.001 (D 68 bits in one dimension) is refused with the
+    estimate."""
     from ibkit.coding import _blocks, channel_simulation
 
     assert _blocks(torch.ones(2, 3, dtype=torch.float64), 8.0) == ((0, 1, 2),)

@@ -58,7 +58,7 @@ class Config(ExperimentConfig, defaults=dict(epochs=100)):
     chains: int = setting(16, "bits-back: independent ANS chains (the network sees one row of each per call)",
                           low=1)
     block_bits: float = setting(8.0, "channel simulation: blocks of dimensions whose search draws at most "
-                                "2^block_bits candidates on average over the rows (the mean of 2^KL)", low=1)
+                                "2^block_bits candidates on average over the rows (the mean of max q/p)", low=1)
 
 
 GROWS = ("betas", "seeds")  # grid lists a finished folder may gain values in
