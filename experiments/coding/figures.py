@@ -53,8 +53,8 @@ def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
                           color="0.35", marker="s", ms=3, ls="none", capsize=2, mfc="none",
                           label="clean bits (a chain per row)")
             for b, y, ratio in zip(beta, pts["bits_back_excess"], pts["bits_back_ratio"], strict=True):
-                left.annotate(f"×{ratio:.4f}", (b, y), xytext=(-14, -14), textcoords="offset points", fontsize=5.5,
-                              color=colour)
+                left.annotate(f"×{ratio:.4f}", (b, y), xytext=(5, 2), textcoords="offset points", fontsize=5.5,
+                              color=colour, va="bottom")
             right.plot(beta, pts["bound_bits"], color="0.45", lw=1, ls="--",
                        label="bound: Σ KL + log₂(KL+1) + 4 per block")
             right.plot(beta, pts["kl_bits"], color="0.15", lw=1.2, marker="o", ms=3, label="rate: KL(q‖p)")
@@ -70,7 +70,7 @@ def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
         right.set_ylabel("one sample of q(z|x)  [bits per example]")
         left.set_title("bits-back: −ELBO is a code length", loc="left")
         right.set_title("channel simulation: the rate is a cost", loc="left")
-        left.legend(loc="lower right", frameon=False, fontsize=5.5)
+        left.legend(loc="best", frameon=False, fontsize=5.5)
         right.legend(loc="upper right", frameon=False, fontsize=6)
         fig.tight_layout()
     plots.note_left_out(fig, runs, split)
