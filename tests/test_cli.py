@@ -157,8 +157,8 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "nope"], "unknown experiment 'nope'; known experiments: information-flow, layer-information, "
-                          "posterior-families, rate-distortion"),
+        (["run", "nope"], "unknown experiment 'nope'; known experiments: coding, information-flow, "
+                          "layer-information, posterior-families, rate-distortion"),
         (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: epochs,"),
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
         (["run", "rate-distortion", "--set", "epochs"], "expected key=value"),
@@ -208,7 +208,7 @@ def test_parser_only_ever_fails_cleanly(argv):
 
 BUILT_IN = {"rate-distortion": "experiments.rate_distortion", "information-flow": "experiments.information_flow",
             "posterior-families": "experiments.posterior_families",
-            "layer-information": "experiments.layer_information"}
+            "layer-information": "experiments.layer_information", "coding": "experiments.coding"}
 
 
 def test_the_installed_package_registers_its_experiments():
@@ -218,7 +218,7 @@ def test_the_installed_package_registers_its_experiments():
 
     assert dict(sorted(registered.items())) == {name: ep.value for name, ep in registry.experiments().items()}
     assert registry.experiment("rate-distortion").NAME == "rate-distortion"
-    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: information-flow"):
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: coding, information-flow"):
         registry.experiment("nope")
 
 
@@ -239,7 +239,7 @@ def test_list_finds_the_experiments_through_the_entry_points(tmp_path, monkeypat
     assert listed["demo-study"].endswith("a study of our own")
     assert listed["rate-distortion"].endswith("deterministic, sparse and noisy AEs")
     assert main(["run", "nope"]) == 2
-    assert "known experiments: demo-study, information-flow" in capsys.readouterr().err
+    assert "known experiments: coding, demo-study, information-flow" in capsys.readouterr().err
 
 
 def test_list_from_elsewhere_uses_the_installed_package(tmp_path):

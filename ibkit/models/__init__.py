@@ -1,6 +1,6 @@
 """Model kinds, one file each, found through the registry: deterministic (``ae``), sparse (``sparse_ae``),
 fixed-noise (``noisy_ae``), variational (``vae``) and hierarchical variational (``hvae``) autoencoders, each with
-its own typed config.
+its own typed config, and the constructed cheating code (``interleaved_ae``, made by ``interleave``).
 
     m = build_model(kind="vae", input_dim=64, latent_dim=8, beta=4.0)   # fields of VAEConfig
     @register_model("my_kind")                                          # a kind of your own: docs/extending.md
@@ -13,6 +13,7 @@ from ibkit.models.base import Autoencoder, StochasticAutoencoder
 from ibkit.models.checkpoint import load_checkpoint, save_checkpoint
 from ibkit.models.config import ModelConfig
 from ibkit.models.hvae import HierarchicalVAE, HVAEConfig
+from ibkit.models.interleaved import InterleavedAE, InterleavedAEConfig, interleave
 from ibkit.models.noisy_ae import NoisyAE, NoisyAEConfig
 from ibkit.models.sparse_ae import SparseAE, SparseAEConfig
 from ibkit.models.vae import VAE, VAEConfig
@@ -50,6 +51,9 @@ __all__ = [
     "NoisyAE",
     "VAE",
     "HierarchicalVAE",
+    "InterleavedAEConfig",
+    "InterleavedAE",
+    "interleave",
     "register_model",
     "MODELS",
     "build_model",
