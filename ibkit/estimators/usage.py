@@ -78,3 +78,38 @@ def active_units(model, x, threshold: float = 0.01) -> int:
     check_number("threshold", threshold, low=0)
     means = code_means(model, x)
     return int((means.var(dim=0, unbiased=False) > threshold).sum())
+
+
+def decoder_folds(model, x, *, grid: int = 4096, chunk_size: int = DEFAULT_CHUNK) -> dict[str, float]:
+    """How many times a one-unit code's decoder folds the code line over the data: decode ``grid`` evenly spaced
+    codes over the range of the codes of x (min to max), find each decoded point's nearest row of x (Euclidean),
+    and count the runs of grid points that share a nearest row (``segments``) and the distinct rows visited
+    (``distinct``). A decoder that follows one smooth curve through the data visits each row along it once, so
+    segments ~ distinct; one that wraps the line around the data many times (something like modulo) visits rows
+    again and again, so segments > distinct.
+
+    Args:
+        model: a model with a one-dimensional deterministic code (``encode``) and ``decode``.
+        x: [N, D] data, e.g. the training split.
+        grid: how many codes along the line.
+        chunk_size: grid points per distance block.
+
+    Returns:
+        {"segments", "distinct", "grid"}.
+
+    Raises:
+        ValueError: a code of more than one dimension, or a model without ``encode`` and ``decode``.
+    """
+    check_number("grid", grid, low=2, integer=True)
+    if not callable(getattr(model, "encode", None)) or not callable(getattr(model, "decode", None)):
+        raise ValueError(f"decoder_folds needs encode(x) and decode(z); {type(model).__name__} lacks one")
+    x = prepare(model, x, "decoder_folds", posterior=False, prior=False, likelihood=False)
+    with seeded_no_grad(0, x.device):
+        codes = code_means(model, x)
+        if codes.shape[-1] != 1:
+            raise ValueError(f"decoder_folds reads a one-unit code; this model's has {codes.shape[-1]} units")
+        line = torch.linspace(codes.min().item(), codes.max().item(), grid, dtype=codes.dtype, device=x.device)
+        nearest = torch.cat([torch.cdist(model.decode(line[s, None]).float(), x.float()).argmin(-1)
+                             for s in row_chunks(grid, chunk_size)])
+    segments = 1 + int((nearest[1:] != nearest[:-1]).sum())
+    return {"segments": float(segments), "distinct": float(len(torch.unique(nearest))), "grid": float(grid)}

@@ -1,6 +1,7 @@
 """Model kinds, one file each, found through the registry: deterministic (``ae``), sparse (``sparse_ae``),
 fixed-noise (``noisy_ae``), variational (``vae``) and hierarchical variational (``hvae``) autoencoders, each with
-its own typed config, and the constructed cheating code (``interleaved_ae``, made by ``interleave``).
+its own typed config; a deterministic code whose decoder reads periodic features (``periodic_ae``) and the
+constructed cheating code (``interleaved_ae``, made by ``interleave``).
 
     m = build_model(kind="vae", input_dim=64, latent_dim=8, beta=4.0)   # fields of VAEConfig
     @register_model("my_kind")                                          # a kind of your own: docs/extending.md
@@ -15,6 +16,7 @@ from ibkit.models.config import ModelConfig
 from ibkit.models.hvae import HierarchicalVAE, HVAEConfig
 from ibkit.models.interleaved import InterleavedAE, InterleavedAEConfig, interleave
 from ibkit.models.noisy_ae import NoisyAE, NoisyAEConfig
+from ibkit.models.periodic_ae import PeriodicAE, PeriodicAEConfig
 from ibkit.models.sparse_ae import SparseAE, SparseAEConfig
 from ibkit.models.vae import VAE, VAEConfig
 from ibkit.registry import MODELS, register_model
@@ -51,6 +53,8 @@ __all__ = [
     "NoisyAE",
     "VAE",
     "HierarchicalVAE",
+    "PeriodicAEConfig",
+    "PeriodicAE",
     "InterleavedAEConfig",
     "InterleavedAE",
     "interleave",

@@ -65,6 +65,8 @@ class InterleavedAE(Autoencoder):
 
     Config = InterleavedAEConfig
     config: InterleavedAEConfig
+    low: Tensor  # [d] the range of each code coordinate (buffers)
+    high: Tensor
 
     def __init__(self, config: InterleavedAEConfig):
         super().__init__(config)

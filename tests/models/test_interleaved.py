@@ -92,3 +92,22 @@ def test_what_it_cannot_pack_is_refused(digits):
         ibkit.build_model("interleaved_ae", 64, 2, code_dim=4)
     with pytest.raises(ValueError, match="dtype='float16'"):
         ibkit.build_model("interleaved_ae", 64, 1, code_dim=4, dtype="float16")
+
+
+def test_a_periodic_decoder_trains_and_the_folds_of_a_decoder_are_counted(digits, ae):
+    """A packed code of d = 2, L = 8 visits its cells in raster order along z: the second coordinate cycles 8
+    times, so the line returns to rows it has visited (more segments than distinct nearest rows) and has more
+    segments than the 8 levels of one coordinate. A periodic decoder (Fourier or sawtooth features) trains."""
+    two = ibkit.build_model("ae", digits.input_dim, 2, hidden=(64,))
+    ibkit.fit(two, digits.train, epochs=10, progress=False)
+    packed = interleave(two, 8, x=digits.train)
+    folds = E.decoder_folds(packed, digits.train, grid=2048)
+    assert folds["segments"] > max(folds["distinct"], 8) and folds["grid"] == 2048
+    with pytest.raises(ValueError, match="reads a one-unit code; this model's has 4 units"):
+        E.decoder_folds(ae, digits.train)
+    for features in ("fourier", "sawtooth"):
+        m = ibkit.build_model("periodic_ae", digits.input_dim, 1, hidden=(32,), features=features, frequencies=4)
+        before = E.distortion(m, digits.test)
+        ibkit.fit(m, digits.train, epochs=5, progress=False)
+        assert E.distortion(m, digits.test) < before
+        assert m.decoder[0].omega.shape == (1, 4) and m.decoder[0].omega.grad is not None  # learned frequencies

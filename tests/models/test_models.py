@@ -19,7 +19,7 @@ def build(kind, **kw):
 @pytest.mark.parametrize(
     "kw, match",
     [
-        (dict(kind="gan"), "kind='gan'.*registered: ae, hvae, interleaved_ae, noisy_ae, sparse_ae, vae"),
+        (dict(kind="gan"), "kind='gan'.*registered: ae, hvae, interleaved_ae, noisy_ae, periodic_ae, sparse_ae, vae"),
         (dict(kind="vae", likelihood="poisson"), "likelihood='poisson'"),
         (dict(kind="vae", posterior="flow"), "posterior='flow'"),
         (dict(kind="vae", beta=-1.0), "beta=-1.0 must be >= 0"),
