@@ -157,7 +157,7 @@ def test_broken_results_folders_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["run", "nope"], "unknown experiment 'nope'; known experiments: coding, information-flow, "
+        (["run", "nope"], "unknown experiment 'nope'; known experiments: cheating-codes, coding, information-flow, "
                           "layer-information, posterior-families, rate-distortion"),
         (["run", "rate-distortion", "--set", "bogus=1"], "--set bogus: unknown config key; valid keys: epochs,"),
         (["run", "rate-distortion", "--set", "lr=abc"], "--set lr='abc': expected float"),
@@ -208,7 +208,8 @@ def test_parser_only_ever_fails_cleanly(argv):
 
 BUILT_IN = {"rate-distortion": "experiments.rate_distortion", "information-flow": "experiments.information_flow",
             "posterior-families": "experiments.posterior_families",
-            "layer-information": "experiments.layer_information", "coding": "experiments.coding"}
+            "layer-information": "experiments.layer_information", "coding": "experiments.coding",
+            "cheating-codes": "experiments.cheating_codes"}
 
 
 def test_the_installed_package_registers_its_experiments():
@@ -218,7 +219,7 @@ def test_the_installed_package_registers_its_experiments():
 
     assert dict(sorted(registered.items())) == {name: ep.value for name, ep in registry.experiments().items()}
     assert registry.experiment("rate-distortion").NAME == "rate-distortion"
-    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: coding, information-flow"):
+    with pytest.raises(ValueError, match="unknown experiment 'nope'; known experiments: cheating-codes, coding"):
         registry.experiment("nope")
 
 
@@ -239,7 +240,7 @@ def test_list_finds_the_experiments_through_the_entry_points(tmp_path, monkeypat
     assert listed["demo-study"].endswith("a study of our own")
     assert listed["rate-distortion"].endswith("deterministic, sparse and noisy AEs")
     assert main(["run", "nope"]) == 2
-    assert "known experiments: coding, demo-study, information-flow" in capsys.readouterr().err
+    assert "known experiments: cheating-codes, coding, demo-study, information-flow" in capsys.readouterr().err
 
 
 def test_list_from_elsewhere_uses_the_installed_package(tmp_path):
