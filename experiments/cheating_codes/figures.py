@@ -73,8 +73,9 @@ def trained_codes(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test")
             order = sorted(ok["label"].unique(), key=lambda s: (not s.endswith("1 unit"), "decoder" in s, s))
             pts = plots.mean_interval(ok, "label", cols=("distortion",)).set_index("label").loc[order]
             y = np.arange(len(order))
-            left.errorbar(pts["distortion"], y, xerr=pts["distortion_err"], ls="none", marker="D", ms=4, capsize=2,
-                          color=plots.kind_colour("periodic_ae"))
+            for i, label in enumerate(order):  # one colour per code, as in the probe curves beside
+                left.errorbar(pts.loc[label, "distortion"], i, xerr=pts.loc[label, "distortion_err"], ls="none",
+                              marker="D", ms=4, capsize=2, color=plots.PALETTE[i % len(plots.PALETTE)])
             left.set_yticks(y, order)
             left.invert_yaxis()
             if len(curves):

@@ -43,9 +43,9 @@ def _probe_lines(packed: pd.DataFrame) -> list[str]:
     off = ((smallest["infonce"] - smallest["code_entropy"]).abs() / se).max()
     separate = smallest[smallest["code_entropy"] >= smallest["data_entropy"] - 1e-9]
     h_x = smallest["data_entropy"].iloc[0]
-    lines = [f"- At σ = {smallest['sigma'].iloc[0]:g} every packed code's InfoNCE is within {off:.1f} standard "
-             f"errors (or {(smallest['infonce'] - smallest['code_entropy']).abs().max():.2g} nats) of the entropy of "
-             f"its reals over the rows, what a deterministic code carries as σ → 0. "
+    lines = [f"- At σ = {smallest['sigma'].iloc[0]:g} every packed code's InfoNCE equals the entropy of its reals "
+             f"over the rows, what a deterministic code carries as σ → 0, to "
+             f"{(smallest['infonce'] - smallest['code_entropy']).abs().max():.2g} nats ({off:.2g} standard errors). "
              f"{len(separate)} of {plural(len(smallest), 'packing')} separate every distinct test image and carry "
              f"their entropy, {h_x:.3f} nats (log N = {smallest['log_n'].iloc[0]:.3f} counts the repeated binary "
              "images twice); the others fall short of the ceiling min(log N, d log L, mantissa bits log 2) by the "
@@ -78,8 +78,8 @@ def _trained_lines(runs: pd.DataFrame) -> list[str]:
         if g["kind"].iloc[0] == "periodic_ae" and len(plain):
             seeds = g.set_index("seed").index.intersection(plain.index)
             diff = g.set_index("seed").loc[seeds, "distortion"] - plain.loc[seeds, "distortion"]
-            text += (f"; against the plain one-unit AE its distortion is {direction(diff)} by "
-                     f"{interval_text(diff)} nats (paired by seed)")
+            text += (f"; its distortion minus the plain one-unit AE's is {interval_text(diff)} nats, "
+                     f"{direction(diff)} (paired by seed)")
             if len(wide):
                 seeds = seeds.intersection(wide.index)
                 gap = g.set_index("seed").loc[seeds, "distortion"] - wide.loc[seeds, "distortion"]
@@ -101,7 +101,10 @@ def write_findings(runs: pd.DataFrame, packed: pd.DataFrame, split: str = "test"
              f"{', mean ± half-width of the 95% bootstrap interval over seeds' if seeds > 1 else ''}). Nats per "
              "example.", "", "## The constructed cheat: d digits in one real number",
              "A trained d-unit AE's code, each coordinate quantised to L levels and the digits interleaved into one "
-             "real number (ibkit.models.interleave), decoded with floor and modulo."]
+             "real number (ibkit.models.interleave), decoded with floor and modulo. The practical bound, plainly: a "
+             "float32 latent carries at most 24 bits (16.6 nats) through any decoder that reads it exactly, a "
+             "float64 one 53 bits (36.7 nats), and a channel noise of scale σ cuts either to about log(range / σ); "
+             "on N rows no estimate shows more than log N."]
     if len(packed):
         lines += _packing_lines(packed) + _probe_lines(packed)
     lines += ["", "## Does training find it?",
