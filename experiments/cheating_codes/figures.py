@@ -20,11 +20,24 @@ def _label(kind: str, code_dim: int, features: str) -> str:
 
 def packed_codes(packed: pd.DataFrame) -> Figure:
     """Left: each packed code's distortion above the quantised d-unit code's (nats, symlog) against the bits it
-    packs, d log2 L, per dtype; dotted lines at the mantissas, 24 and 53 bits. Right: the packed codes' InfoNCE
-    through every probe against the closed form min(log N, d log L, mantissa log 2, log(1/sigma) - 1/2 log 2 pi e)."""
+    packs, d log2 L, per dtype; dotted lines at the mantissas, 24 and 53 bits. Middle: InfoNCE through the finest
+    probe against d log L (nats), per dtype, with log N and the mantissas. Right: the packed codes' InfoNCE through
+    every probe against the closed form min(log N, d log L, mantissa log 2, log(1/sigma) - 1/2 log 2 pi e)."""
     with plt.rc_context(plots.style()):
-        fig, (left, right) = plt.subplots(1, 2, figsize=(plots.SINGLE_COLUMN * 2.6, plots.SINGLE_COLUMN))
+        fig, (left, middle, right) = plt.subplots(1, 3, figsize=(plots.SINGLE_COLUMN * 3.6, plots.SINGLE_COLUMN))
         if len(packed):
+            finest = packed[packed["sigma"] == packed["sigma"].min()].assign(nats=lambda t: t["bits"] * np.log(2))
+            for dtype, rows in finest.groupby("dtype"):
+                marker, line = DTYPE_STYLE.get(str(dtype), ("o", "-"))
+                pts = plots.mean_interval(rows, "nats", cols=("infonce",)).sort_values("nats")
+                middle.errorbar(pts["nats"], pts["infonce"], yerr=pts["infonce_err"], marker=marker, ls=line, ms=3.5,
+                                capsize=2, color=plots.PALETTE[0 if dtype == "float32" else 1], label=f"{dtype} real")
+            top = float(finest["nats"].max())
+            middle.plot([0, top], [0, top], color="0.2", lw=1, label="d log L")
+            middle.axhline(float(finest["log_n"].max()), color="0.3", ls=":", lw=1, label="log N")
+            for nats in (24 * np.log(2), 53 * np.log(2)):
+                middle.axvline(nats, color="0.5", ls=":", lw=1)
+            middle.set_ylim(0, float(finest["log_n"].max()) * 1.25)
             once = packed.drop_duplicates(["run_id", "levels", "dtype"]).assign(
                 excess=lambda t: t["distortion"] - t["quantised_distortion"])
             for dtype, rows in once.groupby("dtype"):
@@ -52,6 +65,10 @@ def packed_codes(packed: pd.DataFrame) -> Figure:
         left.set_ylabel("distortion above the quantised d-unit code  [nats]")
         left.set_title("packing is exact until the mantissa ends", loc="left")
         left.legend(loc="upper left", frameon=False, fontsize=6)
+        middle.set_xlabel("digits packed, d·log L  [nats]")
+        middle.set_ylabel("InfoNCE at the finest probe  [nats]")
+        middle.set_title("information against the digits", loc="left")
+        middle.legend(loc="lower right", frameon=False, fontsize=6)
         right.set_xlabel("min(log N, d log L, mantissa, log(1/σ) − ½log 2πe)  [nats]")
         right.set_ylabel("InfoNCE through the probe  [nats]")
         right.set_title("what the digits carry until noise drowns them", loc="left")

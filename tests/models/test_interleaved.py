@@ -46,7 +46,12 @@ def test_the_estimators_and_checkpoints_measure_it_like_any_deterministic_code(a
     with torch.no_grad():
         quantised = -ae.log_likelihood(x, packed.quantise(ae.encode(x))).mean().item()
     assert E.distortion(packed, x) == pytest.approx(quantised, rel=1e-6)
+    with torch.no_grad():
+        by_hand = ((x - ae.decode(packed.quantise(ae.encode(x)))) ** 2).sum(-1).mean().item()
+    assert E.mse(packed, x) == pytest.approx(by_hand, rel=1e-6)
     assert not ibkit.interface.is_stochastic(packed)
+    report = ibkit.analyse(packed, x[:80], k=5, eval_rows=80, iwae_rows=20)
+    assert report.row["distortion"] == pytest.approx(E.distortion(packed, x[:80]), rel=1e-6)
     ibkit.save_checkpoint(packed, tmp_path / "packed.pt")
     again = ibkit.load_checkpoint(tmp_path / "packed.pt")
     assert torch.equal(again.encode(x), packed.encode(x)) and torch.equal(again.decode(again.encode(x)),
