@@ -265,6 +265,19 @@ def set_title(ax: Axes, title: str, **kwargs) -> Text:
     return text
 
 
+def beta_axis(ax: Axes, betas) -> None:
+    """A log2 x axis of KL weights with a tick at each beta swept (``betas``), labelled "KL weight β".
+
+    Args:
+        ax: the axes.
+        betas: the betas swept.
+    """
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(betas, [f"{b:g}" for b in betas])
+    ax.minorticks_off()
+    ax.set_xlabel("KL weight β")
+
+
 def mean_interval(df: pd.DataFrame, by: str | Sequence[str], cols=("rate", "distortion")) -> pd.DataFrame:
     """Mean over seeds of ``cols`` for each value (or combination of values, NaN included) of ``by``, and
     ``COL_err``: the half-width of the 95% bootstrap interval over seeds, the tables' interval (0 for one seed: no

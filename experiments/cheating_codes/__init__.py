@@ -99,10 +99,10 @@ def packed_rows(model, spec: RunSpec, *, config: Config, train, x) -> pd.DataFra
         for dtype in config.dtypes:
             packed = interleave(model, levels, dtype, x=train)
             with torch.no_grad():
-                quantised = packed.quantise(model.encode(x))
-                exact = (packed.decode(packed.encode(x)) == model.decode(quantised)).all(-1).double().mean().item()
+                quantised, z = packed.quantise(model.encode(x)), packed.encode(x)
+                exact = (packed.decode(z) == model.decode(quantised)).all(-1).double().mean().item()
                 quantised_distortion = -model.log_likelihood(x, quantised).mean().item()
-                share = torch.unique(packed.encode(x), return_counts=True)[1].double() / len(x)  # the reals' shares
+                share = torch.unique(z, return_counts=True)[1].double() / len(x)  # the reals' shares
             bits = model.latent_dim * math.log2(levels)
             common = dict(run_id=spec.run_id, seed=spec.seed, code_dim=model.latent_dim, levels=levels, dtype=dtype,
                           bits=bits, fits=packed.fits, exact=exact, distortion=E.distortion(packed, x),

@@ -14,8 +14,11 @@ from ibkit import plots
 DTYPE_STYLE = {"float32": ("o", "-"), "float64": ("s", "--")}
 
 
-def _label(kind: str, code_dim: int, features: str) -> str:
-    return f"{features} decoder, 1 unit" if kind == "periodic_ae" else f"AE, {code_dim} unit{'s' * (code_dim > 1)}"
+def code_labels(table: pd.DataFrame) -> pd.Series:
+    """Each row's code in words: "AE, 4 units" or "fourier decoder, 1 unit" (from kind, code_dim and features)."""
+    features = table["features"].fillna("")
+    return pd.Series([f"{f} decoder, 1 unit" if k == "periodic_ae" else f"AE, {int(d)} unit{'s' * (d > 1)}"
+                      for k, d, f in zip(table["kind"], table["code_dim"], features, strict=True)], index=table.index)
 
 
 def packed_codes(packed: pd.DataFrame) -> Figure:
@@ -84,9 +87,7 @@ def trained_codes(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test")
     with plt.rc_context(plots.style()):
         fig, (left, right) = plt.subplots(1, 2, figsize=(plots.SINGLE_COLUMN * 2.6, plots.SINGLE_COLUMN))
         if len(ok):
-            ok["features"] = ok["features"].fillna("")
-            ok["label"] = [_label(k, int(d), f) for k, d, f in zip(ok["kind"], ok["code_dim"], ok["features"],
-                                                                     strict=True)]
+            ok["label"] = code_labels(ok)
             order = sorted(ok["label"].unique(), key=lambda s: (not s.endswith("1 unit"), "decoder" in s, s))
             pts = plots.mean_interval(ok, "label", cols=("distortion",)).set_index("label").loc[order]
             y = np.arange(len(order))
@@ -96,10 +97,7 @@ def trained_codes(runs: pd.DataFrame, curves: pd.DataFrame, split: str = "test")
             left.set_yticks(y, order)
             left.invert_yaxis()
             if len(curves):
-                curves = curves.copy()
-                curves["features"] = curves["features"].fillna("")
-                curves["label"] = [_label(k, int(d), f) for k, d, f in zip(curves["kind"], curves["code_dim"],
-                                                                            curves["features"], strict=True)]
+                curves = curves.assign(label=code_labels(curves))
                 for i, label in enumerate(order):
                     rows = curves[curves["label"] == label]
                     mean = rows.groupby("sigma")["infonce"].mean().sort_index()

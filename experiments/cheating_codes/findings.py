@@ -9,7 +9,7 @@ import pandas as pd
 from ibkit.prose import direction, plural
 from ibkit.stats import interval_text
 
-from .figures import _label
+from .figures import code_labels
 
 
 def _packing_lines(packed: pd.DataFrame) -> list[str]:
@@ -62,9 +62,7 @@ def _probe_lines(packed: pd.DataFrame) -> list[str]:
 
 
 def _trained_lines(runs: pd.DataFrame) -> list[str]:
-    ok = runs.copy()
-    ok["features"] = ok["features"].fillna("")
-    ok["label"] = [_label(k, int(d), f) for k, d, f in zip(ok["kind"], ok["code_dim"], ok["features"], strict=True)]
+    ok = runs.assign(label=code_labels(runs))
     plain = ok[(ok["kind"] == "ae") & (ok["code_dim"] == 1)].set_index("seed")
     widest = ok[ok["kind"] == "ae"]["code_dim"].max()
     wide = ok[(ok["kind"] == "ae") & (ok["code_dim"] == widest)].set_index("seed")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ibkit import plots
@@ -20,13 +19,6 @@ def _points(runs: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
             if f"{c}_ex_lo" in one:
                 pts[f"{c}_err"] = ((one[f"{c}_ex_hi"] - one[f"{c}_ex_lo"]) / 2).to_numpy()
     return pts
-
-
-def _beta_axis(ax: Axes, betas) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(betas, [f"{b:g}" for b in betas])
-    ax.minorticks_off()
-    ax.set_xlabel("KL weight β")
 
 
 def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
@@ -61,7 +53,7 @@ def code_lengths(runs: pd.DataFrame, split: str = "test") -> Figure:
             right.errorbar(beta, pts["channel_bits"], yerr=pts["channel_bits_err"], color=colour, marker="D", ms=4,
                            ls="none", capsize=2, mfc="none", label="channel simulation: indices sent")
             for ax in (left, right):
-                _beta_axis(ax, beta)
+                plots.beta_axis(ax, beta)
                 ax.margins(x=0.12)
             right.set_ylim(bottom=0)
             top = max(0.3, float((pts["bits_back_excess"] + pts["bits_back_excess_err"]).max()) * 1.6)

@@ -32,13 +32,6 @@ def _panels(n: int, height: float = 2.3) -> tuple[Figure, np.ndarray]:
     return plt.subplots(1, n, figsize=(1.4 + 2.15 * n, height), squeeze=False, sharey=True)
 
 
-def _beta_axis(ax, betas) -> None:
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(betas, [f"{b:g}" for b in betas])
-    ax.minorticks_off()
-    ax.set_xlabel("KL weight β")
-
-
 def rate_per_layer(layers: pd.DataFrame) -> Figure:
     """Each layer's rate (its conditional KL, nats) stacked against beta, one panel per structure (columns) and
     schedule (rows), means over seeds: where a hierarchical code puts its nats, which layer empties first as beta
@@ -88,7 +81,7 @@ def active_units_per_layer(layers: pd.DataFrame) -> Figure:
                 mean = r.groupby("beta")["active_units"].mean()
                 ax.plot(mean.index, mean.to_numpy(), SCHEDULE_STYLE.get(str(schedule), "-"), marker="o", ms=3,
                         color=LAYER_COLOURS[(int(layer) - 1) % 5], lw=1.2)
-            _beta_axis(ax, betas)
+            plots.beta_axis(ax, betas)
             ax.set_title(structure_of(depth, inference))
         axes[0][0].set_ylabel("active units  [count]")
         _layer_and_schedule_legend(fig, layers)
@@ -114,7 +107,7 @@ def information_per_layer(layers: pd.DataFrame, schedule: str = "none") -> Figur
                             color=colour, lw=1.2, capsize=2)
                 ax.errorbar(pts["beta"], pts["mi_upper"], yerr=pts["mi_upper_err"], marker="o", ms=3.5,
                             mfc="white", color=colour, lw=1, ls="--", capsize=2)
-            _beta_axis(ax, betas)
+            plots.beta_axis(ax, betas)
             ax.set_yscale("symlog", linthresh=0.1)
             ax.set_title(structure_of(depth, inference))
         axes[0][0].set_ylabel("information  [nats]")

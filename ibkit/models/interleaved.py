@@ -134,10 +134,6 @@ class InterleavedAE(Autoencoder):
         """
         return self.pack(self.digits(self.encoder(x)))
 
-    def sample_code(self, x: Tensor, eps: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self.encode(x)
-        return z, torch.full((*z.shape[:-1], 1), math.nan, device=z.device)
-
     def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) in nats for x [N, D] and z [..., N, 1]: the wrapped decoder on the unpacked codes.
 
