@@ -48,6 +48,8 @@ QUICK_MARK = "quick run, not for citing"  # in the corner of every figure of a -
 RATE_LABEL, DISTORTION_LABEL = "rate R  [nats]", "distortion D  [nats]"  # the plane's axes; the key says what they are
 PLANE_KEY = "R = E KL(q(z|x) ‖ p(z)), D = −E log p(x|z)"
 ELBO_LABEL = "constant ELBO: D + R = −ELBO (labelled)"
+MSE_LABEL = "distortion D  [squared error]"  # the plane under squared error (a frontier band)
+MSE_KEY = "R = E KL(q(z|x) ‖ p(z)), D = E ‖x − x̂‖² summed over dimensions"
 
 
 def style() -> dict:
@@ -330,7 +332,7 @@ class _Labels(NamedTuple):
 
 def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float = SINGLE_COLUMN * 1.45,
                     ax: Axes | None = None, source: str | None = None, by: str | None = None,
-                    legend_below: bool | None = None) -> Figure:
+                    legend_below: bool | None = None, frontier: pd.DataFrame | None = None) -> Figure:
     """Every model kind on one rate-distortion plane, nats (Alemi et al. 2018, Fig. 1).
 
     Rows with a rate are stochastic codes: per kind and posterior family one point per combination of the kind's
@@ -355,6 +357,11 @@ def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float =
     values apart, in a colour of its own (in the order they first appear) and named first in the legend ("mine:
     VAE"), so that runs of one kind and knobs from different sources are never averaged into one point.
 
+    ``frontier`` (an ``ibkit.frontier.estimate`` table) makes it the plane under squared error: D is each model's
+    ``mse`` (summed over dimensions), without constant-ELBO lines, and the data's own R(D) is drawn as a shaded band
+    from the sandwich lower bound to the upper envelope (``ibkit.frontier.frontier_at``: the least rate any
+    estimator or model of the split achieves at or below D, mixtures included), with the estimators' points.
+
     Args:
         df: a results table (``ibkit.results.load``), or None for the bare plane.
         split: the split drawn.
@@ -364,11 +371,16 @@ def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float =
         by: a column whose values are drawn apart (``source``); None: none.
         legend_below: the legend below the axes in any case; None: where the figure has room (always for a new
             figure).
+        frontier: an ``ibkit.frontier.estimate`` table: the plane under squared error, with the data's R(D) band.
 
     Returns:
         the figure drawn into.
     """
     runs = _PLANE_COLUMNS if df is None else df[(df["split"] == split) & (df["status"] == "ok")]
+    if frontier is not None:  # the plane under squared error: each model at its MSE
+        if "mse" not in runs:
+            raise ValueError("frontier= draws the plane under squared error, but the table has no mse column")
+        runs = runs.assign(distortion=runs["mse"])
     with plt.rc_context(style()):
         below = ax is None if legend_below is None else legend_below  # a figure of its own grows to hold it
         fig, ax = figure_for(ax, (width, width * 1.05))
@@ -385,7 +397,10 @@ def rate_distortion(df: pd.DataFrame | None, split: str = "test", width: float =
             deterministic = part[~has_rate[part.index]]
             for kind in _in_house_order(deterministic["kind"]):
                 _draw_deterministic(ax, kind, deterministic[deterministic["kind"] == kind], span=span, own=part_own)
-        _finish_plane(ax, runs, labels, split, earlier=earlier, source=source, below=below)
+        if frontier is not None:
+            _draw_frontier(ax, frontier, runs[has_rate], split)
+        _finish_plane(ax, runs, labels, split, earlier=earlier, source=source, below=below,
+                      squared_error=frontier is not None)
     if df is not None:
         note_left_out(fig, df, split)
     return fig
@@ -489,36 +504,70 @@ def _draw_deterministic(ax: Axes, kind: str, rows: pd.DataFrame, *, span: float,
                    label=f"{prefix}{look.label}: D = {rows['distortion'].mean():.1f} (rate unbounded)")
 
 
+def _draw_frontier(ax: Axes, table: pd.DataFrame, models: pd.DataFrame, split: str) -> None:
+    """The data's R(D) under squared error (``ibkit.frontier``) on the plane (rate on x, distortion on y): the band
+    from the sandwich lower bound to the upper envelope of the estimators and the ``models`` of the split (their
+    mean (mse, rate) per run), its upper edge, and each upper estimator's points."""
+    from ibkit.frontier import frontier_at
+
+    rows = table[table["split"] == split]
+    models = models.groupby("run_id")[["mse", "rate"]].mean() if len(models) else pd.DataFrame(columns=["mse", "rate"])
+    achieved = list(zip(models["mse"], models["rate"], strict=True))
+    ups = rows[rows["side"] == "upper"]
+    reach = [*ups["distortion"], *models["mse"]]
+    if not reach:
+        return
+    d = np.linspace(min(reach), max(reach), 400)
+    lower, upper = frontier_at(table, d, split=split, achieved=achieved)
+    finite = np.isfinite(upper)
+    ax.fill_betweenx(d[finite], lower[finite], upper[finite], color="0.85", lw=0, zorder=0,
+                     label="R(D) of the data lies in the band: sandwich lower bound to upper envelope")
+    ax.plot(upper[finite], d[finite], color="0.35", lw=1, zorder=1,
+            label="upper envelope: least rate of estimators and models (mixtures too)")
+    for (method, marker) in (("blahut_arimoto", "x"), ("wgd", "+")):
+        pts = ups[ups["method"] == method]
+        if len(pts):
+            ax.plot(pts["rate"], pts["distortion"], marker, color="0.25", ms=5, ls="none", zorder=2,
+                    label=FRONTIER_LABELS[method])
+
+
+FRONTIER_LABELS = {"blahut_arimoto": "Blahut–Arimoto, the training rows as reproductions",
+                   "wgd": "Wasserstein gradient descent on particles"}
+
+
 def _finish_plane(ax: Axes, runs: pd.DataFrame, labels: list[_Labels], split: str, *,
-                  earlier: tuple[list, list] = ([], []), source: str | None = None, below: bool = True) -> None:
+                  earlier: tuple[list, list] = ([], []), source: str | None = None, below: bool = True,
+                  squared_error: bool = False) -> None:
     """Limits, the entropy floor, short axis labels (the legend's title says what R and D are), the legend, then
     the point labels and the labelled constant-ELBO lines (once the limits and the legend are final: their overlap
     tests are in display space). The legend: the constant-ELBO line, a "reference sweep: ``source``" line when
     given, the table's series, then what the caller drew before (``earlier``: ``ax.get_legend_handles_labels()``
-    as it was)."""
+    as it was). ``squared_error``: D is the squared error, so no constant-ELBO lines and no entropy floor."""
     ax.set_xlim(0, ax.get_xlim()[1] * 1.15)  # room for the labels of the rightmost points
-    if "entropy" in runs and runs["entropy"].notna().any():  # D >= H - I >= H - R for every model
+    if not squared_error and "entropy" in runs and runs["entropy"].notna().any():  # D >= H - I >= H - R
         h = runs["entropy"].dropna().iloc[0]
         r = np.linspace(0, ax.get_xlim()[1], 50)
         ax.plot(r, h - r, color="0.1", ls=":", lw=1.2, label=f"D = H − R (H = {h:.2f}): no model below")
     ax.set_ylim(min(0, ax.get_ylim()[0]), ax.get_ylim()[1] * 1.05)
     ax.set_xlabel(RATE_LABEL)
-    ax.set_ylabel(DISTORTION_LABEL)
-    set_title(ax, f"Rate–distortion plane: {data_title(runs, split)}")
+    ax.set_ylabel(MSE_LABEL if squared_error else DISTORTION_LABEL)
+    set_title(ax, f"Rate–distortion plane{' under squared error' if squared_error else ''}: {data_title(runs, split)}")
     handles, names = ax.get_legend_handles_labels()
     mine = [i for i, h in enumerate(handles) if all(h is not e for e in earlier[0])]  # this table's series
     handles, names = [handles[i] for i in mine], [names[i] for i in mine]
     if source is not None:  # a line of its own, without a symbol, above the table's series
         handles, names = [Line2D([], [], ls="none"), *handles], [f"reference sweep: {source}", *names]
-    legend = _place_legend(ax, [_elbo_line(), *handles, *earlier[0]], [ELBO_LABEL, *names, *earlier[1]],
-                           title=PLANE_KEY, below=below)
+    elbo = ([], []) if squared_error else ([_elbo_line()], [ELBO_LABEL])
+    legend = _place_legend(ax, [*elbo[0], *handles, *earlier[0]], [*elbo[1], *names, *earlier[1]],
+                           title=MSE_KEY if squared_error else PLANE_KEY, below=below)
     # labels keep clear of every marker, of the texts, arrows and legend already there, of the labels drawn before
     # them, and they cross no curve, floor or error bar
     placed = _marker_boxes(ax) + [t.get_window_extent() for t in ax.texts] + [legend.get_window_extent()]
     lines = _line_paths(ax)
     for pending in labels:
         _annotate_groups(ax, *pending, placed, lines)
-    _constant_elbo_lines(ax, placed, lines)
+    if not squared_error:
+        _constant_elbo_lines(ax, placed, lines)
 
 
 def _elbo_line() -> Line2D:

@@ -14,9 +14,10 @@ def _known(g: pd.DataFrame, column: str) -> bool:
     return column in g and g[column].notna().any()
 
 
-def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
+def write_findings(runs: pd.DataFrame, split: str = "test", frontier: pd.DataFrame | None = None) -> str:
     """findings.md: where each kind sits on the plane and how tightly the rate bounds the information, in numbers
-    from the stored table (means ± half-width of the 95% bootstrap interval over seeds)."""
+    from the stored table (means ± half-width of the 95% bootstrap interval over seeds); with a ``frontier`` table
+    (frontier.csv), the data's R(D) bounds and how far each VAE is from them on both splits."""
     ok = runs[(runs["status"] == "ok") & (runs["split"] == split)]
     if not len(ok):
         return "# Findings: rate-distortion\n\nNo run finished; see the status and error columns of runs.csv.\n"
@@ -45,7 +46,45 @@ def write_findings(runs: pd.DataFrame, split: str = "test") -> str:
         lines.append(f"- noisy AE σ={noise:g}: rate {interval_text(g['rate'])} (KL to N(0, I), an upper bound), "
                      f"I(X;Z) at least {interval_text(g['mi_lower'])}, distortion {interval_text(g['distortion'])}"
                      f"{collapse_text(g['active_units'])}.")
+    if frontier is not None and len(frontier):
+        lines += _frontier_lines(runs[runs["status"] == "ok"], frontier)
     return "\n".join(lines) + "\n"
+
+
+METHOD_NAMES = {"blahut_arimoto": "Blahut–Arimoto on the training rows", "wgd": "Wasserstein gradient descent",
+                "constant": "the mean of the training rows"}
+
+
+def _frontier_lines(ok: pd.DataFrame, frontier: pd.DataFrame) -> list[str]:
+    """The data's R(D) under squared error (frontier.csv), slope by slope, then each VAE's distance from it: at
+    least its rate above the upper envelope, at most its rate above the lower bound, per split."""
+    lines = ["", "## The data's own R(D) under squared error (frontier.csv; D summed over dimensions)",
+             "Upper bounds are achievable points (R at most this at that D); the sandwich lower bound is a line "
+             "R(D) >= intercept - λ D, given at the low end of its 95% interval. Train rows: the fitted rows "
+             "(Blahut-Arimoto's bound is of their empirical source, at most log N); test rows: held out."]
+    slopes = frontier.dropna(subset=["lambda"]).assign(order=frontier["split"].map({"train": 0, "test": 1}))
+    for (lam, _, split), g in slopes.groupby(["lambda", "order", "split"], sort=True):
+        parts = []
+        for _, r in g[g["side"] == "upper"].iterrows():
+            parts.append(f"{METHOD_NAMES.get(r['method'], r['method'])} R <= {r['rate']:.2f} at D = "
+                         f"{r['distortion']:.2f}")
+        for _, r in g[g["side"] == "lower"].iterrows():
+            at = f"R >= {r['rate_low']:.2f} at D = {r['distortion']:.2f}" if r["rate_low"] > 0 else \
+                "0 there: trivial"
+            parts.append(f"sandwich intercept {r['intercept']:.2f} (95%: {r['intercept_low']:.2f} to "
+                         f"{r['intercept_high']:.2f}), {at}")
+        lines.append(f"- λ={lam:g}, {split} rows: " + "; ".join(parts) + ".")
+    vaes = ok[(ok["kind"] == "vae") & ok["rate_above_upper_envelope"].notna()] \
+        if "rate_above_upper_envelope" in ok else ok.iloc[:0]
+    if len(vaes):
+        lines += ["", "Each VAE's distance above R(D) at its MSE: at least its rate above the upper envelope (the "
+                  "least rate of every estimator and model, mixtures included), at most its rate above the lower "
+                  "bound:"]
+    for (beta, split), g in vaes.groupby(["beta", "split"], sort=True):
+        lines.append(f"- VAE β={beta:g}, {split} rows: MSE {interval_text(g['mse'])}, rate {interval_text(g['rate'])};"
+                     f" above the upper envelope by {interval_text(g['rate_above_upper_envelope'])}, above the lower "
+                     f"bound by {interval_text(g['rate_above_lower_bound'])} nats.")
+    return lines
 
 
 def _network(runs: pd.DataFrame) -> pd.Series:
