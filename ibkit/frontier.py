@@ -14,6 +14,7 @@ water level of reverse water-filling is theta = 1 / (2 lambda) per dimension (``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,9 +63,9 @@ def _rows_per_block(n: int, m: int, memory_budget: int | None) -> tuple[int, boo
     return min(n, rows), 4 * n * m <= budget // 2
 
 
-def _costs(block: Tensor, y: Tensor, y_sq: Tensor) -> Tensor:
-    """||x - y||^2 [b, M] for the rows block [b, D] and the points y [M, D] (y_sq: their squared norms)."""
-    return (block.pow(2).sum(-1, keepdim=True) + y_sq - 2 * block @ y.T).clamp_min_(0.0)
+def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
+    """||a_i - b_j||^2 [P, K] for a [P, D] and b [K, D]."""
+    return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(0.0)
 
 
 def _pass(blocks, log_q: Tensor, lam: float, want_distortion: bool) -> tuple[Tensor, float, float]:
@@ -127,12 +128,11 @@ def blahut_arimoto(x, lam: float, *, reproduction=None, max_iter: int = 2000, to
         raise ValueError(f"x {list(x.shape)} and reproduction {list(y.shape)} must be [N, D] and [M, D] rows of one "
                          f"width, N, M >= 1")
     rows, keep = _rows_per_block(len(x), len(y), memory_budget)
-    y_sq = y.pow(2).sum(-1)
     starts = range(0, len(x), rows)
-    kept = [_costs(x[i: i + rows], y, y_sq).float() for i in starts] if keep else None
+    kept = [_sq_dists(x[i: i + rows], y).float() for i in starts] if keep else None
 
     def blocks():
-        return iter(kept) if kept is not None else (_costs(x[i: i + rows], y, y_sq) for i in starts)
+        return iter(kept) if kept is not None else (_sq_dists(x[i: i + rows], y) for i in starts)
 
     log_q = torch.full((len(y),), -math.log(len(y)), dtype=torch.float64)
     lagrangian, change, iterations = math.inf, math.inf, 0
@@ -181,18 +181,24 @@ class UpperBound:
     steps: int
 
 
-def _rows(name: str, x, width: int | None = None) -> Tensor:
-    """x as float32 [N, D] rows (N >= 1), of ``width`` where given."""
-    x = torch.as_tensor(x, dtype=torch.float32)
-    if x.ndim != 2 or not len(x) or (width is not None and x.shape[1] != width):
-        want = f"[N, {width}]" if width is not None else "[N, D]"
-        raise ValueError(f"{name} {list(x.shape)} must be {want} rows, N >= 1")
-    return x
+def _rows(name: str, value, width: int | None = None) -> Tensor:
+    """``value`` as a float32 tensor [N, D] of finite numbers, refusing anything else with a ValueError."""
+    try:
+        rows = torch.as_tensor(np.asarray(value) if not isinstance(value, Tensor) else value).to(torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a tensor or array of shape [N, D]; got {type(value).__name__}") from None
+    if rows.ndim != 2 or not rows.shape[0] or not rows.shape[1]:
+        raise ValueError(f"{name} must have shape [N, D] with N, D >= 1; got shape {list(rows.shape)}")
+    if width is not None and rows.shape[1] != width:
+        raise ValueError(f"{name} has width {rows.shape[1]} but x has width {width}; pass rows of the same source")
+    if not torch.isfinite(rows).all():
+        raise ValueError(f"{name} contains NaN or inf; clean the data first")
+    return rows
 
 
 def _lambdas(lambdas) -> list[float]:
     """One slope or a sequence of them, each > 0."""
-    values = [lambdas] if isinstance(lambdas, (int, float)) else list(lambdas)
+    values = [lambdas] if np.ndim(lambdas) == 0 else list(lambdas)
     if not values:
         raise ValueError("lambdas=[] must hold at least one slope > 0")
     for lam in values:
@@ -203,7 +209,7 @@ def _lambdas(lambdas) -> list[float]:
 def _channel(x: Tensor, y: Tensor, log_w: Tensor, lam: float) -> tuple[Tensor, Tensor]:
     """The logits log w(y) - lam ||x - y||^2 [b, M] of Q(y|x) and the costs [b, M], for rows x [b, D] and
     particles y [M, D] of log weights log_w [M]."""
-    cost = (x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2 * x @ y.T).clamp_min(0.0)
+    cost = _sq_dists(x, y)
     return log_w - lam * cost, cost
 
 
@@ -306,6 +312,7 @@ def upper(x, lambdas, method: str = "wgd", *, held_out=None, particles: int = 10
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 # Student's t 0.975 quantiles for 1..30 degrees of freedom; 1.96 beyond
+FLOOR_QUANTILE = 0.01  # log u is floored at this quantile of its values on the training rows (see ``lower``)
 
 
 @dataclass
@@ -337,23 +344,24 @@ class Sandwich:
         return max(self.intercept - self.lam * distortion, 0.0)
 
 
-def _sq_dists(a: Tensor, b: Tensor) -> Tensor:
-    """||a_i - b_j||^2 [P, K] for a [P, D] and b [K, D]."""
-    return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(0.0)
-
-
-def _argsup(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: int, gen: torch.Generator) -> Tensor:
+def _argsup(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: int, gen: torch.Generator,
+            every_row: bool = False) -> Tensor:
     """The y [D] that maximises log sum_i exp(-lam ||x_i - y||^2 - log u(x_i)) over the batch xb [k, D] (log_u [k]).
 
     Multi-start mean shift: its gradient in y is 2 lam (ybar_w - y), ybar_w the softmax-weighted mean of the rows,
     so the ascent step 1/(2 lam) is y <- ybar_w, which never lowers the objective (Carreira-Perpinan 2007). Starts:
-    half the rows where the objective is highest, half random rows; the best of all ends is returned.
+    a pool of rows is scored at y = row (every row, or the 4 * starts heaviest rows, largest 1/u, and 4 * starts
+    random rows); half the starts are the best of the pool, the rest random members of it. The best end is returned.
     """
     with torch.no_grad():
         k = len(xb)
-        heavy = (-log_u).topk(min(k, 4 * starts)).indices  # the rows of largest weight 1 / u
-        pool = torch.cat([heavy, torch.randperm(k, generator=gen)[: 4 * starts]]).unique()
-        at_rows = torch.logsumexp(-lam * _sq_dists(xb[pool], xb) - log_u, dim=1)  # the objective at y = x_j
+        if every_row:
+            pool = torch.arange(k)
+        else:  # the 4 * starts heaviest rows (largest 1/u) and 4 * starts random rows
+            heavy = (-log_u).topk(min(k, 4 * starts)).indices
+            pool = torch.cat([heavy, torch.randperm(k, generator=gen)[: 4 * starts]]).unique()
+        at_rows = torch.cat([torch.logsumexp(-lam * _sq_dists(xb[rows], xb) - log_u, dim=1)  # objective at y = row
+                             for rows in pool.split(1024)])
         first = pool[at_rows.topk(min(len(pool), (starts + 1) // 2)).indices]
         others = pool[~torch.isin(pool, first)]
         y = xb[torch.cat([first, others[torch.randperm(len(others), generator=gen)[: starts - len(first)]]])]
@@ -373,65 +381,72 @@ def _log_ck(xb: Tensor, log_u: Tensor, y: Tensor, lam: float) -> Tensor:
     return torch.logsumexp(-lam * _sq_dists(y[None], xb)[0] - log_u, dim=0) - math.log(len(xb))
 
 
+def _sup_log_ck(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: int, gen: torch.Generator) -> Tensor:
+    """log C_k of the batch xb [k, D] with log u(xb) = log_u [k], as evaluated (not trained): every row scored as a
+    start, 4 * starts mean-shift starts."""
+    return _log_ck(xb, log_u, _argsup(xb, log_u, lam, 4 * starts, ascent_steps, gen, every_row=True), lam)
+
+
 def _batches(n: int, k: int, gen: torch.Generator) -> list[Tensor]:
     """n // k disjoint random index batches of k rows."""
     order = torch.randperm(n, generator=gen)
     return [order[i * k: (i + 1) * k] for i in range(n // k)]
 
 
-def lower(x, lambdas, *, held_out=None, k: int = 1024, steps: int = 1000, hidden: tuple[int, ...] = (64, 64),
-          starts: int = 16, ascent_steps: int = 50, lr: float = 1e-3, seed: int = 0) -> list[Sandwich]:
-    """Lower bound lines on the source's R(D), one per slope (Yang & Mandt 2022, eqs. 6-8, Algorithm 1).
+def lower(x, lambdas: float | Sequence[float], *, held_out=None, k: int = 1024, steps: int = 1000,
+          hidden: tuple[int, ...] = (64, 64), starts: int = 16, ascent_steps: int = 50, lr: float = 1e-3,
+          seed: int = 0) -> list[Sandwich]:
+    """Lower bound lines on the source's R(D), one per slope (Yang & Mandt 2022, eqs. 6-8 and Algorithm 1).
 
-    For any u(x) > 0 and lam >= 0, R(D) >= ell(u) - lam D with (rho(x, y) = ||x - y||^2 summed over dimensions)
+    For any u(x) > 0 and lam >= 0, R(D) >= ell(u) - lam D, with rho(x, y) = ||x - y||^2 summed over dimensions,
 
         ell(u) = E[-log u(X)] - E[C_k] / alpha - log alpha + 1,
         C_k = sup_y (1/k) sum_{i<=k} exp(-lam rho(x_i, y)) / u(x_i)   over k i.i.d. rows,
 
-    since E[C_k] >= sup_y E[exp(-lam rho(X, y)) / u(X)] and log c <= c / alpha + log alpha - 1. log u is an MLP
-    (input standardised by x's mean and scale) trained by Adam on batches of k rows of x to maximise
-    -mean log u - log C_k (the linearised objective's gradient with alpha at the batch's own C_k; it is unchanged
-    by u -> c u). Then alpha is fixed to the mean C_k over up to 8 fresh batches of x, and ell is the mean over the
-    disjoint k-row batches of a split of xi = -mean_batch log u - C_k / alpha - log alpha + 1: unbiased on held-out
-    rows, which neither u nor alpha has seen, and optimistic on x. The sup over y is a multi-start mean shift (see
-    ``_argsup``); a missed global sup underestimates C_k and makes the bound optimistic, so use enough ``starts``.
-    Everything is in the log domain (C_k / alpha = exp(log C_k - log alpha)); nothing overflows at D = 784.
+    since E[C_k] >= sup_y E[exp(-lam rho(X, y)) / u(X)] and log c <= c / alpha + log alpha - 1 for alpha > 0.
+    log u is an MLP (input standardised by x's mean and scale) trained by Adam on batches of k rows of x to maximise
+    -mean log u - C_k / alpha, alpha a running mean of C_k (as in the paper); then floored at the
+    ``FLOOR_QUANTILE`` quantile of its values on x (any u > 0 is allowed: the floor keeps a held-out row in a tail
+    the training rows left empty from a huge weight 1/u). alpha is then fixed to the mean C_k over up to 8 batches of
+    x, and ell is the mean over the disjoint k-row batches of a split of xi = -mean_batch log u - C_k / alpha -
+    log alpha + 1: unbiased on held-out rows, which neither u nor alpha has seen, optimistic on x itself. The sup over
+    y is a multi-start mean shift (``_argsup``; in evaluation every row of a batch is scored as a start and 4 * starts
+    starts run). A missed global sup underestimates C_k and makes the bound optimistic, so use enough ``starts``.
+    All in the log domain (C_k / alpha = exp(log C_k - log alpha)).
 
-    Where it is informative: sources of low intrinsic dimension, where a batch of k rows covers the neighbourhood
-    of the sup (2-D Gaussian, lam 1.5: ell within ~0.1 nats of the true 2.235). Where it is trivial: high intrinsic
-    dimension such as MNIST pixels, where C_k is dominated by the single nearest row, ell falls toward -log k-ish
-    values and R_L(D) = max(ell - lam D, 0) is 0 at every D of interest. The bound is reported even then, never a
-    made-up tighter one.
+    Every per-batch xi is at most log k (C_k >= (1/k) max_i 1/u(x_i) >= exp(mean_batch -log u) / k), so ell <= log k
+    whatever the source. Informative for sources of low intrinsic dimension, where a batch of k rows covers the
+    neighbourhood of the sup (2-D Gaussian, lam 1.5, k 4096: ell 2.10-2.14 against the true 2.235). Nearly trivial
+    at high intrinsic dimension such as MNIST pixels: C_k is dominated by the single nearest row, ell saturates
+    toward log k as lam grows (k 1000: lam 1 gives 6.8 nats, so R_L(D) = max(ell - lam D, 0) is 0 beyond D ~ 7;
+    lam 0.1 gives 4.8, so 2.8 nats at D = 20), far below the true R(D) at every D of interest. The bound is
+    reported even then, never a made-up tighter one.
 
     Args:
-        x: [N, D] training rows (numpy or tensor), N >= 2 k' with k' = min(k, N // 2).
+        x: [N, D] training rows (numpy or tensor, any real dtype; computed in float32), N >= 4.
         lambdas: a slope > 0 or a sequence of them, nats per unit of summed squared error.
-        held_out: [M, D] rows of the same source for the unbiased "test" estimate (M >= 2), or None.
-        k: rows per batch of C_k (>= 2); clipped per split to half its rows, so that there are >= 2 batches.
-        steps: Adam steps fitting log u (0: an untrained network, still a valid bound).
+        held_out: [M, D] rows of the same source, M >= 4, for the unbiased "test" estimate; or None.
+        k: rows per batch of C_k, >= 2; clipped per split to half its rows, so that there are >= 2 batches.
+        steps: Adam steps fitting log u, >= 0 (0: the untrained network, still a valid, loose bound).
         hidden: hidden widths of the MLP (softplus activations).
-        starts: mean-shift starts per batch of the sup over y.
-        ascent_steps: mean-shift iterations per start (it stops earlier once y moves by < 1e-6).
+        starts: mean-shift starts per batch for the sup over y in training (4 * starts in evaluation).
+        ascent_steps: the most mean-shift iterations per start (it stops once no start gains 1e-6 nats).
         lr: Adam's learning rate.
-        seed: seeds the network, the batches and the random starts (global RNG state is left as it was).
+        seed: seeds the network, the batches and the random starts (the global RNG state is left as it was).
 
     Returns:
-        one ``Sandwich`` per (slope, split), slopes in the given order, "train" before "test".
+        one ``Sandwich`` per (slope, split): slopes in the given order, "train" before "test".
 
     Raises:
-        ValueError: a slope <= 0, k < 2, starts or ascent_steps < 1, steps < 0, hidden widths < 1, x not [N, D] of
-            finite numbers, held_out of another width, or a split with fewer than 4 rows (2 batches of 2).
+        ValueError: a slope <= 0 or no slope, k < 2, steps < 0, starts, ascent_steps or a hidden width < 1, lr <= 0,
+            x or held_out not [N, D] finite numbers, held_out of another width than x, or a split of < 4 rows.
     """
-    lams = [lambdas] if isinstance(lambdas, (int, float, np.integer, np.floating)) else list(lambdas)
-    if not lams:
-        raise ValueError("lambdas is empty; pass a slope > 0 or a sequence of them")
-    for lam in lams:
-        check_number("lam", lam, low=0, low_open=True)
+    lams = _lambdas(lambdas)
     for name, value, low in (("k", k, 2), ("steps", steps, 0), ("starts", starts, 1), ("ascent_steps", ascent_steps, 1),
                              ("seed", seed, 0)):
         check_number(name, value, low=low, integer=True)
     check_number("lr", lr, low=0, low_open=True)
-    if not all(isinstance(h, (int, np.integer)) and h >= 1 for h in hidden):
+    if not isinstance(hidden, (tuple, list)) or not all(isinstance(h, (int, np.integer)) and h >= 1 for h in hidden):
         raise ValueError(f"hidden={hidden!r} must be a tuple of widths >= 1, e.g. (64, 64)")
     x = _rows("x", x)
     splits = [("train", x)] + ([("test", _rows("held_out", held_out, x.shape[1]))] if held_out is not None else [])
@@ -441,16 +456,15 @@ def lower(x, lambdas, *, held_out=None, k: int = 1024, steps: int = 1000, hidden
                              f">= 2 batches of >= 2 rows, so pass at least 4")
     results = []
     for lam in lams:
-        lam = float(lam)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             gen = torch.Generator().manual_seed(seed)
             kx = min(k, len(x) // 2)
             net = _fit(x, lam, kx, steps, hidden, starts, ascent_steps, lr, gen)
             with torch.no_grad():  # alpha: the mean C_k over up to 8 batches of training rows, fixed from here on
-                log_cks = [_log_ck(x[b], net(x[b]), _argsup(x[b], net(x[b]), lam, starts, ascent_steps, gen), lam)
-                           for b in _batches(len(x), kx, gen)[:8]]
-                log_alpha = float(torch.logsumexp(torch.stack(log_cks), 0) - math.log(len(log_cks)))
+                log_cks = torch.stack([_sup_log_ck(x[b], net(x[b]), lam, starts, ascent_steps, gen)
+                                       for b in _batches(len(x), kx, gen)[:8]])
+                log_alpha = float(torch.logsumexp(log_cks, 0) - math.log(len(log_cks)))
                 for split, rows in splits:
                     results.append(_evaluate(net, rows, lam, min(k, len(rows) // 2), split, log_alpha, starts,
                                              ascent_steps, gen))
@@ -461,27 +475,26 @@ def _fit(x: Tensor, lam: float, k: int, steps: int, hidden: tuple[int, ...], sta
          lr: float, gen: torch.Generator, beta: float = 0.9):
     """The log u function [n, D] -> [n]: an MLP trained ``steps`` Adam steps on batches of k rows of x [N, D] to
     maximise the linearised objective -mean log u - C_k / alpha, log alpha a running mean of C_k (weight ``beta`` on
-    the past, Yang & Mandt's Algorithm 1), then floored at its minimum over x."""
+    the past, as in Yang & Mandt's Algorithm 1), then floored at its ``FLOOR_QUANTILE`` quantile over x."""
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-3 * float(x.std()) + 1e-12)
     widths = (x.shape[1], *hidden)
-    layers = [m for a, b in zip(widths, widths[1:], strict=False) for m in (nn.Linear(a, b), nn.Softplus())]
-    mlp = nn.Sequential(*layers,
-                        nn.Linear(widths[-1], 1))
+    layers = [m for a, b in zip(widths[:-1], widths[1:], strict=True) for m in (nn.Linear(a, b), nn.Softplus())]
+    mlp = nn.Sequential(*layers, nn.Linear(widths[-1], 1))
     opt = torch.optim.Adam(mlp.parameters(), lr=lr)
     log_alpha = None
     for _ in range(steps):
         xb = x[torch.randperm(len(x), generator=gen)[:k]]
         log_u = mlp((xb - mean) / scale)[:, 0]
-        log_ck = _log_ck(xb, log_u, _argsup(xb, log_u.detach(), lam, starts, ascent_steps, gen), lam)
-        log_alpha = float(log_ck) if log_alpha is None else log_alpha
+        log_ck = _log_ck(xb, log_u, _argsup(xb, log_u.detach(), lam, starts, ascent_steps, gen), lam)  # y fixed
+        log_alpha = float(log_ck.detach()) if log_alpha is None else log_alpha
         loss = log_u.mean() + torch.exp((log_ck - log_alpha).clamp_max(10.0))  # clamped: one wild batch
         opt.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(mlp.parameters(), 10.0)
         opt.step()
-        log_alpha = float(np.logaddexp(log_alpha + math.log(beta), float(log_ck) + math.log(1 - beta)))
+        log_alpha = float(np.logaddexp(log_alpha + math.log(beta), float(log_ck.detach()) + math.log(1 - beta)))
     with torch.no_grad():
-        floor = float(mlp((x - mean) / scale).min())
+        floor = float(torch.quantile(mlp((x - mean) / scale)[:, 0], FLOOR_QUANTILE))
     return lambda rows: mlp((rows - mean) / scale)[:, 0].clamp_min(floor)
 
 
@@ -491,11 +504,12 @@ def _evaluate(net, rows: Tensor, lam: float, k: int, split: str, log_alpha: floa
     xis = []
     for b in _batches(len(rows), k, gen):
         log_u = net(rows[b])
-        log_ck = float(_log_ck(rows[b], log_u, _argsup(rows[b], log_u, lam, starts, ascent_steps, gen), lam))
-        xis.append(-float(log_u.mean()) - math.exp(min(log_ck - log_alpha, 700.0)) - log_alpha + 1)
+        excess = float(_sup_log_ck(rows[b], log_u, lam, starts, ascent_steps, gen)) - log_alpha
+        xis.append(-float(log_u.mean()) - (math.exp(excess) if excess < 700 else math.inf) - log_alpha + 1)
     xi = np.array(xis)
-    half = (_T975[len(xi) - 2] if len(xi) <= 31 else 1.96) * xi.std(ddof=1) / math.sqrt(len(xi))
-    mean = float(xi.mean())
+    mean = float(xi.mean())  # -inf (a trivial bound, never a capped one) if some C_k / alpha overflowed
+    t = _T975[len(xi) - 2] if len(xi) <= 31 else 1.96
+    half = t * float(xi.std(ddof=1)) / math.sqrt(len(xi)) if math.isfinite(mean) else 0.0
     return Sandwich(lam=lam, split=split, intercept=mean, intercept_low=mean - half, intercept_high=mean + half,
                     log_alpha=log_alpha, k=k, batches=len(xi))
 

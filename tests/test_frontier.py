@@ -1,13 +1,15 @@
 """ibkit.frontier: bounds on the rate-distortion function of data from samples, against closed forms."""
 
+import gzip
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ibkit.frontier import blahut_arimoto, estimate, frontier_at, upper
+from ibkit.frontier import Sandwich, blahut_arimoto, estimate, frontier_at, lower, upper
 from ibkit.theory import gaussian_rate_at, gaussian_rd
 
 
@@ -96,7 +98,7 @@ def test_upper_refuses_an_unknown_method_and_bad_rows():
     x = torch.randn(20, 3)
     with pytest.raises(ValueError, match="method='nerd' is not known; choose one of: wgd"):
         upper(x, 1.0, method="nerd")
-    with pytest.raises(ValueError, match=r"held_out \[5, 2\] must be \[N, 3\] rows"):
+    with pytest.raises(ValueError, match="held_out has width 2 but x has width 3"):
         upper(x, 1.0, held_out=torch.randn(5, 2))
     with pytest.raises(ValueError, match="lambdas=-1.0 must be > 0"):
         upper(x, [1.0, -1.0])
@@ -135,3 +137,91 @@ def test_frontier_at_never_puts_the_lower_bound_above_an_achievable_point_of_a_g
     lower_bound, upper_bound = frontier_at(pd.DataFrame(ups + lows), d)
     truth = np.array([gaussian_rate_at(spectrum, v) for v in d])
     assert (lower_bound <= truth + 1e-9).all() and (truth <= upper_bound + 1e-9).all()
+
+
+# The sandwich lower bound (Yang & Mandt 2022)
+
+VARIANCES = np.array([1.2055, 1.0898])  # the paper's demo source; both above the water level 1/3
+LAM = 1.5  # ours (summed squared error) = RD-sandwich's 3 (mean over the 2 dimensions)
+TRUE_INTERCEPT = 2.2351  # R(D) + lam D = 1.2351 + 1.5 * 0.6667 nats (reverse water-filling, theta = 1/3)
+MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
+
+
+def gaussian(n: int, seed: int) -> np.ndarray:
+    """[n, 2] rows of N(0, diag(VARIANCES))."""
+    return np.random.default_rng(seed).standard_normal((n, 2)) * np.sqrt(VARIANCES)
+
+
+def test_the_sandwich_lower_bound_on_a_2d_gaussian_is_valid_and_within_015_nats():
+    x, held_out = gaussian(10_000, 1), gaussian(6 * 4096, 2)
+    train, test = lower(x, LAM, held_out=held_out, k=4096, steps=400, seed=0)
+    assert (train.split, test.split) == ("train", "test") and test.batches == 6 and test.k == 4096
+    assert test.intercept_low <= test.intercept <= test.intercept_high
+    assert test.intercept_low <= TRUE_INTERCEPT  # valid within its interval
+    assert test.intercept >= TRUE_INTERCEPT - 0.15  # and tight
+    assert test.rate_at(0.6667) == pytest.approx(test.intercept - LAM * 0.6667)
+    assert test.rate_at(100.0) == 0.0
+
+
+@pytest.mark.parametrize("hidden", [(64, 64), ()])
+def test_an_unfitted_u_still_gives_a_valid_lower_bound(hidden):
+    x, held_out = gaussian(10_000, 3), gaussian(10_000, 4)
+    for bound in lower(x, LAM, held_out=held_out, steps=0, hidden=hidden, seed=1):
+        assert math.isfinite(bound.intercept)
+        assert bound.intercept_high < TRUE_INTERCEPT
+
+
+def test_no_sandwich_batch_exceeds_log_k():
+    """xi <= mean(-log u) - log C_k <= log k, since C_k >= (1/k) max_i 1/u(x_i): the bound's ceiling."""
+    # steep slopes, where each row is nearly its own cluster and ell climbs toward log k (lam 1000: ~4.9 of 5.55)
+    for bound in lower(gaussian(2_000, 5), [10.0, 1000.0], held_out=gaussian(2_000, 6), k=256, steps=20, seed=0):
+        assert bound.intercept_high <= math.log(256) + 1e-4
+
+
+def test_lower_is_deterministic_and_leaves_the_global_rng_alone():
+    x, held_out = gaussian(1_000, 7), gaussian(1_000, 8)
+    state = torch.get_rng_state()
+    first = lower(x, [0.5, LAM], held_out=held_out, k=128, steps=10, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    assert first == lower(x, [0.5, LAM], held_out=held_out, k=128, steps=10, seed=3)
+    assert [(b.lam, b.split) for b in first] == [(0.5, "train"), (0.5, "test"), (LAM, "train"), (LAM, "test")]
+    assert all(isinstance(b, Sandwich) for b in first)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(lambdas=0.0), r"lambdas=0.0 must be > 0"),
+    (dict(lambdas=[1.0, -1.0]), r"lambdas=-1.0 must be > 0"),
+    (dict(lambdas=[]), r"lambdas=\[\] must hold at least one slope"),
+    (dict(k=1), r"k=1 must be >= 2"),
+    (dict(k=2.5), r"k=2.5 must be an integer"),
+    (dict(steps=-1), r"steps=-1 must be >= 0"),
+    (dict(hidden=(64, 0)), r"hidden=\(64, 0\) must be a tuple of widths >= 1"),
+    (dict(held_out=np.zeros((10, 3))), r"held_out has width 3 but x has width 2"),
+    (dict(held_out=np.zeros((3, 2))), r"held_out has 3 rows"),
+    (dict(x=np.zeros(10)), r"x must have shape \[N, D\]"),
+    (dict(x=np.full((10, 2), np.nan)), r"x contains NaN or inf"),
+])
+def test_lower_refuses_bad_input(kwargs, match):
+    args = dict(x=gaussian(100, 9), lambdas=LAM) | kwargs
+    with pytest.raises(ValueError, match=match):
+        lower(args.pop("x"), args.pop("lambdas"), steps=args.pop("steps", 0), **args)
+
+
+def mnist_rows(n: int) -> np.ndarray:
+    """[n, 784] MNIST t10k pixels in [0, 1]; skips where the shared data are absent."""
+    if not MNIST.exists():
+        pytest.skip(f"the MNIST test set is not at {MNIST}")
+    pixels = np.frombuffer(gzip.decompress(MNIST.read_bytes()), np.uint8, offset=16)
+    return pixels.reshape(-1, 784)[:n].astype(np.float32) / 255
+
+
+def test_the_sandwich_bound_runs_at_mnist_scale_and_stays_below_log_k():
+    rows = mnist_rows(2_000)
+    bounds = lower(rows[:1_000], [0.01, 0.1, 1.0], held_out=rows[1_000:], k=256, steps=30, seed=0)
+    assert [(b.lam, b.split) for b in bounds] == [(lam, s) for lam in (0.01, 0.1, 1.0) for s in ("train", "test")]
+    for b in bounds:
+        values = (b.intercept, b.intercept_low, b.intercept_high, b.log_alpha)
+        assert all(math.isfinite(v) for v in values), b
+        assert b.intercept_low <= b.intercept <= b.intercept_high
+        assert b.intercept <= math.log(256) + 1e-4  # the ceiling: nearly trivial at high intrinsic dimension
+        assert 0.0 <= b.rate_at(40.0) <= b.rate_at(20.0)
