@@ -45,6 +45,7 @@ from .findings import write_findings
 NAME = "rate-distortion"
 FRONTIER = "frontier"  # the side table of the data's R(D) bounds
 IMAGES = ("digits", "mnist")  # the datasets whose pixels ``binarize`` applies to
+GAPS = ("rate_above_upper_envelope", "rate_above_lower_bound")  # runs.csv's distances above the frontier's bounds
 SUMMARY = "beta-VAE sweep on the rate-distortion plane, beside deterministic, sparse and noisy AEs"
 
 
@@ -182,8 +183,18 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
     table = data_frontier(config, ds, out_dir)
     runs = with_frontier_gaps(runs, table)
     if out_dir is not None:
-        RunFolder(out_dir).write_runs(runs)
+        _store_gaps(RunFolder(out_dir), runs)
     return runs
+
+
+def _store_gaps(folder: RunFolder, runs: pd.DataFrame) -> None:
+    """Write each run's rate above the frontier's bounds into its record (the tables are assembled from them), in
+    the order the records were written."""
+    gaps = runs.set_index(["run_id", "split"])[list(GAPS)]
+    for record in folder.records():
+        rows = [{**row, **gaps.loc[(row["run_id"], row["split"])].to_dict()} for row in record["rows"]]
+        folder.write_record(rows[0]["run_id"], rows, {name: pd.DataFrame(t) for name, t in record["tables"].items()})
+    folder.write_tables()
 
 
 def data_frontier(config: Config, ds, out_dir: str | Path | None = None) -> pd.DataFrame:
@@ -211,7 +222,8 @@ def with_frontier_gaps(runs: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     (``ibkit.frontier.frontier_at``; the envelope counts every model of the split as achievable). NaN for a code
     without a rate."""
     runs = runs.copy()
-    runs["rate_above_upper_envelope"] = runs["rate_above_lower_bound"] = math.nan
+    for column in GAPS:
+        runs[column] = math.nan
     for split, rows in runs[(runs["status"] == "ok") & runs["rate"].notna()].groupby("split"):
         achieved = list(zip(rows["mse"], rows["rate"], strict=True))
         lower, upper = F.frontier_at(table, rows["mse"].to_numpy(), split=str(split), achieved=achieved)
