@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from ibkit.checks import check_choice, check_number
+from ibkit.progress import Progress
 
 MEMORY_BUDGET = 1 << 30  # bytes the [rows, M] blocks of one iteration may take (memory_budget=None)
 
@@ -516,7 +518,7 @@ def _evaluate(net, rows: Tensor, lam: float, k: int, split: str, log_alpha: floa
 
 COLUMNS = ("lambda", "method", "side", "split", "rate", "rate_low", "rate_high", "distortion", "distortion_low",
            "distortion_high", "intercept", "intercept_low", "intercept_high", "rows", "note")
-METHODS = ("constant", "blahut_arimoto", "wgd", "sandwich")  # what ``estimate`` runs
+METHODS = ("constant", "blahut_arimoto", "wgd", "sandwich")  # what ``estimate`` runs, upper bounds first
 
 
 def _constant_rows(x: Tensor, scored: dict[str, Tensor]) -> list[dict]:
@@ -563,8 +565,6 @@ def estimate(x, lambdas, methods=METHODS, *, held_out=None, options: dict[str, d
     Raises:
         ValueError: an unknown method, an option for a method not run, or the functions' own refusals.
     """
-    import pandas as pd
-
     methods = tuple(methods)
     for method in methods:
         check_choice("methods", method, METHODS)
@@ -575,28 +575,43 @@ def estimate(x, lambdas, methods=METHODS, *, held_out=None, options: dict[str, d
     scored = {"train": x} | ({} if held_out is None else {"test": _rows("held_out", held_out, x.shape[1])})
     lambdas = _lambdas(lambdas)
     rows = _constant_rows(x, scored) if "constant" in methods else []
-    for lam in lambdas if "blahut_arimoto" in methods else []:
-        point = blahut_arimoto(x, lam, **options.get("blahut_arimoto", {}))
-        run = f"{point.iterations} iterations, last change {point.change:.1e}"
-        exact = (point.rate,) * 3, (point.distortion,) * 3  # the empirical source's own numbers: no sampling
-        rows.append(_upper_row(lam, "blahut_arimoto", "train", *exact, f"rate <= log N = {math.log(len(x)):.2f}; {run}",
-                               rows=len(x)))
-        if "test" in scored:  # its reproduction distribution over the rows, scored on held-out rows
-            rate, distortion = _scored(scored["test"], x, point.log_marginal.float(), lam)
-            rows.append(_upper_row(lam, "blahut_arimoto", "test", _interval(rate), _interval(distortion),
-                                   f"the rows as reproductions, weighted by its marginal; {run}",
-                                   rows=len(scored["test"])))
-    if "wgd" in methods:
-        for b in upper(x, lambdas, "wgd", held_out=held_out, **options.get("wgd", {})):
-            rows.append(_upper_row(b.lam, "wgd", b.split, (b.rate, b.rate_low, b.rate_high),
-                                   (b.distortion, b.distortion_low, b.distortion_high),
-                                   f"{b.particles} particles, {b.steps} steps", rows=len(scored[b.split])))
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    if "sandwich" in methods:
-        lines = [_sandwich_row(s, table, len(scored[s.split]))
-                 for s in lower(x, lambdas, held_out=held_out, **options.get("sandwich", {}))]
-        table = pd.concat([table, pd.DataFrame(lines, columns=list(COLUMNS))], ignore_index=True)
-    return table
+    sloped = [m for m in METHODS[1:] if m in methods]
+    with Progress("frontier", len(lambdas) * len(sloped), "slopes x methods") as progress:
+        for lam in lambdas:  # upper methods first: a lower line's row reads the upper points of its slope
+            for method in sloped:
+                rows += _METHOD_ROWS[method](x, lam, scored, rows, options.get(method, {}))
+                progress.update(1)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _blahut_arimoto_rows(x: Tensor, lam: float, scored: dict[str, Tensor], _, options: dict) -> list[dict]:
+    """Blahut-Arimoto on the rows; where there are held-out rows, its marginal over the rows scored on them."""
+    point = blahut_arimoto(x, lam, **options)
+    run = f"{point.iterations} iterations, last change {point.change:.1e}"
+    exact = (point.rate,) * 3, (point.distortion,) * 3  # the empirical source's own numbers: no sampling
+    rows = [_upper_row(lam, "blahut_arimoto", "train", *exact, f"rate <= log N = {math.log(len(x)):.2f}; {run}",
+                       rows=len(x))]
+    if "test" in scored:
+        rate, distortion = _scored(scored["test"], x, point.log_marginal.float(), lam)
+        rows.append(_upper_row(lam, "blahut_arimoto", "test", _interval(rate), _interval(distortion),
+                               f"the rows as reproductions, weighted by its marginal; {run}", rows=len(scored["test"])))
+    return rows
+
+
+def _wgd_rows(x: Tensor, lam: float, scored: dict[str, Tensor], _, options: dict) -> list[dict]:
+    return [_upper_row(b.lam, "wgd", b.split, (b.rate, b.rate_low, b.rate_high),
+                       (b.distortion, b.distortion_low, b.distortion_high), f"{b.particles} particles, {b.steps} steps",
+                       rows=len(scored[b.split]))
+            for b in upper(x, lam, "wgd", held_out=scored.get("test"), **options)]
+
+
+def _sandwich_rows(x: Tensor, lam: float, scored: dict[str, Tensor], earlier: list[dict], options: dict) -> list[dict]:
+    table = pd.DataFrame(earlier, columns=list(COLUMNS))
+    return [_sandwich_row(line, table, len(scored[line.split]))
+            for line in lower(x, lam, held_out=scored.get("test"), **options)]
+
+
+_METHOD_ROWS = {"blahut_arimoto": _blahut_arimoto_rows, "wgd": _wgd_rows, "sandwich": _sandwich_rows}
 
 
 def _upper_row(lam: float, method: str, split: str, rate: tuple, distortion: tuple, note: str, rows: int) -> dict:
@@ -642,7 +657,6 @@ def frontier_at(table, distortion, *, split: str = "test", achieved=()) -> tuple
     Returns:
         (lower, upper): numpy arrays of the distortion's shape.
     """
-    import numpy as np
 
     d = np.asarray(distortion, dtype=float)
     rows = table[table["split"] == split]
