@@ -646,7 +646,8 @@ def frontier_at(table, distortion, *, split: str = "test", achieved=()) -> tuple
     points that straddle it. Beyond the reach of every point (below the least distortion), infinite.
 
     lower: the highest sandwich line of ``split`` at D, each at the low end of its intercept's interval,
-    max_lam (intercept_low - lam D), and at least 0.
+    max_lam (intercept_low - lam D), at least 0 and at most ``upper``: a line above an achievable point is wrong
+    there (its estimate's noise, or a missed sup over y), so it is cut to the point, and the band is never inverted.
 
     Args:
         table: an ``estimate`` table.
@@ -657,7 +658,6 @@ def frontier_at(table, distortion, *, split: str = "test", achieved=()) -> tuple
     Returns:
         (lower, upper): numpy arrays of the distortion's shape.
     """
-
     d = np.asarray(distortion, dtype=float)
     rows = table[table["split"] == split]
     ups = rows[rows["side"] == "upper"]
@@ -676,7 +676,7 @@ def frontier_at(table, distortion, *, split: str = "test", achieved=()) -> tuple
     lower_bound = np.zeros(d.shape)
     for lam, low in zip(lines["lambda"], lines["intercept_low"], strict=True):
         lower_bound = np.maximum(lower_bound, low - lam * d)
-    return lower_bound, upper_bound
+    return np.minimum(lower_bound, upper_bound), upper_bound
 
 
 __all__ = ["BlahutArimoto", "blahut_arimoto", "MEMORY_BUDGET", "UpperBound", "upper", "UPPER_METHODS", "Sandwich",

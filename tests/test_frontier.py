@@ -118,6 +118,10 @@ def test_frontier_at_takes_the_least_achievable_rate_and_the_highest_lower_line(
     lower_bound, upper_bound = frontier_at(small_table(), [0.5, 2.0, 4.0, 6.0], split="test")
     assert upper_bound.tolist() == [math.inf, 2.0, 0.5, 0.0]
     assert lower_bound.tolist() == [3.5, 2.0, 0.0, 0.0]
+    crossing = pd.concat([small_table(), pd.DataFrame([dict(side="lower", split="test", intercept_low=5.0,
+                                                             **{"lambda": 1.0})])])
+    lower_bound, _ = frontier_at(crossing, [2.0, 4.0], split="test")
+    assert lower_bound.tolist() == [2.0, 0.5]  # a line above an achievable point is cut to it: never inverted
     _, with_model = frontier_at(small_table(), [2.0], split="test", achieved=[(2.0, 1.0)])
     assert with_model.tolist() == [1.0]  # a model is an achievable point too
 
@@ -225,3 +229,25 @@ def test_the_sandwich_bound_runs_at_mnist_scale_and_stays_below_log_k():
         assert b.intercept_low <= b.intercept <= b.intercept_high
         assert b.intercept <= math.log(256) + 1e-4  # the ceiling: nearly trivial at high intrinsic dimension
         assert 0.0 <= b.rate_at(40.0) <= b.rate_at(20.0)
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize("folder", ["rate_distortion_mse", "rate_distortion_mnist_mse"])
+def test_a_committed_frontier_obeys_its_inequalities(folder):
+    """The references: Blahut-Arimoto at every slope, each rate at most log N of its rows; every interval in
+    order, no upper rate below 0, each sandwich intercept at most log k; and on the training split every
+    Gaussian-decoder VAE at or above the upper envelope, at most as far above it as above the lower bound."""
+    table = pd.read_csv(RESULTS / folder / "frontier.csv")
+    runs = pd.read_csv(RESULTS / folder / "runs.csv")
+    ba = table[table["method"] == "blahut_arimoto"]
+    assert ba["lambda"].nunique() == 8 and set(ba["split"]) == {"train", "test"}
+    assert (ba["rate"] <= np.log(ba["rows"])).all()
+    ups, lows = table[table["side"] == "upper"], table[table["side"] == "lower"]
+    assert (ups["rate"] >= 0).all() and (ups["rate_low"] <= ups["rate_high"]).all()
+    assert (lows["intercept_low"] <= lows["intercept"]).all() and (lows["intercept"] <= lows["intercept_high"]).all()
+    assert (lows["intercept"] <= np.log(lows["note"].str.extract(r"k = (\d+)")[0].astype(float)) + 1e-6).all()
+    vaes = runs[(runs["kind"] == "vae") & (runs["split"] == "train")]
+    assert len(vaes) == 24 and (vaes["rate_above_upper_envelope"] >= 0).all()
+    assert (vaes["rate_above_lower_bound"] >= vaes["rate_above_upper_envelope"]).all()
