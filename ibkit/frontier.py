@@ -346,8 +346,18 @@ class Sandwich:
         return max(self.intercept - self.lam * distortion, 0.0)
 
 
-def _argsup(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: int, gen: torch.Generator,
-            every_row: bool = False) -> Tensor:
+@dataclass(frozen=True)
+class _Search:
+    """How the sup over y of one slope lam is sought: mean shift from ``starts`` starts, at most ``ascent_steps``
+    iterations each, the random starts drawn from ``generator``."""
+
+    lam: float
+    starts: int
+    ascent_steps: int
+    generator: torch.Generator
+
+
+def _argsup(xb: Tensor, log_u: Tensor, search: _Search, every_row: bool = False) -> Tensor:
     """The y [D] that maximises log sum_i exp(-lam ||x_i - y||^2 - log u(x_i)) over the batch xb [k, D] (log_u [k]).
 
     Multi-start mean shift: its gradient in y is 2 lam (ybar_w - y), ybar_w the softmax-weighted mean of the rows,
@@ -355,6 +365,7 @@ def _argsup(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: in
     a pool of rows is scored at y = row (every row, or the 4 * starts heaviest rows, largest 1/u, and 4 * starts
     random rows); half the starts are the best of the pool, the rest random members of it. The best end is returned.
     """
+    lam, starts, gen = search.lam, search.starts * (4 if every_row else 1), search.generator
     with torch.no_grad():
         k = len(xb)
         if every_row:
@@ -368,7 +379,7 @@ def _argsup(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: in
         others = pool[~torch.isin(pool, first)]
         y = xb[torch.cat([first, others[torch.randperm(len(others), generator=gen)[: starts - len(first)]]])]
         value = torch.full((len(y),), -math.inf)
-        for _ in range(ascent_steps):
+        for _ in range(search.ascent_steps):
             logits = -lam * _sq_dists(y, xb) - log_u  # [S, k]
             new_value = torch.logsumexp(logits, dim=1)
             if (new_value - value).max() < 1e-6:
@@ -383,10 +394,10 @@ def _log_ck(xb: Tensor, log_u: Tensor, y: Tensor, lam: float) -> Tensor:
     return torch.logsumexp(-lam * _sq_dists(y[None], xb)[0] - log_u, dim=0) - math.log(len(xb))
 
 
-def _sup_log_ck(xb: Tensor, log_u: Tensor, lam: float, starts: int, ascent_steps: int, gen: torch.Generator) -> Tensor:
+def _sup_log_ck(xb: Tensor, log_u: Tensor, search: _Search) -> Tensor:
     """log C_k of the batch xb [k, D] with log u(xb) = log_u [k], as evaluated (not trained): every row scored as a
     start, 4 * starts mean-shift starts."""
-    return _log_ck(xb, log_u, _argsup(xb, log_u, lam, 4 * starts, ascent_steps, gen, every_row=True), lam)
+    return _log_ck(xb, log_u, _argsup(xb, log_u, search, every_row=True), search.lam)
 
 
 def _batches(n: int, k: int, gen: torch.Generator) -> list[Tensor]:
@@ -460,21 +471,20 @@ def lower(x, lambdas: float | Sequence[float], *, held_out=None, k: int = 1024, 
     for lam in lams:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed)
+            search = _Search(lam, starts, ascent_steps, torch.Generator().manual_seed(seed))
             kx = min(k, len(x) // 2)
-            net = _fit(x, lam, kx, steps, hidden, starts, ascent_steps, lr, gen)
+            net = _fit(x, kx, search, steps=steps, hidden=hidden, lr=lr)
             with torch.no_grad():  # alpha: the mean C_k over up to 8 batches of training rows, fixed from here on
-                log_cks = torch.stack([_sup_log_ck(x[b], net(x[b]), lam, starts, ascent_steps, gen)
-                                       for b in _batches(len(x), kx, gen)[:8]])
+                log_cks = torch.stack([_sup_log_ck(x[b], net(x[b]), search)
+                                       for b in _batches(len(x), kx, search.generator)[:8]])
                 log_alpha = float(torch.logsumexp(log_cks, 0) - math.log(len(log_cks)))
                 for split, rows in splits:
-                    results.append(_evaluate(net, rows, lam, min(k, len(rows) // 2), split, log_alpha, starts,
-                                             ascent_steps, gen))
+                    results.append(_evaluate(net, rows, search, k=min(k, len(rows) // 2), split=split,
+                                             log_alpha=log_alpha))
     return results
 
 
-def _fit(x: Tensor, lam: float, k: int, steps: int, hidden: tuple[int, ...], starts: int, ascent_steps: int,
-         lr: float, gen: torch.Generator, beta: float = 0.9):
+def _fit(x: Tensor, k: int, search: _Search, *, steps: int, hidden: tuple[int, ...], lr: float, beta: float = 0.9):
     """The log u function [n, D] -> [n]: an MLP trained ``steps`` Adam steps on batches of k rows of x [N, D] to
     maximise the linearised objective -mean log u - C_k / alpha, log alpha a running mean of C_k (weight ``beta`` on
     the past, as in Yang & Mandt's Algorithm 1), then floored at its ``FLOOR_QUANTILE`` quantile over x."""
@@ -485,9 +495,9 @@ def _fit(x: Tensor, lam: float, k: int, steps: int, hidden: tuple[int, ...], sta
     opt = torch.optim.Adam(mlp.parameters(), lr=lr)
     log_alpha = None
     for _ in range(steps):
-        xb = x[torch.randperm(len(x), generator=gen)[:k]]
+        xb = x[torch.randperm(len(x), generator=search.generator)[:k]]
         log_u = mlp((xb - mean) / scale)[:, 0]
-        log_ck = _log_ck(xb, log_u, _argsup(xb, log_u.detach(), lam, starts, ascent_steps, gen), lam)  # y fixed
+        log_ck = _log_ck(xb, log_u, _argsup(xb, log_u.detach(), search), search.lam)  # y fixed
         log_alpha = float(log_ck.detach()) if log_alpha is None else log_alpha
         loss = log_u.mean() + torch.exp((log_ck - log_alpha).clamp_max(10.0))  # clamped: one wild batch
         opt.zero_grad()
@@ -500,19 +510,18 @@ def _fit(x: Tensor, lam: float, k: int, steps: int, hidden: tuple[int, ...], sta
     return lambda rows: mlp((rows - mean) / scale)[:, 0].clamp_min(floor)
 
 
-def _evaluate(net, rows: Tensor, lam: float, k: int, split: str, log_alpha: float, starts: int, ascent_steps: int,
-              gen: torch.Generator) -> Sandwich:
+def _evaluate(net, rows: Tensor, search: _Search, *, k: int, split: str, log_alpha: float) -> Sandwich:
     """The intercept on one split: the mean and 95% interval of xi over its disjoint k-row batches."""
     xis = []
-    for b in _batches(len(rows), k, gen):
+    for b in _batches(len(rows), k, search.generator):
         log_u = net(rows[b])
-        excess = float(_sup_log_ck(rows[b], log_u, lam, starts, ascent_steps, gen)) - log_alpha
+        excess = float(_sup_log_ck(rows[b], log_u, search)) - log_alpha
         xis.append(-float(log_u.mean()) - (math.exp(excess) if excess < 700 else math.inf) - log_alpha + 1)
     xi = np.array(xis)
     mean = float(xi.mean())  # -inf (a trivial bound, never a capped one) if some C_k / alpha overflowed
     t = _T975[len(xi) - 2] if len(xi) <= 31 else 1.96
     half = t * float(xi.std(ddof=1)) / math.sqrt(len(xi)) if math.isfinite(mean) else 0.0
-    return Sandwich(lam=lam, split=split, intercept=mean, intercept_low=mean - half, intercept_high=mean + half,
+    return Sandwich(lam=search.lam, split=split, intercept=mean, intercept_low=mean - half, intercept_high=mean + half,
                     log_alpha=log_alpha, k=k, batches=len(xi))
 
 
@@ -579,33 +588,35 @@ def estimate(x, lambdas, methods=METHODS, *, held_out=None, options: dict[str, d
     with Progress("frontier", len(lambdas) * len(sloped), "slopes x methods") as progress:
         for lam in lambdas:  # upper methods first: a lower line's row reads the upper points of its slope
             for method in sloped:
-                rows += _METHOD_ROWS[method](x, lam, scored, rows, options.get(method, {}))
+                rows += _METHOD_ROWS[method](x, lam, scored, options=options.get(method, {}), earlier=rows)
                 progress.update(1)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def _blahut_arimoto_rows(x: Tensor, lam: float, scored: dict[str, Tensor], _, options: dict) -> list[dict]:
+def _blahut_arimoto_rows(x: Tensor, lam: float, scored: dict[str, Tensor], *, options: dict, **_) -> list[dict]:
     """Blahut-Arimoto on the rows; where there are held-out rows, its marginal over the rows scored on them."""
     point = blahut_arimoto(x, lam, **options)
     run = f"{point.iterations} iterations, last change {point.change:.1e}"
-    exact = (point.rate,) * 3, (point.distortion,) * 3  # the empirical source's own numbers: no sampling
-    rows = [_upper_row(lam, "blahut_arimoto", "train", *exact, f"rate <= log N = {math.log(len(x)):.2f}; {run}",
-                       rows=len(x))]
+    exact = dict(rate=(point.rate,) * 3, distortion=(point.distortion,) * 3)  # the empirical source's: no sampling
+    rows = [_upper_row(lam, "blahut_arimoto", "train", **exact, rows=len(x),
+                       note=f"rate <= log N = {math.log(len(x)):.2f}; {run}")]
     if "test" in scored:
         rate, distortion = _scored(scored["test"], x, point.log_marginal.float(), lam)
-        rows.append(_upper_row(lam, "blahut_arimoto", "test", _interval(rate), _interval(distortion),
-                               f"the rows as reproductions, weighted by its marginal; {run}", rows=len(scored["test"])))
+        rows.append(_upper_row(lam, "blahut_arimoto", "test", rate=_interval(rate), distortion=_interval(distortion),
+                               rows=len(scored["test"]), note=f"the rows as reproductions, weighted by its marginal; "
+                               f"{run}"))
     return rows
 
 
-def _wgd_rows(x: Tensor, lam: float, scored: dict[str, Tensor], _, options: dict) -> list[dict]:
-    return [_upper_row(b.lam, "wgd", b.split, (b.rate, b.rate_low, b.rate_high),
-                       (b.distortion, b.distortion_low, b.distortion_high), f"{b.particles} particles, {b.steps} steps",
-                       rows=len(scored[b.split]))
+def _wgd_rows(x: Tensor, lam: float, scored: dict[str, Tensor], *, options: dict, **_) -> list[dict]:
+    return [_upper_row(b.lam, "wgd", b.split, rate=(b.rate, b.rate_low, b.rate_high),
+                       distortion=(b.distortion, b.distortion_low, b.distortion_high), rows=len(scored[b.split]),
+                       note=f"{b.particles} particles, {b.steps} steps")
             for b in upper(x, lam, "wgd", held_out=scored.get("test"), **options)]
 
 
-def _sandwich_rows(x: Tensor, lam: float, scored: dict[str, Tensor], earlier: list[dict], options: dict) -> list[dict]:
+def _sandwich_rows(x: Tensor, lam: float, scored: dict[str, Tensor], *, options: dict,
+                   earlier: list[dict]) -> list[dict]:
     table = pd.DataFrame(earlier, columns=list(COLUMNS))
     return [_sandwich_row(line, table, len(scored[line.split]))
             for line in lower(x, lam, held_out=scored.get("test"), **options)]
@@ -614,7 +625,7 @@ def _sandwich_rows(x: Tensor, lam: float, scored: dict[str, Tensor], earlier: li
 _METHOD_ROWS = {"blahut_arimoto": _blahut_arimoto_rows, "wgd": _wgd_rows, "sandwich": _sandwich_rows}
 
 
-def _upper_row(lam: float, method: str, split: str, rate: tuple, distortion: tuple, note: str, rows: int) -> dict:
+def _upper_row(lam: float, method: str, split: str, *, rate: tuple, distortion: tuple, rows: int, note: str) -> dict:
     """An upper point's row: (mean, low, high) of its rate and distortion over ``rows`` rows scored."""
     fitted = "; scored on the rows fitted to: a bound on their empirical source" if split == "train" else ""
     return dict(**{"lambda": lam}, method=method, side="upper", split=split, rate=rate[0], rate_low=rate[1],

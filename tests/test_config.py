@@ -75,7 +75,7 @@ def test_set_text_is_typed_and_checked_and_help_reads_the_metadata():
         parse_overrides(rate_distortion.Config, ["beta=1"])
     text = config_help(rate_distortion.Config)
     assert "  epochs (int; default 150): passes over the training split" in text
-    assert "  scale (float or none; default none): gaussian: every model's fixed decoder std s" in text
+    assert "  scale (float or none; default none): gaussian, or grey pixels: every model's fixed decoder std s" in text
     assert "  conv_betas (floats (a,b,...); default none given): a conv VAE beta sweep" in text
 
 

@@ -84,7 +84,7 @@ def test_blahut_arimoto_on_the_samples_is_far_looser_in_20_dimensions(twenty_dim
     scored on held-out rows (a bound on the true source) it is further above R(D) than the particles at every
     slope. On its own rows it bounds their empirical source only, which lies below the true R(D) at small D."""
     table = estimate(decaying_gaussian(4000, 0), [0.5, 1.0, 2.0], methods=("blahut_arimoto",),
-                     held_out=decaying_gaussian(10_000, 1), options={"blahut_arimoto": dict(max_iter=60)})
+                     held_out=decaying_gaussian(4000, 1), options={"blahut_arimoto": dict(max_iter=30)})
     excess = {(r["split"], r["lambda"]): r["rate"] - gaussian_rate_at(SPECTRUM, r["distortion"])
               for _, r in table.iterrows()}
     for b in twenty_dimensional:
@@ -243,7 +243,8 @@ def test_a_committed_frontier_obeys_its_inequalities(folder):
     runs = pd.read_csv(RESULTS / folder / "runs.csv")
     ba = table[table["method"] == "blahut_arimoto"]
     assert ba["lambda"].nunique() == 8 and set(ba["split"]) == {"train", "test"}
-    assert (ba["rate"] <= np.log(ba["rows"])).all()
+    fitted = ba[ba["split"] == "train"]
+    assert (fitted["rate"] <= np.log(fitted["rows"])).all()  # the empirical source's entropy
     ups, lows = table[table["side"] == "upper"], table[table["side"] == "lower"]
     assert (ups["rate"] >= 0).all() and (ups["rate_low"] <= ups["rate_high"]).all()
     assert (lows["intercept_low"] <= lows["intercept"]).all() and (lows["intercept"] <= lows["intercept_high"]).all()
