@@ -83,15 +83,15 @@ def test_blahut_arimoto_on_the_samples_is_far_looser_in_20_dimensions(twenty_dim
     """With the rows as its alphabet Blahut-Arimoto can only name rows, noisy points far apart in 20 dimensions:
     scored on held-out rows (a bound on the true source) it is further above R(D) than the particles at every
     slope. On its own rows it bounds their empirical source only, which lies below the true R(D) at small D."""
-    table = estimate(decaying_gaussian(4000, 0), [0.5, 1.0, 2.0], methods=("blahut_arimoto",),
-                     held_out=decaying_gaussian(4000, 1), options={"blahut_arimoto": dict(max_iter=30)})
+    table = estimate(decaying_gaussian(3000, 0), [0.5, 1.0, 2.0], methods=("blahut_arimoto",),
+                     held_out=decaying_gaussian(3000, 1), options={"blahut_arimoto": dict(max_iter=30)})
     excess = {(r["split"], r["lambda"]): r["rate"] - gaussian_rate_at(SPECTRUM, r["distortion"])
               for _, r in table.iterrows()}
     for b in twenty_dimensional:
         if b.split == "test":
             assert excess["test", b.lam] > 2 * (b.rate - gaussian_rate_at(SPECTRUM, b.distortion)) + 0.05, b
     assert excess["train", 2.0] < -1  # the empirical source of 4,000 rows: far below the true R(D)
-    assert (table["rate"] <= math.log(4000)).all() and list(table["split"]) == ["train", "test"] * 3
+    assert (table["rate"] <= math.log(3000)).all() and list(table["split"]) == ["train", "test"] * 3
 
 
 def test_upper_refuses_an_unknown_method_and_bad_rows():
