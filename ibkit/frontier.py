@@ -9,6 +9,9 @@ water level of reverse water-filling is theta = 1 / (2 lambda) per dimension (``
   1972; Arimoto 1972; Cover & Thomas 2006, sec. 10.8).
 - ``upper``: the same functional over reproduction particles that move (Wasserstein gradient descent, Yang et al.
   2023), an upper bound on the true source's R(D) when scored on held-out rows.
+- ``lower``: the sandwich lower bound of Yang & Mandt (ICLR 2022), lines R(D) >= intercept - lambda D.
+- ``estimate``: all of them in one tidy table, on the fitted and on held-out rows; ``frontier_at``: the band they
+  give at any distortion, with trained models as achievable points too.
 """
 
 from __future__ import annotations
@@ -271,8 +274,9 @@ def upper(x, lambdas, method: str = "wgd", *, held_out=None, particles: int = 10
     rate-distortion function by Wasserstein gradient descent"). Unlike ``blahut_arimoto``, whose alphabet is the
     rows themselves, the particles move to where a reproduction serves many rows (towards the source's principal
     directions, off the noise), so in high dimensions it is far tighter: on a 20-dimensional Gaussian whose
-    samples lie far apart, the rows are poor reproductions of one another and Blahut-Arimoto's rate saturates near
-    log N at a distortion well above the water-filling one. Its rate is at most the largest -log w_j, and the bound
+    samples lie far apart, the rows are poor reproductions of one another, and Blahut-Arimoto's marginal over them,
+    scored on held-out rows, is 9-15% above R(D) where the particles are within 5% (``estimate`` scores both).
+    Its rate is at most the largest -log w_j (log M for equal weights: the reach of M particles), and the bound
     is an estimate: the held-out point is unbiased for the true source up to its interval (a finite sample of rows
     can also overfit the particles: scored on the fitted rows the rate is higher at a lower distortion).
 
