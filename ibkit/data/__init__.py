@@ -8,6 +8,8 @@ registry, one loader per source, each registered below with its image shape and 
 - ``mnist`` (``mnist.py``, reading ``idx.py``'s format): the 28x28 MNIST digits (LeCun, Cortes & Burges) read
   from IDX files in a folder (the ``path`` option, else ``$IBKIT_DATA``, else the user cache, which it can fill
   by download).
+- ``images`` (``images.py``): a folder of PNG or JPEG files read with Pillow (``path``), RGB rows in [0, 1],
+  centre-cropped and resized to ``size``, with their ``image_shape`` and each file's SHA-256.
 - ``gaussian`` (the package ``gaussian/``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X),
   I(X;Z) and the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked
   against true answers; with ``latent_dims=(d1, d2)`` a two-layer source z2 -> z1 -> x with the same closed forms
@@ -28,12 +30,14 @@ from ibkit.data.dataset import Dataset
 from ibkit.data.digits import load_digits
 from ibkit.data.gaussian import LinearGaussianDataset, LinearGaussianModel, load_gaussian
 from ibkit.data.idx import IDX_DTYPES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx, read_idx
+from ibkit.data.images import IMAGE_SUFFIXES, load_images
 from ibkit.data.mnist import DOWNLOAD_TIMEOUT, MIRROR, MIRRORS, MNIST_FILES, MNIST_MD5, cache_dir, load_mnist
 from ibkit.registry import DATASETS, LIKELIHOODS, register_dataset
 
 register_dataset("digits", image_shape=(1, 8, 8), reference="rate_distortion")(load_digits)
 register_dataset("mnist", image_shape=(1, 28, 28), reference="rate_distortion_mnist")(load_mnist)
 register_dataset("gaussian")(load_gaussian)
+register_dataset("images")(load_images)  # its image_shape depends on size: each Dataset carries its own
 
 
 def options(name: str) -> dict[str, object]:
@@ -86,6 +90,8 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "load_gaussian",
+    "load_images",
+    "IMAGE_SUFFIXES",
     "split_indices",
     "parse_idx",
     "read_idx",

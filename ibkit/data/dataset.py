@@ -27,6 +27,8 @@ class Dataset:
         provenance: where the rows came from, for a run's manifest: ``split`` (e.g. "t10k split 8,000/2,000
             (test_fraction 0.2, seed 0)"), and for files read from disk the ``folder``, its ``origin`` (path,
             IBKIT_DATA or cache) and the ``files`` with their SHA-256.
+        image_shape: (C, H, W) of one row where the loader knows it for this load (an image folder, whose size
+            is an option), else None (the registry's ``image_shape`` holds a fixed one).
 
     Raises:
         ValueError: a likelihood that is not registered, splits that are not float32 [N, D] of one width, or labels
@@ -40,6 +42,7 @@ class Dataset:
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
     provenance: dict = field(default_factory=dict)
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         check_choice("likelihood", self.likelihood, LIKELIHOODS)

@@ -507,5 +507,5 @@ def test_every_name_of_the_former_single_module_is_importable():
         "read_idx", "split_indices",
     ]
     assert [n for n in names if not hasattr(data, n)] == []
-    assert set(data.__all__) <= set(names)
-    assert list(data.DATASETS) == ["digits", "mnist", "gaussian"]
+    assert set(data.__all__) <= set(names) | {"load_images", "IMAGE_SUFFIXES"}  # and the image folders since
+    assert list(data.DATASETS) == ["digits", "mnist", "gaussian", "images"]
