@@ -10,6 +10,7 @@ registry, one loader per source, each registered below with its image shape and 
   by download).
 - ``images`` (``images.py``): a folder of PNG or JPEG files read with Pillow (``path``), RGB rows in [0, 1],
   centre-cropped and resized to ``size``, with their ``image_shape`` and each file's SHA-256.
+- ``cifar10`` (``cifar10.py``): CIFAR-10's binary batches (never the pickled version), the official split.
 - ``gaussian`` (the package ``gaussian/``): synthetic x = W z + b + sigma eps with closed-form log p(x), h(X),
   I(X;Z) and the exact posterior p(z|x) (Tipping & Bishop 1999, probabilistic PCA), so estimators can be checked
   against true answers; with ``latent_dims=(d1, d2)`` a two-layer source z2 -> z1 -> x with the same closed forms
@@ -26,6 +27,7 @@ import inspect
 
 from ibkit.checks import check_choice
 from ibkit.data._split import BINARIZE, split_indices
+from ibkit.data.cifar10 import CIFAR10_TEST, CIFAR10_TRAIN, load_cifar10, read_cifar10_batch
 from ibkit.data.dataset import Dataset
 from ibkit.data.digits import load_digits
 from ibkit.data.gaussian import LinearGaussianDataset, LinearGaussianModel, load_gaussian
@@ -38,6 +40,7 @@ register_dataset("digits", image_shape=(1, 8, 8), reference="rate_distortion")(l
 register_dataset("mnist", image_shape=(1, 28, 28), reference="rate_distortion_mnist")(load_mnist)
 register_dataset("gaussian")(load_gaussian)
 register_dataset("images")(load_images)  # its image_shape depends on size: each Dataset carries its own
+register_dataset("cifar10", image_shape=(3, 32, 32))(load_cifar10)
 
 
 def options(name: str) -> dict[str, object]:
@@ -92,6 +95,10 @@ __all__ = [
     "load_gaussian",
     "load_images",
     "IMAGE_SUFFIXES",
+    "load_cifar10",
+    "read_cifar10_batch",
+    "CIFAR10_TRAIN",
+    "CIFAR10_TEST",
     "split_indices",
     "parse_idx",
     "read_idx",
