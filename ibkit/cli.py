@@ -230,9 +230,10 @@ def load_model_argument(text: str):
     return model, factory
 
 
-def load_rows(data: str, labels: str | None):
-    """``--data`` (a dataset name: its test split and labels; or FILE.npy [N, ...], flattened to [N, D]) and
-    ``--labels`` (FILE.npy [N]) as (x, labels, dataset name)."""
+def load_rows(data: str, labels: str | None, size: int | None = None):
+    """``--data`` (a dataset name: its test split and labels; a FOLDER of PNG or JPEG images: all of them, at
+    ``size`` where given; or FILE.npy [N, ...], flattened to [N, D]) and ``--labels`` (FILE.npy [N]) as (x, labels,
+    dataset name)."""
     import numpy as np
     import torch
 
@@ -241,10 +242,13 @@ def load_rows(data: str, labels: str | None):
     if data in ibkit.data.DATASETS:
         ds = ibkit.data.load(data)
         x, y, name = ds.test, ds.test_labels, f"{data} test split"
+    elif Path(data).is_dir():
+        ds = ibkit.data.load("images", path=data, size=size)
+        x, y, name = torch.cat([ds.train, ds.test]), None, f"{Path(data).name} ({len(ds.train) + len(ds.test)} images)"
     else:
         if not data.endswith(".npy") or not Path(data).is_file():
-            raise ValueError(f"--data {data!r} is neither a dataset ({', '.join(ibkit.data.DATASETS)}) nor an "
-                             "existing FILE.npy")
+            raise ValueError(f"--data {data!r} is neither a dataset ({', '.join(ibkit.data.DATASETS)}), a folder "
+                             "of images nor an existing FILE.npy")
         array = np.load(data, allow_pickle=False)
         if array.ndim < 2 or not np.issubdtype(array.dtype, np.number):
             raise ValueError(f"--data {data}: a {array.dtype} array of shape {list(array.shape)}; it needs numbers "
@@ -265,7 +269,7 @@ def cmd_analyse(args) -> int:
     if args.k < 1:
         raise ValueError(f"--k {args.k}: the IWAE bound needs k >= 1 importance samples")
     model, name = load_model_argument(args.model)
-    x, labels, dataset = load_rows(args.data, args.labels)
+    x, labels, dataset = load_rows(args.data, args.labels, args.size)
     _file_backend()
     result = analyse(model, x, labels, k=args.k, name=name, dataset=dataset.split(" ")[0],
                      allow_long=args.allow_long)
@@ -391,8 +395,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     analyse = sub.add_parser("analyse", help="measure one trained model: report.md, a one-row table and figures")
     analyse.add_argument("model", help="an ibkit checkpoint (.pt), or module.py:factory (a function returning a "
                          "protocol model, e.g. ibkit.wrap(...) or ibkit.adapters.pythae.wrap(...))")
-    analyse.add_argument("--data", required=True, help="a dataset name (its test split and labels) or FILE.npy "
-                         "[N, D] (or [N, H, W], flattened)")
+    analyse.add_argument("--data", required=True, help="a dataset name (its test split and labels), a FOLDER of "
+                         "PNG or JPEG images, or FILE.npy [N, D] (or [N, H, W], flattened)")
+    analyse.add_argument("--size", type=int, help="a FOLDER's images centre-cropped and resized to SIZE x SIZE "
+                         "(default: their own size, which must be equal)")
     analyse.add_argument("--labels", help="FILE.npy of one class label per row (default: the dataset's)")
     analyse.add_argument("--k", type=int, default=1000, help="importance samples of the IWAE bound (default 1000)")
     analyse.add_argument("--out", help="the report folder (default results/analyse-MODEL)")

@@ -100,6 +100,38 @@ def test_a_factory_of_plain_torch_modules_on_rows_from_a_file(tmp_path, digits, 
     assert row["latent_dim"] == 3 and (out / "label_information.csv").is_file()
 
 
+FOLDER_FACTORY = """
+import torch.nn as nn
+import ibkit
+
+def model():
+    enc = nn.Sequential(nn.Linear(48, 16), nn.ReLU(), nn.Linear(16, 4))  # 3 x 4 x 4 images
+    dec = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 48))
+    return ibkit.wrap(enc, dec, likelihood="gaussian")
+"""
+
+
+def test_a_folder_of_images_is_data_at_the_size_asked(tmp_path, capsys):
+    """Six 8x6 PNGs read at --size 4 (centre-cropped and resized to 3 x 4 x 4 = 48 values) are measured; read at
+    their own size (144 values) they do not fit the model, one line on stderr."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((6, 8, 3), 40 * i, np.uint8), "RGB").save(images / f"{i}.png")
+    (tmp_path / "mine.py").write_text(FOLDER_FACTORY)
+    out = tmp_path / "report"
+    assert main(["analyse", f"{tmp_path / 'mine.py'}:model", "--data", str(images), "--size", "4", "--k", "5",
+                 "--out", str(out)]) == 0
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row["dataset"] == "images" and np.isfinite(row["rate"]) and np.isfinite(row["distortion"])
+    capsys.readouterr()
+    assert main(["analyse", f"{tmp_path / 'mine.py'}:model", "--data", str(images), "--k", "5", "--out",
+                 str(tmp_path / "other")]) == 2
+    assert "x has width 144 but the model expects input_dim=48" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["nope.pt", "--data", "digits"], "MODEL='nope.pt': no such file"),
     (["{dir}/mine.py:missing", "--data", "digits"], "has no function 'missing'"),
