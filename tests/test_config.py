@@ -52,12 +52,13 @@ def test_defaults_change_a_shared_field_in_place_keeping_its_checks_and_help():
 
 
 def test_an_experiment_config_knows_its_data_and_its_networks():
-    with pytest.raises(ValueError, match="dataset='cifar' is not known; choose one of: digits, mnist, gaussian"):
+    with pytest.raises(ValueError, match="dataset='cifar' is not known; choose one of: digits, mnist, "
+                                         "fashion_mnist, gaussian, images, cifar10"):
         rate_distortion.Config(dataset="cifar")
     with pytest.raises(ValueError, match="dataset='gaussian' is not known; choose one of: digits, mnist"):
         layer_information.Config(dataset="gaussian")
-    with pytest.raises(ValueError, match="network='conv' needs image data \\(dataset digits or mnist\\); got "
-                                         "dataset='gaussian'"):
+    with pytest.raises(ValueError, match="network='conv' needs image data \\(dataset digits or mnist or "
+                                         "fashion_mnist or cifar10\\); got dataset='gaussian'"):
         rate_distortion.Config(dataset="gaussian", network="conv")
     assert rate_distortion.Config(network="conv", channels=(4,)).network_fields() == {"network": "conv",
                                                                                       "channels": (4,)}

@@ -12,7 +12,7 @@ from ibkit.registry import DATASETS, LIKELIHOODS, MODELS, POSTERIORS, Registry, 
 
 def test_the_built_in_names_are_registered_in_order():
     assert list(MODELS) == ["ae", "hvae", "interleaved_ae", "noisy_ae", "periodic_ae", "sparse_ae", "vae"]
-    assert list(DATASETS) == ["digits", "mnist", "gaussian", "images", "cifar10"]
+    assert list(DATASETS) == ["digits", "mnist", "fashion_mnist", "gaussian", "images", "cifar10"]
     assert list(POSTERIORS) == ["diagonal", "full", "iaf"] and list(LIKELIHOODS) == ["bernoulli", "gaussian"]
     assert DATASETS.info("mnist")["image_shape"] == (1, 28, 28) and DATASETS.info("gaussian")["image_shape"] is None
     assert MODELS.info("vae")["label"] == "VAE" and MODELS["vae"] is ibkit.models.VAE

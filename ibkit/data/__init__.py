@@ -8,6 +8,8 @@ registry, one loader per source, each registered below with its image shape and 
 - ``mnist`` (``mnist.py``, reading ``idx.py``'s format): the 28x28 MNIST digits (LeCun, Cortes & Burges) read
   from IDX files in a folder (the ``path`` option, else ``$IBKIT_DATA``, else the user cache, which it can fill
   by download).
+- ``fashion_mnist`` (``mnist.py`` too): Zalando's Fashion-MNIST, the same IDX format with its own checksums and
+  folder (``fashion-mnist/``), grey by default.
 - ``images`` (``images.py``): a folder of PNG or JPEG files read with Pillow (``path``), RGB rows in [0, 1],
   centre-cropped and resized to ``size``, with their ``image_shape`` and each file's SHA-256.
 - ``cifar10`` (``cifar10.py``): CIFAR-10's binary batches (never the pickled version), the official split.
@@ -33,11 +35,22 @@ from ibkit.data.digits import load_digits
 from ibkit.data.gaussian import LinearGaussianDataset, LinearGaussianModel, load_gaussian
 from ibkit.data.idx import IDX_DTYPES, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, parse_idx, read_idx
 from ibkit.data.images import IMAGE_SUFFIXES, load_images
-from ibkit.data.mnist import DOWNLOAD_TIMEOUT, MIRROR, MIRRORS, MNIST_FILES, MNIST_MD5, cache_dir, load_mnist
+from ibkit.data.mnist import (
+    DOWNLOAD_TIMEOUT,
+    FASHION_MNIST_MD5,
+    MIRROR,
+    MIRRORS,
+    MNIST_FILES,
+    MNIST_MD5,
+    cache_dir,
+    load_fashion_mnist,
+    load_mnist,
+)
 from ibkit.registry import DATASETS, LIKELIHOODS, register_dataset
 
 register_dataset("digits", image_shape=(1, 8, 8), reference="rate_distortion")(load_digits)
 register_dataset("mnist", image_shape=(1, 28, 28), reference="rate_distortion_mnist")(load_mnist)
+register_dataset("fashion_mnist", image_shape=(1, 28, 28))(load_fashion_mnist)
 register_dataset("gaussian")(load_gaussian)
 register_dataset("images")(load_images)  # its image_shape depends on size: each Dataset carries its own
 register_dataset("cifar10", image_shape=(3, 32, 32))(load_cifar10)
@@ -96,6 +109,8 @@ __all__ = [
     "load_images",
     "IMAGE_SUFFIXES",
     "load_cifar10",
+    "load_fashion_mnist",
+    "FASHION_MNIST_MD5",
     "read_cifar10_batch",
     "CIFAR10_TRAIN",
     "CIFAR10_TEST",

@@ -1,8 +1,10 @@
-"""MNIST (LeCun, Cortes & Burges): the 28x28 digits read from IDX files in a folder.
+"""MNIST (LeCun, Cortes & Burges) and Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): 28x28 images read from IDX
+files in a folder. The two use the same file names and format; each has its own checksums, mirrors and folder.
 
-The folder is the ``path`` option, else ``$IBKIT_DATA``, else the user cache (``cache_dir()``), the only
-folder ever downloaded into, each file checked against ``MNIST_MD5``. The settings below (``MIRROR``,
-``MIRRORS``, ``MNIST_MD5``, ``DOWNLOAD_TIMEOUT``) are read from this module at call time; tests patch them here.
+The folder is the ``path`` option, else ``$IBKIT_DATA`` (or its ``mnist/``, ``fashion-mnist/`` subfolder), else
+the user cache (``cache_dir(name)``), the only folder ever downloaded into, each file checked against its MD5. The
+settings below (``MIRROR``, ``MIRRORS``, ``MNIST_MD5``, ``FASHION_MNIST_MD5``, ``DOWNLOAD_TIMEOUT``) are read from
+this module at call time; tests patch them here.
 """
 
 from __future__ import annotations
@@ -42,21 +44,51 @@ MIRRORS = (  # known copies of the canonical files, tried after MIRROR on networ
     "http://yann.lecun.com/exdb/mnist/",
 )
 MIRROR = MIRRORS[0]  # tried first; tests point it at a file:// folder
+FASHION_MNIST_MD5 = {  # md5 of Zalando Research's .gz files (the values torchvision checks)
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_MNIST_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
 DOWNLOAD_TIMEOUT = 60.0  # seconds per connection attempt
+
+
+@dataclasses.dataclass(frozen=True)
+class IdxSource:
+    """One dataset of IDX files named as MNIST's (``MNIST_FILES``): its registry name, its name in messages, the
+    subfolder it is looked for in (and cached under), its files' MD5s and its mirrors in the order tried."""
+
+    name: str
+    label: str
+    subfolder: str
+    md5: dict
+    mirrors: tuple[str, ...]
+
+
+def _source(name: str) -> IdxSource:
+    """The source ``name`` ("mnist", "fashion_mnist"), its settings read now (tests patch them)."""
+    if name == "mnist":
+        return IdxSource("mnist", "MNIST", "mnist", MNIST_MD5, (MIRROR, *(m for m in MIRRORS if m != MIRROR)))
+    return IdxSource("fashion_mnist", "Fashion-MNIST", "fashion-mnist", FASHION_MNIST_MD5, FASHION_MNIST_MIRRORS)
 
 
 # ----------------------------------------------------------------------------------------------
 # Where the files are
 
 
-def cache_dir() -> Path:
-    """The folder ibkit downloads MNIST into: ``$XDG_CACHE_HOME/ibkit/mnist`` or ``~/.cache/ibkit/mnist``.
+def cache_dir(name: str = "mnist") -> Path:
+    """The folder ibkit downloads a source into: ``$XDG_CACHE_HOME/ibkit/SUBFOLDER`` or ``~/.cache/ibkit/SUBFOLDER``
+    (``mnist``, ``fashion-mnist``).
+
+    Args:
+        name: "mnist" or "fashion_mnist".
 
     Returns:
         the folder's path (it may not exist yet).
     """
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "ibkit" / "mnist"
+    return Path(root) / "ibkit" / _source(name).subfolder
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -66,60 +98,68 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _resolve_user_folder(folder: Path, origin: str) -> Path:
-    """The folder holding the files, or its ``mnist/`` subfolder when only that holds them."""
+def _resolve_user_folder(folder: Path, origin: str, source: IdxSource) -> Path:
+    """The folder holding the files, or its subfolder: ``mnist/`` where the folder holds no IDX files,
+    ``fashion-mnist/`` wherever it exists (the two sources' files share their names)."""
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"{origin}={str(folder)!r} is not a folder; point it at the folder holding the MNIST IDX files"
+            f"{origin}={str(folder)!r} is not a folder; point it at the folder holding the {source.label} IDX files"
         )
-    if not any(_find(folder, stem) for stem in MNIST_FILES.values()) and (folder / "mnist").is_dir():
-        return folder / "mnist"
+    inner = folder / source.subfolder
+    if inner.is_dir() and (source.name != "mnist" or not _holds_files(folder)):  # MNIST: the folder's own first
+        return inner
     return folder
 
 
-def _mnist_folder(path: str | os.PathLike | None) -> tuple[Path, str]:
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds any of the IDX files (``MNIST_FILES``, gzipped or not)."""
+    return any(_find(folder, stem) for stem in MNIST_FILES.values())
+
+
+def _idx_folder(path: str | os.PathLike | None, source: IdxSource) -> tuple[Path, str]:
     """(folder, origin): the ``path`` option, else ``$IBKIT_DATA``, else ``cache_dir()``; origin names which."""
     if path is not None:
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(f"path={path!r} must be a folder path (str or os.PathLike)")
-        return _resolve_user_folder(Path(path).expanduser(), "path"), "path"
+        return _resolve_user_folder(Path(path).expanduser(), "path", source), "path"
     if os.environ.get("IBKIT_DATA"):
-        return _resolve_user_folder(Path(os.environ["IBKIT_DATA"]).expanduser(), "IBKIT_DATA"), "IBKIT_DATA"
-    return cache_dir(), "cache"
+        folder = Path(os.environ["IBKIT_DATA"]).expanduser()
+        return _resolve_user_folder(folder, "IBKIT_DATA", source), "IBKIT_DATA"
+    return cache_dir(source.name), "cache"
 
 
-def _where_to_put_files() -> str:
+def _where_to_put_files(source: IdxSource) -> str:
     names = ", ".join(f"{stem}[.gz]" for stem in MNIST_FILES.values())
     return (
-        f"Put the MNIST IDX files ({names}; the t10k pair alone is enough) in a folder and pass "
-        "load('mnist', path=FOLDER) or set the environment variable IBKIT_DATA=FOLDER "
-        f"(or a folder with an mnist/ subfolder); sources: {', '.join(MIRRORS)}"
+        f"Put the {source.label} IDX files ({names}; the t10k pair alone is enough) in a folder and pass "
+        f"load({source.name!r}, path=FOLDER) or set the environment variable IBKIT_DATA=FOLDER "
+        f"(or a folder with a {source.subfolder}/ subfolder); sources: {', '.join(source.mirrors)}"
     )
 
 
-def _no_files_error(folder: Path, origin: str) -> FileNotFoundError:
+def _no_files_error(folder: Path, origin: str, source: IdxSource) -> FileNotFoundError:
     if origin == "cache":
         hint = " and download=False, so nothing was fetched"
     else:
         hint = (
-            f" (set by {origin}; ibkit downloads only into its cache {cache_dir()}, "
+            f" (set by {origin}; ibkit downloads only into its cache {cache_dir(source.name)}, "
             "used when neither path nor IBKIT_DATA is given)"
         )
-    return FileNotFoundError(f"no MNIST IDX files in {folder}{hint}. " + _where_to_put_files())
+    return FileNotFoundError(f"no {source.label} IDX files in {folder}{hint}. " + _where_to_put_files(source))
 
 
 # ----------------------------------------------------------------------------------------------
 # The download
 
 
-def _download(filename: str, folder: Path) -> Path:
-    """Fetch ``filename`` into ``folder`` from MIRROR (then the other MIRRORS on network errors).
+def _download(filename: str, folder: Path, source: IdxSource) -> Path:
+    """Fetch ``filename`` into ``folder`` from the source's mirrors (the next on a network error).
 
-    The bytes go to a temporary file in ``folder``; its MD5 is checked against ``MNIST_MD5`` and only
+    The bytes go to a temporary file in ``folder``; its MD5 is checked against the source's and only
     then is it moved into place with ``os.replace`` (atomic). A mismatch deletes it and raises.
     """
-    expected = MNIST_MD5[filename]
-    urls = [m.rstrip("/") + "/" + filename for m in (MIRROR, *(m for m in MIRRORS if m != MIRROR))]
+    expected = source.md5[filename]
+    urls = [m.rstrip("/") + "/" + filename for m in source.mirrors]
     failures = []
     for url in urls:
         md5 = hashlib.md5(usedforsecurity=False)
@@ -133,18 +173,18 @@ def _download(filename: str, folder: Path) -> Path:
                     raise ValueError(
                         f"checksum mismatch for {filename} downloaded from {url}: expected md5 {expected}, got "
                         f"{md5.hexdigest()}; the file was deleted. Try again later, or fetch the files by hand. "
-                        + _where_to_put_files())
+                        + _where_to_put_files(source))
         except (urllib.error.URLError, OSError, TimeoutError) as err:
             failures.append(f"{url}: {getattr(err, 'reason', err)}")
             continue
         log.info("downloaded %s into %s", url, folder)
         return folder / filename
     raise ConnectionError(
-        f"could not download {filename} into the cache {folder} ({'; '.join(failures)}). " + _where_to_put_files()
+        f"could not download {filename} into the cache {folder} ({'; '.join(failures)}). " + _where_to_put_files(source)
     )
 
 
-def _find_files(folder: Path, download: bool) -> dict[str, Path | None]:
+def _find_files(folder: Path, download: bool, source: IdxSource) -> dict[str, Path | None]:
     """role (a key of ``MNIST_FILES``) -> its file in ``folder``, or None; with ``download``, when any of the
     four is missing, the missing ones are fetched into ``folder`` first."""
     found = {role: _find(folder, stem) for role, stem in MNIST_FILES.items()}
@@ -152,7 +192,7 @@ def _find_files(folder: Path, download: bool) -> dict[str, Path | None]:
         folder.mkdir(parents=True, exist_ok=True)
         for role, stem in MNIST_FILES.items():
             if found[role] is None:
-                found[role] = _download(stem + ".gz", folder)
+                found[role] = _download(stem + ".gz", folder, source)
     return found
 
 
@@ -194,7 +234,7 @@ def _read_pairs(folder: Path, found: dict[str, Path | None]) -> dict[str, tuple[
 
 def _train_test_dataset(
     train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], found: dict[str, Path | None], *,
-    binarize: str, seed: int,
+    binarize: str, seed: int, name: str,
 ) -> Dataset:
     """The canonical split: train = the train pair, test = the t10k pair, binarised together."""
     (train_x, train_y), (test_x, test_y) = train, test
@@ -205,7 +245,7 @@ def _train_test_dataset(
         )
     x, likelihood = binarize_pixels(np.concatenate([train_x, test_x]) / 255.0, binarize, seed)
     return Dataset(
-        name="mnist",
+        name=name,
         train=torch.from_numpy(np.ascontiguousarray(x[: len(train_x)])),
         test=torch.from_numpy(np.ascontiguousarray(x[len(train_x) :])),
         likelihood=likelihood,
@@ -248,22 +288,59 @@ def load_mnist(
         ValueError: an unknown ``binarize``, an option out of range, a damaged file or a download whose checksum
             does not match.
     """
+    return _load_idx(_source("mnist"), path=path, binarize=binarize, test_fraction=test_fraction, seed=seed,
+                     download=download)
+
+
+def load_fashion_mnist(
+    *,
+    path: str | os.PathLike | None = None,
+    binarize: str = "none",
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    download: bool = True,
+) -> Dataset:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) from IDX files, as ``load_mnist`` reads MNIST: 28x28 grey
+    images of clothing in ten classes, bytes / 255, D = 784; grey by default (``binarize="none"``, a Gaussian
+    decoder). The folder: ``path`` (or its ``fashion-mnist/`` subfolder), else ``$IBKIT_DATA/fashion-mnist``, else
+    ``cache_dir("fashion_mnist")``; downloads are checked against ``FASHION_MNIST_MD5``.
+
+    Args:
+        path: folder holding the files; else ``$IBKIT_DATA``; else the cache.
+        binarize: "none" (grey levels, gaussian), "threshold" or "stochastic".
+        test_fraction: used only when one pair of files is present; with both, train = train, test = t10k.
+        seed: the split, and the stochastic binarisation.
+        download: when reading the cache, fetch missing files from ``FASHION_MNIST_MIRRORS``.
+
+    Returns:
+        the ``Dataset`` "fashion_mnist" with labels, its provenance naming the folder and the files' SHA-256.
+
+    Raises:
+        FileNotFoundError, ConnectionError, ValueError: as ``load_mnist``.
+    """
+    return _load_idx(_source("fashion_mnist"), path=path, binarize=binarize, test_fraction=test_fraction,
+                     seed=seed, download=download)
+
+
+def _load_idx(source: IdxSource, *, path, binarize: str, test_fraction: float, seed: int, download: bool) -> Dataset:
+    """A source of IDX files as a ``Dataset``: both pairs as the canonical split, one pair split by
+    ``split_indices``."""
     check_image_options(binarize, test_fraction, seed)
     if not isinstance(download, bool):
         raise ValueError(f"download={download!r} must be True or False")
-    folder, origin = _mnist_folder(path)
-    found = _find_files(folder, download=origin == "cache" and download)
+    folder, origin = _idx_folder(path, source)
+    found = _find_files(folder, origin == "cache" and download, source)
     pairs = _read_pairs(folder, found)
     if not pairs:
-        raise _no_files_error(folder, origin)
+        raise _no_files_error(folder, origin, source)
     provenance = dict(folder=str(folder), origin=origin, binarize=binarize,
                       files={p.name: _sha256(p) for p in found.values() if p is not None})
     if len(pairs) == 1:  # one pair only: split it
         ((which, (images, labels)),) = pairs.items()
         x, likelihood = binarize_pixels(images / 255.0, binarize, seed)
-        return split_dataset("mnist", x, labels, likelihood=likelihood, test_fraction=test_fraction, seed=seed,
+        return split_dataset(source.name, x, labels, likelihood=likelihood, test_fraction=test_fraction, seed=seed,
                              source="t10k" if which == "test" else "train", provenance=provenance)
-    ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize=binarize, seed=seed)
+    ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize=binarize, seed=seed, name=source.name)
     split = f"train {len(ds.train):,} / t10k {len(ds.test):,} (the canonical split)"
     return dataclasses.replace(ds, provenance={**provenance, "split": split})
 

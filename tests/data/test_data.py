@@ -347,6 +347,38 @@ def test_never_downloads_into_user_path(mirror, tmp_path):
 # gaussian
 
 
+# ----------------------------------------------------------------------------------------------
+# Fashion-MNIST: MNIST's format and file names, its own checksums, mirrors and folder
+
+
+def test_fashion_mnist_reads_its_own_subfolder_beside_mnist_files(tmp_path, no_env, monkeypatch):
+    """IBKIT_DATA holds MNIST's files and a fashion-mnist/ folder with files of the same names: each loader reads
+    its own, Fashion-MNIST grey by default."""
+    tiny_mnist(tmp_path / "data", seed=0)
+    clothes = tiny_mnist(tmp_path / "data" / "fashion-mnist", seed=1)
+    monkeypatch.setenv("IBKIT_DATA", str(tmp_path / "data"))
+    ds = data.load("fashion_mnist")
+    assert ds.name == "fashion_mnist" and ds.likelihood == "gaussian" and ds.input_dim == 784
+    np.testing.assert_array_equal((ds.test.numpy() * 255).round(), clothes["test_images"].reshape(4, 784))
+    np.testing.assert_array_equal(ds.train_labels.numpy(), clothes["train_labels"])
+    assert ds.provenance["folder"] == str(tmp_path / "data" / "fashion-mnist")
+    assert data.load("mnist").provenance["folder"] == str(tmp_path / "data")  # MNIST: the folder's own files
+
+
+def test_fashion_mnist_downloads_into_its_cache_against_its_own_checksums(tmp_path, no_env, monkeypatch):
+    tiny_mnist(tmp_path / "mirror", seed=2)
+    md5 = {f.name: hashlib.md5(f.read_bytes()).hexdigest() for f in (tmp_path / "mirror").iterdir()}
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MIRRORS", ((tmp_path / "mirror").as_uri() + "/",))
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MD5", {**md5, "train-images-idx3-ubyte.gz": "0" * 32})
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz.*expected md5 0{32}"):
+        data.load("fashion_mnist")
+    monkeypatch.setattr(mnist, "FASHION_MNIST_MD5", md5)
+    ds = data.load("fashion_mnist")
+    assert data.cache_dir("fashion_mnist") == tmp_path / "cache" / "ibkit" / "fashion-mnist"
+    assert len(list(data.cache_dir("fashion_mnist").iterdir())) == 4 and len(ds.train) == 5
+    assert data.FASHION_MNIST_MD5["t10k-images-idx3-ubyte.gz"] == "bef4ecab320f06d8554ea6380940ec79"  # Zalando's
+
+
 @pytest.fixture(scope="module")
 def gauss():
     return data.load("gaussian", input_dim=8, latent_dim=2, noise=0.5, n_train=5000, n_test=5000, seed=0)
@@ -458,7 +490,8 @@ def test_eigenvalues_option():
 @pytest.mark.parametrize(
     ("name", "options", "match"),
     [
-        ("cifar", {}, r"name='cifar' is not known; choose one of: digits, mnist, gaussian"),
+        ("cifar", {}, r"name='cifar' is not known; choose one of: digits, mnist, fashion_mnist, gaussian, images, "
+                      r"cifar10"),
         ("digits", {"binarise": "threshold"}, r"unknown option 'binarise'.*binarize, test_fraction, seed"),
         ("gaussian", {"sigma": 0.1}, r"unknown option 'sigma'.*noise"),
         ("digits", {"binarize": "otsu"}, r"binarize='otsu' is not known; choose one of: threshold, stochastic, none"),
@@ -508,5 +541,6 @@ def test_every_name_of_the_former_single_module_is_importable():
     ]
     assert [n for n in names if not hasattr(data, n)] == []
     assert set(data.__all__) <= set(names) | {"load_images", "IMAGE_SUFFIXES", "load_cifar10", "read_cifar10_batch",
-                                              "CIFAR10_TRAIN", "CIFAR10_TEST"}  # and the loaders added since
-    assert list(data.DATASETS) == ["digits", "mnist", "gaussian", "images", "cifar10"]
+                                              "CIFAR10_TRAIN", "CIFAR10_TEST", "load_fashion_mnist",
+                                              "FASHION_MNIST_MD5"}  # and the loaders added since
+    assert list(data.DATASETS) == ["digits", "mnist", "fashion_mnist", "gaussian", "images", "cifar10"]
