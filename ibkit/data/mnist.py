@@ -69,8 +69,10 @@ class IdxSource:
 def _source(name: str) -> IdxSource:
     """The source ``name`` ("mnist", "fashion_mnist"), its settings read now (tests patch them)."""
     if name == "mnist":
-        return IdxSource("mnist", "MNIST", "mnist", MNIST_MD5, (MIRROR, *(m for m in MIRRORS if m != MIRROR)))
-    return IdxSource("fashion_mnist", "Fashion-MNIST", "fashion-mnist", FASHION_MNIST_MD5, FASHION_MNIST_MIRRORS)
+        return IdxSource(name="mnist", label="MNIST", subfolder="mnist", md5=MNIST_MD5,
+                         mirrors=(MIRROR, *(m for m in MIRRORS if m != MIRROR)))
+    return IdxSource(name="fashion_mnist", label="Fashion-MNIST", subfolder="fashion-mnist", md5=FASHION_MNIST_MD5,
+                     mirrors=FASHION_MNIST_MIRRORS)
 
 
 # ----------------------------------------------------------------------------------------------
