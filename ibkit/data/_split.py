@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -88,3 +91,12 @@ def split_dataset(name: str, x: np.ndarray, y: np.ndarray, *, likelihood: str, t
         test_labels=torch.from_numpy(y[test_idx].astype(np.int64)),
         provenance={**(provenance or {}), "split": split},
     )
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -3,13 +3,13 @@ RGB images in [0, 1], rows [N, 3072] channels first, the official 50,000/10,000 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ibkit.data._split import file_sha256
 from ibkit.data.dataset import Dataset
 
 CIFAR10_SHAPE = (3, 32, 32)
@@ -78,7 +78,7 @@ def load_cifar10(*, path: str | os.PathLike | None = None) -> Dataset:
                                 "version: the pickled python version is not read)")
     train = [read_cifar10_batch(folder / name) for name in CIFAR10_TRAIN]
     test = read_cifar10_batch(folder / CIFAR10_TEST)
-    files = [{"file": name, "sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest()}
+    files = [{"file": name, "sha256": file_sha256(folder / name)}
              for name in (*CIFAR10_TRAIN, CIFAR10_TEST)]
     train_x = np.concatenate([x for x, _ in train])
     return Dataset(name="cifar10", train=_scaled(train_x), test=_scaled(test[0]), likelihood="gaussian",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import torch
 
 from ibkit.checks import check_number
-from ibkit.data._split import split_indices
+from ibkit.data._split import file_sha256, split_indices
 from ibkit.data.dataset import Dataset
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what the folder is searched for (case-insensitive), not recursively
@@ -80,7 +79,7 @@ def load_images(*, path: str | os.PathLike | None = None, size: int | None = Non
                          f"{images[0].shape[2]}x{images[0].shape[1]}; pass size=S to crop and resize them all")
     x = np.stack(images).reshape(len(images), -1)
     train_idx, test_idx = split_indices(len(x), test_fraction, seed)
-    listing = [{"file": f.name, "sha256": hashlib.sha256(f.read_bytes()).hexdigest()} for f in files]
+    listing = [{"file": f.name, "sha256": file_sha256(f)} for f in files]
     return Dataset(name="images", train=torch.from_numpy(np.ascontiguousarray(x[train_idx])),
                    test=torch.from_numpy(np.ascontiguousarray(x[test_idx])), likelihood="gaussian",
                    provenance={"folder": str(folder.resolve()), "files": listing, "size": size,

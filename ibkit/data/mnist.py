@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ibkit.atomic import atomic_open
-from ibkit.data._split import binarize_pixels, check_image_options, split_dataset
+from ibkit.data._split import binarize_pixels, check_image_options, file_sha256, split_dataset
 from ibkit.data.dataset import Dataset
 from ibkit.data.idx import IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, read_idx
 
@@ -336,7 +336,7 @@ def _load_idx(source: IdxSource, *, path, binarize: str, test_fraction: float, s
     if not pairs:
         raise _no_files_error(folder, origin, source)
     provenance = dict(folder=str(folder), origin=origin, binarize=binarize,
-                      files={p.name: _sha256(p) for p in found.values() if p is not None})
+                      files={p.name: file_sha256(p) for p in found.values() if p is not None})
     if len(pairs) == 1:  # one pair only: split it
         ((which, (images, labels)),) = pairs.items()
         x, likelihood = binarize_pixels(images / 255.0, binarize, seed)
@@ -345,12 +345,3 @@ def _load_idx(source: IdxSource, *, path, binarize: str, test_fraction: float, s
     ds = _train_test_dataset(pairs["train"], pairs["test"], found, binarize=binarize, seed=seed, name=source.name)
     split = f"train {len(ds.train):,} / t10k {len(ds.test):,} (the canonical split)"
     return dataclasses.replace(ds, provenance={**provenance, "split": split})
-
-
-def _sha256(path: Path) -> str:
-    """The file's SHA-256, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
