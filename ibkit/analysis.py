@@ -45,6 +45,9 @@ from ibkit.registry import COLUMNS
 from ibkit.stats import round_to_uncertainty
 
 PROBE_SIGMAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4)  # the probe curve of a deterministic code
+IMAGE_ROWS = (("rate  [bits per pixel]", "rate_bpp"), ("PSNR  [dB, peak 1]", "psnr"),
+              ("ideal bits of the rounded latent  [bits per pixel]", "ideal_bpp"),
+              ("real bits of net.compress  [bits per pixel]", "real_bpp"))  # image models' rows of the report
 
 
 @dataclass
@@ -56,12 +59,15 @@ class Analysis:
         tables: the side tables (kl_per_dim, probe_curve, per_layer, label_information, where they apply).
         name: the model's label (the row's ``run_id``).
         dataset: the data's label; "" for the given rows.
+        rate_map: an image model's first image [C, H, W] and its rate map [h, w] (nats per latent position), drawn
+            by ``write``; None for other models.
     """
 
     row: dict
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     name: str = "model"
     dataset: str = ""
+    rate_map: tuple[Tensor, Tensor] | None = None
 
     def value(self, metric: str) -> str:
         """'4.31 ± 0.12' (mean ± one standard error), '∞' for a bound that does not exist, '–' for none.
@@ -96,15 +102,27 @@ class Analysis:
         if not _missing(r.get("code_length")):
             lines += [f"| code length (bits-back stream on the IWAE rows, nats per example) | "
                       f"{r['code_length']:.4g} ({r['code_length_ratio']:.4f} × −ELBO) |"]
+        lines += [f"| {label} | {self.value(key)} |" for label, key in IMAGE_ROWS if not _missing(r.get(key))]
         lines += [f"| active units | {r['active_units']} of {r['latent_dim']} |"]
         lines += [f"| {column_help(name) or name} | {r[name]:.4g} |" for name in COLUMNS if name in r] + [""]
         lines += self._sentences(stochastic)
         if r.get("likelihood_note"):  # a model without log p(x|z): what was left out, and why
             lines += ["", f"{r['likelihood_note'][0].upper()}{r['likelihood_note'][1:]}."]
+        if not _missing(r.get("logvar_clamped")) and r["logvar_clamped"] > 0:
+            lines += ["", f"diffusers clamped {r['logvar_clamped']:.2%} of the posterior's log variances to [-30, 20]: "
+                          "the posterior measured is the clamped one, as diffusers samples and scores it."]
         for title, name in (("KL per dimension", "kl_per_dim"), ("Per layer", "per_layer"),
-                            ("Probe curve", "probe_curve"), ("Label information", "label_information")):
+                            ("Probe curve", "probe_curve"), ("Label information", "label_information"),
+                            ("Per latent channel (the ten largest rates)", "channel_rates"),
+                            ("Coded bits per image (the first ten)", "compressed_bits")):
             if name in self.tables:
-                lines += ["", f"## {title}", "", _markdown(self.tables[name])]
+                table = self.tables[name]
+                shown = table.nlargest(10, "rate") if name == "channel_rates" else table.head(10)
+                lines += ["", f"## {title}", "", _markdown(shown)]
+        if "compressed_bits" in self.tables:
+            lines += ["", "rate: ibkit's KL, the expected code length of the noisy latent; ideal: the rounded latent's "
+                          "bits under the same entropy model (the codec's likelihood bpp); real: the length of "
+                          "net.compress's strings (the file-size bpp). Bits per image, and per pixel (bpp)."]
         return "\n".join(lines) + "\n"
 
     def _sentences(self, stochastic: bool) -> list[str]:
@@ -165,6 +183,12 @@ class Analysis:
             paths += plots.save_figure(plots.probe_figure(self), figures, "probe_curve", data=data)
         if "label_information" in self.tables:
             paths += plots.save_figure(plots.label_figure(self), figures, "label_information", data=data)
+        if "channel_rates" in self.tables:
+            paths += plots.save_figure(plots.channel_figure(self.tables["channel_rates"]), figures, "channel_rates",
+                                       data=data)
+        if self.rate_map is not None:
+            paths += plots.save_figure(plots.rate_map_figure(*self.rate_map, title=f"{self.name}, image 0"), figures,
+                                       "rate_map", data=data)
         atomic_write_text(paths[1], self.report() + "\n## Figures\n\n" + "".join(
             f"![{p.stem}](figures/{p.name})\n\n" for p in paths if p.suffix == ".png"))
         # last: a folder with a manifest is whole (ibkit compare reads it): the command, git state and environment
@@ -215,6 +239,7 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     row.update({knob: math.nan if getattr(config, knob, None) is None else float(getattr(config, knob))
                 for knob in all_knobs()})
     tables: dict[str, pd.DataFrame] = {}
+    rate_map = None
     distortion = None  # [N]: a model without log p(x|z) has none, nor an ELBO or IWAE (the note says so)
     row.update(distortion=math.nan, elbo=math.nan, iwae=math.nan, likelihood_note="")
     if has_likelihood(model):
@@ -233,11 +258,17 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
             row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True,
                                            allow_long=allow_long)))
             row.update(_code_length(model, x[:iwae_rows], (distortion + rate)[:iwae_rows], seed))
-        try:
-            kl = E.kl_per_dim(model, x).tolist()
-            tables["kl_per_dim"] = pd.DataFrame(dict(dimension=range(len(kl)), kl=kl))
-        except (ValueError, TypeError):  # not a diagonal Gaussian posterior: no per-dimension KL
-            pass
+        if callable(getattr(model, "latent_shapes_for", None)):  # an image model: its channels, not its units
+            images = _image_measures(model, x, rate, seed=seed)
+            row.update(images.pop("row"))
+            tables.update(images["tables"])
+            rate_map = images["rate_map"]
+        else:
+            try:
+                kl = E.kl_per_dim(model, x).tolist()
+                tables["kl_per_dim"] = pd.DataFrame(dict(dimension=range(len(kl)), kl=kl))
+            except (ValueError, TypeError):  # not a diagonal Gaussian posterior: no per-dimension KL
+                pass
         if len(getattr(model, "latent_dims", ())) > 1:
             tables["per_layer"] = E.per_layer(model, x[:eval_rows], seed=seed)
     else:
@@ -252,7 +283,30 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
                                                          mi_with_label=list(info["mi_per_dim"])))
         row.update(label_accuracy=info["accuracy"], label_chance=info["chance"], label_mi_noise=info["mi_noise"])
     row.update(registered_columns(model, x, seed))  # the estimator columns of your own (ibkit.registry.COLUMNS)
-    return Analysis(row, tables, name, dataset)
+    return Analysis(row, tables, name, dataset, rate_map)
+
+
+def _image_measures(model, x: Tensor, rate, *, seed: int) -> dict:
+    """An image model's own numbers (``ibkit.adapters.images``): the rate in bits per pixel, PSNR, the channels'
+    rates, image 0's rate map, and where the model has them, a codec's coded bits and diffusers' clamped log
+    variances. Returns {"row": columns, "tables": side tables, "rate_map": (image, map)}."""
+    from ibkit.adapters.images import channel_rates, rate_map
+
+    shape = model.shape_for(x.shape[-1])
+    pixels = shape[1] * shape[2]
+    squared = torch.as_tensor(E.mse(model, x, seed=seed, per_example=True), dtype=torch.float64)
+    bpp = torch.as_tensor(rate, dtype=torch.float64) / (math.log(2) * pixels)
+    row = {"pixels": pixels, "likelihood_sigma": model.sigma, **_mean_se("rate_bpp", bpp),
+           **_mean_se("psnr", 10 * torch.log10(x.shape[-1] / squared))}  # peak 1: pixels in [0, 1]
+    tables = {"channel_rates": channel_rates(model, x, seed=seed)}
+    if callable(getattr(model, "compressed_bits", None)):
+        bits = model.compressed_bits(x, seed=seed)
+        tables["compressed_bits"] = bits
+        row.update(**_mean_se("ideal_bpp", bits["ideal_bpp"]), **_mean_se("real_bpp", bits["real_bpp"]))
+    if callable(getattr(model, "clamped_fraction", None)):
+        row["logvar_clamped"] = model.clamped_fraction(x)
+    first = rate_map(model, x[:1], seed=seed)[0]
+    return {"row": row, "tables": tables, "rate_map": (x[0].reshape(shape), first)}
 
 
 def _code_length(model, x: Tensor, neg_elbo: Tensor, seed: int) -> dict:

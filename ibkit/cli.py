@@ -230,6 +230,27 @@ def load_model_argument(text: str):
     return model, factory
 
 
+def load_codec_argument(text: str, pretrained: bool):
+    """``--compressai NAME:QUALITY`` of ``ibkit analyse``: the zoo's codec, wrapped with its quality's lambda
+    (``ibkit.adapters.compressai.load``), random weights drawn from seed 0 unless ``pretrained``; and its label."""
+    import torch
+
+    from ibkit.adapters import compressai
+
+    architecture, _, quality = text.partition(":")
+    if not quality.isdigit():
+        raise ValueError(f"--compressai {text!r}: give NAME:QUALITY, e.g. bmshj2018_factorized:1 (names: "
+                         f"{', '.join(compressai.ARCHITECTURES)}; qualities 1..8)")
+    torch.manual_seed(0)
+    try:
+        model = compressai.load(architecture, int(quality), pretrained=pretrained)
+    except ValueError:
+        raise
+    except Exception as e:  # the download of the weights, CompressAI's own errors: one line
+        raise ValueError(f"--compressai {text}: {type(e).__name__}: {e}") from None
+    return model, f"{architecture}-q{quality}{'' if pretrained else '-random'}"
+
+
 def load_rows(data: str, labels: str | None, size: int | None = None):
     """``--data`` (a dataset name: its test split and labels; a FOLDER of PNG or JPEG images: all of them, at
     ``size`` where given; or FILE.npy [N, ...], flattened to [N, D]) and ``--labels`` (FILE.npy [N]) as (x, labels,
@@ -268,7 +289,12 @@ def cmd_analyse(args) -> int:
 
     if args.k < 1:
         raise ValueError(f"--k {args.k}: the IWAE bound needs k >= 1 importance samples")
-    model, name = load_model_argument(args.model)
+    if (args.model is None) == (args.compressai is None):
+        raise ValueError("give one model: MODEL (a checkpoint or module.py:factory) or --compressai NAME:QUALITY")
+    if args.pretrained and args.compressai is None:
+        raise ValueError("--pretrained applies to a --compressai codec")
+    model, name = load_model_argument(args.model) if args.compressai is None else \
+        load_codec_argument(args.compressai, args.pretrained)
     x, labels, dataset = load_rows(args.data, args.labels, args.size)
     _file_backend()
     result = analyse(model, x, labels, k=args.k, name=name, dataset=dataset.split(" ")[0],
@@ -393,8 +419,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                          help="the folder holding run folders (default results); writes DIR/README.md")
     gallery.set_defaults(func=cmd_gallery)
     analyse = sub.add_parser("analyse", help="measure one trained model: report.md, a one-row table and figures")
-    analyse.add_argument("model", help="an ibkit checkpoint (.pt), or module.py:factory (a function returning a "
-                         "protocol model, e.g. ibkit.wrap(...) or ibkit.adapters.pythae.wrap(...))")
+    analyse.add_argument("model", nargs="?", help="an ibkit checkpoint (.pt), or module.py:factory (a function "
+                         "returning a protocol model, e.g. ibkit.wrap(...), ibkit.adapters.pythae.wrap(...) or "
+                         "ibkit.adapters.diffusers.wrap(...))")
+    analyse.add_argument("--compressai", metavar="NAME:QUALITY", help="a CompressAI codec instead of MODEL, e.g. "
+                         "bmshj2018_factorized:1 (random weights, seed 0, unless --pretrained)")
+    analyse.add_argument("--pretrained", action="store_true", help="the --compressai codec with CompressAI's trained "
+                         "weights (downloaded on first use)")
     analyse.add_argument("--data", required=True, help="a dataset name (its test split and labels), a FOLDER of "
                          "PNG or JPEG images, or FILE.npy [N, D] (or [N, H, W], flattened)")
     analyse.add_argument("--size", type=int, help="a FOLDER's images centre-cropped and resized to SIZE x SIZE "

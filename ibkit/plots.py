@@ -38,6 +38,8 @@ from ibkit.registry import DATASETS, MODELS, POSTERIORS
 from ibkit.stats import bootstrap_interval
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from ibkit.analysis import Analysis
 
 PALETTE = sns.color_palette("colorblind")
@@ -918,6 +920,69 @@ def kl_figure(kl: pd.DataFrame) -> Figure:
         ax.set_xlabel("latent dimension k, largest KL first  [index]")
         ax.set_ylabel("E KL(q(z_k|x) ‖ p(z_k))  [nats]")
         set_title(ax, "KL per dimension")
+    return fig
+
+
+def channel_figure(channels: pd.DataFrame) -> Figure:
+    """Each latent channel's rate, largest first, one panel per layer (``ibkit analyse``'s ``channel_rates`` table of
+    an image model: layer, channel, rate, rate_se, active), 95% intervals over the images.
+
+    Args:
+        channels: the table.
+
+    Returns:
+        the figure.
+    """
+    layers = sorted(channels["layer"].unique())
+    with plt.rc_context(style()):
+        fig, axes = plt.subplots(1, len(layers), figsize=(SINGLE_COLUMN * 1.2 * len(layers), SINGLE_COLUMN * 0.8),
+                                 squeeze=False, constrained_layout=True)
+        for ax, layer in zip(axes[0], layers, strict=True):
+            rows = channels[channels["layer"] == layer].sort_values("rate", ascending=False)
+            rank, rate = np.arange(len(rows)), rows["rate"].to_numpy()
+            half = 1.96 * rows["rate_se"].fillna(0).to_numpy()
+            ax.fill_between(rank, rate - half, rate + half, step="mid", color="C0", alpha=0.25, lw=0,
+                            label="95% interval over the images")
+            ax.step(rank, rate, where="mid", color="C0", lw=1.2, label="the channel's rate")
+            ax.set_xlim(-0.5, len(rows) - 0.5)
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel(f"{'layer ' + str(layer) + ' ' if len(layers) > 1 else ''}channel, largest rate first  "
+                          "[rank]")
+            ax.set_ylabel("rate of the channel  [nats per image]")
+            ax.legend(loc="lower left", fontsize="x-small")
+            set_title(ax, f"{int(rows['active'].sum())} of {len(rows)} channels above 0.1 nats")
+    return fig
+
+
+def rate_map_figure(image: Tensor, rates: Tensor, *, title: str = "") -> Figure:
+    """Where an image's bits go: the image, and beside it the same image under its rate map (nats per latent
+    position, ``ibkit.adapters.images.rate_map``) stretched to the image's size.
+
+    Args:
+        image: [C, H, W] in [0, 1] (C = 1 or 3).
+        rates: [h, w] nats per latent position.
+        title: the figure's title.
+
+    Returns:
+        the figure.
+    """
+    pixels = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    grey = pixels.shape[-1] == 1
+    extent = (0, pixels.shape[1], pixels.shape[0], 0)
+    with plt.rc_context(style()):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(SINGLE_COLUMN * 1.6, SINGLE_COLUMN * 0.8),
+                                          constrained_layout=True)
+        for ax in (left, right):
+            ax.imshow(pixels[..., 0] if grey else pixels, cmap="gray" if grey else None, extent=extent)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        shown = right.imshow(rates.detach().cpu().numpy(), cmap="magma", alpha=0.6, extent=extent,
+                             interpolation="nearest")
+        fig.colorbar(shown, ax=right, label="rate  [nats per latent position]", shrink=0.9)
+        left.set_title("image", fontsize="small")
+        right.set_title(f"rate map: {float(rates.sum()):.4g} nats in all", fontsize="small")
+        if title:
+            fig.suptitle(title, fontsize="small")
     return fig
 
 

@@ -314,35 +314,48 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
     return pd.DataFrame(rows)
 
 
-def kl_per_dim(model, x, chunk_size: int = DEFAULT_CHUNK) -> Tensor:
-    """E_x KL(q(z_k|x) || p(z_k)) for each latent dimension k: [d], nats. Needs a diagonal Gaussian
-    posterior and prior (``Independent(Normal, 1)``; then the rate is the sum of these).
+def kl_per_dim(model, x, chunk_size: int = DEFAULT_CHUNK, *, per_example: bool = False, n_samples: int = 16,
+               seed: int = 0) -> Tensor:
+    """E_x KL(q(z_k|x) || p(z_k)) for each latent dimension k: [d], nats; the rate is their sum. Closed form for a
+    diagonal Gaussian posterior and prior (``Independent(Normal, 1)``); Monte Carlo, ``n_samples`` draws per row,
+    for a posterior that splits its KL per unit itself (``unit_kl``: a hierarchical model's conditional KLs, a
+    codec's unit boxes).
 
     Args:
         model: a protocol model with ``posterior(x)`` and ``prior()``.
         x: [N, D] data (a tensor or numpy array) in the model's support.
-        chunk_size: rows per posterior call.
+        chunk_size: at most this many (sample, row) pairs per posterior call (rows, for the closed form).
+        per_example: return each row's KL per dimension [N, d] instead of the mean over the rows.
+        n_samples: draws per row where the KL is Monte Carlo.
+        seed: seeds those draws; the caller's global random state is left untouched.
 
     Returns:
-        [d] the mean KL of each dimension in nats, on the CPU.
+        [d] the mean KL of each dimension in nats (or [N, d] with ``per_example``), on the CPU.
 
     Raises:
-        ValueError: a posterior or prior that is not a diagonal Gaussian.
+        ValueError: a posterior that is neither a diagonal Gaussian (with a diagonal Gaussian prior) nor has
+            ``unit_kl``.
     """
     x = prepare(model, x, "kl_per_dim", likelihood=False)
+    check_number("n_samples", n_samples, low=1, integer=True)
     prior = model.prior()
-    totals = []
-    with seeded_no_grad(0, x.device):
-        for s in row_chunks(len(x), chunk_size):
+    rows = []
+    with seeded_no_grad(seed, x.device):
+        for s in row_chunks(len(x), chunk_size if diagonal_normal(prior) else max(1, chunk_size // n_samples)):
             q = model.posterior(x[s])
             q_params, p_params = diagonal_normal(q), diagonal_normal(prior)
-            if q_params is None or p_params is None:
+            if q_params is not None and p_params is not None:
+                rows.append(kl_divergence(Normal(*q_params), Normal(*p_params)))  # [n, d]
+            elif callable(getattr(q, "unit_kl", None)):
+                rows.append(q.unit_kl(q.rsample((n_samples,))).mean(0))
+            else:
                 raise ValueError(
-                    f"kl_per_dim needs a diagonal Gaussian posterior and prior (Independent(Normal(loc, scale), 1)); "
-                    f"{type(model).__name__} has q = {distribution_name(q)}, p = {distribution_name(prior)}"
+                    f"kl_per_dim needs a diagonal Gaussian posterior and prior (Independent(Normal(loc, scale), 1)) "
+                    f"or a posterior with unit_kl; {type(model).__name__} has q = {distribution_name(q)}, "
+                    f"p = {distribution_name(prior)}"
                 )
-            totals.append(kl_divergence(Normal(*q_params), Normal(*p_params)).sum(0))  # [d]
-    return (torch.stack(totals).sum(0) / len(x)).cpu()
+    per_row = torch.cat(rows).cpu()
+    return per_row if per_example else per_row.mean(0)
 
 
 def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32, threshold: float = 0.01,
@@ -423,29 +436,46 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
 
 def _layer_infonce(q, model, k: int, *, mixture: int, budget: int) -> Tensor:
     """InfoNCE terms [N] on I(X; z_l) (see ``per_layer``): z_i from one ancestral draw per row, log q(z_i|x_j) from
-    the mixture over ``mixture`` draws of the layer's parents for each x_j, in blocks of rows i within ``budget``."""
+    the mixture over ``mixture`` draws of the layer's parents for each x_j, in blocks of rows i within ``budget``.
+    A Gaussian layer's densities are matrix products; another family's (a codec's unit boxes) its own log_prob."""
     draws = model.layers(q.rsample((mixture,)))  # [M, N, d_k] per layer k
-    conditional = q.layer(k, draws)  # loc, scale [M, N, d_l] (or [N, d_l]: a layer with no random parents)
+    conditional = q.layer(k, draws)  # [M, N, d_l] (or [N, d_l]: a layer with no random parents)
+    z = draws[k][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
+    if isinstance(conditional, Normal):
+        log_q, m, n = _gaussian_mixture_log_q(conditional, z.shape[-1])
+    else:
+        log_q, m, n = _mixture_log_q(conditional)
+    rows = max(1, budget // (8 * 2 * m * n * (1 if isinstance(conditional, Normal) else z.shape[-1])))
+    terms = []
+    for s in row_chunks(n, rows):
+        block = torch.logsumexp(log_q(z[s]), 1) - math.log(m)  # [r, N]: log q(z_i | x_j)
+        own = block[torch.arange(block.shape[0]), torch.arange(s.start, s.start + block.shape[0])]
+        terms.append(own - (torch.logsumexp(block, 1) - math.log(n)))
+    return torch.cat(terms)
+
+
+def _gaussian_mixture_log_q(conditional: Normal, d: int):
+    """For Gaussian components loc, scale [M, N, d]: the function from z [r, d] to log N(z_i; mu_mj, s_mj) [r, M, N],
+    as matrix products (log N summed over units = -1/2 (z^2 . a - 2 z . mu a + mu^2 . a) + c with a = 1 / s^2; float64
+    keeps the cancellation harmless), and M, N."""
     loc, scale = conditional.loc.double(), conditional.scale.double()
     if loc.dim() == 2:
         loc, scale = loc.unsqueeze(0), scale.unsqueeze(0)
-    z = draws[k][0].double()  # [N, d_l]: z_i ~ q(z_l | x_i)
-    m, n, d = loc.shape
-    # log N(z_i; mu, s) summed over units = -1/2 (z^2 . a - 2 z . mu a + mu^2 . a) + c with a = 1 / s^2: matrix
-    # products over the M N mixture components (float64 keeps the cancellation harmless)
+    m, n, _ = loc.shape
     precision = scale.pow(-2).reshape(m * n, d)
-    weighted = (loc.reshape(m * n, d) * precision)
+    weighted = loc.reshape(m * n, d) * precision
     const = -0.5 * (loc.reshape(m * n, d) * weighted).sum(-1) - scale.log().reshape(m * n, d).sum(-1) \
         - 0.5 * d * math.log(2 * math.pi)
-    rows = max(1, budget // (8 * 2 * m * n))
-    terms = []
-    for s in row_chunks(n, rows):
-        zs = z[s]
-        log_q = (-0.5 * zs.pow(2) @ precision.T + zs @ weighted.T + const).view(-1, m, n)  # [r, M, N]
-        log_q = torch.logsumexp(log_q, 1) - math.log(m)  # [r, N]: log q(z_i | x_j)
-        own = log_q[torch.arange(log_q.shape[0]), torch.arange(s.start, s.start + log_q.shape[0])]
-        terms.append(own - (torch.logsumexp(log_q, 1) - math.log(n)))
-    return torch.cat(terms)
+    return (lambda zs: (-0.5 * zs.pow(2) @ precision.T + zs @ weighted.T + const).view(-1, m, n)), m, n
+
+
+def _mixture_log_q(conditional):
+    """For components of any elementwise family, batch [M, N, d] (or [N, d]): the function from z [r, d] to their
+    log densities [r, M, N] summed over the units, and M, N."""
+    lead = conditional.batch_shape[:-1]
+    m, n = (1, lead[0]) if len(lead) == 1 else (lead[0], lead[1])
+    return (lambda zs: conditional.log_prob(zs.to(conditional.mean.dtype)[:, None, None, :]).sum(-1)
+            .double().view(-1, m, n)), m, n
 
 
 def label_information(model, x, y, *, seed: int = 0, test_fraction: float = 0.3, permutations: int = 10) -> dict:
