@@ -264,8 +264,12 @@ def load_rows(data: str, labels: str | None, size: int | None = None):
         ds = ibkit.data.load(data)
         x, y, name = ds.test, ds.test_labels, f"{data} test split"
     elif Path(data).is_dir():
-        ds = ibkit.data.load("images", path=data, size=size)
-        x, y, name = torch.cat([ds.train, ds.test]), None, f"{Path(data).name} ({len(ds.train) + len(ds.test)} images)"
+        from ibkit.data._split import split_indices
+
+        ds = ibkit.data.load("images", path=data, size=size, test_fraction=0.5)  # any 2 or more images split
+        n = len(ds.train) + len(ds.test)
+        order = np.argsort(np.concatenate(split_indices(n, 0.5, 0)))  # back to the folder's (sorted) order
+        x, y, name = torch.cat([ds.train, ds.test])[torch.as_tensor(order)], None, f"{Path(data).name} ({n} images)"
     else:
         if not data.endswith(".npy") or not Path(data).is_file():
             raise ValueError(f"--data {data!r} is neither a dataset ({', '.join(ibkit.data.DATASETS)}), a folder "

@@ -373,7 +373,9 @@ class ExperimentConfig(TrainingConfig, defaults=dict(epochs=150, seeds=(0, 1, 2)
 
     def network_fields(self, network: str | None = None) -> dict:
         """The model fields a network setting adds to each run: none for "mlp" (MLP run ids stay as they were),
-        ``network="conv"`` and ``channels`` for convolutional networks, which need image data."""
+        ``network="conv"`` and ``channels`` for convolutional networks, which need image data, and the data's
+        ``image_shape`` where it is not the square single-channel image the network reads from the width alone
+        (CIFAR-10's (3, 32, 32)), so that digits' and MNIST's run ids stay as they were."""
         network = network or self.network
         if network == "mlp":
             return {}
@@ -383,7 +385,11 @@ class ExperimentConfig(TrainingConfig, defaults=dict(epochs=150, seeds=(0, 1, 2)
                              f"dataset={self.dataset!r}")
         if not self.channels:
             raise ValueError(f"channels={self.channels!r} must be one or more positive channel counts, e.g. 32,64")
-        return {"network": "conv", "channels": tuple(self.channels)}
+        fields: dict = {"network": "conv", "channels": tuple(self.channels)}
+        shape = tuple(DATASETS.info(self.dataset)["image_shape"])
+        if shape[0] != 1 or shape[1] != shape[2]:
+            fields["image_shape"] = shape
+        return fields
 
 
 # -- one run of a grid -------------------------------------------------------------------------------------------

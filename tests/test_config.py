@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
+import ibkit
 from experiments import layer_information, posterior_families, rate_distortion
 from ibkit.config import (
     ExperimentConfig,
@@ -63,6 +65,10 @@ def test_an_experiment_config_knows_its_data_and_its_networks():
     assert rate_distortion.Config(network="conv", channels=(4,)).network_fields() == {"network": "conv",
                                                                                       "channels": (4,)}
     assert rate_distortion.Config().network_fields() == {}
+    fields = rate_distortion.Config(dataset="cifar10", network="conv", channels=(4,)).network_fields()
+    assert fields == {"network": "conv", "channels": (4,), "image_shape": (3, 32, 32)}  # RGB: not read from D alone
+    model = ibkit.build_model("vae", 3 * 32 * 32, 2, hidden=(8,), **fields)
+    assert model(torch.rand(2, 3 * 32 * 32)).loss.shape == (2,)  # the conv network sees [N, 3, 32, 32]
     training = rate_distortion.Config(epochs=7, lr=0.01).training
     assert type(training) is TrainingConfig and (training.epochs, training.lr, training.seeds) == (7, 0.01, (0, 1, 2))
 
