@@ -28,21 +28,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
 from ibkit import estimators as E
 from ibkit.checks import check_number
 from ibkit.config import all_knobs
-from ibkit.estimators._common import has_likelihood, missing_likelihood
+from ibkit.estimators._common import has_likelihood, missing_likelihood, remembering
 from ibkit.estimators.columns import column_help, registered_columns
 from ibkit.interface import is_stochastic
 from ibkit.prose import bracket_text
 from ibkit.registry import COLUMNS
 from ibkit.stats import round_to_uncertainty
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PROBE_SIGMAS = (1.0, 0.1, 1e-2, 1e-3, 1e-4)  # the probe curve of a deterministic code
 IMAGE_ROWS = (("rate  [bits per pixel]", "rate_bpp"), ("PSNR  [dB, peak 1]", "psnr"),
@@ -163,6 +166,8 @@ class Analysis:
         Returns:
             the paths written.
         """
+        import pandas as pd
+
         from ibkit import plots
         from ibkit.store import RunFolder, atomic_write_text
 
@@ -231,6 +236,16 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
         if labels.shape != (len(x),):
             raise ValueError(f"labels has shape {list(labels.shape)}; it needs one label per row of x, [{len(x)}]")
     model = model.eval() if isinstance(model, torch.nn.Module) else model
+    with remembering(model):  # one encoder pass per rows across the estimators (an image encoder is dear)
+        return _measure(model, x, labels, k=k, seed=seed, eval_rows=eval_rows, iwae_rows=iwae_rows, name=name,
+                        dataset=dataset, allow_long=allow_long)
+
+
+def _measure(model, x: Tensor, labels, *, k: int, seed: int, eval_rows: int, iwae_rows: int, name: str, dataset: str,
+             allow_long: bool) -> Analysis:
+    """``analyse``'s measurements, its arguments checked."""
+    import pandas as pd
+
     stochastic = is_stochastic(model)
     row: dict = dict(experiment="analyse", run_id=name, dataset=dataset, kind=getattr(model, "KIND", "") or
                      type(model).__name__, posterior=_family(model), seed=seed, split="test", rows=len(x), k=k,
@@ -248,8 +263,10 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
     else:
         row["likelihood_note"] = (f"{'distortion, ELBO and IWAE are' if stochastic else 'the distortion is'} not "
                                   f"measured, as {missing_likelihood(model, 'each' if stochastic else 'it')}")
+    squared = None  # [N]: the squared error of each row, where the model decodes
     if callable(getattr(model, "decode", None)):
-        row.update(_mean_se("mse", E.mse(model, x, seed=seed, per_example=True)))
+        squared = torch.as_tensor(E.mse(model, x, seed=seed, per_example=True), dtype=torch.float64)
+        row.update(_mean_se("mse", squared))
     if stochastic:
         rate = E.rate(model, x, seed=seed, per_example=True)
         row.update(_mean_se("rate", rate))
@@ -258,8 +275,8 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
             row.update(_mean_se("iwae", E.iwae(model, x[:iwae_rows], k, seed=seed, per_example=True,
                                            allow_long=allow_long)))
             row.update(_code_length(model, x[:iwae_rows], (distortion + rate)[:iwae_rows], seed))
-        if callable(getattr(model, "latent_shapes_for", None)):  # an image model: its channels, not its units
-            images = _image_measures(model, x, rate, seed=seed)
+        if callable(getattr(model, "latent_shapes_for", None)) and squared is not None:  # an image model: channels
+            images = _image_measures(model, x, rate, squared, seed=seed)
             row.update(images.pop("row"))
             tables.update(images["tables"])
             rate_map = images["rate_map"]
@@ -283,10 +300,10 @@ def analyse(model, x, labels=None, *, k: int = 1000, seed: int = 0, eval_rows: i
                                                          mi_with_label=list(info["mi_per_dim"])))
         row.update(label_accuracy=info["accuracy"], label_chance=info["chance"], label_mi_noise=info["mi_noise"])
     row.update(registered_columns(model, x, seed))  # the estimator columns of your own (ibkit.registry.COLUMNS)
-    return Analysis(row, tables, name, dataset, rate_map)
+    return Analysis(row, tables, name, dataset, rate_map=rate_map)
 
 
-def _image_measures(model, x: Tensor, rate, *, seed: int) -> dict:
+def _image_measures(model, x: Tensor, rate, squared: Tensor, *, seed: int) -> dict:
     """An image model's own numbers (``ibkit.adapters.images``): the rate in bits per pixel, PSNR, the channels'
     rates, image 0's rate map, and where the model has them, a codec's coded bits and diffusers' clamped log
     variances. Returns {"row": columns, "tables": side tables, "rate_map": (image, map)}."""
@@ -294,7 +311,6 @@ def _image_measures(model, x: Tensor, rate, *, seed: int) -> dict:
 
     shape = model.shape_for(x.shape[-1])
     pixels = shape[1] * shape[2]
-    squared = torch.as_tensor(E.mse(model, x, seed=seed, per_example=True), dtype=torch.float64)
     bpp = torch.as_tensor(rate, dtype=torch.float64) / (math.log(2) * pixels)
     row = {"pixels": pixels, "likelihood_sigma": model.sigma, **_mean_se("rate_bpp", bpp),
            **_mean_se("psnr", 10 * torch.log10(x.shape[-1] / squared))}  # peak 1: pixels in [0, 1]

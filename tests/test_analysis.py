@@ -256,3 +256,30 @@ def test_a_factory_imports_the_modules_beside_it_and_reads_relative_paths_from_t
     assert sys.path == path  # the file's folder was first on it while it loaded, and only then
     row = pd.read_csv(work / "report" / "runs.csv").iloc[0]  # --out is relative to the working folder too
     assert row["latent_dim"] == 2 and math.isfinite(row["iwae"])
+
+
+def test_remembering_encodes_each_rows_once_and_changes_no_number(tiny_vae, digits, monkeypatch):
+    from ibkit.estimators._common import remembering
+
+    m, x = tiny_vae(latent_dim=3).eval(), digits.test[:60].clone()
+    own, calls = type(m).posterior, []
+
+    def counting(self, rows):
+        calls.append(len(rows))
+        return own(self, rows)
+
+    monkeypatch.setattr(type(m), "posterior", counting)
+
+    def measure():
+        return E.rate(m, x), E.iwae(m, x, 20), E.information_bracket(m, x)["mi_lower"], E.distortion(m, x)
+
+    before, alone = measure(), len(calls)
+    calls.clear()
+    with remembering(m):
+        inside, remembered = measure(), len(calls)
+        x.mul_(0.5)  # changed in place: its version moves, so the posterior is computed anew
+        halved = E.rate(m, x)
+    assert inside == before  # the same numbers, to the last bit
+    assert remembered < alone / 2 and remembered <= 4, (alone, remembered)
+    assert halved != before[0] and halved == E.rate(m, x)
+    assert "posterior" not in vars(m)  # the model is as it was

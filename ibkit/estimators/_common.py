@@ -1,10 +1,12 @@
-"""Shared plumbing of the estimators: the one input check (``prepare``), devices, seeding, chunking and the progress
-of long work (``decoder_progress``)."""
+"""Shared plumbing of the estimators: the one input check (``prepare``), devices, seeding, chunking, the progress
+of long work (``decoder_progress``) and ``remembering``, for a caller that asks many estimators about the same
+rows."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
@@ -23,6 +25,7 @@ from ibkit.seeding import seeded
 DEFAULT_CHUNK = 16384  # (sample, row) pairs per decoder pass: ~0.3 GB for a 784-512-512 decoder
 CHECK_ROWS = 8  # rows of x an estimator first runs through the model to check what it returns
 MEMORY_BUDGET = 1 << 30  # bytes the working set of one iwae or mi_bounds call may take (memory_budget=None)
+_CHECKED: ContextVar[dict | None] = ContextVar("ibkit_checked", default=None)  # the checks done (``remembering``)
 
 
 def model_device(model) -> torch.device:
@@ -43,9 +46,54 @@ def prepare(model, x, call: str, *, posterior: bool = True, prior: bool = True, 
     """
     _check_methods(model, call, posterior=posterior, prior=prior, likelihood=likelihood)
     x = check_model_data(model, x).to(model_device(model))
-    with seeded_no_grad(0, x.device):
-        _check_outputs(model, x[:CHECK_ROWS], prior, likelihood)
+    checked, key = _CHECKED.get(), (id(model), rows_key(x[:CHECK_ROWS]))
+    done = None if checked is None else checked.get(key)  # (prior, likelihood): what a check of these rows covered
+    if done is None or (prior and not done[0]) or (likelihood and not done[1]):
+        with seeded_no_grad(0, x.device):
+            _check_outputs(model, x[:CHECK_ROWS], prior, likelihood)
+        if checked is not None:
+            checked[key] = (prior or bool(done and done[0]), likelihood or bool(done and done[1]))
     return x
+
+
+def rows_key(x: Tensor) -> tuple:
+    """What tells a rows tensor from any other while it is alive: its storage, offset, shape, strides, type, device
+    and version (which in-place changes bump)."""
+    return (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, x._version)
+
+
+@contextlib.contextmanager
+def remembering(model):
+    """Within the block, ``model.posterior(x)`` is computed once per rows tensor x (``rows_key``; x is held, so its
+    memory is not reused for other rows meanwhile) and ``prepare``'s protocol check once per rows: for a caller
+    that asks many estimators about the same rows (``ibkit.analyse``), where the encoder is the dear part (an image
+    autoencoder's). The posterior is a function of x, so no number changes. The model is left as it was after.
+
+    Args:
+        model: a protocol model (or a deterministic code, whose checks alone are remembered).
+
+    Yields:
+        the model.
+    """
+    own = getattr(model, "posterior", None)
+    remembered: dict[tuple, tuple] = {}
+
+    def posterior(x: Tensor):
+        key = rows_key(x)
+        if key not in remembered:
+            remembered[key] = (x, own(x))
+        return remembered[key][1]
+
+    token = _CHECKED.set({})
+    shadowed = callable(own) and hasattr(model, "__dict__") and "posterior" not in vars(model)
+    if shadowed:
+        object.__setattr__(model, "posterior", posterior)  # an instance attribute over the class's method
+    try:
+        yield model
+    finally:
+        if shadowed:
+            object.__delattr__(model, "posterior")
+        _CHECKED.reset(token)
 
 
 def has_posterior(model) -> bool:
