@@ -14,9 +14,8 @@ import copy
 import dataclasses
 from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -35,6 +34,9 @@ from ibkit.train import (
     trainable_parameters,
     training_of,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def varying(config) -> tuple[str, ...]:

@@ -60,8 +60,9 @@ def _file_backend() -> None:
 
 
 def cmd_list(args) -> int:
-    for name in experiments():
-        print(f"{name:20s} {experiment(name).SUMMARY}")
+    known = experiments()  # read once: each read scans every installed package's entry points
+    for name in known:
+        print(f"{name:20s} {experiment(name, known).SUMMARY}")
     return 0
 
 
@@ -376,10 +377,11 @@ def _run_help(argv: list[str]) -> tuple[str, str]:
     """For ``ibkit run NAME --help``: the --out default of NAME and its --set keys (``config_help``); generic text
     for any other command line."""
     names = [a for a in argv[1:] if not a.startswith("-")]
-    if argv[:1] != ["run"] or not {"-h", "--help"} & set(argv) or not names or \
-            names[0] not in experiments():
+    asked = argv[:1] == ["run"] and bool({"-h", "--help"} & set(argv)) and bool(names)
+    known = experiments() if asked else {}  # read once, and only here: it scans every installed package
+    if not asked or names[0] not in known:
         return "results/NAME-DATASET (e.g. results/rate_distortion-digits); --quick adds -quick", ""
-    exp = experiment(names[0])
+    exp = experiment(names[0], known)
     return (f"{default_out(names[0], exp.Config(), False)}; with --quick "
             f"{default_out(names[0], exp.Config(**exp.QUICK), True)}"), config_help(exp.Config)
 

@@ -8,10 +8,12 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ibkit.store import COMBINED, MANIFEST, RUNS, RunFolder, filled
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def combine(dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None, *,
@@ -38,6 +40,8 @@ def combine(dirs: Sequence[str | os.PathLike], out: str | os.PathLike | None = N
         ValueError: no folders, a folder without runs.csv or manifest.json, two sources of one name, or an ``out``
             that is a source, lies inside or holds one, is a file, or holds files without ``overwrite``.
     """
+    import pandas as pd
+
     if isinstance(dirs, (str, os.PathLike)) or not len(dirs):
         raise ValueError(f"dirs={dirs!r}: expected a list of one or more folders written by ibkit run or ibkit "
                          "analyse")

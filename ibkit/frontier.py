@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -578,6 +577,8 @@ def estimate(x, lambdas, methods=METHODS, *, held_out=None, options: dict[str, d
     Raises:
         ValueError: an unknown method, an option for a method not run, or the functions' own refusals.
     """
+    import pandas as pd
+
     methods = tuple(methods)
     for method in methods:
         check_choice("methods", method, METHODS)
@@ -621,6 +622,8 @@ def _wgd_rows(x: Tensor, lam: float, scored: dict[str, Tensor], *, options: dict
 
 def _sandwich_rows(x: Tensor, lam: float, scored: dict[str, Tensor], *, options: dict,
                    earlier: list[dict]) -> list[dict]:
+    import pandas as pd
+
     table = pd.DataFrame(earlier, columns=list(COLUMNS))
     return [_sandwich_row(line, table, len(scored[line.split]))
             for line in lower(x, lam, held_out=scored.get("test"), **options)]

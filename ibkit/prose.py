@@ -10,10 +10,12 @@ build their findings.md from these; ``ibkit.tables`` prints brackets with ``brac
 from __future__ import annotations
 
 import math
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ibkit.stats import bootstrap_interval, interval_text, mean_half_width, round_to_uncertainty, within_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MARK_SYMBOLS = {"clipped": "†", "equal": "‡", "above": "§"}
 BRACKET_MARKS = {"clipped": "a negative estimate of I(X;Z) >= 0, shown as 0 (its value and error in runs.csv)",
@@ -109,6 +111,8 @@ def direction(diff) -> str:
     Returns:
         the word, with why where it is not plainly higher or lower.
     """
+    import pandas as pd
+
     values = pd.Series(diff).dropna()
     lo, hi = bootstrap_interval(values)
     if math.isnan(lo):
@@ -128,6 +132,8 @@ def count_text(values, noun: str, nouns: str | None = None) -> str:
     """A count over seeds in words: '1 active unit' (one seed), '8 active units in every seed' (every seed the same
     count, never '8 ± 0'), '7.3 ± 1.0 active units' where they differ (``interval_text``), '– active units' for
     none."""
+    import pandas as pd
+
     values = pd.Series(values, dtype=float).dropna()
     if len(values) and (values == values.iloc[0]).all():
         return plural(values.iloc[0], noun, nouns) + (" in every seed" if len(values) > 1 else "")
@@ -137,6 +143,8 @@ def count_text(values, noun: str, nouns: str | None = None) -> str:
 def collapse_text(active_units) -> str:
     """'; its code collapsed in 3 of 3 seeds (no active unit: ...)' for runs whose code carries nothing the
     decoder uses (``active_units`` 0), '' when no seed did: a findings line must not read a dead code as a result."""
+    import pandas as pd
+
     units = pd.Series(active_units).dropna()
     dead = int((units == 0).sum())
     if not dead:

@@ -236,11 +236,13 @@ def experiments() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in sorted(entry_points(group=EXPERIMENT_GROUP), key=lambda ep: ep.name)}
 
 
-def experiment(name: str | None) -> ModuleType:
+def experiment(name: str | None, known: dict[str, EntryPoint] | None = None) -> ModuleType:
     """The experiment module registered as ``name``, checked against the ``Experiment`` protocol.
 
     Args:
         name: the experiment's registered name.
+        known: what ``experiments()`` returned, for a caller loading several (each call of ``experiments()`` reads
+            every installed package's entry points); None reads them.
 
     Returns:
         the imported module.
@@ -248,7 +250,7 @@ def experiment(name: str | None) -> ModuleType:
     Raises:
         ValueError: an unknown name (with the registered ones), or a module lacking what an experiment defines.
     """
-    known = experiments()
+    known = experiments() if known is None else known
     if name not in known:
         raise ValueError(f"unknown experiment {name!r}; known experiments: {', '.join(known)}")
     module = known[name].load()

@@ -16,11 +16,13 @@ is ``ibkit.store``; each function here reads one folder by its path through a ``
 from __future__ import annotations
 
 import os
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ibkit.compare import combine, plot_combined
 from ibkit.store import RunFolder
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Folder = str | os.PathLike
 

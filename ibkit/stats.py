@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 EXAMPLE_RESAMPLES = 2_000  # of a split's examples (N up to tens of thousands): enough for a 95% percentile interval
 
@@ -120,6 +119,8 @@ def mean_half_width(values, se=None) -> tuple[float, float]:
         (mean, half-width); (NaN, NaN) for no value, a NaN half-width for an infinite value or one value without a
         standard error.
     """
+    import pandas as pd
+
     values = pd.Series(values, dtype=float).dropna()
     if not len(values):
         return math.nan, math.nan

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -32,6 +32,9 @@ from ibkit.models import save_checkpoint
 from ibkit.progress import Progress
 from ibkit.store import RunFolder, interrupts_deferred
 from ibkit.train import DivergenceError, TensorBoardCallback, fit, tensorboard_writer_class
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TENSORBOARD = "tensorboard"  # the run folder's subfolder of TensorBoard event files, one folder per run id
 
@@ -98,6 +101,8 @@ def run_grid(experiment: str, ds: Dataset, specs: Sequence[RunSpec], evaluate: E
     Progress: a bar on a terminal and, on the "ibkit" log, a line at least every 30 s for the sweep, for each
     training group's epochs and for each group's evaluations (``ibkit.progress``).
     """
+    import pandas as pd
+
     if training.log == "tensorboard":
         if out_dir is None:
             raise ValueError("log='tensorboard' writes event files into the run folder: give out_dir (ibkit run "

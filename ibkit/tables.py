@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from ibkit.config import all_knobs, config_fields, kind_label, knob_help, knob_names, knob_symbol, quiet_knobs
 from ibkit.prose import BRACKET_MARKS, MARK_SYMBOLS, bracket_cells, left_out
 from ibkit.stats import bootstrap_interval, round_to_uncertainty
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METRICS = ("rate", "distortion", "elbo", "iwae", "mi_lower", "mi_upper", "active_units")
 FORMATS = ("markdown", "latex", "csv")
@@ -44,6 +47,8 @@ def summarise(df: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per configuration (the config columns a run folder varies): seeds, and for each metric its mean and a 95%
     bootstrap interval (``METRIC``, ``METRIC_lo``, ``METRIC_hi``): over seeds, or for one seed over the split's
     examples where the run stored that interval; ``interval`` says which ("seeds", "examples" or "none")."""
+    import pandas as pd
+
     ok = df[(df["split"] == split) & (df["status"] == "ok")]
     metrics = [m for m in METRICS if m in ok and ok[m].notna().any()]
     quiet = quiet_knobs()  # a schedule no run sets (every value its default, off) is no column
@@ -87,6 +92,8 @@ def knob_digits(values, tolerance: float = KNOB_TOLERANCE) -> int:
     distinct and print each within ``tolerance`` (relative) of itself. For the grid ``np.geomspace(0.05, 20, 10)``
     (0.05, 0.0973, ..., 10.2781, 20) that is 3: two would already keep the grid apart but print 10.2781 as 10, 2.7%
     off and read as a round number; three print 10.3."""
+    import pandas as pd
+
     grid = pd.Series(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
     grid = grid[np.isfinite(grid)].unique()
     for digits in range(2, 17):
@@ -100,6 +107,8 @@ def knob_digits(values, tolerance: float = KNOB_TOLERANCE) -> int:
 def _column_texts(summary: pd.DataFrame, column: str) -> list[str]:
     """The cells of one config column as a table prints them: a kind by its label (``ibkit.config.kind_label``), a
     knob to ``knob_digits`` significant digits, anything else as stored ("–" for none)."""
+    import pandas as pd
+
     values = summary[column]
     if column == "kind":
         return [kind_label(v) if isinstance(v, str) and v else _cell(v) for v in values]
@@ -220,6 +229,8 @@ def _latex(columns: Sequence[str], body: list[list[str]], data: str, said: list[
 def _headers(columns: Sequence[str]) -> dict[str, str]:
     """{column: its LaTeX header}: ``HEADERS``, a knob's Greek symbol ($\\beta$) where no other column of the table
     has the same one (sparsity and free_bits are both λ), else the name in words."""
+    import pandas as pd
+
     symbol = {c: knob_symbol(c) for c in columns if c not in HEADERS and knob_symbol(c) in GREEK}
     taken = pd.Series(list(symbol.values()), dtype=object).value_counts()
     return {c: HEADERS.get(c) or (f"${GREEK[symbol[c]]}$" if c in symbol and taken[symbol[c]] == 1 else

@@ -8,9 +8,8 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -20,6 +19,9 @@ from ibkit.interface import is_stochastic
 from ibkit.models.schedules import RateScheduled
 from ibkit.progress import Progress
 from ibkit.seeding import seeded
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Callback = Callable[..., None]
 """A training hook, called after each epoch a model finishes with a finite loss: ``callback(epoch, metrics)`` in
@@ -45,6 +47,8 @@ class DivergenceError(ValueError):
 
 def divergence(epoch: int, loss: float, rows: list[dict], lr: float) -> DivergenceError:
     """The error for a loss that became ``loss`` (NaN or infinite) in ``epoch``, after the history ``rows``."""
+    import pandas as pd
+
     last = f"{rows[-1]['loss']:.6g}" if rows else "none (it diverged in the first epoch)"
     return DivergenceError(f"training diverged: the loss became {loss} in epoch {epoch}; last finite epoch loss: "
                            f"{last}. Lower lr (now {lr}) or check the data.", epoch, pd.DataFrame(rows))
@@ -252,6 +256,8 @@ def train_epochs(net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, se
     row. Returns per model its history, or the ``DivergenceError`` of the epoch its loss became NaN or infinite;
     training stops once every model has diverged. ``training``: its ``epochs`` and ``batch_size`` (the optimiser holds
     the step size); ``progress``: the bar and log lines of ``ibkit.progress``."""
+    import pandas as pd
+
     epochs, batch_size = training.epochs, training.batch_size
     k, n, device = len(seeds), x.shape[0], x.device
     shared = len(set(seeds)) == 1  # one minibatch order and one noise stream serve every model

@@ -1,11 +1,14 @@
 """The structure the redesign promised, checked on the source with ``ast``: ibkit's import graph has no cycle (imports
 inside functions count: a lazy import is still a dependency), the leaf modules import what they say, no experiment
-Config repeats a shared field, and no call passes more than four arguments by position."""
+Config repeats a shared field, no call passes more than four arguments by position, and (in a fresh interpreter)
+``import ibkit``, ``ibkit list`` and ``ibkit run NAME --help`` leave the heavy packages unimported."""
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +137,35 @@ def positional_calls(path: Path, most: int = 4) -> list[str]:
 def test_no_call_in_ibkit_passes_more_than_four_arguments_by_position():
     found = [line for path in sorted(PACKAGE.rglob("*.py")) for line in positional_calls(path)]
     assert not found, "\n".join(found)
+
+
+HEAVY = ("pandas", "sklearn", "seaborn", "matplotlib", "scipy")  # imported where used, never by `import ibkit`
+
+
+def heavy_imported_by(code: str) -> list[str]:
+    """The packages of ``HEAVY`` that ``code`` leaves in ``sys.modules``, run in a fresh interpreter.
+
+    Args:
+        code: Python source, run with the repository root as the working folder.
+
+    Returns:
+        the names imported, in ``HEAVY``'s order.
+    """
+    probe = f"{code}\nimport sys\nprint('heavy:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [m for m in done.stdout.strip().splitlines()[-1].removeprefix("heavy:").split(",") if m]
+
+
+def test_import_ibkit_imports_no_heavy_package():
+    """Start-up (issue 34): pandas, scikit-learn, seaborn, matplotlib and scipy are imported by the functions that use
+    them."""
+    assert heavy_imported_by("import ibkit") == []
+
+
+@pytest.mark.parametrize("argv", [["list"], ["run", "rate-distortion", "--help"]])
+def test_listing_and_run_help_import_no_plotting_or_sklearn(argv):
+    """``ibkit list`` and ``ibkit run NAME --help`` read the experiments' NAME, SUMMARY and Config: their figures and
+    findings (seaborn, matplotlib) load when ``plot`` runs."""
+    found = heavy_imported_by(f"from ibkit.cli import main\nassert main({argv!r}) == 0")
+    assert not set(found) & {"seaborn", "matplotlib", "sklearn"}, found

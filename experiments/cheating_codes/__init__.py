@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 
 import ibkit
@@ -36,7 +36,8 @@ from ibkit.models.interleaved import DTYPES, MANTISSA_BITS
 from ibkit.models.periodic_ae import FEATURES
 from ibkit.sweep import TABLES, run_grid
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "cheating-codes"
 SUMMARY = "one real number packing d digits (interleaving, modulo) vs what training finds with periodic decoders"
@@ -92,6 +93,8 @@ def _curve(model, x, sigmas) -> pd.DataFrame:
 def packed_rows(model, spec: RunSpec, *, config: Config, train, x) -> pd.DataFrame:
     """Every packing of a trained d-unit AE: its distortion beside the quantised d-unit code's, the rows it
     reconstructs bit for bit, and its probe curve beside the closed form."""
+    import pandas as pd
+
     rows = []
     distinct = torch.unique(x, dim=0, return_counts=True)[1].double() / len(x)  # binary images repeat
     data_entropy = -(distinct * distinct.log()).sum().item()  # no code of these rows carries more
@@ -144,6 +147,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import packed_codes, trained_codes
+    from .findings import write_findings
 
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 
 import ibkit
@@ -35,7 +35,8 @@ from ibkit.models import VAEConfig
 from ibkit.stats import over_examples
 from ibkit.sweep import run_grid
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "coding"
 SUMMARY = "-ELBO as a bits-back bitstream and the rate as the bits of one sample of q(z|x), across beta"
@@ -112,6 +113,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import code_lengths
+    from .findings import write_findings
 
     runs = ibkit.results.load(run_dir)
     data = ibkit.results.data_text(run_dir)

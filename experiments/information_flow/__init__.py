@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 import ibkit
 from ibkit import estimators as E
@@ -31,7 +31,8 @@ from ibkit.stats import over_examples
 from ibkit.sweep import TABLES, run_grid
 from ibkit.theory import gaussian_channel_capacity
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "information-flow"
 SUMMARY = "information through the code vs probe noise: deterministic, sparse, noisy (bounded or not) AEs and VAEs"
@@ -81,6 +82,8 @@ def channel_capacity(spec: RunSpec) -> float:
 
 def evaluate(model, spec: RunSpec, *, config: Config, splits: dict, entropy: float | None) -> dict:
     """Both splits' information measurements of one model, and its rows of the side tables."""
+    import pandas as pd
+
     rid, smallest = spec.run_id, min(config.probe_sigmas)
     out, tables = {}, {}
     for split, (x, y) in splits.items():
@@ -131,6 +134,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import information_vs_distortion, information_vs_probe_noise, kl_per_dim
+    from .findings import write_findings
 
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import ibkit
 from ibkit import estimators as E
@@ -33,7 +32,8 @@ from ibkit.models.hvae import INFERENCE, HVAEConfig
 from ibkit.stats import over_examples
 from ibkit.sweep import HISTORY, TABLES, run_grid
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "layer-information"
 SUMMARY = "hierarchical VAEs: rate, active units and information per layer; warm-up, free bits, aggressive training"
@@ -137,6 +137,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import active_units_per_layer, information_per_layer, rate_distortion_by_depth, rate_per_layer
+    from .findings import write_findings
 
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)

@@ -35,9 +35,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import torch
 
 import ibkit
@@ -49,7 +48,8 @@ from ibkit.stats import over_examples
 from ibkit.store import CHECKPOINTS
 from ibkit.sweep import HISTORY, TABLES, run_grid
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "posterior-families"
 SUMMARY = "diagonal vs full-covariance vs IAF posteriors: ELBO gap, amortisation gap, posterior correlations"
@@ -165,6 +165,8 @@ def build_on_frozen(spec: RunSpec, *, ds, folder: Path) -> torch.nn.Module:
 def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.DataFrame:
     """Train every family at every beta and measure its inference (test rows, and train rows of its bounds);
     with ``frozen_control``, then every family's encoder on the learned diagonal VAEs' frozen decoders."""
+    import pandas as pd
+
     ds: Any = ibkit.data.load(config.dataset)  # with the generating decoder: the gaussian source, its closed forms
     x = ds.test
     generating, exact = config.decoder == "generating", None
@@ -193,6 +195,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import amortization_by_family, correlation_by_family, gap_by_family, learning_curves
+    from .findings import write_findings
 
     run_dir = Path(run_dir)
     runs = ibkit.results.load(run_dir)

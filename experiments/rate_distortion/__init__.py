@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 import ibkit
@@ -40,7 +39,8 @@ from ibkit.store import RunFolder, atomic_write_text
 from ibkit.sweep import run_grid
 from ibkit.theory import gaussian_rate_at
 
-from .findings import write_findings
+if TYPE_CHECKING:
+    import pandas as pd
 
 NAME = "rate-distortion"
 FRONTIER = "frontier"  # the side table of the data's R(D) bounds
@@ -190,6 +190,8 @@ def run(config: Config, out_dir: str | Path | None = None, executor=None) -> pd.
 def _store_gaps(folder: RunFolder, runs: pd.DataFrame) -> None:
     """Write each run's rate above the frontier's bounds into its record (the tables are assembled from them), in
     the order the records were written."""
+    import pandas as pd
+
     gaps = runs.set_index(["run_id", "split"])[list(GAPS)]
     for record in folder.records():
         rows = [{**row, **gaps.loc[(row["run_id"], row["split"])].to_dict()} for row in record["rows"]]
@@ -200,6 +202,8 @@ def _store_gaps(folder: RunFolder, runs: pd.DataFrame) -> None:
 def data_frontier(config: Config, ds, out_dir: str | Path | None = None) -> pd.DataFrame:
     """The data's R(D) bounds (``ibkit.frontier.estimate``) on the first ``frontier_rows`` rows of each split; kept
     as OUT/frontier.csv, and read back from there when it holds the same slopes and methods (a resumed run)."""
+    import pandas as pd
+
     path = Path(out_dir) / f"{FRONTIER}.csv" if out_dir is not None else None
     if path is not None and path.is_file():
         stored = pd.read_csv(path)
@@ -238,6 +242,7 @@ def plot(run_dir: str | Path, command: str | Sequence[str] | None = None) -> lis
     from ibkit import plots
 
     from .figures import rd_shannon
+    from .findings import write_findings
 
     df = ibkit.results.load(run_dir)
     figures = Path(run_dir) / "figures"

@@ -6,9 +6,9 @@ All in nats, pure (randomness from ``seed``), chunked: the N x N matrix of log q
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 from torch.distributions import Normal, kl_divergence
@@ -30,6 +30,9 @@ from ibkit.estimators.probe import Probe, probe
 from ibkit.estimators.usage import code_covariance
 from ibkit.interface import is_stochastic
 from ibkit.theory import covariance_capacity
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAIR_BUDGET = 1 << 22  # entries of one [rows, N] block of log q(z_i|x_j): 32 MB in float64
 CANCELLATION = 1e-3  # nats: the most rounding the expanded quadratic form may carry before the direct sum is used
@@ -301,6 +304,8 @@ def probe_curve(model, x, sigmas, *, seed: int = 0, entropy: float | None = None
     Raises:
         ValueError: an empty ``sigmas`` or a sigma <= 0.
     """
+    import pandas as pd
+
     sigmas = [sigmas] if isinstance(sigmas, (int, float)) else list(sigmas)
     if not sigmas:
         raise ValueError("sigmas is empty; give at least one probe noise std, e.g. sigmas=[1, 0.1, 0.01]")
@@ -395,6 +400,8 @@ def per_layer(model, x, seed: int = 0, *, n_samples: int = 16, mixture: int = 32
     Raises:
         ValueError: a model with one latent layer, or fewer than 2 rows.
     """
+    import pandas as pd
+
     x = prepare(model, x, "per_layer", likelihood=False)
     dims = tuple(getattr(model, "latent_dims", ()) or ())
     if not dims or not callable(getattr(model.posterior(x[:1]), "unit_kl", None)):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -119,6 +118,8 @@ def posterior_correlation(model, x, k: int = 5000, *, stages: int = 4, widen: fl
         ValueError: a model without the protocol's methods, x that does not fit the model, an argument out of
             range, or work estimated at more than an hour without ``allow_long``.
     """
+    import pandas as pd
+
     x = prepare(model, x, "posterior_correlation")
     check_number("k", k, low=2, integer=True)
     check_number("stages", stages, low=0, integer=True)

@@ -21,14 +21,16 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ibkit.atomic import atomic_open
 from ibkit.config import all_knobs, text_fields
 from ibkit.interface import RESULT_COLUMNS
 from ibkit.models.config import ModelConfig
 from ibkit.store.provenance import data_of, environment, git_state, quick_of, writer_command
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RUNS = "runs.csv"
 MANIFEST = "manifest.json"
@@ -146,6 +148,8 @@ class RunFolder:
         Returns:
             the rows, unfilled, or None.
         """
+        import pandas as pd
+
         rows = [row for record in self.records() for row in record["rows"]]
         return pd.DataFrame(rows) if rows else None
 
@@ -159,6 +163,8 @@ class RunFolder:
         Returns:
             its rows (text columns read as text).
         """
+        import pandas as pd
+
         parts = [pd.DataFrame(r["tables"][name]) for r in self.records() if r["tables"].get(name)]
         if parts:
             return pd.concat(parts, ignore_index=True)
@@ -204,6 +210,8 @@ class RunFolder:
             FileNotFoundError: neither run records nor runs.csv.
             ValueError: an unreadable table, or one without the columns run_id, kind, split and status.
         """
+        import pandas as pd
+
         df = self.read_records()
         path = self.path / (RECORDS if df is not None else RUNS)
         if df is None:

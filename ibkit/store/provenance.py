@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 COMBINED = "compare"  # the manifest's experiment of a folder that ``combine`` wrote (``ibkit compare``)
 
 # environment variables that change what a run reads or how it computes: the data folder, thread counts, devices
@@ -60,6 +58,7 @@ def environment() -> dict:
     """Versions and machine facts for the manifest: ibkit, Python, torch, numpy and pandas versions, the machine,
     CPU count, torch threads, the CUDA device, and the ``RUN_VARIABLES`` set in the environment."""
     import numpy
+    import pandas as pd
     import torch
 
     import ibkit
