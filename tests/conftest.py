@@ -3,6 +3,7 @@ experiment into a temporary folder.
 
 - ``tiny_vae(**overrides)``: a small VAE, ``ibkit.build_model("vae", 64, 2, hidden=(16,), seed=0)`` with any config
   field overridden (``tiny_vae(latent_dim=4, posterior="full", beta=4.0)``).
+- ``photographs``: two 64x64 crops of scikit-learn's sample photographs, [2, 3*64*64] in [0, 1].
 - ``gaussian_source(**overrides)``: a small linear-Gaussian source, ``ibkit.data.load("gaussian", n_train=200,
   n_test=200)`` (D=8, k=2, sigma=0.5, seed 0: the loader's defaults) with any option overridden; ``.truth`` is its
   ``LinearGaussianChain``.
@@ -18,6 +19,18 @@ from ibkit.cli import main
 
 TINY_VAE = dict(input_dim=64, latent_dim=2, hidden=(16,), seed=0)  # digits' width; every other field the default
 GAUSSIAN_SOURCE = dict(n_train=200, n_test=200)  # input_dim, latent_dim, noise and seed: load_gaussian's defaults
+
+
+@pytest.fixture(scope="session")
+def photographs():
+    """Two 64x64 crops of scikit-learn's sample photographs (china.jpg, flower.jpg), the real RGB images the image
+    adapters' tests measure: [2, 3*64*64] float32 in [0, 1], channels first."""
+    import torch
+    from sklearn.datasets import load_sample_images
+
+    china, flower = load_sample_images().images  # uint8 [427, 640, 3] each
+    crops = [china[200:264, 300:364], flower[150:214, 250:314]]
+    return torch.stack([torch.as_tensor(c).permute(2, 0, 1).flatten() for c in crops]).float() / 255
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import re
 import textwrap
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -22,16 +21,14 @@ pytestmark = pytest.mark.filterwarnings("ignore")  # torchvision's missing C ext
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A folder of four 64x64 PNG crops of scikit-learn's two photographs."""
+def photos(tmp_path_factory, photographs):
+    """A folder of the two 64x64 photograph crops as PNG files (lossless: loaded back, the same pixels)."""
     from PIL import Image
-    from sklearn.datasets import load_sample_images
 
     folder = tmp_path_factory.mktemp("photos")
-    for i, picture in enumerate(load_sample_images().images):
-        for j in range(2):
-            Image.fromarray(np.ascontiguousarray(picture[100 + 64 * j: 164 + 64 * j, 200:264])).save(
-                folder / f"photo{i}{j}.png")
+    for i, row in enumerate(photographs):
+        pixels = (row.reshape(3, 64, 64).permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"photo{i}.png")
     return folder
 
 
@@ -52,7 +49,7 @@ def test_a_compressai_codec_by_name_reports_its_bits(photos, tmp_path, capsys):
     # the same codec (seed 0), wrapped by hand, on the same images: the report's numbers are the adapter's
     torch.manual_seed(0)
     codec = codecs.wrap(bmshj2018_factorized(quality=1, pretrained=False), quality=1)
-    x = torch.cat([(ds := ibkit.data.load("images", path=str(photos))).train, ds.test])
+    x = torch.cat([(ds := ibkit.data.load("images", path=str(photos), test_fraction=0.5)).train, ds.test])
     rate = E.rate(codec, x, n_samples=64)
     assert row["rate"] == pytest.approx(rate, rel=1e-6)
     assert row["rate_bpp"] == pytest.approx(rate / (math.log(2) * 4096), rel=1e-6)
