@@ -290,11 +290,7 @@ def wrap(net, *, lmbda: float | None = None, quality: int | None = None,
     Raises:
         ValueError: no compressai installed, a net of a class not covered, lambda <= 0, or an unknown quality.
     """
-    try:
-        from compressai.models import CompressionModel
-    except ImportError:
-        raise ValueError("ibkit.adapters.compressai needs compressai; install the extra: pip install "
-                         "'ibkit[compressai]'") from None
+    CompressionModel = _compressai().models.CompressionModel
     name = type(net).__name__
     if not isinstance(net, CompressionModel):
         raise ValueError(f"net is a {name}, not a CompressAI model (compressai.models.CompressionModel)")
@@ -302,10 +298,9 @@ def wrap(net, *, lmbda: float | None = None, quality: int | None = None,
         raise ValueError(f"CompressAI's {name} is not covered: ibkit.adapters.compressai takes "
                          f"{', '.join(COVERED)} (the zoo's {', '.join(ARCHITECTURES)}); the autoregressive context "
                          "models draw their context and their likelihood with separate noise")
-    if quality is not None and quality not in LAMBDAS:
-        raise ValueError(f"quality={quality!r}; CompressAI's MSE models have qualities {min(LAMBDAS)}..{max(LAMBDAS)}")
-    if lmbda is None and quality is not None:
-        lmbda = LAMBDAS[quality]
+    if quality is not None:
+        _check_quality(quality)
+        lmbda = LAMBDAS[quality] if lmbda is None else lmbda
     return CompressAIModel(net, COVERED[name], lmbda=lmbda, image_shape=image_shape)
 
 
@@ -327,15 +322,25 @@ def load(architecture: str, quality: int, *, pretrained: bool = False) -> Compre
     """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture={architecture!r}; ibkit.adapters.compressai covers {', '.join(ARCHITECTURES)}")
-    if quality not in LAMBDAS:
-        raise ValueError(f"quality={quality!r}; CompressAI's MSE models have qualities {min(LAMBDAS)}..{max(LAMBDAS)}")
+    _check_quality(quality)
+    net = getattr(_compressai().zoo, architecture)(quality=quality, metric="mse", pretrained=pretrained)
+    return wrap(net, quality=quality)
+
+
+def _compressai():
+    """The compressai package (with its models and zoo), or a ValueError saying how to install it."""
     try:
-        from compressai import zoo
+        import compressai.models
+        import compressai.zoo
     except ImportError:
         raise ValueError("ibkit.adapters.compressai needs compressai; install the extra: pip install "
                          "'ibkit[compressai]'") from None
-    net = getattr(zoo, architecture)(quality=quality, metric="mse", pretrained=pretrained)
-    return wrap(net, quality=quality)
+    return compressai
+
+
+def _check_quality(quality) -> None:
+    if quality not in LAMBDAS:
+        raise ValueError(f"quality={quality!r}; CompressAI's MSE models have qualities {min(LAMBDAS)}..{max(LAMBDAS)}")
 
 
 __all__ = ["wrap", "load", "sigma_of", "CompressAIModel", "BoxPosterior", "CodecPrior", "LAMBDAS", "ARCHITECTURES"]
