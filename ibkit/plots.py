@@ -980,7 +980,9 @@ def rate_map_figure(image: Tensor, rates: Tensor, *, title: str = "") -> Figure:
                              interpolation="nearest")
         fig.colorbar(shown, ax=right, label="rate  [nats per latent position]", shrink=0.9)
         left.set_title("image", fontsize="small")
-        right.set_title(f"rate map: {float(rates.sum()):.4g} nats in all", fontsize="small")
+        total = float(rates.sum())
+        right.set_title(f"rate map: {total:,.0f} nats in all" if total >= 1000 else
+                        f"rate map: {total:.4g} nats in all", fontsize="small")
         if title:
             fig.suptitle(title, fontsize="small")
     return fig
